@@ -1,0 +1,107 @@
+"""Value types shared by every layer. Frozen, slotted, stdlib only.
+
+Naming follows the pipeline: ``ParsedPost`` (what a source read) becomes a
+``Post`` (what storage knows); routing decides ``DeliveryIntent`` values.
+All datetimes are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    """A tag with its display name and normalised slug (the matching key)."""
+
+    slug: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedPost:
+    """One entry as a source adapter read it, before identity and tags are normalised."""
+
+    title: str
+    url: str | None = None
+    guid: str | None = None
+    summary_html: str = ""
+    content_html: str = ""
+    tags: tuple[str, ...] = ()
+    published: datetime | None = None
+    updated: datetime | None = None
+    image_url: str | None = None
+    author: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """A post as storage knows it: identity, normalised tags, source name."""
+
+    key: str
+    source: str
+    title: str
+    url: str | None
+    summary_html: str
+    content_html: str
+    tags: tuple[Tag, ...]
+    published: datetime | None
+    image_url: str | None = None
+    author: str | None = None
+    id: int | None = None
+
+    @property
+    def tag_slugs(self) -> frozenset[str]:
+        return frozenset(t.slug for t in self.tags)
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """Posts tagged ``tag_slug`` go to ``channel``. ``backfill``: latest N on creation."""
+
+    tag_slug: str
+    tag_name: str
+    channel: str
+    backfill: int = 0
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class DeliveryIntent:
+    """Decided: post ``post_key`` of ``source`` goes to ``channel`` once."""
+
+    source: str
+    post_key: str
+    channel: str
+
+
+class DeliveryStatus(enum.StrEnum):
+    """Where a delivery stands.
+
+    queued → sending → sent; sending → failed (retryable, has next attempt) →
+    sending …; failed → dead after the last attempt; sending → unknown when the
+    request left and no answer came on a platform without idempotency.
+    """
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    DEAD = "dead"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (DeliveryStatus.SENT, DeliveryStatus.DEAD, DeliveryStatus.UNKNOWN)
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """What one poll decided: posts to record, and intents to queue."""
+
+    new_posts: tuple[Post, ...]
+    known_posts: tuple[Post, ...]
+    intents: tuple[DeliveryIntent, ...]
+    baseline: bool = False
+    backfilled: tuple[Subscription, ...] = field(default=())

@@ -1,0 +1,1 @@
+"""Outbound adapters. Each platform is a plugin found through entry points."""

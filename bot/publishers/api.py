@@ -1,0 +1,140 @@
+"""The public plugin contract for publishers (entry point group ``tagrelay.publishers``).
+
+A third-party package adds a platform by declaring, in its ``pyproject.toml``::
+
+    [project.entry-points."tagrelay.publishers"]
+    discord = "tagrelay_discord:plugin"
+
+where ``plugin`` satisfies ``PublisherPlugin``. Its ``options_model`` validates
+the channel's TOML table when the configuration is loaded (a bad key exits 2
+before anything is written); ``render`` is pure; ``create`` builds one
+``Publisher`` per channel. Publishers raise only ``bot.errors.PublishError``
+subclasses and never put a secret into an error message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.domain.models import Post
+
+API_VERSION = 1
+"""Bumped when this contract changes incompatibly; plugins declare the one they implement."""
+
+
+class ChannelOptions(BaseModel):
+    """Keys every channel accepts. Plugins subclass this with their own keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    platform: str
+    template: str | None = None
+    """Per-channel message template (sandboxed); None means the platform default."""
+    hashtags: bool = False
+    """Append hashtags made from the post's tags, while they fit."""
+    max_hashtags: int = Field(default=5, ge=0, le=30)
+    excerpt_length: int | None = Field(default=None, ge=0)
+    """Longest excerpt in characters; None means the platform default."""
+    paused: bool = False
+    """Start paused (the queue is kept; ``channels resume`` starts it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RenderEnv:
+    """Limits learnt from the platform at runtime (e.g. a Mastodon instance's)."""
+
+    max_chars: int | None = None
+    url_length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedMessage:
+    """A message ready to send. ``length`` is measured by the platform's own rules."""
+
+    text: str
+    link: str | None
+    format: str = "plain"  # "plain" or "html"
+    length: int = 0
+    limit: int | None = None
+    image_url: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    """What the platform answered: its id for the post and a public URL if known."""
+
+    remote_id: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    """Who a channel posts as, for ``tagrelay channels test``."""
+
+    display: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherContext:
+    """What the composition root hands a plugin's ``create``."""
+
+    http: httpx.AsyncClient
+    secret: Callable[[str], str]
+    """Look up a secret by environment variable name; raises ``CredentialsError``."""
+    logger: logging.Logger
+    clock: Clock
+
+
+@runtime_checkable
+class Publisher(Protocol):
+    """Sends rendered messages to one channel.
+
+    ``publish`` raises only ``PublishError`` subclasses. ``idempotent`` is True
+    when a retry with the same ``idempotency_key`` can never create a second
+    post (Mastodon's Idempotency-Key); the delivery service uses it to decide
+    what to do with a send whose outcome is unknown.
+    """
+
+    idempotent: bool
+
+    @property
+    def render_env(self) -> RenderEnv: ...
+
+    async def initialize(self) -> None: ...
+
+    async def publish(self, message: RenderedMessage, *, idempotency_key: str) -> PublishResult: ...
+
+    async def check(self) -> AccountInfo: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class PublisherPlugin(Protocol):
+    """One platform: validates options, renders (pure), creates publishers."""
+
+    name: str
+    api_version: int
+    options_model: ClassVar[type[ChannelOptions]] | type[ChannelOptions]
+
+    def render(
+        self, post: Post, options: Any, env: RenderEnv, *, plain: bool = False
+    ) -> RenderedMessage:
+        """Pure. ``plain=True`` asks for the safe fallback (no markup, shorter)."""
+        ...
+
+    def create(self, options: Any, ctx: PublisherContext) -> Publisher: ...

@@ -1,0 +1,1 @@
+"""Pure rendering: (post, channel options, limits) → message text. No I/O."""

@@ -1,0 +1,321 @@
+"""Configuration: a TOML file for structure, the environment (and ``.env``) for secrets.
+
+``load_config`` is the only entry point. It validates everything, including each
+channel's platform-specific keys against its plugin's options model, before
+anything is written, and raises ``ConfigError(key, reason)`` naming the dotted
+key (``channels[1].chat_id``) on the first problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError, CredentialsError, PluginError
+from bot.publishers.api import ChannelOptions, PublisherPlugin
+
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*"
+                       r"(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
+
+
+def parse_duration(value: object) -> float:
+    """``"10m"``, ``"1h30m"``, ``"45s"``, ``"2d"`` or a number of seconds → seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as '10m' or a number of seconds")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION.match(value)
+        if not value.strip() or not match or not any(match.groups()):
+            raise ValueError(f"{value!r} is not a duration (use e.g. '30s', '10m', '1h30m')")
+        d, h, m, s = (float(g) if g else 0.0 for g in match.groups())
+        seconds = d * 86400 + h * 3600 + m * 60 + s
+    else:
+        raise ValueError("expected a duration such as '10m' or a number of seconds")
+    if seconds <= 0:
+        raise ValueError("must be longer than zero")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageConfig(_Strict):
+    url: str = "sqlite+aiosqlite:///data/tagrelay.db"
+    """SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://..."""
+    lease_ttl: Duration = 60.0
+    """How long an instance's lease lasts without a heartbeat."""
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+
+class HttpConfig(_Strict):
+    user_agent: str = ""
+    """Empty means ``tagrelay/<version> (+https://github.com/tagrelay/tagrelay)``."""
+    timeout: Duration = 20.0
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    concurrency: int = Field(default=16, ge=1, le=1024)
+
+
+class SourceConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    url: str
+    kind: Literal["auto", "rss", "wordpress", "jsonfeed"] = "auto"
+    interval: Duration = 600.0
+    taxonomies: tuple[Literal["tags", "categories"], ...] = ("tags", "categories")
+    """WordPress REST only: which term lists count as tags for matching."""
+    baseline_depth: int = Field(default=100, ge=1, le=1000)
+    """How many of the latest posts the first poll reads and records."""
+    enabled: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+
+class SubscriptionConfig(_Strict):
+    tag: str = Field(min_length=1)
+    channels: tuple[str, ...] = Field(min_length=1)
+    backfill: int = Field(default=0, ge=0, le=100)
+
+
+class DeliveryConfig(_Strict):
+    retry_base: Duration = 30.0
+    retry_cap: Duration = 3600.0
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    concurrency: int = Field(default=4, ge=1, le=256)
+    """How many channels deliver at the same time."""
+
+
+class ServiceConfig(_Strict):
+    jitter: float = Field(default=0.1, ge=0, le=0.5)
+    """Poll interval jitter as a fraction of the interval."""
+    max_backoff: Duration = 6 * 3600.0
+    """Longest delay between polls of a failing source."""
+    shutdown_timeout: Duration = 20.0
+    """How long SIGTERM waits for in-flight sends before abandoning them (resumably)."""
+
+
+class Config(_Strict):
+    """The whole validated configuration. ``channels`` holds each plugin's options model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    storage: StorageConfig = StorageConfig()
+    http: HttpConfig = HttpConfig()
+    service: ServiceConfig = ServiceConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    sources: tuple[SourceConfig, ...] = ()
+    channels: tuple[ChannelOptions, ...] = ()
+    subscriptions: tuple[SubscriptionConfig, ...] = ()
+    path: Path | None = None
+    extra: Mapping[str, Any] = Field(default_factory=dict)
+    """Tables owned by optional subsystems (admin, health), validated by their owners."""
+
+    def channel(self, name: str) -> ChannelOptions | None:
+        return next((c for c in self.channels if c.name == name), None)
+
+
+class EnvSettings(BaseSettings):
+    """Settings read from the environment (prefix ``TAGRELAY_``) and ``.env``."""
+
+    model_config = SettingsConfigDict(env_prefix="TAGRELAY_", env_file=".env", extra="ignore")
+
+    config: Path | None = None
+    storage_url: str | None = None
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    env_file: Path = Path(".env")
+
+
+class Secrets:
+    """Secret lookup by variable name: the process environment first, then ``.env``.
+
+    Values are never logged or put into error messages; a missing value raises
+    ``CredentialsError`` naming the channel and the variable only.
+    """
+
+    def __init__(self, env_file: Path | None = None, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+        self._file: dict[str, str] = {}
+        if env_file is not None and env_file.is_file():
+            self._file = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+
+    def get(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        if value is None:
+            value = self._file.get(name)
+        return value or None
+
+    def require(self, channel: str, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise CredentialsError(channel, f"environment variable {name} is not set "
+                                            f"(set it in the environment or in .env)")
+        return value
+
+    def values(self) -> list[str]:
+        """Every secret-looking value we know, for log redaction."""
+        return [v for k, v in {**self._file, **dict(self._environ)}.items()
+                if _looks_secret(k) and v and len(v) >= 6]
+
+
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
+
+
+def _looks_secret(name: str) -> bool:
+    return bool(_SECRET_NAME.search(name))
+
+
+def _loc(loc: tuple[int | str, ...], prefix: str = "") -> str:
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _first_error(exc: ValidationError, prefix: str = "") -> ConfigError:
+    errors = exc.errors(include_url=False)
+    err = errors[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    reason = err["msg"]
+    if err["type"] == "extra_forbidden":
+        reason = "unknown key (check the spelling; see docs/configuration.md)"
+    elif err["type"] == "missing":
+        reason = "required key is missing"
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return ConfigError(_loc(loc, prefix), reason + more)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError("", f"config file {path} not found (pass --config PATH or set TAGRELAY_CONFIG)") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"{path} is not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {path}: {exc.strerror}") from exc
+
+
+_OWNED_TABLES = ("admin", "health", "telegram_admin")
+
+
+def resolve_source_url(url: str, base: Path | None) -> str:
+    """A relative local path is resolved against the config file's folder."""
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://", url):
+        return url
+    path = Path(url).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    return path.resolve().as_uri()
+
+
+def build_config(
+    raw: Mapping[str, Any],
+    plugins: Mapping[str, PublisherPlugin] | None = None,
+    *,
+    path: Path | None = None,
+    storage_url: str | None = None,
+) -> Config:
+    """Validate a parsed TOML mapping. ``plugins`` maps platform → plugin (loaded if None)."""
+    data = dict(raw)
+    extra = {k: data.pop(k) for k in _OWNED_TABLES if k in data}
+    channels_raw = data.pop("channels", [])
+    if not isinstance(channels_raw, list):
+        raise ConfigError("channels", "must be an array of tables ([[channels]])")
+    try:
+        base = Config.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+
+    channels: list[ChannelOptions] = []
+    platforms: list[str] = []
+    for i, item in enumerate(channels_raw):
+        if not isinstance(item, dict):
+            raise ConfigError(f"channels[{i}]", "must be a table")
+        platform = item.get("platform")
+        if not isinstance(platform, str) or not platform:
+            raise ConfigError(f"channels[{i}].platform", "required key is missing")
+        platforms.append(platform)
+    if plugins is None:
+        from bot.publishers.registry import load_plugins
+
+        try:
+            plugins = load_plugins(platforms)
+        except PluginError as exc:
+            idx = next(i for i, p in enumerate(platforms) if p == exc.entry_point) if exc.entry_point in platforms else 0
+            raise ConfigError(f"channels[{idx}].platform", exc.reason) from exc
+    for i, item in enumerate(channels_raw):
+        plugin = plugins.get(item["platform"])
+        if plugin is None:
+            raise ConfigError(f"channels[{i}].platform", f"unknown platform {item['platform']!r}")
+        try:
+            channels.append(plugin.options_model.model_validate(item))
+        except ValidationError as exc:
+            raise _first_error(exc, f"channels[{i}]") from None
+
+    _check_unique("sources", [s.name for s in base.sources])
+    _check_unique("channels", [c.name for c in channels])
+    names = {c.name for c in channels}
+    for i, sub in enumerate(base.subscriptions):
+        for j, chan in enumerate(sub.channels):
+            if chan not in names:
+                known = ", ".join(sorted(names)) or "none are configured"
+                raise ConfigError(f"subscriptions[{i}].channels[{j}]",
+                                  f"no channel named {chan!r} (channels: {known})")
+        from bot.domain.tags import slugify
+
+        if not slugify(sub.tag):
+            raise ConfigError(f"subscriptions[{i}].tag", f"{sub.tag!r} has no letters or digits")
+
+    folder = path.parent if path is not None else None
+    sources = tuple(s.model_copy(update={"url": resolve_source_url(s.url, folder)}) for s in base.sources)
+    storage = base.storage
+    if storage_url:
+        try:
+            storage = StorageConfig(url=storage_url, lease_ttl=base.storage.lease_ttl)
+        except ValidationError as exc:
+            raise ConfigError("TAGRELAY_STORAGE_URL", exc.errors(include_url=False)[0]["msg"]) from None
+    return base.model_copy(update={"channels": tuple(channels), "sources": sources, "path": path,
+                                   "storage": storage, "extra": extra})
+
+
+def _check_unique(what: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            raise ConfigError(f"{what}[{i}].name", f"duplicate name {name!r}")
+        seen.add(name)
+
+
+def load_config(path: Path, *, storage_url: str | None = None,
+                plugins: Mapping[str, PublisherPlugin] | None = None) -> Config:
+    """Read and validate the TOML file at ``path``."""
+    return build_config(read_toml(path), plugins, path=path.resolve(), storage_url=storage_url)
+

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy Core tables, repositories, units of work, migrations."""

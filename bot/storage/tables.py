@@ -1,0 +1,173 @@
+"""The schema (Alembic's target). Core tables; rows are mapped in repositories.
+
+Times are stored as timezone-aware UTC (``DateTime(timezone=True)``); on SQLite
+they come back naive and repositories re-attach UTC.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+TS = DateTime(timezone=True)
+ID = BigInteger().with_variant(Integer(), "sqlite")  # INTEGER PRIMARY KEY is the rowid on SQLite
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("url", Text, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("resolved_url", Text),
+    Column("resolved_kind", String(16)),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("cursor", Text),
+    Column("baseline_done", Boolean, nullable=False, default=False),
+    Column("last_poll_at", TS),
+    Column("last_success_at", TS),
+    Column("last_outcome", String(16)),
+    Column("last_error", Text),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("next_poll_at", TS),
+    Column("lease_owner", String(128)),
+    Column("lease_expires_at", TS),
+    Column("created_at", TS, nullable=False),
+)
+
+posts = Table(
+    "posts",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("source_id", ForeignKey("sources.id", ondelete="CASCADE"), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("url", Text),
+    Column("title", Text, nullable=False),
+    Column("summary_html", Text, nullable=False, default=""),
+    Column("content_html", Text, nullable=False, default=""),
+    Column("image_url", Text),
+    Column("author", Text),
+    Column("published_at", TS),
+    Column("first_seen_at", TS, nullable=False),
+    UniqueConstraint("source_id", "key"),
+    Index("ix_posts_source_published", "source_id", "published_at"),
+    Index("ix_posts_url", "url"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("slug", String(255), nullable=False, unique=True),
+    Column("name", String(255), nullable=False),
+)
+
+post_tags = Table(
+    "post_tags",
+    metadata,
+    Column("post_id", ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_post_tags_tag", "tag_id", "post_id"),
+)
+
+channels = Table(
+    "channels",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("platform", String(32), nullable=False),
+    Column("target_override", Text),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("paused_reason", Text),
+    Column("paused_at", TS),
+    Column("hold_until", TS),
+    Column("created_at", TS, nullable=False),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("tag_slug", String(255), nullable=False),
+    Column("tag_name", String(255), nullable=False),
+    Column("channel_id", ForeignKey("channels.id", ondelete="CASCADE"), nullable=False),
+    Column("backfill", Integer, nullable=False, default=0),
+    Column("origin", String(16), nullable=False),
+    Column("created_at", TS, nullable=False),
+    UniqueConstraint("tag_slug", "channel_id"),
+)
+
+backfills_done = Table(
+    "backfills_done",
+    metadata,
+    Column("subscription_id", ForeignKey("subscriptions.id", ondelete="CASCADE"), primary_key=True),
+    Column("source_id", ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("done_at", TS, nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("post_id", ForeignKey("posts.id", ondelete="CASCADE"), nullable=False),
+    Column("channel_id", ForeignKey("channels.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", TS),
+    Column("remote_id", Text),
+    Column("remote_url", Text),
+    Column("last_error", Text),
+    Column("reason", String(32)),
+    Column("claimed_by", String(128)),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("sent_at", TS),
+    UniqueConstraint("post_id", "channel_id"),
+    Index("ix_deliveries_due", "channel_id", "status", "next_attempt_at", "id"),
+    Index("ix_deliveries_status", "status"),
+)
+
+instance_leases = Table(
+    "instance_leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("acquired_at", TS, nullable=False),
+    Column("heartbeat_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("at", TS, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("via", String(16), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Index("ix_audit_log_at", "at"),
+)

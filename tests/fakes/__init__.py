@@ -1,0 +1,1 @@
+"""Loopback servers that speak the platforms' documented wire formats, for real-HTTP tests."""

@@ -1,0 +1,153 @@
+"""A small real HTTP server on 127.0.0.1 in a background thread.
+
+Every fake (archive, Bot API, Mastodon, X) is a ``LoopbackServer`` with a
+``handle(request) -> Response`` method. The code under test talks to it over
+real sockets with httpx; nothing is monkeypatched.
+
+Faults: a handler may return ``DROP`` to close the connection without an
+answer, or a ``Response`` with ``hold`` set to a ``threading.Event`` that the
+test sets to release it (slow responses without sleeping in the test).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+    def form(self) -> dict[str, list[str]]:
+        return parse_qs(self.body.decode("utf-8"), keep_blank_values=True)
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        return self.headers.get(name.lower(), default)
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    hold: threading.Event | None = None
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        return cls(status, json.dumps(data).encode(), {"Content-Type": "application/json", **(headers or {})})
+
+    @classmethod
+    def text(cls, text: str, status: int = 200, content_type: str = "text/plain; charset=utf-8",
+             headers: dict[str, str] | None = None) -> Response:
+        return cls(status, text.encode("utf-8"), {"Content-Type": content_type, **(headers or {})})
+
+
+DROP = object()
+"""Return this from ``handle`` to close the connection without answering."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # silence stderr
+        return
+
+    def _serve(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        req = Request(
+            method=self.command,
+            path=parts.path,
+            query=parse_qs(parts.query, keep_blank_values=True),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+        )
+        owner = self.server.owner
+        with owner.lock:
+            owner.requests.append(req)
+        result = owner.handle(req)
+        if result is DROP:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(2)
+            except OSError:
+                pass
+            return
+        assert isinstance(result, Response)
+        if result.hold is not None:
+            result.hold.wait(timeout=30)
+        self.send_response(result.status)
+        headers = {"Content-Length": str(len(result.body)), **result.headers}
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD" and result.status not in (204, 304):
+            self.wfile.write(result.body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _serve
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    owner: LoopbackServer
+
+
+class LoopbackServer:
+    """Base class: subclass and implement ``handle``. Use as a context manager."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.requests: list[Request] = []
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.owner = self
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name=type(self).__name__)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def handle(self, request: Request) -> Response | object:
+        raise NotImplementedError
+
+    def start(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> LoopbackServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def seen(self, method: str | None = None, path: str | None = None) -> list[Request]:
+        with self.lock:
+            return [r for r in self.requests
+                    if (method is None or r.method == method) and (path is None or r.path == path)]
