@@ -106,6 +106,13 @@ class DeliveryConfig(_Strict):
     max_attempts: int = Field(default=8, ge=1, le=100)
     concurrency: int = Field(default=4, ge=1, le=256)
     """How many channels deliver at the same time."""
+    pacing: bool = True
+    """Client-side rate limiting before any 429 (switch off only against test servers)."""
+    account_limits: dict[str, str] = Field(default_factory=lambda: {
+        "telegram": "30/s", "mastodon": "300/5min", "x": "100/15min"})
+    """Per platform account (bot token, Mastodon account, X user): requests allowed."""
+    channel_limits: dict[str, str] = Field(default_factory=lambda: {"telegram": "1/s"})
+    """Per channel, by platform, unless the channel sets ``rate_limit``."""
 
 
 class ServiceConfig(_Strict):
@@ -269,7 +276,7 @@ def build_config(
         try:
             plugins = load_plugins(platforms)
         except PluginError as exc:
-            idx = next(i for i, p in enumerate(platforms) if p == exc.entry_point) if exc.entry_point in platforms else 0
+            idx = platforms.index(exc.entry_point) if exc.entry_point in platforms else 0
             raise ConfigError(f"channels[{idx}].platform", exc.reason) from exc
     for i, item in enumerate(channels_raw):
         plugin = plugins.get(item["platform"])

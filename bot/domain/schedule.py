@@ -18,7 +18,7 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         ceiling = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
         r = rng or random
-        return ceiling / 2 + r.uniform(0, ceiling / 2)
+        return float(ceiling / 2 + r.uniform(0, ceiling / 2))
 
     def exhausted(self, attempts: int) -> bool:
         return attempts >= self.max_attempts
@@ -27,11 +27,11 @@ class RetryPolicy:
 def jittered(interval: float, fraction: float = 0.1, rng: random.Random | None = None) -> float:
     """``interval`` ± ``fraction``, so sources on one interval do not poll in lockstep."""
     r = rng or random
-    return max(1.0, interval * (1 + r.uniform(-fraction, fraction)))
+    return float(max(1.0, interval * (1 + r.uniform(-fraction, fraction))))
 
 
 def source_backoff(interval: float, failures: int, cap: float = 6 * 3600.0) -> float:
     """Delay before the next poll of a source that failed ``failures`` times in a row."""
     if failures <= 0:
         return interval
-    return min(cap, max(interval, interval * (2 ** min(failures, 16) / 2)))
+    return float(min(cap, max(interval, interval * (2 ** min(failures, 16) / 2))))

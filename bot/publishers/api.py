@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,6 +45,8 @@ class ChannelOptions(BaseModel):
     """Longest excerpt in characters; None means the platform default."""
     paused: bool = False
     """Start paused (the queue is kept; ``channels resume`` starts it)."""
+    rate_limit: str | None = None
+    """Client-side pacing for this channel, e.g. "1/s" or "20/min"; None: the platform default."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +131,7 @@ class PublisherPlugin(Protocol):
 
     name: str
     api_version: int
-    options_model: ClassVar[type[ChannelOptions]] | type[ChannelOptions]
+    options_model: type[ChannelOptions]
 
     def render(
         self, post: Post, options: Any, env: RenderEnv, *, plain: bool = False

@@ -47,7 +47,7 @@ class ConsolePublisher:
     async def publish(self, message: RenderedMessage, *, idempotency_key: str) -> PublishResult:
         stream = self._stream or (sys.stdout if self._options.stream == "stdout" else sys.stderr)
         self._count += 1
-        bar = f"── {self._options.name} ─ delivery {idempotency_key} " 
+        bar = f"── {self._options.name} ─ delivery {idempotency_key} "
         stream.write(f"{bar}{'─' * max(3, 72 - len(bar))}\n{message.text}\n\n")
         stream.flush()
         if self._options.jsonl is not None:

@@ -40,7 +40,7 @@ def load_plugins(names: Iterable[str]) -> dict[str, PublisherPlugin]:
         ep = found[name]
         try:
             obj = ep.load()
-        except Exception as exc:  # noqa: BLE001 - any import failure is a plugin error
+        except Exception as exc:
             raise PluginError(name, f"failed to import {_describe(ep)}: {exc}") from exc
         if getattr(obj, "api_version", None) != API_VERSION:
             raise PluginError(name, f"{_describe(ep)} implements API version "

@@ -1,0 +1,303 @@
+"""The service lifecycle: initialize → run (forever, or once) → shut down.
+
+``initialize`` migrates the schema, takes the instance lease (a second instance
+on the same database refuses to start), applies the config, starts the
+publishers and recovers deliveries a crash left in ``sending``. ``run_forever``
+runs the poll schedule, the delivery loop, the lease heartbeat and any sidecars
+(health server, admin bot) until SIGTERM/SIGINT; ``run_once`` does one full
+poll-and-deliver cycle. Shutdown stops taking new work, lets in-flight sends
+finish for ``service.shutdown_timeout`` seconds, makes abandoned ones
+resumable, releases the lease and closes everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import httpx
+
+from bot.domain.models import Subscription
+from bot.domain.tags import make_tag
+from bot.errors import StorageError
+from bot.log import event
+from bot.observability import Metrics
+from bot.publishers.api import Clock, PublisherPlugin
+from bot.services.delivery import ChannelRuntime, Deliverer, DeliveryOutcome
+from bot.services.polling import Poller, PollOutcome
+from bot.settings import Config
+from bot.sources.base import Source
+from bot.storage import migrate
+from bot.storage.engine import is_sqlite
+from bot.storage.store import Store
+
+log = logging.getLogger("tagrelay")
+
+LEASE = "main"
+
+
+class Sidecar(Protocol):
+    """Something that runs beside the service (health endpoint, admin bot)."""
+
+    name: str
+
+    async def start(self, app: App) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class Components:
+    """Everything the composition root built. Owned (and closed) by ``App``."""
+
+    config: Config
+    store: Store
+    http: httpx.AsyncClient
+    sources: dict[str, Source]
+    channels: dict[str, ChannelRuntime]
+    plugins: dict[str, PublisherPlugin]
+    clock: Clock
+    metrics: Metrics
+    owner: str
+    sidecars: list[Sidecar] = field(default_factory=list)
+    close_http: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class CycleReport:
+    polls: list[PollOutcome]
+    deliveries: list[DeliveryOutcome]
+
+
+class App:
+    def __init__(self, parts: Components) -> None:
+        self.parts = parts
+        self.config = parts.config
+        self.store = parts.store
+        self.clock = parts.clock
+        self.metrics = parts.metrics
+        self.owner = parts.owner
+        self.wake = asyncio.Event()
+        self.stop_event = asyncio.Event()
+        self.notify: Callable[[str], Awaitable[None]] | None = None
+        self.poller = Poller(parts.store, parts.sources, {s.name: s for s in parts.config.sources}, parts.clock,
+                             parts.config.service, parts.metrics, on_queued=self.wake.set)
+        self.deliverer = Deliverer(parts.store, parts.channels, parts.clock, parts.config.delivery, parts.metrics,
+                                   owner=parts.owner, notify=self._notify)
+        self.scheduler: object | None = None
+        self._lease_held = False
+        self._initialized = False
+        self.started_at: datetime | None = None
+
+    async def _notify(self, text: str) -> None:
+        if self.notify is not None:
+            await self.notify(text)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def initialize(self) -> None:
+        try:
+            before, after = await migrate.upgrade(self.store.engine)
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise StorageError(f"cannot open or migrate the database: {type(exc).__name__}: {exc}") from exc
+        if before != after:
+            event(log, logging.INFO, "db.migrated", from_revision=before or "empty", to_revision=after)
+        now = self.clock.now()
+        await self.store.acquire_lease(LEASE, self.owner, now, self.config.storage.lease_ttl)
+        self._lease_held = True
+        await self.sync_config()
+        for chan in self.parts.channels.values():
+            await chan.publisher.initialize()
+            if getattr(chan.options, "paused", False):
+                await self.store.set_paused(chan.name, True, "paused in the configuration", now)
+        resend = {c.name for c in self.parts.channels.values() if c.resend_when_unsure}
+        requeued, unknown = await self.store.recover_sending(now, resend_channels=resend)
+        if requeued or unknown:
+            event(log, logging.WARNING, "recovered", requeued=requeued, unknown=unknown,
+                  note="deliveries interrupted by a crash or kill")
+        self.started_at = now
+        self._initialized = True
+
+    async def sync_config(self) -> None:
+        cfg = self.config
+        subs: list[Subscription] = []
+        for s in cfg.subscriptions:
+            tag = make_tag(s.tag)
+            assert tag is not None  # validated at load
+            subs.extend(Subscription(tag.slug, tag.name, ch, s.backfill) for ch in s.channels)
+        await self.store.sync_config(
+            [(s.name, s.url, s.kind) for s in cfg.sources if s.enabled],
+            [(c.name, c.platform) for c in cfg.channels], subs, self.clock.now())
+        for state in await self.store.channels():
+            chan = self.parts.channels.get(state.name)
+            if chan is not None and state.target_override and chan.rebuild is not None:
+                chan.options = chan.options.model_copy(update={"chat_id": state.target_override})
+                chan.publisher = chan.rebuild(chan.options)
+
+    async def aclose(self) -> None:
+        for chan in self.parts.channels.values():
+            with contextlib.suppress(Exception):
+                await chan.publisher.aclose()
+        if self._lease_held:
+            with contextlib.suppress(Exception):
+                await self.store.release_lease(LEASE, self.owner)
+            self._lease_held = False
+        if self.parts.close_http:
+            await self.parts.http.aclose()
+        await self.store.aclose()
+
+    async def __aenter__(self) -> App:
+        try:
+            await self.initialize()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- one cycle ------------------------------------------------------------------------
+
+    async def poll_all(self, *, force: bool = False) -> list[PollOutcome]:
+        names = [s.name for s in self.config.sources if s.enabled]
+        gate = asyncio.Semaphore(self.config.http.concurrency)
+
+        async def one(name: str) -> PollOutcome:
+            async with gate:
+                return await self.poller.poll_source(name, force=force)
+
+        return list(await asyncio.gather(*(one(n) for n in names)))
+
+    async def run_once(self) -> CycleReport:
+        """Poll every source once, then deliver everything that is due, then return."""
+        polls = await self.poll_all(force=True)
+        deliveries: list[DeliveryOutcome] = []
+        while True:
+            batch = await self.deliverer.deliver_due()
+            if not batch:
+                break
+            deliveries.extend(batch)
+        return CycleReport(polls, deliveries)
+
+    # -- forever --------------------------------------------------------------------------
+
+    async def _delivery_loop(self) -> None:
+        while not self.stop_event.is_set():
+            self.wake.clear()
+            try:
+                await self.deliverer.deliver_due()
+            except Exception:
+                log.exception("delivery cycle failed; retrying in 5s")
+                await self._wait(5.0)
+                continue
+            nxt = await self.store.next_due_at()
+            timeout = 60.0
+            if nxt is not None:
+                timeout = min(60.0, max(0.05, (nxt - self.clock.now()).total_seconds()))
+            await self._wait(timeout)
+
+    async def _wait(self, timeout: float) -> None:
+        waiters = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(self.stop_event.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    async def _heartbeat(self) -> None:
+        ttl = self.config.storage.lease_ttl
+        while not self.stop_event.is_set():
+            await self._wait_stop(ttl / 3)
+            if self.stop_event.is_set():
+                return
+            try:
+                ok = await self.store.renew_lease(LEASE, self.owner, self.clock.now(), ttl)
+            except Exception as exc:  # noqa: BLE001 - a blip must not stop the service
+                log.warning("could not renew the instance lease: %s", type(exc).__name__)
+                continue
+            if not ok:
+                log.error("lost the instance lease to another instance; stopping")
+                self.stop_event.set()
+
+    async def _wait_stop(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop_event.wait(), timeout)
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if not self.stop_event.is_set():
+            event(log, logging.INFO, "stopping", signal=sig.name,
+                  note=f"finishing in-flight sends (up to {self.config.service.shutdown_timeout:.0f}s)")
+        self.stop_event.set()
+
+    async def run_forever(self) -> None:
+        from bot.scheduling import PollScheduler
+
+        scheduler = PollScheduler(self.poller.poll_source, jitter=self.config.service.jitter)
+        self.scheduler = scheduler
+        states = {s.name: s for s in await self.store.sources()}
+        now = self.clock.now()
+
+        def first_run(name: str) -> datetime:
+            state = states.get(name)
+            if state and state.consecutive_failures and state.next_poll_at and state.next_poll_at > now:
+                return state.next_poll_at
+            return now
+
+        enabled = [s for s in self.config.sources if s.enabled]
+        scheduler.start(enabled, first_run)
+        event(log, logging.INFO, "started", sources=len(enabled), channels=len(self.parts.channels),
+              storage=self.config.storage.url.split("://", 1)[0], instance=self.owner)
+        for sidecar in self.parts.sidecars:
+            await sidecar.start(self)
+        delivery = asyncio.create_task(self._delivery_loop(), name="delivery")
+        heartbeat = asyncio.create_task(self._heartbeat(), name="lease-heartbeat")
+        try:
+            await self.stop_event.wait()
+        finally:
+            scheduler.shutdown()
+            self.deliverer.stopping = True
+            self.wake.set()
+            done, pending = await asyncio.wait({delivery}, timeout=self.config.service.shutdown_timeout)
+            for task in pending:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await heartbeat
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("delivery loop ended with %r", task.exception())
+            for sidecar in reversed(self.parts.sidecars):
+                with contextlib.suppress(Exception):
+                    await sidecar.stop()
+            if pending:
+                resend = {c.name for c in self.parts.channels.values() if c.resend_when_unsure}
+                requeued, unknown = await self.store.recover_sending(
+                    self.clock.now(), resend_channels=resend, owner=self.owner)
+                event(log, logging.WARNING, "abandoned", requeued=requeued, unknown=unknown)
+            event(log, logging.INFO, "stopped")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return is_sqlite(self.config.storage.url)
+
+    @property
+    def running(self) -> bool:
+        sched = self.scheduler
+        return bool(sched is not None and getattr(sched, "running", False) and not self.stop_event.is_set())

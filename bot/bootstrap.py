@@ -1,0 +1,108 @@
+"""The composition root: the only place that builds concrete adapters.
+
+Every part has a production default and can be replaced by keyword (tests pass
+a fake clock, a prepared HTTP client or extra sidecars the same way). Nothing
+here runs at import time; the environment is read only when called.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets as _secrets
+import socket
+from collections.abc import Sequence
+
+import httpx
+
+from bot import __version__
+from bot.app import App, Components, Sidecar
+from bot.clock import SystemClock
+from bot.errors import ConfigError, CredentialsError
+from bot.observability import Metrics
+from bot.publishers.api import Clock, PublisherContext, PublisherPlugin
+from bot.publishers.registry import load_plugins
+from bot.services.delivery import ChannelRuntime
+from bot.settings import Config, Secrets
+from bot.sources.base import Source
+from bot.sources.factory import make_source
+from bot.sources.http import make_http_client
+from bot.storage.engine import make_engine
+from bot.storage.store import Store
+
+
+def make_owner() -> str:
+    """This process's identity in leases and claims: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_secrets.token_hex(2)}"
+
+
+def make_store(config: Config) -> Store:
+    return Store(make_engine(config.storage.url))
+
+
+def make_channels(config: Config, plugins: dict[str, PublisherPlugin], base: PublisherContext,
+                  secrets: Secrets) -> dict[str, ChannelRuntime]:
+    """One live publisher per configured channel. A missing credential is a config error (exit 2)."""
+    channels: dict[str, ChannelRuntime] = {}
+    for i, options in enumerate(config.channels):
+        plugin = plugins[options.platform]
+        ctx = PublisherContext(http=base.http, secret=_SecretLookup(secrets, options.name), logger=base.logger,
+                               clock=base.clock)
+
+        def rebuild(opts: object, plugin: PublisherPlugin = plugin, ctx: PublisherContext = ctx) -> object:
+            return plugin.create(opts, ctx)
+
+        try:
+            publisher = plugin.create(options, ctx)
+        except CredentialsError as exc:
+            raise ConfigError(f"channels[{i}]", f"channel {options.name!r}: {exc.reason}") from None
+        channels[options.name] = ChannelRuntime(name=options.name, platform=options.platform, plugin=plugin,
+                                                options=options, publisher=publisher,
+                                                rebuild=rebuild)  # type: ignore[arg-type]
+    return channels
+
+
+def build_app(
+    config: Config,
+    *,
+    secrets: Secrets | None = None,
+    clock: Clock | None = None,
+    http: httpx.AsyncClient | None = None,
+    plugins: dict[str, PublisherPlugin] | None = None,
+    sidecars: Sequence[Sidecar] = (),
+    owner: str | None = None,
+    store: Store | None = None,
+) -> App:
+    """Wire an ``App`` for ``config``. Call inside a running event loop; use ``async with``."""
+    clock = clock or SystemClock()
+    secrets = secrets or Secrets()
+    close_http = http is None
+    client = http or make_http_client(config.http, version=__version__)
+    plugins = plugins if plugins is not None else load_plugins({c.platform for c in config.channels})
+    ctx = PublisherContext(http=client, secret=_SecretLookup(secrets, "?"),
+                           logger=logging.getLogger("tagrelay.publish"), clock=clock)
+    sources: dict[str, Source] = {s.name: make_source(s, client, config.http) for s in config.sources if s.enabled}
+    channels = make_channels(config, plugins, ctx, secrets)
+    parts = Components(config=config, store=store or make_store(config), http=client, sources=sources,
+                       channels=channels, plugins=plugins, clock=clock, metrics=Metrics(),
+                       owner=owner or make_owner(), sidecars=list(sidecars), close_http=close_http)
+    return App(parts)
+
+
+class _SecretLookup:
+    """``ctx.secret(name)``: raises CredentialsError naming the variable, never a value."""
+
+    def __init__(self, secrets: Secrets, channel: str) -> None:
+        self._secrets = secrets
+        self._channel = channel
+
+    def __call__(self, name: str) -> str:
+        value = self._secrets.get(name)
+        if value is None:
+            raise CredentialsError(self._channel, f"environment variable {name} is not set "
+                                        "(set it in the environment or in .env)")
+        return value
+
+    def __repr__(self) -> str:
+        return "<secret lookup>"
+

@@ -1,0 +1,546 @@
+"""The ``tagrelay`` command: parse arguments → one service call → a table or JSON.
+
+Exit codes: 0 done; 1 a runtime failure (database, channel check); 2 a
+configuration or usage error (nothing was written); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from bot import __version__
+from bot.errors import ConfigError, NotFoundError, PluginError, TagrelayError
+from bot.log import configure_logging, redact_text
+from bot.services.admin import UsageError
+from bot.settings import Config, EnvSettings, Secrets, load_config
+
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_CONFIG = Path("config/tagrelay.toml")
+
+
+# -- formatting -------------------------------------------------------------------------------
+
+
+def _ago(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "never"
+    seconds = (now - when).total_seconds()
+    future = seconds < 0
+    seconds = abs(seconds)
+    if seconds < 90:
+        text = f"{seconds:.0f}s"
+    elif seconds < 5400:
+        text = f"{seconds / 60:.0f}m"
+    elif seconds < 172800:
+        text = f"{seconds / 3600:.1f}h"
+    else:
+        text = f"{seconds / 86400:.0f}d"
+    return f"in {text}" if future else f"{text} ago"
+
+
+def _table(rows: Sequence[Sequence[str]], headers: Sequence[str], out: TextIO) -> None:
+    if not rows:
+        out.write("(none)\n")
+        return
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+    out.write("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip() + "\n")
+    for row in rows:
+        out.write("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _jsonable(v) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _print_json(data: Any, out: TextIO) -> None:
+    out.write(json.dumps(_jsonable(data), ensure_ascii=False, indent=2) + "\n")
+
+
+# -- context ----------------------------------------------------------------------------------
+
+
+class Context:
+    """What every command gets: the validated config, the environment, output streams."""
+
+    def __init__(self, args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+        self.args = args
+        self.out = out
+        self.err = err
+        self.env = EnvSettings()
+        self.secrets = Secrets(self.env.env_file)
+        path = args.config or self.env.config or DEFAULT_CONFIG
+        self.config: Config = load_config(Path(path), storage_url=self.env.storage_url)
+
+    def admin(self, store: Any) -> Any:
+        from bot.clock import SystemClock
+        from bot.publishers.registry import load_plugins
+        from bot.services.admin import AdminService
+
+        plugins = load_plugins({c.platform for c in self.config.channels})
+        return AdminService(store, self.config, SystemClock(), plugins)
+
+    async def with_store(self, fn: Callable[[Any], Awaitable[int]]) -> int:
+        from bot.bootstrap import make_store
+        from bot.storage import migrate
+
+        store = make_store(self.config)
+        try:
+            await migrate.upgrade(store.engine)
+            return await fn(store)
+        finally:
+            await store.aclose()
+
+    def actor(self) -> str:
+        user = os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
+        return f"{user}@cli"
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+async def cmd_run(ctx: Context) -> int:
+    from bot.bootstrap import build_app
+
+    configure_logging(ctx.env.log_level, ctx.args.log_format or ctx.env.log_format, ctx.secrets.values())
+    from bot.sidecars import make_sidecars
+
+    app = build_app(ctx.config, secrets=ctx.secrets, sidecars=make_sidecars(ctx.config, ctx.secrets))
+    async with app:
+        if ctx.args.once:
+            report = await app.run_once()
+            errors = [p for p in report.polls if p.outcome == "error"]
+            sent = sum(1 for d in report.deliveries if d.status.value == "sent")
+            ctx.err.write(f"once: polled {len(report.polls)} source(s) ({len(errors)} failed), "
+                          f"{sent} of {len(report.deliveries)} deliveries sent\n")
+            return EXIT_OK
+        app.install_signal_handlers()
+        await app.run_forever()
+    return EXIT_OK
+
+
+async def cmd_sources(ctx: Context) -> int:
+    async def go(store: Any) -> int:
+        from bot.clock import SystemClock
+
+        now = SystemClock().now()
+        states = {s.name: s for s in await store.sources()}
+        if ctx.args.json:
+            _print_json([{"name": s.name, "url": s.url, "kind": s.kind, "interval": s.interval,
+                          "state": states.get(s.name)} for s in ctx.config.sources], ctx.out)
+            return EXIT_OK
+        rows = []
+        for s in ctx.config.sources:
+            st = states.get(s.name)
+            kind = s.kind if not (st and st.cache.resolved_kind) else f"{s.kind}→{st.cache.resolved_kind}"
+            rows.append([s.name, kind, f"{s.interval:.0f}s", str(st.post_count if st else 0),
+                         _ago(st.last_poll_at if st else None, now), s.url])
+        _table(rows, ["name", "kind", "interval", "posts", "last poll", "url"], ctx.out)
+        return EXIT_OK
+
+    return await ctx.with_store(go)
+
+
+async def cmd_channels_list(ctx: Context) -> int:
+    async def go(store: Any) -> int:
+        items = await ctx.admin(store).channels()
+        if ctx.args.json:
+            _print_json([{"name": o.name, "platform": o.platform, "counts": c} for o, c in items], ctx.out)
+            return EXIT_OK
+        rows = []
+        for opts, counts in items:
+            state = "PAUSED: " + (counts.paused_reason or "") if counts and counts.paused else "active"
+            c = counts.counts if counts else {}
+            rows.append([opts.name, opts.platform, state, str(c.get("queued", 0) + c.get("failed", 0)),
+                         str(c.get("sent", 0))])
+        _table(rows, ["name", "platform", "state", "waiting", "sent"], ctx.out)
+        return EXIT_OK
+
+    return await ctx.with_store(go)
+
+
+async def cmd_channels_test(ctx: Context) -> int:
+    from bot.bootstrap import make_channels
+    from bot.clock import SystemClock
+    from bot.publishers.api import PublisherContext
+    from bot.publishers.registry import load_plugins
+    from bot.sources.http import make_http_client
+
+    name = ctx.args.name
+    opts = ctx.config.channel(name)
+    if opts is None:
+        raise NotFoundError("channel", name, "channels: " + ", ".join(c.name for c in ctx.config.channels))
+    import logging
+
+    config = ctx.config.model_copy(update={"channels": (opts,)})
+    plugins = load_plugins({opts.platform})
+    async with make_http_client(ctx.config.http, version=__version__) as client:
+        base = PublisherContext(http=client, secret=lambda n: "", logger=logging.getLogger("tagrelay"),
+                                clock=SystemClock())
+        chan = make_channels(config, plugins, base, ctx.secrets)[name]
+        try:
+            await chan.publisher.initialize()
+            info = await chan.publisher.check()
+        finally:
+            await chan.publisher.aclose()
+    ctx.out.write(f"{name} ({opts.platform}): OK, posts as {info.display}\n")
+    for key, value in info.detail.items():
+        ctx.out.write(f"  {key}: {value}\n")
+    return EXIT_OK
+
+
+async def cmd_channels_pause_resume(ctx: Context) -> int:
+    async def go(store: Any) -> int:
+        admin = ctx.admin(store)
+        if ctx.args.channels_cmd == "pause":
+            change = await admin.pause(ctx.args.name, actor=ctx.actor(), via="cli", reason=ctx.args.reason)
+        else:
+            change = await admin.resume(ctx.args.name, actor=ctx.actor(), via="cli")
+        ctx.out.write(change.text + "\n")
+        return EXIT_OK
+
+    return await ctx.with_store(go)
+
+
+async def cmd_subscribe(ctx: Context) -> int:
+    async def go(store: Any) -> int:
+        admin = ctx.admin(store)
+        if ctx.args.command == "subscribe":
+            changes = await admin.subscribe(ctx.args.tag, ctx.args.channels, actor=ctx.actor(), via="cli",
+                                            backfill=ctx.args.backfill, allow_new=ctx.args.new)
+        else:
+            changes = await admin.unsubscribe(ctx.args.tag, ctx.args.channels, actor=ctx.actor(), via="cli")
+        for change in changes:
+            ctx.out.write(change.text + "\n")
+        return EXIT_OK
+
+    return await ctx.with_store(go)
+
+
+async def cmd_subscriptions(ctx: Context) -> int:
+    async def go(store: Any) -> int:
+        subs = await ctx.admin(store).subscriptions(ctx.args.channel)
+        if ctx.args.json:
+            _print_json([{"tag": s.tag_name, "slug": s.tag_slug, "channel": s.channel, "backfill": s.backfill,
+                          "origin": origin} for s, origin in subs], ctx.out)
+            return EXIT_OK
+        _table([[s.tag_name, s.tag_slug, s.channel, origin] for s, origin in subs],
+               ["tag", "slug", "channel", "from"], ctx.out)
+        return EXIT_OK
+
+    return await ctx.with_store(go)
+
+
+async def cmd_tags(ctx: Context) -> int:
+    async def go(store: Any) -> int:
+        tags = await ctx.admin(store).tags(ctx.args.search, limit=ctx.args.limit)
+        if ctx.args.json:
+            _print_json([{"name": t.name, "slug": t.slug, "posts": t.posts} for t in tags], ctx.out)
+            return EXIT_OK
+        _table([[t.name, t.slug, str(t.posts)] for t in tags], ["tag", "slug", "posts"], ctx.out)
+        return EXIT_OK
+
+    return await ctx.with_store(go)
+
+
+async def cmd_status(ctx: Context) -> int:
+    async def go(store: Any) -> int:
+        report = await ctx.admin(store).status()
+        if ctx.args.json:
+            _print_json({"now": report.now, "storage": report.storage, "lease": report.lease,
+                         "problems": report.problems,
+                         "sources": [{"name": s.state.name, "last_poll": s.state.last_poll_at,
+                                      "last_outcome": s.state.last_outcome, "last_error": s.state.last_error,
+                                      "failures": s.state.consecutive_failures, "next_poll": s.next_poll_at,
+                                      "posts": s.state.post_count} for s in report.sources],
+                         "channels": [{"name": c.counts.channel, "platform": c.counts.platform,
+                                       "paused": c.counts.paused, "paused_reason": c.counts.paused_reason,
+                                       "hold_until": c.counts.hold_until, "counts": c.counts.counts,
+                                       "sent_today": c.counts.sent_today,
+                                       "oldest_waiting": c.counts.oldest_queued} for c in report.channels]},
+                        ctx.out)
+            return EXIT_OK
+        write_status(report, ctx.out)
+        return EXIT_OK
+
+    return await ctx.with_store(go)
+
+
+def write_status(report: Any, out: TextIO) -> None:
+    now = report.now
+    problems = report.problems
+    headline = "OK" if not problems else f"{len(problems)} PROBLEM{'S' if len(problems) > 1 else ''}"
+    out.write(f"tagrelay {__version__} — {headline}\n")
+    out.write(f"storage: {report.storage}\n")
+    if report.lease:
+        owner, heartbeat, expires = report.lease
+        alive = "running" if expires > now else "not running (lease expired)"
+        out.write(f"instance: {owner} — {alive}, heartbeat {_ago(heartbeat, now)}\n")
+    else:
+        out.write("instance: none running\n")
+    out.write("\nSOURCES\n")
+    rows = []
+    for s in report.sources:
+        st = s.state
+        health = "ERROR" if s.problem else ("ok" if st.last_poll_at else "not polled yet")
+        rows.append([st.name, health, _ago(st.last_poll_at, now), st.last_outcome or "-",
+                     _ago(s.next_poll_at, now) if s.next_poll_at else "-", str(st.post_count),
+                     st.last_error or ""])
+    _table(rows, ["source", "health", "last poll", "outcome", "next poll", "posts", "last error"], out)
+    out.write("\nCHANNELS\n")
+    rows = []
+    for c in report.channels:
+        k = c.counts.counts
+        state = "PAUSED" if c.counts.paused else ("held" if c.counts.hold_until and c.counts.hold_until > now
+                                                   else "active")
+        oldest = _ago(c.counts.oldest_queued, now) if c.counts.oldest_queued else "-"
+        rows.append([c.counts.channel, c.counts.platform, state, str(k.get("queued", 0)),
+                     str(k.get("failed", 0)), str(k.get("sent", 0)), str(c.counts.sent_today),
+                     str(k.get("dead", 0)), str(k.get("unknown", 0)), oldest])
+    _table(rows, ["channel", "platform", "state", "queued", "retrying", "sent", "today", "dead", "unknown",
+                  "oldest waiting"], out)
+    if problems:
+        out.write("\nPROBLEMS\n")
+        for p in problems:
+            out.write(f"  ! {p}\n")
+
+
+async def cmd_deliveries(ctx: Context) -> int:
+    async def go(store: Any) -> int:
+        rows = await ctx.admin(store).deliveries(status=ctx.args.status, channel=ctx.args.channel,
+                                                 limit=ctx.args.limit)
+        if ctx.args.json:
+            _print_json(rows, ctx.out)
+            return EXIT_OK
+        _table([[str(d.id), d.channel, d.status, str(d.attempts), d.post_title[:50],
+                 d.remote_url or d.remote_id or "", (d.last_error or "")[:60]] for d in rows],
+               ["id", "channel", "status", "tries", "post", "remote", "last error"], ctx.out)
+        return EXIT_OK
+
+    return await ctx.with_store(go)
+
+
+async def cmd_retry(ctx: Context) -> int:
+    async def go(store: Any) -> int:
+        change = await ctx.admin(store).retry(ctx.args.target, actor=ctx.actor(), via="cli")
+        ctx.out.write(change.text + "\n")
+        return EXIT_OK
+
+    return await ctx.with_store(go)
+
+
+async def cmd_preview(ctx: Context) -> int:
+    async def go(store: Any) -> int:
+        items = await ctx.admin(store).preview(ctx.args.target, ctx.args.channel)
+        if ctx.args.json:
+            _print_json(items, ctx.out)
+            return EXIT_OK
+        for item in items:
+            limit = f"/{item.limit}" if item.limit else ""
+            verdict = "fits" if item.fits else "TOO LONG"
+            ctx.out.write(f"── {item.channel} ({item.platform}, {item.format}) — {item.length}{limit} "
+                          f"characters, {verdict}\n{item.text}\n\n")
+        return EXIT_OK
+
+    return await ctx.with_store(go)
+
+
+async def cmd_audit(ctx: Context) -> int:
+    async def go(store: Any) -> int:
+        entries = await ctx.admin(store).audit_log(ctx.args.limit)
+        if ctx.args.json:
+            _print_json(entries, ctx.out)
+            return EXIT_OK
+        _table([[e.at.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.via, e.action, e.detail] for e in entries],
+               ["when (UTC)", "who", "via", "action", "detail"], ctx.out)
+        return EXIT_OK
+
+    return await ctx.with_store(go)
+
+
+async def cmd_db(ctx: Context) -> int:
+    from bot.bootstrap import make_store
+    from bot.storage import migrate
+
+    store = make_store(ctx.config)
+    try:
+        if ctx.args.db_cmd == "upgrade":
+            before, after = await migrate.upgrade(store.engine)
+            ctx.out.write(f"database at revision {after}" + (f" (was {before or 'empty'})" if before != after
+                                                              else " (already up to date)") + "\n")
+        else:
+            current = await migrate.current_revision(store.engine)
+            head = migrate.head_revision()
+            ctx.out.write(f"database revision: {current or 'empty'}; this version expects: {head}\n")
+    finally:
+        await store.aclose()
+    return EXIT_OK
+
+
+async def cmd_config_check(ctx: Context) -> int:
+    cfg = ctx.config
+    ctx.out.write(f"{cfg.path}: OK — {len(cfg.sources)} source(s), {len(cfg.channels)} channel(s), "
+                  f"{len(cfg.subscriptions)} subscription(s)\n")
+    return EXIT_OK
+
+
+def cmd_x_auth(ctx: Context) -> int:
+    from bot.publishers.x_auth import x_auth_flow
+
+    key = ctx.secrets.get(ctx.args.consumer_key_env)
+    secret = ctx.secrets.get(ctx.args.consumer_secret_env)
+    if not key or not secret:
+        raise ConfigError(ctx.args.consumer_key_env if not key else ctx.args.consumer_secret_env,
+                          "set your X app's consumer key and secret in the environment or .env first")
+    token, token_secret = x_auth_flow(key, secret, ask=input, say=lambda s: ctx.out.write(s + "\n"))
+    ctx.out.write("Add these to your .env (never to the TOML file):\n"
+                  f"X_ACCESS_TOKEN={token}\nX_ACCESS_TOKEN_SECRET={token_secret}\n")
+    return EXIT_OK
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tagrelay", description="Publish new archive posts, per tag, to channels.")
+    p.add_argument("--config", "-c", type=Path, help="TOML config file (default: $TAGRELAY_CONFIG, "
+                   f"else {DEFAULT_CONFIG})")
+    p.add_argument("--version", action="version", version=f"tagrelay {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the service (or one cycle with --once)")
+    run.add_argument("--once", action="store_true", help="one full poll-and-deliver cycle, then exit")
+    run.add_argument("--log-format", choices=["text", "json"], help="log format (default: text)")
+    run.set_defaults(func=cmd_run)
+
+    sources = sub.add_parser("sources", help="configured sources")
+    ssub = sources.add_subparsers(dest="sources_cmd", required=True, metavar="ACTION")
+    sl = ssub.add_parser("list", help="list sources with their state")
+    sl.add_argument("--json", action="store_true")
+    sl.set_defaults(func=cmd_sources)
+
+    channels = sub.add_parser("channels", help="configured channels")
+    csub = channels.add_subparsers(dest="channels_cmd", required=True, metavar="ACTION")
+    cl = csub.add_parser("list", help="list channels with queue counts")
+    cl.add_argument("--json", action="store_true")
+    cl.set_defaults(func=cmd_channels_list)
+    ct = csub.add_parser("test", help="check a channel's credentials without posting")
+    ct.add_argument("name")
+    ct.set_defaults(func=cmd_channels_test)
+    cp = csub.add_parser("pause", help="pause a channel (its queue is kept)")
+    cp.add_argument("name")
+    cp.add_argument("--reason")
+    cp.set_defaults(func=cmd_channels_pause_resume)
+    cr = csub.add_parser("resume", help="resume a paused channel")
+    cr.add_argument("name")
+    cr.set_defaults(func=cmd_channels_pause_resume)
+
+    for name, helptext in (("subscribe", "send posts with TAG to CHANNELs"),
+                           ("unsubscribe", "stop sending posts with TAG to CHANNELs")):
+        sp = sub.add_parser(name, help=helptext)
+        sp.add_argument("tag", help="tag name (quote it if it has spaces)")
+        sp.add_argument("channels", nargs="+", metavar="CHANNEL")
+        if name == "subscribe":
+            sp.add_argument("--backfill", type=int, default=0, help="also send the N latest matching posts")
+            sp.add_argument("--new", action="store_true", help="allow a tag no post carries yet")
+        sp.set_defaults(func=cmd_subscribe)
+
+    subs = sub.add_parser("subscriptions", help="list subscriptions")
+    subs.add_argument("--channel")
+    subs.add_argument("--json", action="store_true")
+    subs.set_defaults(func=cmd_subscriptions)
+
+    tags = sub.add_parser("tags", help="known tags with post counts")
+    tags.add_argument("search", nargs="?")
+    tags.add_argument("--limit", type=int)
+    tags.add_argument("--json", action="store_true")
+    tags.set_defaults(func=cmd_tags)
+
+    status = sub.add_parser("status", help="what is running, what is wrong")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    deliveries = sub.add_parser("deliveries", help="recent deliveries")
+    deliveries.add_argument("--status")
+    deliveries.add_argument("--channel")
+    deliveries.add_argument("--limit", type=int, default=50)
+    deliveries.add_argument("--json", action="store_true")
+    deliveries.set_defaults(func=cmd_deliveries)
+
+    retry = sub.add_parser("retry", help="requeue failed/dead/unknown deliveries of a channel, or one by id")
+    retry.add_argument("target", metavar="CHANNEL|DELIVERY_ID")
+    retry.set_defaults(func=cmd_retry)
+
+    preview = sub.add_parser("preview", help="show what channels would receive for a tag or a post URL")
+    preview.add_argument("target", metavar="TAG|POST_URL")
+    preview.add_argument("--channel")
+    preview.add_argument("--json", action="store_true")
+    preview.set_defaults(func=cmd_preview)
+
+    audit = sub.add_parser("audit", help="who changed what, when")
+    audit.add_argument("--limit", type=int, default=50)
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(func=cmd_audit)
+
+    db = sub.add_parser("db", help="database schema")
+    dsub = db.add_subparsers(dest="db_cmd", required=True, metavar="ACTION")
+    dsub.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db)
+    dsub.add_parser("current", help="show the schema revision").set_defaults(func=cmd_db)
+
+    config = sub.add_parser("config", help="configuration")
+    cfsub = config.add_subparsers(dest="config_cmd", required=True, metavar="ACTION")
+    cfsub.add_parser("check", help="validate the config file").set_defaults(func=cmd_config_check)
+
+    xa = sub.add_parser("x-auth", help="get X user tokens for a channel (interactive)")
+    xa.add_argument("--consumer-key-env", default="X_CONSUMER_KEY")
+    xa.add_argument("--consumer-secret-env", default="X_CONSUMER_SECRET")
+    xa.set_defaults(func=cmd_x_auth)
+    return p
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_CONFIG
+    secrets: list[str] = []
+    try:
+        ctx = Context(args, out, err)
+        secrets = ctx.secrets.values()
+        result = args.func(ctx)
+        if asyncio.iscoroutine(result):
+            return int(asyncio.run(result))
+        return int(result)
+    except ConfigError as exc:
+        err.write(f"tagrelay: config error: {redact_text(str(exc), secrets)}\n")
+        return EXIT_CONFIG
+    except (UsageError, NotFoundError, PluginError) as exc:
+        err.write(f"tagrelay: {redact_text(str(exc), secrets)}\n")
+        return EXIT_CONFIG
+    except TagrelayError as exc:
+        err.write(f"tagrelay: {redact_text(str(exc), secrets)}\n")
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        err.write("tagrelay: interrupted\n")
+        return EXIT_INTERRUPTED

@@ -1,0 +1,287 @@
+"""Administration use cases, shared by the CLI and the Telegram admin commands.
+
+No logic lives in a CLI command or a bot handler: both parse arguments, call
+one method here, and format the returned values. Every change is written to
+the audit log with who did it and through what (``cli`` or ``telegram``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.domain.models import DeliveryStatus, Subscription
+from bot.domain.tags import make_tag, slugify
+from bot.errors import NotFoundError, TagrelayError
+from bot.log import redact_url
+from bot.publishers.api import Clock, PublisherPlugin, RenderEnv
+from bot.settings import Config
+from bot.storage.store import ChannelCounts, DeliveryView, SourceState, Store, TagCount
+
+
+class UsageError(TagrelayError):
+    """A command was called with arguments that cannot work; the message says how to call it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One line of "what changed" for replies."""
+
+    channel: str
+    done: bool
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewItem:
+    channel: str
+    platform: str
+    text: str
+    format: str
+    length: int
+    limit: int | None
+    post_title: str
+    post_url: str | None
+
+    @property
+    def fits(self) -> bool:
+        return self.limit is None or self.length <= self.limit
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    state: SourceState
+    next_poll_at: datetime | None
+    problem: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStatus:
+    counts: ChannelCounts
+    problem: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    now: datetime
+    storage: str
+    lease: tuple[str, datetime, datetime] | None
+    sources: list[SourceStatus]
+    channels: list[ChannelStatus]
+
+    @property
+    def problems(self) -> list[str]:
+        out = [f"source {s.state.name}: {s.problem}" for s in self.sources if s.problem]
+        out += [f"channel {c.counts.channel}: {c.problem}" for c in self.channels if c.problem]
+        return out
+
+
+class AdminService:
+    def __init__(self, store: Store, config: Config, clock: Clock,
+                 plugins: Mapping[str, PublisherPlugin] | None = None,
+                 render_envs: Mapping[str, RenderEnv] | None = None) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.plugins = plugins or {}
+        self.render_envs = render_envs or {}
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _check_channels(self, channels: Sequence[str]) -> None:
+        if not channels:
+            raise UsageError("name at least one channel")
+        names = [c.name for c in self.config.channels]
+        for chan in channels:
+            if chan not in names:
+                close = difflib.get_close_matches(chan, names, n=3)
+                hint = f"did you mean {', '.join(close)}?" if close else f"channels: {', '.join(names) or 'none'}"
+                raise NotFoundError("channel", chan, hint)
+
+    async def _resolve_tag(self, name: str, *, allow_new: bool) -> tuple[str, str]:
+        tag = make_tag(name)
+        if tag is None:
+            raise UsageError(f"{name!r} is not a tag name (it has no letters or digits)")
+        known = await self.store.tag(tag.slug)
+        if known is not None:
+            return known.slug, known.name
+        if allow_new:
+            return tag.slug, tag.name
+        all_tags = await self.store.tags()
+        close = difflib.get_close_matches(tag.slug, [t.slug for t in all_tags], n=3, cutoff=0.6)
+        names = [next(t.name for t in all_tags if t.slug == c) for c in close]
+        hint = (f"did you mean: {'; '.join(names)}? " if names else "") + \
+            "No post carries it yet; to subscribe anyway (for future posts) use --new (bot: /subscribe! ...)"
+        raise NotFoundError("tag", name, hint)
+
+    # -- subscriptions --------------------------------------------------------------------
+
+    async def subscribe(self, tag: str, channels: Sequence[str], *, actor: str, via: str,
+                        backfill: int = 0, allow_new: bool = False) -> list[Change]:
+        self._check_channels(channels)
+        if backfill < 0 or backfill > 100:
+            raise UsageError("backfill must be between 0 and 100")
+        slug, name = await self._resolve_tag(tag, allow_new=allow_new)
+        now = self.clock.now()
+        changes = []
+        for chan in channels:
+            added = await self.store.add_subscription(Subscription(slug, name, chan, backfill), via, now)
+            verdict = "subscribed" if added else "already subscribed"
+            changes.append(Change(chan, added, f"{name} → {chan}: {verdict}"))
+        if any(c.done for c in changes):
+            await self.store.audit(actor, via, "subscribe",
+                                   f"{name} → {', '.join(c.channel for c in changes if c.done)}", now)
+        return changes
+
+    async def unsubscribe(self, tag: str, channels: Sequence[str], *, actor: str, via: str) -> list[Change]:
+        self._check_channels(channels)
+        slug = slugify(tag)
+        if not slug:
+            raise UsageError(f"{tag!r} is not a tag name")
+        now = self.clock.now()
+        changes = []
+        for chan in channels:
+            removed = await self.store.remove_subscription(slug, chan)
+            verdict = "unsubscribed" if removed else "was not subscribed"
+            changes.append(Change(chan, removed, f"{tag} → {chan}: {verdict}"))
+        if any(c.done for c in changes):
+            await self.store.audit(actor, via, "unsubscribe",
+                                   f"{tag} → {', '.join(c.channel for c in changes if c.done)}", now)
+        return changes
+
+    async def subscriptions(self, channel: str | None = None) -> list[tuple[Subscription, str]]:
+        if channel is not None:
+            self._check_channels([channel])
+        return await self.store.subscriptions(channel)
+
+    async def tags(self, search: str | None = None, *, limit: int | None = None, offset: int = 0) -> list[TagCount]:
+        return await self.store.tags(search, limit=limit, offset=offset)
+
+    # -- channels -------------------------------------------------------------------------
+
+    async def channels(self) -> list[tuple[Any, ChannelCounts | None]]:
+        counts = {c.channel: c for c in await self.store.channel_counts(self.clock.now())}
+        return [(opts, counts.get(opts.name)) for opts in self.config.channels]
+
+    async def pause(self, channel: str, *, actor: str, via: str, reason: str | None = None) -> Change:
+        self._check_channels([channel])
+        now = self.clock.now()
+        why = reason or f"paused by {actor}"
+        changed = await self.store.set_paused(channel, True, why, now)
+        if changed:
+            await self.store.audit(actor, via, "pause", channel, now)
+        return Change(channel, changed, f"{channel}: " + ("paused; its queue is kept" if changed else "already paused"))
+
+    async def resume(self, channel: str, *, actor: str, via: str) -> Change:
+        self._check_channels([channel])
+        now = self.clock.now()
+        state = await self.store.channel(channel)
+        changed = await self.store.set_paused(channel, False, None, now)
+        if changed:
+            await self.store.audit(actor, via, "resume", f"{channel} (was: {state.paused_reason})", now)
+        counts = {c.channel: c for c in await self.store.channel_counts(now)}.get(channel)
+        waiting = (counts.counts.get("queued", 0) + counts.counts.get("failed", 0)) if counts else 0
+        return Change(channel, changed, f"{channel}: " + (f"resumed; {waiting} waiting deliveries go out now"
+                                                           if changed else "was not paused"))
+
+    async def retry(self, target: str, *, actor: str, via: str) -> Change:
+        now = self.clock.now()
+        if target.isdigit():
+            count = await self.store.requeue(now, delivery_id=int(target))
+            label = f"delivery {target}"
+        else:
+            self._check_channels([target])
+            count = await self.store.requeue(now, channel=target)
+            label = target
+        if count:
+            await self.store.audit(actor, via, "retry", f"{label}: {count}", now)
+        return Change(label, bool(count), f"{label}: {count} deliveries requeued" if count
+                      else f"{label}: nothing failed, dead or unknown to retry")
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def deliveries(self, *, status: str | None = None, channel: str | None = None,
+                         limit: int = 50) -> list[DeliveryView]:
+        if status is not None and status not in {s.value for s in DeliveryStatus}:
+            raise UsageError(f"unknown status {status!r}; use one of: "
+                             + ", ".join(s.value for s in DeliveryStatus))
+        if channel is not None:
+            self._check_channels([channel])
+        return await self.store.deliveries(status=status, channel=channel, limit=limit)
+
+    async def sources(self) -> list[SourceState]:
+        return await self.store.sources()
+
+    async def status(self, next_polls: Mapping[str, datetime | None] | None = None) -> StatusReport:
+        from bot.app import LEASE
+
+        now = self.clock.now()
+        sources = []
+        configured = {s.name for s in self.config.sources if s.enabled}
+        for state in await self.store.sources():
+            if state.name not in configured:
+                continue
+            problem = None
+            if state.last_outcome == "error":
+                problem = f"{state.consecutive_failures} failed poll(s) in a row: {state.last_error}"
+            elif state.last_poll_at is None:
+                problem = None
+            nxt = (next_polls or {}).get(state.name, state.next_poll_at)
+            sources.append(SourceStatus(state, nxt, problem))
+        channels = []
+        for counts in await self.store.channel_counts(now):
+            if self.config.channel(counts.channel) is None:
+                continue
+            problem = None
+            if counts.paused:
+                problem = f"PAUSED: {counts.paused_reason}"
+            elif counts.counts.get("dead") or counts.counts.get("unknown"):
+                problem = (f"{counts.counts.get('dead', 0)} dead, {counts.counts.get('unknown', 0)} unknown "
+                           "deliveries need a look (tagrelay deliveries --status dead)")
+            channels.append(ChannelStatus(counts, problem))
+        lease = await self.store.lease_holder(LEASE)
+        return StatusReport(now=now, storage=redact_url(self.config.storage.url), lease=lease,
+                            sources=sources, channels=channels)
+
+    async def preview(self, target: str, channel: str | None = None) -> list[PreviewItem]:
+        """What each subscribed channel (or ``channel``) would receive for a tag's latest post or a post URL."""
+        if channel is not None:
+            self._check_channels([channel])
+        is_url = target.startswith(("http://", "https://"))
+        if is_url:
+            post = await self.store.latest_post(url=target)
+            if post is None:
+                raise NotFoundError("post", target, "no stored post has this link (has the source been polled?)")
+            slugs = post.tag_slugs
+        else:
+            slug = slugify(target)
+            post = await self.store.latest_post(tag_slug=slug) if slug else None
+            if post is None:
+                await self._resolve_tag(target, allow_new=False)
+                raise NotFoundError("post", target, "no stored post carries this tag yet")
+            slugs = frozenset({slug})
+        if channel is not None:
+            names = [channel]
+        else:
+            subs = await self.store.subscriptions()
+            names = sorted({s.channel for s, _ in subs if s.tag_slug in slugs})
+            if not names:
+                names = [c.name for c in self.config.channels]
+        items = []
+        for name in names:
+            opts = self.config.channel(name)
+            if opts is None:
+                continue
+            plugin = self.plugins.get(opts.platform)
+            if plugin is None:
+                continue
+            msg = plugin.render(post, opts, self.render_envs.get(name, RenderEnv()))
+            items.append(PreviewItem(channel=name, platform=opts.platform, text=msg.text, format=msg.format,
+                                     length=msg.length, limit=msg.limit, post_title=post.title, post_url=post.url))
+        return items
+
+    async def audit_log(self, limit: int = 50) -> list[Any]:
+        return await self.store.audit_entries(limit)

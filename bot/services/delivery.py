@@ -1,0 +1,302 @@
+"""deliver_due: claim → render → pace → publish → record, per channel, oldest post first.
+
+The state machine (see ``DeliveryStatus``): the transition to ``sending`` is
+committed before the request leaves (``Store.claim_next``); the outcome is
+committed right after the answer. Adapters only classify errors; every decision
+about attempts, backoff, holds and pauses is made here, in ``_on_error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.domain.models import DeliveryStatus
+from bot.domain.pacing import TokenBucket, parse_rate
+from bot.domain.schedule import RetryPolicy
+from bot.errors import (
+    AmbiguousPublishError,
+    ChatMigratedError,
+    ContentRejectedError,
+    CredentialsError,
+    DuplicateContentError,
+    PermanentPublishError,
+    PublishError,
+    RetryablePublishError,
+    RetryAfter,
+)
+from bot.log import event
+from bot.observability import Metrics
+from bot.publishers.api import Clock, Publisher, PublisherPlugin, RenderedMessage
+from bot.settings import DeliveryConfig
+from bot.storage.store import ClaimedDelivery, Store
+
+log = logging.getLogger("tagrelay.deliver")
+
+Notify = Callable[[str], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class ChannelRuntime:
+    """A configured channel with its plugin and live publisher."""
+
+    name: str
+    platform: str
+    plugin: PublisherPlugin
+    options: Any
+    publisher: Publisher
+    rebuild: Callable[[Any], Publisher] | None = None
+
+    @property
+    def resend_when_unsure(self) -> bool:
+        """May a send whose outcome is unknown be sent again?"""
+        return bool(self.publisher.idempotent or getattr(self.options, "at_least_once", False))
+
+    @property
+    def account_key(self) -> str:
+        opts = self.options
+        for attr in ("token_env", "access_token_env", "bearer_token_env"):
+            value = getattr(opts, attr, None)
+            if attr == "access_token_env" and getattr(opts, "bearer_token_env", None):
+                continue
+            if value:
+                base = getattr(opts, "instance", "") or getattr(opts, "api_base", "")
+                return f"{self.platform}:{base}:{value}"
+        return f"{self.platform}:{self.name}"
+
+
+@dataclass(slots=True)
+class Pacer:
+    """Token buckets per channel and per platform account; waits before a send if needed."""
+
+    config: DeliveryConfig
+    clock_s: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    _channel: dict[str, TokenBucket] = field(default_factory=dict)
+    _account: dict[str, TokenBucket] = field(default_factory=dict)
+
+    def _buckets(self, chan: ChannelRuntime) -> list[TokenBucket]:
+        buckets: list[TokenBucket] = []
+        rate = getattr(chan.options, "rate_limit", None) or self.config.channel_limits.get(chan.platform)
+        if rate:
+            if chan.name not in self._channel:
+                self._channel[chan.name] = TokenBucket(*parse_rate(rate))
+            buckets.append(self._channel[chan.name])
+        acct = self.config.account_limits.get(chan.platform)
+        if acct:
+            key = chan.account_key
+            if key not in self._account:
+                self._account[key] = TokenBucket(*parse_rate(acct))
+            buckets.append(self._account[key])
+        return buckets
+
+    async def wait(self, chan: ChannelRuntime) -> float:
+        """Reserve a slot in every bucket of the channel; sleep until the latest. Returns the wait."""
+        if not self.config.pacing:
+            return 0.0
+        now = self.clock_s()
+        delay = max((b.reserve(now) for b in self._buckets(chan)), default=0.0)
+        if delay > 0:
+            await self.sleep(delay)
+        return delay
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    delivery_id: int
+    channel: str
+    status: DeliveryStatus
+    error: str | None = None
+
+
+class Deliverer:
+    """Delivers due deliveries. One task per channel at a time; channels run concurrently."""
+
+    def __init__(
+        self,
+        store: Store,
+        channels: Mapping[str, ChannelRuntime],
+        clock: Clock,
+        config: DeliveryConfig,
+        metrics: Metrics,
+        *,
+        owner: str,
+        notify: Notify | None = None,
+        pacer: Pacer | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.channels = dict(channels)
+        self.clock = clock
+        self.config = config
+        self.metrics = metrics
+        self.owner = owner
+        self.notify = notify
+        self.pacer = pacer or Pacer(config)
+        self.policy = RetryPolicy(base=config.retry_base, cap=config.retry_cap, max_attempts=config.max_attempts)
+        self.rng = rng or random.Random()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.stopping = False
+
+    async def deliver_due(self) -> list[DeliveryOutcome]:
+        """Deliver everything due now on every channel (bounded concurrency). Returns the outcomes."""
+        names = [n for n in await self.store.due_channels(self.clock.now()) if n in self.channels]
+        if not names:
+            return []
+        gate = asyncio.Semaphore(self.config.concurrency)
+
+        async def run(name: str) -> list[DeliveryOutcome]:
+            async with gate:
+                return await self.deliver_channel(name)
+
+        results = await asyncio.gather(*(run(n) for n in names))
+        await self.refresh_queue_metrics()
+        return [o for group in results for o in group]
+
+    async def deliver_channel(self, name: str) -> list[DeliveryOutcome]:
+        """Send the channel's due deliveries one by one, oldest post first, until none is due,
+        the channel is held or paused, or the service is stopping."""
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        if lock.locked():
+            return []
+        outcomes: list[DeliveryOutcome] = []
+        async with lock:
+            chan = self.channels[name]
+            while not self.stopping:
+                claimed = await self.store.claim_next(name, self.clock.now(), self.owner)
+                if claimed is None:
+                    break
+                outcome = await self._deliver(chan, claimed)
+                outcomes.append(outcome)
+                if outcome.status in (DeliveryStatus.QUEUED, DeliveryStatus.FAILED) and outcome.error:
+                    break  # held (rate limit, backoff) or paused: stop this channel for now
+        return outcomes
+
+    async def _deliver(self, chan: ChannelRuntime, claimed: ClaimedDelivery) -> DeliveryOutcome:
+        key = f"tagrelay-{claimed.id}"
+        try:
+            message = chan.plugin.render(claimed.post, chan.options, chan.publisher.render_env)
+        except Exception as exc:  # noqa: BLE001 - a render bug must not stop the channel
+            return await self._finish(chan, claimed, DeliveryStatus.DEAD, error=f"cannot render: {exc}",
+                                      reason="render")
+        plain_tried = False
+        migrated = False
+        while True:
+            await self.pacer.wait(chan)
+            started = time.perf_counter()
+            try:
+                result = await chan.publisher.publish(message, idempotency_key=key)
+            except ContentRejectedError as exc:
+                if not plain_tried:
+                    plain_tried = True
+                    event(log, logging.WARNING, "deliver.rejected", channel=chan.name, delivery=claimed.id,
+                          error=exc.reason, action="retrying once with the plain rendering")
+                    message = chan.plugin.render(claimed.post, chan.options, chan.publisher.render_env,
+                                                 plain=True)
+                    continue
+                return await self._finish(chan, claimed, DeliveryStatus.DEAD, error=exc.reason,
+                                          reason="rejected")
+            except ChatMigratedError as exc:
+                if migrated or chan.rebuild is None:
+                    return await self._on_error(chan, claimed, exc)
+                migrated = True
+                await self.store.set_target_override(chan.name, str(exc.new_chat_id))
+                chan.options = chan.options.model_copy(update={"chat_id": str(exc.new_chat_id)})
+                await chan.publisher.aclose()
+                chan.publisher = chan.rebuild(chan.options)
+                await chan.publisher.initialize()
+                event(log, logging.WARNING, "channel.migrated", channel=chan.name,
+                      new_chat_id=exc.new_chat_id, action="retrying once")
+                continue
+            except DuplicateContentError as exc:
+                return await self._finish(chan, claimed, DeliveryStatus.SENT, error=None, reason="duplicate",
+                                          note=exc.reason)
+            except PublishError as exc:
+                return await self._on_error(chan, claimed, exc)
+            except Exception as exc:
+                log.exception("publisher %s raised a non-PublishError", chan.platform)
+                return await self._on_error(chan, claimed, RetryablePublishError(
+                    chan.name, f"internal error in the {chan.platform} publisher: {type(exc).__name__}: {exc}"))
+            ms = round((time.perf_counter() - started) * 1000, 1)
+            return await self._finish(chan, claimed, DeliveryStatus.SENT, remote_id=result.remote_id,
+                                      remote_url=result.url, ms=ms, message=message)
+
+    async def _on_error(self, chan: ChannelRuntime, claimed: ClaimedDelivery, exc: PublishError
+                        ) -> DeliveryOutcome:
+        now = self.clock.now()
+        if isinstance(exc, RetryAfter):
+            until = now + timedelta(seconds=exc.delay)
+            await self.store.set_hold(chan.name, until)
+            self.metrics.rate_limited(chan.platform, chan.name)
+            return await self._finish(chan, claimed, DeliveryStatus.QUEUED, error=exc.reason, next_at=until,
+                                      reason="rate_limited", attempts_delta=-1)
+        if isinstance(exc, PermanentPublishError):
+            reason = exc.reason
+            await self.store.set_paused(chan.name, True, reason, now)
+            event(log, logging.ERROR, "channel.paused", channel=chan.name, reason=reason,
+                  action=f"fix it, then run: tagrelay channels resume {chan.name}")
+            if self.notify is not None:
+                kind = "credentials" if isinstance(exc, CredentialsError) else "channel error"
+                try:
+                    await self.notify(f"Channel {chan.name} paused ({kind}): {reason}. "
+                                      f"Its queue is kept; resume with /resume {chan.name}.")
+                except Exception:  # noqa: BLE001 - a failing admin chat must not loop
+                    log.warning("could not notify admins about channel %s", chan.name)
+            return await self._finish(chan, claimed, DeliveryStatus.QUEUED, error=reason, next_at=now,
+                                      reason="paused", attempts_delta=-1)
+        if isinstance(exc, AmbiguousPublishError) and not chan.resend_when_unsure:
+            return await self._finish(chan, claimed, DeliveryStatus.UNKNOWN, error=exc.reason, reason="ambiguous")
+        if isinstance(exc, RetryablePublishError | AmbiguousPublishError) or type(exc) is PublishError:
+            if self.policy.exhausted(claimed.attempts):
+                return await self._finish(chan, claimed, DeliveryStatus.DEAD,
+                                          error=f"{exc.reason} (gave up after {claimed.attempts} attempts)",
+                                          reason="exhausted")
+            delay = self.policy.delay(claimed.attempts, self.rng)
+            self.metrics.retry(chan.platform, chan.name)
+            # hold the whole channel: the platform is failing, and the oldest post must go first
+            await self.store.set_hold(chan.name, now + timedelta(seconds=delay))
+            return await self._finish(chan, claimed, DeliveryStatus.FAILED, error=exc.reason,
+                                      next_at=now + timedelta(seconds=delay), reason="retry")
+        return await self._finish(chan, claimed, DeliveryStatus.DEAD, error=exc.reason, reason="error")
+
+    async def _finish(self, chan: ChannelRuntime, claimed: ClaimedDelivery, status: DeliveryStatus, *,
+                      error: str | None = None, next_at: datetime | None = None, reason: str | None = None,
+                      remote_id: str | None = None, remote_url: str | None = None, attempts_delta: int = 0,
+                      note: str | None = None, ms: float | None = None,
+                      message: RenderedMessage | None = None) -> DeliveryOutcome:
+        now = self.clock.now()
+        await self.store.finish(claimed.id, status, now, remote_id=remote_id, remote_url=remote_url, error=error,
+                                next_attempt_at=next_at, reason=reason, attempts_delta=attempts_delta)
+        self.metrics.delivery(chan.platform, chan.name, status.value)
+        if status is DeliveryStatus.SENT and claimed.post.published is not None:
+            self.metrics.delivered_after(chan.platform, (now - claimed.post.published).total_seconds())
+        level = logging.INFO if status is DeliveryStatus.SENT else logging.WARNING
+        fields: dict[str, Any] = {"channel": chan.name, "delivery": claimed.id, "status": status.value,
+                                  "attempt": claimed.attempts, "post": claimed.post.url or claimed.post.key}
+        if remote_id:
+            fields["remote_id"] = remote_id
+        if error:
+            fields["error"] = error
+        if reason and reason not in ("retry",):
+            fields["reason"] = reason
+        if next_at is not None and status is not DeliveryStatus.SENT:
+            fields["next_in"] = round((next_at - now).total_seconds())
+        if note:
+            fields["note"] = note
+        if ms is not None:
+            fields["ms"] = ms
+        event(log, level, "deliver", **fields)
+        return DeliveryOutcome(claimed.id, chan.name, status, error if status is not DeliveryStatus.SENT else None)
+
+    async def refresh_queue_metrics(self) -> None:
+        now = self.clock.now()
+        for counts in await self.store.channel_counts(now):
+            depth = counts.counts.get("queued", 0) + counts.counts.get("failed", 0)
+            age = (now - counts.oldest_queued).total_seconds() if counts.oldest_queued else 0.0
+            self.metrics.set_queue(counts.channel, depth, age)

@@ -1,0 +1,744 @@
+"""The repository: every read and write tagrelay makes, each method one transaction.
+
+Rows are mapped to domain values here (``Post``, ``Subscription``) and plain
+dataclasses for views. Core statements only (the ORM costs 2–13× on hot paths,
+perf-baselines §3). The one method that matters most is ``record_poll``: the
+new posts, their tags, their deliveries, any backfill and the source's new
+cache state are written in ONE transaction, so a crash can neither lose a post
+nor queue it twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bot.domain.detect import pick_backfill
+from bot.domain.models import DeliveryIntent, DeliveryStatus, Post, Subscription, Tag
+from bot.errors import InstanceLockedError, NotFoundError, StorageError
+from bot.sources.base import CacheState
+from bot.storage import tables as t
+
+_CHUNK = 500
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """Re-attach UTC to naive datetimes coming back from SQLite."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    id: int
+    name: str
+    url: str
+    kind: str
+    cache: CacheState
+    baseline_done: bool
+    last_poll_at: datetime | None
+    last_success_at: datetime | None
+    last_outcome: str | None
+    last_error: str | None
+    consecutive_failures: int
+    next_poll_at: datetime | None
+    lease_owner: str | None
+    post_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelState:
+    id: int
+    name: str
+    platform: str
+    paused: bool
+    paused_reason: str | None
+    paused_at: datetime | None
+    hold_until: datetime | None
+    target_override: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    id: int
+    channel: str
+    post: Post
+    attempts: int
+    status: DeliveryStatus
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    id: int
+    channel: str
+    platform: str
+    status: str
+    attempts: int
+    post_title: str
+    post_url: str | None
+    source: str
+    published: datetime | None
+    next_attempt_at: datetime | None
+    remote_id: str | None
+    remote_url: str | None
+    last_error: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TagCount:
+    slug: str
+    name: str
+    posts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelCounts:
+    channel: str
+    platform: str
+    paused: bool
+    paused_reason: str | None
+    hold_until: datetime | None
+    counts: dict[str, int]
+    oldest_queued: datetime | None
+    sent_today: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: datetime
+    actor: str
+    via: str
+    action: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class PollRecord:
+    """What ``record_poll`` wrote."""
+
+    new_posts: int
+    queued: int
+    backfilled: int
+
+
+class Store:
+    """All database access. Create with an ``AsyncEngine``; call ``aclose`` at the end."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _insert_ignore(self, table: Table, index: Sequence[str]) -> Any:
+        if self.dialect == "postgresql":
+            return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(index))
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(index))
+
+    async def ping(self) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(select(1))
+        except (SQLAlchemyError, OSError) as exc:
+            raise StorageError(f"database unreachable: {type(exc).__name__}") from exc
+
+    # -- configuration sync ---------------------------------------------------------------
+
+    async def sync_config(
+        self,
+        sources: Sequence[tuple[str, str, str]],
+        channels: Sequence[tuple[str, str]],
+        subscriptions: Sequence[Subscription],
+        now: datetime,
+    ) -> None:
+        """Apply the config file: sources (name, url, kind), channels (name, platform), and
+        the config-declared subscriptions (origin "config"). Subscriptions made through the
+        CLI or the bot are kept; config ones no longer in the file are removed."""
+        async with self.engine.begin() as conn:
+            existing = {r.name: r for r in (await conn.execute(select(t.sources))).all()}
+            for name, url, kind in sources:
+                row = existing.get(name)
+                if row is None:
+                    await conn.execute(insert(t.sources).values(
+                        name=name, url=url, kind=kind, baseline_done=False, consecutive_failures=0,
+                        created_at=now))
+                elif row.url != url or row.kind != kind:
+                    # a moved source keeps its known posts (no re-delivery) but forgets validators
+                    await conn.execute(update(t.sources).where(t.sources.c.id == row.id).values(
+                        url=url, kind=kind, resolved_url=None, resolved_kind=None, etag=None,
+                        last_modified=None, cursor=None, next_poll_at=None))
+            chans = {r.name: r for r in (await conn.execute(select(t.channels))).all()}
+            for name, platform in channels:
+                crow = chans.get(name)
+                if crow is None:
+                    await conn.execute(insert(t.channels).values(
+                        name=name, platform=platform, paused=False, created_at=now))
+                elif crow.platform != platform:
+                    await conn.execute(update(t.channels).where(t.channels.c.id == crow.id).values(
+                        platform=platform, target_override=None))
+            ids = {r.name: r.id for r in (await conn.execute(select(t.channels.c.name, t.channels.c.id))).all()}
+            wanted = {(s.tag_slug, ids[s.channel]) for s in subscriptions if s.channel in ids}
+            rows = (await conn.execute(select(t.subscriptions))).all()
+            have = {(r.tag_slug, r.channel_id): r for r in rows}
+            for sub in subscriptions:
+                key = (sub.tag_slug, ids[sub.channel])
+                if key in have:
+                    if have[key].origin == "config" and have[key].backfill != sub.backfill:
+                        await conn.execute(update(t.subscriptions).where(
+                            t.subscriptions.c.id == have[key].id).values(backfill=sub.backfill))
+                    continue
+                await conn.execute(insert(t.subscriptions).values(
+                    tag_slug=sub.tag_slug, tag_name=sub.tag_name, channel_id=key[1], backfill=sub.backfill,
+                    origin="config", created_at=now))
+                have[key] = None  # type: ignore[assignment]
+            for key, row in list(have.items()):
+                if row is not None and row.origin == "config" and key not in wanted:
+                    await conn.execute(delete(t.subscriptions).where(t.subscriptions.c.id == row.id))
+
+    # -- sources --------------------------------------------------------------------------
+
+    @staticmethod
+    def _source_state(row: Row[Any], post_count: int = 0) -> SourceState:
+        return SourceState(
+            id=row.id, name=row.name, url=row.url, kind=row.kind,
+            cache=CacheState(etag=row.etag, last_modified=row.last_modified, cursor=row.cursor,
+                             resolved_url=row.resolved_url, resolved_kind=row.resolved_kind),
+            baseline_done=bool(row.baseline_done), last_poll_at=utc(row.last_poll_at),
+            last_success_at=utc(row.last_success_at), last_outcome=row.last_outcome,
+            last_error=row.last_error, consecutive_failures=row.consecutive_failures or 0,
+            next_poll_at=utc(row.next_poll_at), lease_owner=row.lease_owner, post_count=post_count)
+
+    async def source(self, name: str) -> SourceState:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(t.sources).where(t.sources.c.name == name))).first()
+        if row is None:
+            raise NotFoundError("source", name)
+        return self._source_state(row)
+
+    async def sources(self) -> list[SourceState]:
+        counts = (
+            select(t.posts.c.source_id, func.count().label("n")).group_by(t.posts.c.source_id).subquery()
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(
+                select(t.sources, func.coalesce(counts.c.n, 0).label("post_count"))
+                .outerjoin(counts, counts.c.source_id == t.sources.c.id)
+                .order_by(t.sources.c.name))).all()
+        return [self._source_state(r, r.post_count) for r in rows]
+
+    async def known_keys(self, source_id: int, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` are already stored for the source (cost ∝ len(keys), not history)."""
+        found: set[str] = set()
+        async with self.engine.connect() as conn:
+            for part in _chunks(list(keys)):
+                rows = await conn.execute(select(t.posts.c.key).where(
+                    t.posts.c.source_id == source_id, t.posts.c.key.in_(part)))
+                found.update(r.key for r in rows)
+        return found
+
+    async def record_not_modified(self, source_id: int, cache: CacheState, now: datetime,
+                                  next_poll_at: datetime) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(update(t.sources).where(t.sources.c.id == source_id).values(
+                **_cache_values(cache), last_poll_at=now, last_success_at=now, last_outcome="not_modified",
+                last_error=None, consecutive_failures=0, next_poll_at=next_poll_at))
+
+    async def record_poll_failure(self, source_id: int, error: str, now: datetime,
+                                  next_poll_at: datetime) -> int:
+        """Keep the old cache state; count the failure. Returns the failure count."""
+        async with self.engine.begin() as conn:
+            await conn.execute(update(t.sources).where(t.sources.c.id == source_id).values(
+                last_poll_at=now, last_outcome="error", last_error=error[:2000],
+                consecutive_failures=t.sources.c.consecutive_failures + 1, next_poll_at=next_poll_at))
+            row = (await conn.execute(select(t.sources.c.consecutive_failures).where(
+                t.sources.c.id == source_id))).scalar_one()
+        return int(row)
+
+    async def record_poll(
+        self,
+        source: SourceState,
+        new_posts: Sequence[Post],
+        intents: Sequence[DeliveryIntent],
+        cache: CacheState,
+        now: datetime,
+        next_poll_at: datetime,
+        *,
+        baseline: bool,
+    ) -> PollRecord:
+        """Write a successful poll atomically (see module docstring)."""
+        async with self.engine.begin() as conn:
+            post_ids = await self._insert_posts(conn, source.id, new_posts, now)
+            queued = await self._queue(conn, [(post_ids[i.post_key], i.channel) for i in intents
+                                              if i.post_key in post_ids], now)
+            backfilled = await self._backfill(conn, source, now)
+            await conn.execute(update(t.sources).where(t.sources.c.id == source.id).values(
+                **_cache_values(cache), baseline_done=True, last_poll_at=now, last_success_at=now,
+                last_outcome="baseline" if baseline else ("new" if new_posts else "unchanged"),
+                last_error=None, consecutive_failures=0, next_poll_at=next_poll_at))
+        return PollRecord(new_posts=len(new_posts), queued=queued, backfilled=backfilled)
+
+    async def _tag_ids(self, conn: AsyncConnection, tags: Iterable[Tag]) -> dict[str, int]:
+        unique = {tag.slug: tag for tag in tags}
+        if not unique:
+            return {}
+        await conn.execute(self._insert_ignore(t.tags, ["slug"]),
+                           [{"slug": s, "name": tag.name[:255]} for s, tag in unique.items()])
+        ids: dict[str, int] = {}
+        for part in _chunks(list(unique)):
+            rows = await conn.execute(select(t.tags.c.slug, t.tags.c.id).where(t.tags.c.slug.in_(part)))
+            ids.update({r.slug: r.id for r in rows})
+        return ids
+
+    async def _insert_posts(self, conn: AsyncConnection, source_id: int, posts: Sequence[Post],
+                            now: datetime) -> dict[str, int]:
+        if not posts:
+            return {}
+        await conn.execute(self._insert_ignore(t.posts, ["source_id", "key"]), [
+            {"source_id": source_id, "key": p.key, "url": p.url, "title": p.title,
+             "summary_html": p.summary_html, "content_html": p.content_html, "image_url": p.image_url,
+             "author": p.author, "published_at": p.published, "first_seen_at": now} for p in posts])
+        ids: dict[str, int] = {}
+        for part in _chunks([p.key for p in posts]):
+            rows = await conn.execute(select(t.posts.c.key, t.posts.c.id).where(
+                t.posts.c.source_id == source_id, t.posts.c.key.in_(part)))
+            ids.update({r.key: r.id for r in rows})
+        tag_ids = await self._tag_ids(conn, (tag for p in posts for tag in p.tags))
+        links = [{"post_id": ids[p.key], "tag_id": tag_ids[tag.slug]} for p in posts for tag in p.tags]
+        if links:
+            await conn.execute(self._insert_ignore(t.post_tags, ["post_id", "tag_id"]), links)
+        return ids
+
+    async def _queue(self, conn: AsyncConnection, pairs: Sequence[tuple[int, str]], now: datetime) -> int:
+        if not pairs:
+            return 0
+        chan_ids = {r.name: r.id for r in (await conn.execute(select(t.channels.c.name, t.channels.c.id)))}
+        rows = [{"post_id": post_id, "channel_id": chan_ids[channel], "status": DeliveryStatus.QUEUED.value,
+                 "attempts": 0, "next_attempt_at": now, "created_at": now, "updated_at": now}
+                for post_id, channel in pairs if channel in chan_ids]
+        if not rows:
+            return 0
+        stmt = self._insert_ignore(t.deliveries, ["post_id", "channel_id"]).returning(t.deliveries.c.id)
+        result = await conn.execute(stmt, rows)
+        return len(result.all())  # rowcount is unreliable for executemany on asyncpg
+
+    async def _backfill(self, conn: AsyncConnection, source: SourceState, now: datetime) -> int:
+        """Queue each pending backfill of this source: the N latest matching posts per subscription."""
+        pending = (await conn.execute(
+            select(t.subscriptions.c.id, t.subscriptions.c.tag_slug, t.subscriptions.c.tag_name,
+                   t.subscriptions.c.backfill, t.channels.c.name.label("channel"))
+            .join(t.channels, t.channels.c.id == t.subscriptions.c.channel_id)
+            .where(t.subscriptions.c.backfill > 0)
+            .where(~select(t.backfills_done.c.subscription_id).where(
+                t.backfills_done.c.subscription_id == t.subscriptions.c.id,
+                t.backfills_done.c.source_id == source.id).exists()))).all()
+        total = 0
+        for sub in pending:
+            rows = (await conn.execute(
+                select(t.posts.c.id, t.posts.c.key, t.posts.c.title, t.posts.c.published_at)
+                .join(t.post_tags, t.post_tags.c.post_id == t.posts.c.id)
+                .join(t.tags, t.tags.c.id == t.post_tags.c.tag_id)
+                .where(t.posts.c.source_id == source.id, t.tags.c.slug == sub.tag_slug)
+                .order_by(t.posts.c.published_at.desc().nulls_last(), t.posts.c.id.desc())
+                .limit(sub.backfill))).all()
+            tag = Tag(sub.tag_slug, sub.tag_name)
+            candidates = [Post(key=r.key, source=source.name, title=r.title, url=None, summary_html="",
+                               content_html="", tags=(tag,), published=utc(r.published_at), id=r.id)
+                          for r in rows]
+            chosen = pick_backfill(candidates, Subscription(sub.tag_slug, sub.tag_name, sub.channel,
+                                                            sub.backfill))
+            total += await self._queue(conn, [(p.id, sub.channel) for p in chosen if p.id is not None], now)
+            await conn.execute(insert(t.backfills_done).values(
+                subscription_id=sub.id, source_id=source.id, done_at=now))
+        return total
+
+    # -- channels -------------------------------------------------------------------------
+
+    @staticmethod
+    def _channel_state(row: Row[Any]) -> ChannelState:
+        return ChannelState(id=row.id, name=row.name, platform=row.platform, paused=bool(row.paused),
+                            paused_reason=row.paused_reason, paused_at=utc(row.paused_at),
+                            hold_until=utc(row.hold_until), target_override=row.target_override)
+
+    async def channel(self, name: str) -> ChannelState:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(t.channels).where(t.channels.c.name == name))).first()
+        if row is None:
+            raise NotFoundError("channel", name)
+        return self._channel_state(row)
+
+    async def channels(self) -> list[ChannelState]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(t.channels).order_by(t.channels.c.name))).all()
+        return [self._channel_state(r) for r in rows]
+
+    async def set_paused(self, name: str, paused: bool, reason: str | None, now: datetime) -> bool:
+        """Pause or resume a channel. Returns False when it already was in that state."""
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(select(t.channels).where(t.channels.c.name == name))).first()
+            if row is None:
+                raise NotFoundError("channel", name)
+            if bool(row.paused) == paused and (not paused or row.paused_reason == reason):
+                return False
+            await conn.execute(update(t.channels).where(t.channels.c.id == row.id).values(
+                paused=paused, paused_reason=reason if paused else None, paused_at=now if paused else None,
+                hold_until=None if not paused else row.hold_until))
+        return True
+
+    async def set_hold(self, name: str, until: datetime | None) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(update(t.channels).where(t.channels.c.name == name).values(hold_until=until))
+
+    async def set_target_override(self, name: str, target: str | None) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(update(t.channels).where(t.channels.c.name == name).values(
+                target_override=target))
+
+    # -- deliveries -----------------------------------------------------------------------
+
+    async def due_channels(self, now: datetime) -> list[str]:
+        """Channels with a queued/failed delivery due now, that are neither paused nor held."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(t.channels.c.name).distinct()
+                .join(t.deliveries, t.deliveries.c.channel_id == t.channels.c.id)
+                .where(t.deliveries.c.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.FAILED.value]),
+                       t.deliveries.c.next_attempt_at <= now, t.channels.c.paused.is_(False),
+                       or_(t.channels.c.hold_until.is_(None), t.channels.c.hold_until <= now)))
+            return sorted(r.name for r in rows)
+
+    async def next_due_at(self) -> datetime | None:
+        """The earliest time a queued/failed delivery of an unpaused channel becomes due."""
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(
+                select(func.min(func.coalesce(t.deliveries.c.next_attempt_at, t.deliveries.c.created_at)))
+                .join(t.channels, t.channels.c.id == t.deliveries.c.channel_id)
+                .where(t.deliveries.c.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.FAILED.value]),
+                       t.channels.c.paused.is_(False)))).scalar()
+            hold = (await conn.execute(select(func.min(t.channels.c.hold_until)).where(
+                t.channels.c.hold_until.is_not(None)))).scalar()
+        due = utc(value)
+        held = utc(hold)
+        if due is not None and held is not None and held > due:
+            return held
+        return due
+
+    async def claim_next(self, channel: str, now: datetime, owner: str) -> ClaimedDelivery | None:
+        """Claim the channel's oldest due delivery (oldest post first) and mark it ``sending``.
+
+        The transition is committed before this returns, i.e. before any request leaves.
+        """
+        async with self.engine.begin() as conn:
+            chan = (await conn.execute(select(t.channels).where(t.channels.c.name == channel))).first()
+            if chan is None or chan.paused or (chan.hold_until is not None and utc(chan.hold_until) > now):  # type: ignore[operator]
+                return None
+            query = (
+                select(t.deliveries.c.id, t.deliveries.c.attempts, t.deliveries.c.status, t.deliveries.c.post_id)
+                .join(t.posts, t.posts.c.id == t.deliveries.c.post_id)
+                .where(t.deliveries.c.channel_id == chan.id,
+                       t.deliveries.c.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.FAILED.value]),
+                       t.deliveries.c.next_attempt_at <= now)
+                .order_by(func.coalesce(t.posts.c.published_at, t.posts.c.first_seen_at), t.deliveries.c.id)
+                .limit(1)
+            )
+            if self.dialect == "postgresql":
+                query = query.with_for_update(of=t.deliveries, skip_locked=True)
+            row = (await conn.execute(query)).first()
+            if row is None:
+                return None
+            result = await conn.execute(update(t.deliveries).where(
+                t.deliveries.c.id == row.id, t.deliveries.c.status == row.status).values(
+                status=DeliveryStatus.SENDING.value, attempts=row.attempts + 1, claimed_by=owner,
+                updated_at=now))
+            if result.rowcount != 1:
+                return None
+            posts = await self._load_posts(conn, [row.post_id])
+        return ClaimedDelivery(id=row.id, channel=channel, post=posts[row.post_id], attempts=row.attempts + 1,
+                               status=DeliveryStatus.SENDING)
+
+    async def _load_posts(self, conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Post]:
+        rows = (await conn.execute(
+            select(t.posts, t.sources.c.name.label("source_name"))
+            .join(t.sources, t.sources.c.id == t.posts.c.source_id)
+            .where(t.posts.c.id.in_(list(ids))))).all()
+        tag_rows = (await conn.execute(
+            select(t.post_tags.c.post_id, t.tags.c.slug, t.tags.c.name)
+            .join(t.tags, t.tags.c.id == t.post_tags.c.tag_id)
+            .where(t.post_tags.c.post_id.in_(list(ids))).order_by(t.tags.c.id))).all()
+        tags: dict[int, list[Tag]] = {}
+        for tr in tag_rows:
+            tags.setdefault(tr.post_id, []).append(Tag(tr.slug, tr.name))
+        return {r.id: Post(key=r.key, source=r.source_name, title=r.title, url=r.url,
+                           summary_html=r.summary_html or "", content_html=r.content_html or "",
+                           tags=tuple(tags.get(r.id, ())), published=utc(r.published_at),
+                           image_url=r.image_url, author=r.author, id=r.id) for r in rows}
+
+    async def finish(self, delivery_id: int, status: DeliveryStatus, now: datetime, *,
+                     remote_id: str | None = None, remote_url: str | None = None,
+                     error: str | None = None, next_attempt_at: datetime | None = None,
+                     reason: str | None = None, attempts_delta: int = 0) -> None:
+        """Record the outcome of a send (committed right after the answer)."""
+        values: dict[str, Any] = {"status": status.value, "updated_at": now, "claimed_by": None,
+                                  "last_error": error[:2000] if error else None, "reason": reason}
+        if status is DeliveryStatus.SENT:
+            values.update(remote_id=remote_id, remote_url=remote_url, sent_at=now, next_attempt_at=None)
+        elif status in (DeliveryStatus.FAILED, DeliveryStatus.QUEUED):
+            values["next_attempt_at"] = next_attempt_at or now
+        else:
+            values["next_attempt_at"] = None
+        if attempts_delta:
+            values["attempts"] = t.deliveries.c.attempts + attempts_delta
+        async with self.engine.begin() as conn:
+            await conn.execute(update(t.deliveries).where(t.deliveries.c.id == delivery_id).values(**values))
+
+    async def recover_sending(self, now: datetime, *, resend_channels: set[str], owner: str | None = None
+                              ) -> tuple[int, int]:
+        """After a crash: ``sending`` rows go back to ``queued`` on channels whose publisher is
+        idempotent (or configured at-least-once), else to ``unknown``. Returns (requeued, unknown).
+        With ``owner`` only that owner's claims are touched."""
+        async with self.engine.begin() as conn:
+            cond: list[ColumnElement[bool]] = [t.deliveries.c.status == DeliveryStatus.SENDING.value]
+            if owner is not None:
+                cond.append(t.deliveries.c.claimed_by == owner)
+            rows = (await conn.execute(
+                select(t.deliveries.c.id, t.channels.c.name)
+                .join(t.channels, t.channels.c.id == t.deliveries.c.channel_id).where(and_(*cond)))).all()
+            requeue = [r.id for r in rows if r.name in resend_channels]
+            unknown = [r.id for r in rows if r.name not in resend_channels]
+            for part in _chunks(requeue):
+                await conn.execute(update(t.deliveries).where(t.deliveries.c.id.in_(part)).values(
+                    status=DeliveryStatus.QUEUED.value, next_attempt_at=now, claimed_by=None, updated_at=now,
+                    attempts=t.deliveries.c.attempts - 1))
+            for part in _chunks(unknown):
+                await conn.execute(update(t.deliveries).where(t.deliveries.c.id.in_(part)).values(
+                    status=DeliveryStatus.UNKNOWN.value, claimed_by=None, updated_at=now, reason="interrupted",
+                    last_error="interrupted while sending; the platform has no idempotency, so it was not "
+                               "re-sent automatically (use `tagrelay retry` if it did not arrive)"))
+        return len(requeue), len(unknown)
+
+    async def requeue(self, now: datetime, *, channel: str | None = None, delivery_id: int | None = None,
+                      statuses: Sequence[DeliveryStatus] = (DeliveryStatus.FAILED, DeliveryStatus.DEAD,
+                                                            DeliveryStatus.UNKNOWN)) -> int:
+        """Put failed/dead/unknown deliveries back in the queue (admin ``retry``)."""
+        async with self.engine.begin() as conn:
+            cond: list[ColumnElement[bool]] = [t.deliveries.c.status.in_([s.value for s in statuses])]
+            if delivery_id is not None:
+                exists = (await conn.execute(select(t.deliveries.c.id).where(
+                    t.deliveries.c.id == delivery_id))).first()
+                if exists is None:
+                    raise NotFoundError("delivery", str(delivery_id))
+                cond.append(t.deliveries.c.id == delivery_id)
+            if channel is not None:
+                chan = (await conn.execute(select(t.channels.c.id).where(t.channels.c.name == channel))).first()
+                if chan is None:
+                    raise NotFoundError("channel", channel)
+                cond.append(t.deliveries.c.channel_id == chan.id)
+            result = await conn.execute(update(t.deliveries).where(and_(*cond)).values(
+                status=DeliveryStatus.QUEUED.value, next_attempt_at=now, attempts=0, updated_at=now,
+                reason="retry"))
+        return int(result.rowcount or 0)
+
+    async def deliveries(self, *, status: str | None = None, channel: str | None = None,
+                         limit: int = 50, ids: Sequence[int] | None = None) -> list[DeliveryView]:
+        query = (
+            select(t.deliveries, t.channels.c.name.label("channel"), t.channels.c.platform,
+                   t.posts.c.title, t.posts.c.url, t.posts.c.published_at, t.sources.c.name.label("source"))
+            .join(t.channels, t.channels.c.id == t.deliveries.c.channel_id)
+            .join(t.posts, t.posts.c.id == t.deliveries.c.post_id)
+            .join(t.sources, t.sources.c.id == t.posts.c.source_id)
+            .order_by(t.deliveries.c.id.desc()).limit(limit)
+        )
+        if status:
+            query = query.where(t.deliveries.c.status == status)
+        if channel:
+            query = query.where(t.channels.c.name == channel)
+        if ids is not None:
+            query = query.where(t.deliveries.c.id.in_(list(ids)))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [DeliveryView(
+            id=r.id, channel=r.channel, platform=r.platform, status=r.status, attempts=r.attempts,
+            post_title=r.title, post_url=r.url, source=r.source, published=utc(r.published_at),
+            next_attempt_at=utc(r.next_attempt_at), remote_id=r.remote_id, remote_url=r.remote_url,
+            last_error=r.last_error, created_at=utc(r.created_at), updated_at=utc(r.updated_at),
+            sent_at=utc(r.sent_at)) for r in rows]
+
+    async def channel_counts(self, now: datetime) -> list[ChannelCounts]:
+        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        async with self.engine.connect() as conn:
+            chans = (await conn.execute(select(t.channels).order_by(t.channels.c.name))).all()
+            counts = (await conn.execute(
+                select(t.deliveries.c.channel_id, t.deliveries.c.status, func.count().label("n"))
+                .group_by(t.deliveries.c.channel_id, t.deliveries.c.status))).all()
+            oldest = (await conn.execute(
+                select(t.deliveries.c.channel_id, func.min(t.deliveries.c.created_at).label("oldest"))
+                .where(t.deliveries.c.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.FAILED.value,
+                                                  DeliveryStatus.SENDING.value]))
+                .group_by(t.deliveries.c.channel_id))).all()
+            today = (await conn.execute(
+                select(t.deliveries.c.channel_id, func.count().label("n"))
+                .where(t.deliveries.c.status == DeliveryStatus.SENT.value, t.deliveries.c.sent_at >= day_start)
+                .group_by(t.deliveries.c.channel_id))).all()
+        by_chan: dict[int, dict[str, int]] = {}
+        for row in counts:
+            by_chan.setdefault(row.channel_id, {})[row.status] = row.n
+        old = {r.channel_id: utc(r.oldest) for r in oldest}
+        sent_today = {r.channel_id: r.n for r in today}
+        return [ChannelCounts(channel=c.name, platform=c.platform, paused=bool(c.paused),
+                              paused_reason=c.paused_reason, hold_until=utc(c.hold_until),
+                              counts=by_chan.get(c.id, {}), oldest_queued=old.get(c.id),
+                              sent_today=sent_today.get(c.id, 0)) for c in chans]
+
+    # -- subscriptions & tags -------------------------------------------------------------
+
+    async def subscriptions(self, channel: str | None = None) -> list[tuple[Subscription, str]]:
+        """Subscriptions with their origin ("config", "cli", "bot")."""
+        query = (select(t.subscriptions, t.channels.c.name.label("channel"))
+                 .join(t.channels, t.channels.c.id == t.subscriptions.c.channel_id)
+                 .order_by(t.subscriptions.c.tag_slug, t.channels.c.name))
+        if channel:
+            query = query.where(t.channels.c.name == channel)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [(Subscription(r.tag_slug, r.tag_name, r.channel, r.backfill), r.origin) for r in rows]
+
+    async def add_subscription(self, sub: Subscription, origin: str, now: datetime) -> bool:
+        """Returns False when it already existed."""
+        async with self.engine.begin() as conn:
+            chan = (await conn.execute(select(t.channels.c.id).where(t.channels.c.name == sub.channel))).first()
+            if chan is None:
+                raise NotFoundError("channel", sub.channel)
+            result = await conn.execute(self._insert_ignore(t.subscriptions, ["tag_slug", "channel_id"]).values(
+                tag_slug=sub.tag_slug, tag_name=sub.tag_name, channel_id=chan.id, backfill=sub.backfill,
+                origin=origin, created_at=now))
+            return bool(result.rowcount)
+
+    async def remove_subscription(self, tag_slug: str, channel: str) -> bool:
+        async with self.engine.begin() as conn:
+            chan = (await conn.execute(select(t.channels.c.id).where(t.channels.c.name == channel))).first()
+            if chan is None:
+                raise NotFoundError("channel", channel)
+            result = await conn.execute(delete(t.subscriptions).where(
+                t.subscriptions.c.tag_slug == tag_slug, t.subscriptions.c.channel_id == chan.id))
+            return bool(result.rowcount)
+
+    async def tags(self, search: str | None = None, limit: int | None = None, offset: int = 0) -> list[TagCount]:
+        query = (select(t.tags.c.slug, t.tags.c.name, func.count(t.post_tags.c.post_id).label("n"))
+                 .outerjoin(t.post_tags, t.post_tags.c.tag_id == t.tags.c.id)
+                 .group_by(t.tags.c.id, t.tags.c.slug, t.tags.c.name)
+                 .order_by(func.count(t.post_tags.c.post_id).desc(), t.tags.c.slug).offset(offset))
+        if search:
+            pattern = f"%{search.lower()}%"
+            query = query.where(or_(func.lower(t.tags.c.name).like(pattern), t.tags.c.slug.like(pattern)))
+        if limit is not None:
+            query = query.limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [TagCount(r.slug, r.name, r.n) for r in rows]
+
+    async def tag(self, slug: str) -> TagCount | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(
+                select(t.tags.c.slug, t.tags.c.name, func.count(t.post_tags.c.post_id).label("n"))
+                .outerjoin(t.post_tags, t.post_tags.c.tag_id == t.tags.c.id)
+                .where(t.tags.c.slug == slug).group_by(t.tags.c.id, t.tags.c.slug, t.tags.c.name))).first()
+        return TagCount(row.slug, row.name, row.n) if row else None
+
+    async def latest_post(self, *, tag_slug: str | None = None, url: str | None = None) -> Post | None:
+        """The newest post with a tag, or the post at a URL (for ``preview``)."""
+        query = select(t.posts.c.id).order_by(t.posts.c.published_at.desc().nulls_last(), t.posts.c.id.desc())
+        if tag_slug is not None:
+            query = (query.join(t.post_tags, t.post_tags.c.post_id == t.posts.c.id)
+                     .join(t.tags, t.tags.c.id == t.post_tags.c.tag_id).where(t.tags.c.slug == tag_slug))
+        if url is not None:
+            query = query.where(t.posts.c.url == url)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query.limit(1))).first()
+            if row is None:
+                return None
+            return (await self._load_posts(conn, [row.id]))[row.id]
+
+    # -- instance lease -------------------------------------------------------------------
+
+    async def acquire_lease(self, name: str, owner: str, now: datetime, ttl: float) -> None:
+        """Take the named lease or raise ``InstanceLockedError`` while another owner's is alive."""
+        expires = now + timedelta(seconds=ttl)
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(select(t.instance_leases).where(t.instance_leases.c.name == name))).first()
+            if row is None:
+                await conn.execute(self._insert_ignore(t.instance_leases, ["name"]).values(
+                    name=name, owner=owner, acquired_at=now, heartbeat_at=now, expires_at=expires))
+                row = (await conn.execute(select(t.instance_leases).where(
+                    t.instance_leases.c.name == name))).first()
+                assert row is not None
+                if row.owner != owner:
+                    raise InstanceLockedError(row.owner, ttl)
+                return
+            held_until = utc(row.expires_at)
+            assert held_until is not None
+            if row.owner != owner and held_until > now:
+                raise InstanceLockedError(row.owner, (held_until - now).total_seconds())
+            result = await conn.execute(update(t.instance_leases).where(
+                t.instance_leases.c.name == name, t.instance_leases.c.owner == row.owner,
+                t.instance_leases.c.expires_at == row.expires_at).values(
+                owner=owner, acquired_at=now if row.owner != owner else row.acquired_at, heartbeat_at=now,
+                expires_at=expires))
+            if result.rowcount != 1:
+                raise InstanceLockedError("another instance", ttl)
+
+    async def renew_lease(self, name: str, owner: str, now: datetime, ttl: float) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(update(t.instance_leases).where(
+                t.instance_leases.c.name == name, t.instance_leases.c.owner == owner).values(
+                heartbeat_at=now, expires_at=now + timedelta(seconds=ttl)))
+        return bool(result.rowcount)
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(t.instance_leases).where(
+                t.instance_leases.c.name == name, t.instance_leases.c.owner == owner))
+
+    async def lease_holder(self, name: str) -> tuple[str, datetime, datetime] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(t.instance_leases).where(t.instance_leases.c.name == name))).first()
+        if row is None:
+            return None
+        heartbeat, expires = utc(row.heartbeat_at), utc(row.expires_at)
+        assert heartbeat is not None and expires is not None
+        return row.owner, heartbeat, expires
+
+    # -- audit ----------------------------------------------------------------------------
+
+    async def audit(self, actor: str, via: str, action: str, detail: str, now: datetime) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(t.audit_log).values(at=now, actor=actor[:128], via=via, action=action,
+                                                          detail=detail))
+
+    async def audit_entries(self, limit: int = 50) -> list[AuditEntry]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(t.audit_log).order_by(t.audit_log.c.id.desc()).limit(limit))).all()
+        return [AuditEntry(at=utc(r.at) or r.at, actor=r.actor, via=r.via, action=r.action, detail=r.detail)
+                for r in rows]
+
+
+def _cache_values(cache: CacheState) -> dict[str, str | None]:
+    return {"etag": cache.etag, "last_modified": cache.last_modified, "cursor": cache.cursor,
+            "resolved_url": cache.resolved_url, "resolved_kind": cache.resolved_kind}

@@ -1,0 +1,172 @@
+"""The repository on real SQLite and real PostgreSQL: atomic poll records, claims, leases."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from bot.clock import FakeClock
+from bot.domain.detect import detect, to_post
+from bot.domain.models import DeliveryStatus, ParsedPost, Subscription
+from bot.domain.tags import slugify
+from bot.errors import InstanceLockedError, NotFoundError
+from bot.sources.base import CacheState
+from bot.storage import migrate
+from bot.storage import tables as t
+from bot.storage.store import Store
+
+
+def parsed(n: int, *tags: str) -> ParsedPost:
+    from datetime import UTC, datetime
+
+    return ParsedPost(title=f"Post {n}", url=f"https://a.example/{n}/", guid=f"p{n}", tags=tags,
+                      published=datetime(2026, 1, n, tzinfo=UTC), summary_html=f"<p>Excerpt {n}</p>")
+
+
+async def setup(store: Store, clock: FakeClock, subs: list[tuple[str, str, int]] | None = None) -> None:
+    subscriptions = [Subscription(slugify(tag), tag, chan, backfill) for tag, chan, backfill in
+                     (subs if subs is not None else [("MEK", "tg", 0), ("Iraq", "tg", 0), ("MEK", "masto", 0)])]
+    await store.sync_config([("archive", "https://a.example/feed/", "rss")],
+                            [("tg", "telegram"), ("masto", "mastodon")], subscriptions, clock.now())
+
+
+async def poll(store: Store, clock: FakeClock, items: list[ParsedPost], cache: CacheState | None = None) -> int:
+    state = await store.source("archive")
+    posts = [to_post("archive", p) for p in items]
+    known = await store.known_keys(state.id, [p.key for p in posts])
+    subs = [s for s, _ in await store.subscriptions()]
+    d = detect("archive", items, known, subs, first_poll=not state.baseline_done)
+    rec = await store.record_poll(state, d.new_posts, d.intents, cache or CacheState(etag='"v1"'), clock.now(),
+                                  clock.now() + timedelta(minutes=10), baseline=d.baseline)
+    return rec.queued + rec.backfilled
+
+
+async def test_schema_matches_the_migrations(store: Store) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    async with store.engine.connect() as conn:
+        diff = await conn.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), t.metadata))
+    assert diff == []
+    assert await migrate.current_revision(store.engine) == migrate.head_revision()
+
+
+async def test_baseline_then_one_delivery_per_channel(store: Store, clock: FakeClock) -> None:
+    await setup(store, clock)
+    assert await poll(store, clock, [parsed(1, "MEK"), parsed(2, "Iraq")]) == 0
+    state = await store.source("archive")
+    assert state.baseline_done and state.cache.etag == '"v1"'
+    queued = await poll(store, clock, [parsed(3, "MEK", "Iraq", "Other"), parsed(1, "MEK"), parsed(2, "Iraq")])
+    assert queued == 2
+    rows = await store.deliveries()
+    assert sorted((d.channel, d.post_title, d.status) for d in rows) == [
+        ("masto", "Post 3", "queued"), ("tg", "Post 3", "queued")]
+    # the same post seen again queues nothing more
+    assert await poll(store, clock, [parsed(3, "MEK", "Iraq")]) == 0
+    assert len(await store.deliveries()) == 2
+
+
+async def test_backfill_queues_latest_matching_once(store: Store, clock: FakeClock) -> None:
+    await setup(store, clock, [("MEK", "tg", 2)])
+    assert await poll(store, clock, [parsed(n, "MEK") for n in range(1, 6)] + [parsed(9, "Iraq")]) == 2
+    assert sorted(d.post_title for d in await store.deliveries()) == ["Post 4", "Post 5"]
+    assert await poll(store, clock, [parsed(n, "MEK") for n in range(1, 6)]) == 0
+
+
+async def test_claim_marks_sending_oldest_first_and_finish_records(store: Store, clock: FakeClock) -> None:
+    await setup(store, clock)
+    await poll(store, clock, [])
+    await poll(store, clock, [parsed(5, "MEK"), parsed(3, "MEK")])
+    first = await store.claim_next("tg", clock.now(), "me")
+    assert first is not None and first.post.title == "Post 3" and first.attempts == 1
+    assert [t.slug for t in first.post.tags] == ["mek"]
+    async with store.engine.connect() as conn:
+        status = (await conn.execute(select(t.deliveries.c.status).where(t.deliveries.c.id == first.id))).scalar()
+    assert status == "sending"
+    await store.finish(first.id, DeliveryStatus.SENT, clock.now(), remote_id="42", remote_url="https://t.me/x/42")
+    second = await store.claim_next("tg", clock.now(), "me")
+    assert second is not None and second.post.title == "Post 5"
+    assert await store.claim_next("tg", clock.now(), "me") is None
+    sent = await store.deliveries(status="sent")
+    assert [(d.remote_id, d.remote_url) for d in sent] == [("42", "https://t.me/x/42")]
+
+
+async def test_paused_or_held_channel_is_not_claimed(store: Store, clock: FakeClock) -> None:
+    await setup(store, clock)
+    await poll(store, clock, [])
+    await poll(store, clock, [parsed(5, "MEK")])
+    await store.set_paused("tg", True, "bot was kicked", clock.now())
+    assert await store.claim_next("tg", clock.now(), "me") is None
+    assert "tg" not in await store.due_channels(clock.now())
+    await store.set_paused("tg", False, None, clock.now())
+    await store.set_hold("tg", clock.now() + timedelta(seconds=30))
+    assert await store.claim_next("tg", clock.now(), "me") is None
+    clock.advance(31)
+    assert await store.claim_next("tg", clock.now(), "me") is not None
+
+
+async def test_recover_sending_requeues_idempotent_and_marks_others_unknown(store: Store, clock: FakeClock) -> None:
+    await setup(store, clock)
+    await poll(store, clock, [])
+    await poll(store, clock, [parsed(5, "MEK")])
+    assert await store.claim_next("tg", clock.now(), "dead-instance") is not None
+    assert await store.claim_next("masto", clock.now(), "dead-instance") is not None
+    requeued, unknown = await store.recover_sending(clock.now(), resend_channels={"masto"})
+    assert (requeued, unknown) == (1, 1)
+    by_chan = {d.channel: d for d in await store.deliveries()}
+    assert by_chan["masto"].status == "queued" and by_chan["masto"].attempts == 0
+    assert by_chan["tg"].status == "unknown"
+    assert await store.requeue(clock.now(), channel="tg") == 1
+    assert {d.status for d in await store.deliveries()} == {"queued"}
+
+
+async def test_config_sync_keeps_cli_subscriptions_and_drops_removed_config_ones(store: Store, clock: FakeClock) -> None:
+    await setup(store, clock, [("MEK", "tg", 0), ("Iraq", "tg", 0)])
+    assert await store.add_subscription(Subscription("basra", "Basra", "masto"), "cli", clock.now())
+    assert not await store.add_subscription(Subscription("basra", "Basra", "masto"), "cli", clock.now())
+    await setup(store, clock, [("MEK", "tg", 0)])
+    subs = {(s.tag_slug, s.channel, origin) for s, origin in await store.subscriptions()}
+    assert subs == {("mek", "tg", "config"), ("basra", "masto", "cli")}
+    with pytest.raises(NotFoundError):
+        await store.add_subscription(Subscription("x", "x", "nope"), "cli", clock.now())
+
+
+async def test_tags_with_counts_and_latest_post(store: Store, clock: FakeClock) -> None:
+    await setup(store, clock)
+    await poll(store, clock, [parsed(1, "MEK", "Iraq"), parsed(2, "MEK"), parsed(3, "Editor’s picks")])
+    counts = {tc.slug: tc.posts for tc in await store.tags()}
+    assert counts == {"mek": 2, "iraq": 1, "editors-picks": 1}
+    assert [tc.name for tc in await store.tags("edit")] == ["Editor’s picks"]
+    latest = await store.latest_post(tag_slug="mek")
+    assert latest is not None and latest.title == "Post 2"
+    by_url = await store.latest_post(url="https://a.example/3/")
+    assert by_url is not None and by_url.tags[0].name == "Editor’s picks"
+
+
+async def test_failure_keeps_cache_state(store: Store, clock: FakeClock) -> None:
+    await setup(store, clock)
+    await poll(store, clock, [parsed(1, "MEK")], CacheState(etag='"keep"', cursor="c1"))
+    state = await store.source("archive")
+    failures = await store.record_poll_failure(state.id, "HTTP 500", clock.now(), clock.now())
+    failures = await store.record_poll_failure(state.id, "HTTP 502", clock.now(), clock.now())
+    after = await store.source("archive")
+    assert failures == 2
+    assert after.cache.etag == '"keep"' and after.cache.cursor == "c1"
+    assert after.last_error == "HTTP 502" and after.baseline_done
+
+
+async def test_instance_lease_refuses_a_second_owner_until_expiry(store: Store, clock: FakeClock) -> None:
+    await store.acquire_lease("main", "host:1", clock.now(), ttl=60)
+    with pytest.raises(InstanceLockedError, match="host:1"):
+        await store.acquire_lease("main", "host:2", clock.now(), ttl=60)
+    clock.advance(30)
+    assert await store.renew_lease("main", "host:1", clock.now(), ttl=60)
+    clock.advance(61)
+    await store.acquire_lease("main", "host:2", clock.now(), ttl=60)  # the crashed one's lease expired
+    assert not await store.renew_lease("main", "host:1", clock.now(), ttl=60)
+    holder = await store.lease_holder("main")
+    assert holder is not None and holder[0] == "host:2"
+    await store.release_lease("main", "host:2")
+    assert await store.lease_holder("main") is None
