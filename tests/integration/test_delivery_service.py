@@ -1,0 +1,201 @@
+"""The delivery state machine on a real database, driven by the shipped RecordingPlugin.
+
+Platform wire behaviour is tested against loopback fakes elsewhere; here the
+publisher is scripted with the error classes the adapters raise, and the test
+checks what the service decides: statuses, attempts, holds, pauses, order.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.clock import FakeClock
+from bot.domain.models import DeliveryStatus, ParsedPost, Subscription
+from bot.errors import (
+    AmbiguousPublishError,
+    ChatMigratedError,
+    ContentRejectedError,
+    CredentialsError,
+    DuplicateContentError,
+    RetryablePublishError,
+    RetryAfter,
+)
+from bot.observability import Metrics
+from bot.services.delivery import ChannelRuntime, Deliverer, Pacer
+from bot.settings import DeliveryConfig
+from bot.storage.store import Store
+from bot.testing import RecordingOptions, RecordingPlugin, RecordingPublisher
+from tests.integration.test_store import poll
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+def make(store: Store, clock: FakeClock, plugin: RecordingPlugin, *, idempotent: bool = True,
+         config: DeliveryConfig | None = None, notify: list[str] | None = None) -> Deliverer:
+    cfg = config or DeliveryConfig(pacing=False, max_attempts=3, retry_base=10, retry_cap=100)
+    channels = {}
+    for name in ("tg", "masto"):
+        opts = RecordingOptions(name=name, platform="recording", idempotent=idempotent)
+
+        def rebuild(o: object, plugin: RecordingPlugin = plugin) -> RecordingPublisher:
+            return plugin.create(o, None)  # type: ignore[arg-type]
+
+        channels[name] = ChannelRuntime(name, "recording", plugin, opts, plugin.create(opts, None),  # type: ignore[arg-type]
+                                        rebuild=rebuild)
+
+    async def sink(text: str) -> None:
+        if notify is not None:
+            notify.append(text)
+
+    return Deliverer(store, channels, clock, cfg, Metrics(), owner="test", notify=sink)
+
+
+def post(n: int, *tags: str) -> ParsedPost:
+    return ParsedPost(title=f"Post {n}", url=f"https://a.example/{n}/", guid=f"p{n}", tags=tags,
+                      published=datetime(2026, 1, n, tzinfo=UTC))
+
+
+@pytest.fixture
+async def queued(store: Store, clock: FakeClock) -> Store:
+    """tg and masto subscribe to MEK; posts 3 and 2 (in that feed order) are queued for both."""
+    await store.sync_config([("archive", "https://a.example/feed/", "rss")],
+                            [("tg", "recording"), ("masto", "recording")],
+                            [Subscription("mek", "MEK", "tg"), Subscription("mek", "MEK", "masto")], clock.now())
+    await poll(store, clock, [])
+    await poll(store, clock, [post(3, "MEK"), post(2, "MEK")])
+    return store
+
+
+async def statuses(store: Store, channel: str) -> list[tuple[str, str, int]]:
+    rows = await store.deliveries(channel=channel)
+    return sorted((d.post_title, d.status, d.attempts) for d in rows)
+
+
+async def test_sends_oldest_post_first_and_records_remote_ids(queued: Store, clock: FakeClock) -> None:
+    plugin = RecordingPlugin()
+    outcomes = await make(queued, clock, plugin).deliver_due()
+    assert {o.status for o in outcomes} == {DeliveryStatus.SENT}
+    assert [s.text.splitlines()[0] for s in plugin.publishers["tg"].sent] == ["Post 2", "Post 3"]
+    sent = await queued.deliveries(channel="tg", status="sent")
+    assert {d.remote_id for d in sent} == {"r1", "r2"}
+    assert len({s.key for s in plugin.publishers["tg"].sent}) == 2  # one idempotency key per delivery
+    assert await make(queued, clock, plugin).deliver_due() == []  # nothing twice
+
+
+async def test_rate_limit_holds_the_whole_channel_exactly_as_told(queued: Store, clock: FakeClock) -> None:
+    plugin = RecordingPlugin()
+    deliverer = make(queued, clock, plugin)
+    plugin.create(RecordingOptions(name="tg", platform="recording"), None).script(RetryAfter("tg", 42))  # type: ignore[arg-type]
+    await deliverer.deliver_channel("tg")
+    assert await statuses(queued, "tg") == [("Post 2", "queued", 0), ("Post 3", "queued", 0)]
+    chan = await queued.channel("tg")
+    assert chan.hold_until == clock.now() + timedelta(seconds=42)
+    clock.advance(41.9)
+    assert await deliverer.deliver_channel("tg") == []  # never sooner than told
+    assert plugin.publishers["tg"].attempts == 1
+    clock.advance(0.2)
+    await deliverer.deliver_channel("tg")
+    assert await statuses(queued, "tg") == [("Post 2", "sent", 1), ("Post 3", "sent", 1)]
+
+
+async def test_transient_errors_back_off_then_die(queued: Store, clock: FakeClock) -> None:
+    plugin = RecordingPlugin()
+    deliverer = make(queued, clock, plugin)
+    pub = plugin.create(RecordingOptions(name="tg", platform="recording"), None)  # type: ignore[arg-type]
+    pub.script(*[RetryablePublishError("tg", "HTTP 502")] * 3)
+    await deliverer.deliver_channel("tg")
+    rows = await queued.deliveries(channel="tg", status="failed")
+    assert len(rows) == 1 and rows[0].post_title == "Post 2" and rows[0].attempts == 1
+    first_wait = rows[0].next_attempt_at - clock.now()  # type: ignore[operator]
+    assert timedelta(seconds=5) <= first_wait <= timedelta(seconds=10)
+    for _ in range(2):
+        clock.advance(200)
+        await deliverer.deliver_channel("tg")
+    dead = await queued.deliveries(channel="tg", status="dead")
+    assert len(dead) == 1 and "gave up after 3 attempts" in (dead[0].last_error or "")
+    clock.advance(200)
+    await deliverer.deliver_channel("tg")
+    assert await statuses(queued, "tg") == [("Post 2", "dead", 3), ("Post 3", "sent", 1)]
+
+
+async def test_rejected_credentials_pause_the_channel_and_keep_its_queue(queued: Store, clock: FakeClock) -> None:
+    plugin = RecordingPlugin()
+    notes: list[str] = []
+    deliverer = make(queued, clock, plugin, notify=notes)
+    plugin.create(RecordingOptions(name="tg", platform="recording"), None).script(  # type: ignore[arg-type]
+        CredentialsError("tg", "the bot token was rejected (401)"))
+    await deliverer.deliver_due()
+    chan = await queued.channel("tg")
+    assert chan.paused and "401" in (chan.paused_reason or "")
+    assert await statuses(queued, "tg") == [("Post 2", "queued", 0), ("Post 3", "queued", 0)]
+    assert await statuses(queued, "masto") == [("Post 2", "sent", 1), ("Post 3", "sent", 1)]
+    assert len(notes) == 1 and "tg" in notes[0] and "/resume tg" in notes[0]
+    await queued.set_paused("tg", False, None, clock.now())
+    await deliverer.deliver_due()
+    assert await statuses(queued, "tg") == [("Post 2", "sent", 1), ("Post 3", "sent", 1)]
+
+
+async def test_ambiguous_outcome_is_unknown_without_idempotency(queued: Store, clock: FakeClock) -> None:
+    plugin = RecordingPlugin()
+    deliverer = make(queued, clock, plugin, idempotent=False)
+    plugin.publishers["tg"].script(AmbiguousPublishError("tg"))
+    await deliverer.deliver_channel("tg")
+    assert await statuses(queued, "tg") == [("Post 2", "unknown", 1), ("Post 3", "sent", 1)]
+
+
+async def test_ambiguous_outcome_is_retried_with_the_same_key_when_idempotent(queued: Store, clock: FakeClock) -> None:
+    plugin = RecordingPlugin()
+    deliverer = make(queued, clock, plugin, idempotent=True)
+    plugin.publishers["masto"].script(AmbiguousPublishError("masto"))
+    await deliverer.deliver_channel("masto")
+    clock.advance(100)
+    await deliverer.deliver_channel("masto")
+    assert await statuses(queued, "masto") == [("Post 2", "sent", 2), ("Post 3", "sent", 1)]
+
+
+async def test_rejected_content_is_retried_once_in_plain_form(queued: Store, clock: FakeClock) -> None:
+    plugin = RecordingPlugin()
+    deliverer = make(queued, clock, plugin)
+    plugin.publishers["tg"].script(ContentRejectedError("tg", "can't parse entities"), None,
+                                   ContentRejectedError("tg", "too long"), ContentRejectedError("tg", "too long"))
+    await deliverer.deliver_channel("tg")
+    sent = plugin.publishers["tg"].sent
+    assert len(sent) == 1 and sent[0].plain
+    dead = await queued.deliveries(channel="tg", status="dead")
+    assert [d.post_title for d in dead] == ["Post 3"] and dead[0].last_error == "too long"
+
+
+async def test_duplicate_content_counts_as_sent(queued: Store, clock: FakeClock) -> None:
+    plugin = RecordingPlugin()
+    deliverer = make(queued, clock, plugin)
+    plugin.publishers["tg"].script(DuplicateContentError("tg"))
+    await deliverer.deliver_channel("tg")
+    assert await statuses(queued, "tg") == [("Post 2", "sent", 1), ("Post 3", "sent", 1)]
+    assert len(plugin.publishers["tg"].sent) == 1
+
+
+async def test_chat_migration_updates_the_target_and_retries_once(queued: Store, clock: FakeClock) -> None:
+    plugin = RecordingPlugin()
+    deliverer = make(queued, clock, plugin)
+    plugin.publishers["tg"].script(ChatMigratedError("tg", -1001234567890123))
+    await deliverer.deliver_channel("tg")
+    assert (await queued.channel("tg")).target_override == "-1001234567890123"
+    assert await statuses(queued, "tg") == [("Post 2", "sent", 1), ("Post 3", "sent", 1)]
+
+
+async def test_pacing_waits_between_sends_per_channel(queued: Store, clock: FakeClock) -> None:
+    plugin = RecordingPlugin()
+    sleeps = Sleeps()
+    cfg = DeliveryConfig(pacing=True, channel_limits={"recording": "1/s"}, account_limits={})
+    deliverer = make(queued, clock, plugin, config=cfg)
+    deliverer.pacer = Pacer(cfg, clock_s=lambda: 0.0, sleep=sleeps)
+    await deliverer.deliver_channel("tg")
+    assert sleeps.calls == [pytest.approx(1.0)]  # second message waits a second; the first goes at once
