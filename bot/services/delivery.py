@@ -13,12 +13,12 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot.domain.models import DeliveryStatus
-from bot.domain.pacing import TokenBucket, parse_rate
+from bot.domain.pacing import parse_rate
 from bot.domain.schedule import RetryPolicy
 from bot.errors import (
     AmbiguousPublishError,
@@ -71,37 +71,40 @@ class ChannelRuntime:
         return f"{self.platform}:{self.name}"
 
 
-@dataclass(slots=True)
 class Pacer:
-    """Token buckets per channel and per platform account; waits before a send if needed."""
+    """Client-side rate limits: token buckets per channel and per platform account.
 
-    config: DeliveryConfig
-    clock_s: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    _channel: dict[str, TokenBucket] = field(default_factory=dict)
-    _account: dict[str, TokenBucket] = field(default_factory=dict)
+    The bucket state lives in the database (``Store.reserve_tokens``), so it holds
+    across restarts and across instances sharing a PostgreSQL database: the channel,
+    not the process, is the unit of pacing. ``wait`` reserves a slot in every bucket
+    of the channel and sleeps until the latest one; it is called BEFORE a delivery
+    is claimed, so a kill during the wait leaves nothing half-sent.
+    """
 
-    def _buckets(self, chan: ChannelRuntime) -> list[TokenBucket]:
-        buckets: list[TokenBucket] = []
+    def __init__(self, config: DeliveryConfig, store: Store | None, clock: Clock,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.sleep = sleep
+
+    def buckets(self, chan: ChannelRuntime) -> list[tuple[str, float, float]]:
+        out: list[tuple[str, float, float]] = []
         rate = getattr(chan.options, "rate_limit", None) or self.config.channel_limits.get(chan.platform)
         if rate:
-            if chan.name not in self._channel:
-                self._channel[chan.name] = TokenBucket(*parse_rate(rate))
-            buckets.append(self._channel[chan.name])
+            out.append((f"channel:{chan.name}", *parse_rate(rate)))
         acct = self.config.account_limits.get(chan.platform)
         if acct:
-            key = chan.account_key
-            if key not in self._account:
-                self._account[key] = TokenBucket(*parse_rate(acct))
-            buckets.append(self._account[key])
-        return buckets
+            out.append((f"account:{chan.account_key}", *parse_rate(acct)))
+        return out
 
     async def wait(self, chan: ChannelRuntime) -> float:
-        """Reserve a slot in every bucket of the channel; sleep until the latest. Returns the wait."""
-        if not self.config.pacing:
+        if not self.config.pacing or self.store is None:
             return 0.0
-        now = self.clock_s()
-        delay = max((b.reserve(now) for b in self._buckets(chan)), default=0.0)
+        buckets = self.buckets(chan)
+        if not buckets:
+            return 0.0
+        delay = await self.store.reserve_tokens(buckets, self.clock.now().timestamp())
         if delay > 0:
             await self.sleep(delay)
         return delay
@@ -138,7 +141,7 @@ class Deliverer:
         self.metrics = metrics
         self.owner = owner
         self.notify = notify
-        self.pacer = pacer or Pacer(config)
+        self.pacer = pacer or Pacer(config, store, clock)
         self.policy = RetryPolicy(base=config.retry_base, cap=config.retry_cap, max_attempts=config.max_attempts)
         self.rng = rng or random.Random()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -169,6 +172,11 @@ class Deliverer:
         async with lock:
             chan = self.channels[name]
             while not self.stopping:
+                if not await self.store.has_due(name, self.clock.now()):
+                    break
+                await self.pacer.wait(chan)
+                if self.stopping:
+                    break
                 claimed = await self.store.claim_next(name, self.clock.now(), self.owner)
                 if claimed is None:
                     break
@@ -187,8 +195,11 @@ class Deliverer:
                                       reason="render")
         plain_tried = False
         migrated = False
+        first = True
         while True:
-            await self.pacer.wait(chan)
+            if not first:
+                await self.pacer.wait(chan)  # the plain / migrated retry is another request
+            first = False
             started = time.perf_counter()
             try:
                 result = await chan.publisher.publish(message, idempotency_key=key)

@@ -414,16 +414,22 @@ class Store:
 
     # -- deliveries -----------------------------------------------------------------------
 
-    async def due_channels(self, now: datetime) -> list[str]:
+    async def due_channels(self, now: datetime, *, only: str | None = None) -> list[str]:
         """Channels with a queued/failed delivery due now, that are neither paused nor held."""
+        chans = select(t.channels.c.id, t.channels.c.name).where(
+            t.channels.c.paused.is_(False), or_(t.channels.c.hold_until.is_(None), t.channels.c.hold_until <= now))
+        if only is not None:
+            chans = chans.where(t.channels.c.name == only)
+        names: list[str] = []
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(t.channels.c.name).distinct()
-                .join(t.deliveries, t.deliveries.c.channel_id == t.channels.c.id)
-                .where(t.deliveries.c.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.FAILED.value]),
-                       t.deliveries.c.next_attempt_at <= now, t.channels.c.paused.is_(False),
-                       or_(t.channels.c.hold_until.is_(None), t.channels.c.hold_until <= now)))
-            return sorted(r.name for r in rows)
+            for chan in (await conn.execute(chans)).all():
+                due = await conn.execute(select(t.deliveries.c.id).where(
+                    t.deliveries.c.channel_id == chan.id,
+                    t.deliveries.c.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.FAILED.value]),
+                    t.deliveries.c.next_attempt_at <= now).limit(1))
+                if due.first() is not None:
+                    names.append(chan.name)
+        return sorted(names)
 
     async def next_due_at(self) -> datetime | None:
         """The earliest time a queued/failed delivery of an unpaused channel becomes due."""
@@ -440,6 +446,10 @@ class Store:
         if due is not None and held is not None and held > due:
             return held
         return due
+
+    async def has_due(self, channel: str, now: datetime) -> bool:
+        """Is a delivery of this (unpaused, unheld) channel due now? Cheap; does not claim."""
+        return channel in await self.due_channels(now, only=channel)
 
     async def claim_next(self, channel: str, now: datetime, owner: str) -> ClaimedDelivery | None:
         """Claim the channel's oldest due delivery (oldest post first) and mark it ``sending``.
@@ -724,6 +734,40 @@ class Store:
         heartbeat, expires = utc(row.heartbeat_at), utc(row.expires_at)
         assert heartbeat is not None and expires is not None
         return row.owner, heartbeat, expires
+
+    # -- pacing ---------------------------------------------------------------------------
+
+    async def reserve_tokens(self, buckets: Sequence[tuple[str, float, float]], now: float) -> float:
+        """Take one token from each bucket (key, capacity, period in seconds), persisted.
+
+        Returns how long the caller must wait before sending (0: now). Reservations
+        queue up (tokens may go negative), so concurrent callers, in this process or
+        in another instance sharing the database, never get the same slot. Row locks
+        (PostgreSQL) or SQLite's single writer serialise the read-modify-write.
+        """
+        if not buckets:
+            return 0.0
+        wait = 0.0
+        async with self.engine.begin() as conn:
+            for key, capacity, per in sorted(buckets):
+                query = select(t.rate_buckets).where(t.rate_buckets.c.key == key)
+                if self.dialect == "postgresql":
+                    await conn.execute(self._insert_ignore(t.rate_buckets, ["key"]).values(
+                        key=key, tokens=capacity, stamp=now))
+                    query = query.with_for_update()
+                row = (await conn.execute(query)).first()
+                if row is None:
+                    tokens, stamp = capacity, now
+                    await conn.execute(insert(t.rate_buckets).values(key=key, tokens=tokens, stamp=stamp))
+                else:
+                    tokens, stamp = float(row.tokens), float(row.stamp)
+                rate = capacity / per
+                tokens = min(capacity, tokens + max(0.0, now - stamp) * rate) - 1
+                await conn.execute(update(t.rate_buckets).where(t.rate_buckets.c.key == key).values(
+                    tokens=tokens, stamp=max(now, stamp)))
+                if tokens < 0:
+                    wait = max(wait, -tokens / rate)
+        return wait
 
     # -- audit ----------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -170,4 +171,22 @@ audit_log = Table(
     Column("action", String(64), nullable=False),
     Column("detail", Text, nullable=False, default=""),
     Index("ix_audit_log_at", "at"),
+)
+
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("stamp", Float, nullable=False),  # epoch seconds of the last refill
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("owner", String(128), primary_key=True),
+    Column("version", String(32), nullable=False),
+    Column("started_at", TS, nullable=False),
+    Column("heartbeat_at", TS, nullable=False),
+    Column("expires_at", TS, nullable=False),
 )

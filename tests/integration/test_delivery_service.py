@@ -196,6 +196,19 @@ async def test_pacing_waits_between_sends_per_channel(queued: Store, clock: Fake
     sleeps = Sleeps()
     cfg = DeliveryConfig(pacing=True, channel_limits={"recording": "1/s"}, account_limits={})
     deliverer = make(queued, clock, plugin, config=cfg)
-    deliverer.pacer = Pacer(cfg, clock_s=lambda: 0.0, sleep=sleeps)
+    deliverer.pacer = Pacer(cfg, queued, clock, sleep=sleeps)
     await deliverer.deliver_channel("tg")
     assert sleeps.calls == [pytest.approx(1.0)]  # second message waits a second; the first goes at once
+
+
+async def test_pacing_state_survives_a_restart(queued: Store, clock: FakeClock) -> None:
+    """The buckets live in the database: a restarted (or second) instance cannot burst."""
+    cfg = DeliveryConfig(pacing=True, channel_limits={"recording": "1/s"}, account_limits={})
+    first, second = Sleeps(), Sleeps()
+    plugin = RecordingPlugin()
+    chan = make(queued, clock, plugin, config=cfg).channels["tg"]
+    assert await Pacer(cfg, queued, clock, sleep=first).wait(chan) == 0
+    assert await Pacer(cfg, queued, clock, sleep=second).wait(chan) == pytest.approx(1.0)
+    clock.advance(5)
+    assert await Pacer(cfg, queued, clock, sleep=second).wait(chan) == 0
+    assert second.calls == [pytest.approx(1.0)]
