@@ -25,7 +25,7 @@ import httpx
 
 from bot.domain.models import Subscription
 from bot.domain.tags import make_tag
-from bot.errors import StorageError
+from bot.errors import PermanentPublishError, StorageError
 from bot.log import event
 from bot.observability import Metrics
 from bot.publishers.api import Clock, PublisherPlugin
@@ -115,7 +115,13 @@ class App:
         self._lease_held = True
         await self.sync_config()
         for chan in self.parts.channels.values():
-            await chan.publisher.initialize()
+            try:
+                await chan.publisher.initialize()
+            except PermanentPublishError as exc:
+                # one revoked token must not stop the other channels: pause this one, say why
+                await self.store.set_paused(chan.name, True, exc.reason, now)
+                event(log, logging.ERROR, "channel.paused", channel=chan.name, reason=exc.reason,
+                      action=f"fix it, then run: tagrelay channels resume {chan.name}")
             if getattr(chan.options, "paused", False):
                 await self.store.set_paused(chan.name, True, "paused in the configuration", now)
         resend = {c.name for c in self.parts.channels.values() if c.resend_when_unsure}
@@ -259,11 +265,19 @@ class App:
             return now
 
         enabled = [s for s in self.config.sources if s.enabled]
+        started: list[Sidecar] = []
+        try:  # sidecars first: one that cannot start (health port taken) stops the run before any poll
+            for sidecar in self.parts.sidecars:
+                await sidecar.start(self)
+                started.append(sidecar)
+        except BaseException:
+            for sidecar in reversed(started):
+                with contextlib.suppress(Exception):
+                    await sidecar.stop()
+            raise
         scheduler.start(enabled, first_run)
         event(log, logging.INFO, "started", sources=len(enabled), channels=len(self.parts.channels),
               storage=self.config.storage.url.split("://", 1)[0], instance=self.owner)
-        for sidecar in self.parts.sidecars:
-            await sidecar.start(self)
         delivery = asyncio.create_task(self._delivery_loop(), name="delivery")
         heartbeat = asyncio.create_task(self._heartbeat(), name="lease-heartbeat")
         try:

@@ -5,48 +5,56 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def bucket_shape(count: float, period: float) -> tuple[float, float]:
+    """Burst size and refill rate for "at most ``count`` in ANY window of ``period`` seconds".
+
+    A plain bucket of capacity N refilled at N/period lets through up to 2N in one
+    window (a full burst, then a full refill). Here the burst is a quarter of N
+    (at least 1) and the refill rate is what remains of N over the period, so a
+    burst plus a window's refill never exceeds N. With N = 1 it is even spacing.
+    """
+    if count < 2:
+        return 1.0, 1.0 / period
+    burst = max(1.0, float(int(count // 4)))
+    return burst, (count - burst) / period
+
+
+def reserve(tokens: float, stamp: float, now: float, burst: float, rate: float) -> tuple[float, float, float]:
+    """Take one token. Returns (tokens, stamp, wait): the new state and the seconds to wait.
+
+    Reservations queue up: tokens may go negative, and each caller waits until
+    its own token has refilled, so two callers never get the same slot.
+    """
+    if now > stamp:
+        tokens = min(burst, tokens + (now - stamp) * rate)
+        stamp = now
+    tokens -= 1
+    wait = 0.0 if tokens >= 0 else -tokens / rate
+    return tokens, stamp, wait
+
+
 @dataclass(slots=True)
 class TokenBucket:
-    """``capacity`` tokens refilled at ``capacity / per`` per second.
+    """In-memory limiter: at most ``count`` acquisitions in any window of ``per`` seconds."""
 
-    ``reserve(now)`` takes a token and returns how long the caller must wait
-    before using it (0 when one is available now). Reservations queue up: two
-    callers never get the same slot.
-    """
-
-    capacity: float
+    count: float
     per: float
+    _burst: float = field(init=False)
+    _rate: float = field(init=False)
     _tokens: float = field(init=False)
     _stamp: float | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        if self.capacity <= 0 or self.per <= 0:
-            raise ValueError("capacity and period must be positive")
-        self._tokens = self.capacity
-
-    @property
-    def rate(self) -> float:
-        return self.capacity / self.per
-
-    def _refill(self, now: float) -> None:
-        if self._stamp is None:
-            self._stamp = now
-            return
-        elapsed = max(0.0, now - self._stamp)
-        self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
-        self._stamp = now
+        if self.count <= 0 or self.per <= 0:
+            raise ValueError("count and period must be positive")
+        self._burst, self._rate = bucket_shape(self.count, self.per)
+        self._tokens = self._burst
 
     def reserve(self, now: float) -> float:
-        self._refill(now)
-        self._tokens -= 1
-        if self._tokens >= 0:
-            return 0.0
-        return -self._tokens / self.rate
-
-    def peek(self, now: float) -> float:
-        """Delay a reservation would get now, without taking a token."""
-        self._refill(now)
-        return 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.rate
+        """Take a token; return how long to wait before using it (0: now)."""
+        stamp = now if self._stamp is None else self._stamp
+        self._tokens, self._stamp, wait = reserve(self._tokens, stamp, now, self._burst, self._rate)
+        return wait
 
 
 def parse_rate(text: str) -> tuple[float, float]:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.domain.detect import pick_backfill
 from bot.domain.models import DeliveryIntent, DeliveryStatus, Post, Subscription, Tag
+from bot.domain.pacing import bucket_shape, reserve
 from bot.errors import InstanceLockedError, NotFoundError, StorageError
 from bot.sources.base import CacheState
 from bot.storage import tables as t
@@ -753,20 +754,19 @@ class Store:
                 query = select(t.rate_buckets).where(t.rate_buckets.c.key == key)
                 if self.dialect == "postgresql":
                     await conn.execute(self._insert_ignore(t.rate_buckets, ["key"]).values(
-                        key=key, tokens=capacity, stamp=now))
+                        key=key, tokens=bucket_shape(capacity, per)[0], stamp=now))
                     query = query.with_for_update()
                 row = (await conn.execute(query)).first()
                 if row is None:
-                    tokens, stamp = capacity, now
+                    tokens, stamp = bucket_shape(capacity, per)[0], now
                     await conn.execute(insert(t.rate_buckets).values(key=key, tokens=tokens, stamp=stamp))
                 else:
                     tokens, stamp = float(row.tokens), float(row.stamp)
-                rate = capacity / per
-                tokens = min(capacity, tokens + max(0.0, now - stamp) * rate) - 1
+                burst, rate = bucket_shape(capacity, per)
+                tokens, stamp, delay = reserve(min(tokens, burst), stamp, now, burst, rate)
                 await conn.execute(update(t.rate_buckets).where(t.rate_buckets.c.key == key).values(
-                    tokens=tokens, stamp=max(now, stamp)))
-                if tokens < 0:
-                    wait = max(wait, -tokens / rate)
+                    tokens=tokens, stamp=stamp))
+                wait = max(wait, delay)
         return wait
 
     # -- audit ----------------------------------------------------------------------------

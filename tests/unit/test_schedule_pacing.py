@@ -40,27 +40,32 @@ def test_jitter_stays_within_fraction() -> None:
     assert len(set(values)) > 100
 
 
-def test_token_bucket_allows_burst_then_paces() -> None:
-    bucket = TokenBucket(capacity=2, per=1.0)  # 2 per second
-    assert bucket.reserve(0.0) == 0
-    assert bucket.reserve(0.0) == 0
-    assert bucket.reserve(0.0) == pytest.approx(0.5)
-    assert bucket.reserve(0.0) == pytest.approx(1.0)
-    assert bucket.peek(10.0) == 0
+def test_token_bucket_allows_a_small_burst_then_paces() -> None:
+    bucket = TokenBucket(count=20, per=60.0)  # burst 5, then 15 more per minute: one every 4 s
+    assert [bucket.reserve(0.0) for _ in range(5)] == [0, 0, 0, 0, 0]
+    assert bucket.reserve(0.0) == pytest.approx(4.0)
+    assert bucket.reserve(0.0) == pytest.approx(8.0)
+    assert bucket.reserve(100.0) == 0
 
 
-@given(st.lists(st.floats(min_value=0, max_value=5), min_size=1, max_size=50))
-def test_token_bucket_never_exceeds_its_rate(gaps: list[float]) -> None:
-    bucket = TokenBucket(capacity=20, per=60)
+def test_one_per_second_is_even_spacing() -> None:
+    bucket = TokenBucket(count=1, per=1.0)
+    assert [bucket.reserve(0.0) for _ in range(3)] == [0, pytest.approx(1.0), pytest.approx(2.0)]
+
+
+@given(st.integers(min_value=1, max_value=300), st.sampled_from([1.0, 60.0, 300.0, 900.0]),
+       st.lists(st.floats(min_value=0, max_value=50), min_size=1, max_size=80))
+def test_token_bucket_never_exceeds_count_in_any_window(count: int, per: float, gaps: list[float]) -> None:
+    bucket = TokenBucket(count=count, per=per)
     now = 0.0
     sends: list[float] = []
     for gap in gaps:
         now += gap
         sends.append(now + bucket.reserve(now))
     sends.sort()
-    # in any window of 60 s there are at most 20 sends (+1 for the boundary)
     for i, start in enumerate(sends):
-        assert sum(1 for s in sends[i:] if s < start + 60) <= 21
+        in_window = sum(1 for s in sends[i:] if s < start + per - 1e-9)
+        assert in_window <= count
 
 
 @pytest.mark.parametrize(("text", "value"), [("1/s", (1, 1)), ("20/min", (20, 60)), ("300/5min", (300, 300)),
@@ -71,5 +76,5 @@ def test_parse_rate(text: str, value: tuple[float, float]) -> None:
 
 @pytest.mark.parametrize("text", ["", "5", "x/s", "5/fortnight", "0/s"])
 def test_parse_rate_rejects_nonsense(text: str) -> None:
-    with pytest.raises(ValueError, match="rate|unit|positive|could not convert"):
+    with pytest.raises(ValueError, match=r"rate|unit|positive|could not convert"):
         parse_rate(text)

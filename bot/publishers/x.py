@@ -1,0 +1,327 @@
+"""The X (Twitter) publisher: ``POST /2/tweets`` with httpx, signed with OAuth 1.0a or a user bearer token.
+
+Channel keys (on top of ``XRenderOptions``)::
+
+    [[channels]]
+    name = "x-main"
+    platform = "x"
+    api_base = "https://api.x.com"
+    # OAuth 1.0a user context (default; tokens do not expire; get them with `tagrelay x-auth`):
+    consumer_key_env = "X_CONSUMER_KEY"
+    consumer_secret_env = "X_CONSUMER_SECRET"
+    access_token_env = "X_ACCESS_TOKEN"
+    access_token_secret_env = "X_ACCESS_TOKEN_SECRET"
+    # ... or an OAuth 2.0 user access token instead (expires after 2 hours unless refreshed outside):
+    # bearer_token_env = "X_USER_TOKEN"
+
+Requests go through the shared ``httpx.AsyncClient`` to ``api_base`` (tweepy
+hard-codes its host, so it is only used for the interactive token flow in
+``x_auth``). OAuth 1.0a signing uses oauthlib, over the URL actually
+requested; the JSON body is covered by ``oauth_body_hash`` only.
+
+X has no idempotency key: ``idempotent`` is False. A resend of a post whose
+answer was lost meets X's duplicate check (403 "duplicate content"), raised as
+``DuplicateContentError``, which the delivery service records as sent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from oauthlib.oauth1 import Client as OAuth1Client
+from pydantic import Field, field_validator, model_validator
+
+from bot.domain.models import Post
+from bot.errors import (
+    AmbiguousPublishError,
+    ContentRejectedError,
+    CredentialsError,
+    DuplicateContentError,
+    PermanentPublishError,
+    PublishError,
+    RetryablePublishError,
+    RetryAfter,
+)
+from bot.publishers.api import (
+    API_VERSION,
+    AccountInfo,
+    ChannelOptions,
+    PublisherContext,
+    PublishResult,
+    RenderedMessage,
+    RenderEnv,
+)
+from bot.publishers.http import (
+    ENV_NAME_PATTERN,
+    HTTP_URL_PATTERN,
+    classify_status,
+    describe_exception,
+    describe_status,
+    json_body,
+    parse_reset_epoch,
+    parse_retry_after,
+    redact,
+    require_secret,
+    shorten,
+    transport_error,
+)
+from bot.render.options import XRenderOptions
+
+RATE_LIMIT_FALLBACK = 900.0
+"""Seconds to wait after a 429 without usable x-rate-limit headers (X's window is 15 minutes)."""
+
+_OAUTH1_KEYS = ("consumer_key_env", "consumer_secret_env", "access_token_env", "access_token_secret_env")
+# (remaining, reset) header pairs, most specific window last; a 429 waits for the latest exhausted one.
+_LIMIT_HEADERS = (
+    ("x-rate-limit-remaining", "x-rate-limit-reset"),
+    ("x-user-limit-24hour-remaining", "x-user-limit-24hour-reset"),
+    ("x-app-limit-24hour-remaining", "x-app-limit-24hour-reset"),
+)
+
+
+class XOptions(XRenderOptions):
+    """An X channel's table: render keys plus the API base and the credential variable names.
+
+    Auth style: if ``bearer_token_env`` is set the channel uses that OAuth 2.0
+    user token; otherwise OAuth 1.0a with the four ``*_env`` names (defaults
+    shown). Setting ``bearer_token_env`` together with any OAuth 1.0a key is an error.
+    """
+
+    api_base: str = Field(default="https://api.x.com", pattern=HTTP_URL_PATTERN)
+    consumer_key_env: str = Field(default="X_CONSUMER_KEY", pattern=ENV_NAME_PATTERN)
+    consumer_secret_env: str = Field(default="X_CONSUMER_SECRET", pattern=ENV_NAME_PATTERN)
+    access_token_env: str = Field(default="X_ACCESS_TOKEN", pattern=ENV_NAME_PATTERN)
+    access_token_secret_env: str = Field(default="X_ACCESS_TOKEN_SECRET", pattern=ENV_NAME_PATTERN)
+    bearer_token_env: str | None = Field(default=None, pattern=ENV_NAME_PATTERN)
+    """OAuth 2.0 user access token (scopes tweet.write tweet.read users.read). Not an app-only token."""
+    at_least_once: bool = True
+    """Resend a post whose outcome is unknown. Safe on X: the same text again is refused as
+    "duplicate content", which tagrelay records as sent. Set false to mark such posts
+    ``unknown`` instead (an admin then decides with ``tagrelay retry``)."""
+
+    @field_validator("api_base")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_auth_style(self) -> XOptions:
+        explicit = [key for key in _OAUTH1_KEYS if key in self.model_fields_set]
+        if self.bearer_token_env is not None and explicit:
+            raise ValueError(f"configure either bearer_token_env (OAuth 2.0 user token) or the OAuth 1.0a keys "
+                             f"({', '.join(_OAUTH1_KEYS)}), not both; found bearer_token_env and "
+                             f"{', '.join(explicit)}")
+        return self
+
+    @property
+    def auth_style(self) -> Literal["oauth1", "oauth2"]:
+        return "oauth2" if self.bearer_token_env is not None else "oauth1"
+
+
+class OAuth1Signer(httpx.Auth):
+    """Signs each request with OAuth 1.0a HMAC-SHA1 (RFC 5849) over the URL actually requested.
+
+    Non-form bodies (JSON) are not parameters; oauthlib adds ``oauth_body_hash``
+    for them, as tweepy's requests-oauthlib does.
+    """
+
+    requires_request_body = True
+
+    def __init__(self, consumer_key: str, consumer_secret: str, token: str, token_secret: str) -> None:
+        self._client = OAuth1Client(consumer_key, client_secret=consumer_secret, resource_owner_key=token,
+                                    resource_owner_secret=token_secret, signature_method="HMAC-SHA1")
+
+    def __repr__(self) -> str:
+        return "OAuth1Signer(***)"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        body = request.content or None
+        headers = {"Content-Type": request.headers["Content-Type"]} if "Content-Type" in request.headers else {}
+        _, signed, _ = self._client.sign(str(request.url), http_method=request.method, body=body, headers=headers)
+        request.headers["Authorization"] = signed["Authorization"]
+        yield request
+
+
+class BearerAuth(httpx.Auth):
+    """``Authorization: Bearer <OAuth 2.0 user access token>``."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __repr__(self) -> str:
+        return "BearerAuth(***)"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
+
+
+def rate_limit_delay(headers: httpx.Headers, now: datetime) -> tuple[float | None, str]:
+    """Seconds until X lifts a 429, from the x-*-limit-* headers (epoch seconds), and which limit hit.
+
+    The latest reset among exhausted windows (remaining == 0) wins, so a spent
+    24-hour cap is not retried after the 15-minute window. None if no usable header.
+    """
+    exhausted: list[tuple[float, str]] = []
+    for remaining_name, reset_name in _LIMIT_HEADERS:
+        delay = parse_reset_epoch(headers.get(reset_name), now)
+        if delay is not None and (headers.get(remaining_name) or "").strip() == "0":
+            exhausted.append((delay, reset_name.removesuffix("-reset")))
+    if exhausted:
+        return max(exhausted)
+    delay = parse_reset_epoch(headers.get("x-rate-limit-reset"), now)
+    return delay, "x-rate-limit"
+
+
+def _problem_text(body: Any) -> tuple[str, str]:
+    """(detail, problem kind) from an X error body: v2 problem JSON or the older ``errors`` list."""
+    if not isinstance(body, dict):
+        return "", ""
+    detail = body.get("detail") or body.get("title") or ""
+    kind = str(body.get("type") or "")
+    errors = body.get("errors")
+    if not detail and isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        detail = errors[0].get("message") or errors[0].get("detail") or ""
+    return str(detail), kind.rsplit("/", 1)[-1] if kind.startswith("http") else kind
+
+
+class XPublisher:
+    """Posts to one X account. Not idempotent; duplicates are detected by X itself."""
+
+    idempotent = False
+
+    def __init__(self, options: XOptions, ctx: PublisherContext, auth: httpx.Auth, secrets: list[str]) -> None:
+        self._options = options
+        self._channel = options.name
+        self._http = ctx.http
+        self._clock = ctx.clock
+        self._auth = auth
+        self._secrets = secrets
+        self._host = urlsplit(options.api_base).netloc
+
+    def __repr__(self) -> str:
+        return f"XPublisher(channel={self._channel!r}, api_base={self._options.api_base!r}, " \
+               f"auth={self._options.auth_style})"
+
+    @property
+    def render_env(self) -> RenderEnv:
+        return RenderEnv(max_chars=280, url_length=23)
+
+    async def initialize(self) -> None:
+        return None  # nothing to open: the shared client is the composition root's
+
+    async def publish(self, message: RenderedMessage, *, idempotency_key: str) -> PublishResult:
+        response = await self._request("POST", "/2/tweets", {"text": message.text}, sending=True)
+        if not response.is_success:
+            raise self._classify(response, action="POST /2/tweets")
+        body = json_body(response)
+        data = body.get("data") if isinstance(body, dict) else None
+        post_id = data.get("id") if isinstance(data, dict) else None
+        if not post_id:
+            raise AmbiguousPublishError(self._channel, f"X answered {describe_status(response.status_code)} without "
+                                                       "a post id; the post may exist")
+        return PublishResult(remote_id=str(post_id), url=f"https://x.com/i/web/status/{post_id}")
+
+    async def check(self) -> AccountInfo:
+        response = await self._request("GET", "/2/users/me", None, sending=False)
+        if not response.is_success:
+            raise self._classify(response, action="GET /2/users/me")
+        body = json_body(response)
+        data = body.get("data") if isinstance(body, dict) else None
+        username = data.get("username") if isinstance(data, dict) else None
+        if not username:
+            raise RetryablePublishError(self._channel, "GET /2/users/me: X answered without a username")
+        assert isinstance(data, dict)
+        return AccountInfo(display=f"@{username}", detail={"id": data.get("id"), "name": data.get("name"),
+                                                           "auth": self._options.auth_style,
+                                                           "api_base": self._options.api_base})
+
+    async def aclose(self) -> None:
+        return None
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    async def _request(self, method: str, path: str, payload: dict[str, Any] | None, *,
+                       sending: bool) -> httpx.Response:
+        action = f"{method} {path}"
+        content = json.dumps(payload, ensure_ascii=False).encode("utf-8") if payload is not None else None
+        headers = {"Accept": "application/json"}
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            return await self._http.request(method, f"{self._options.api_base}{path}", content=content,
+                                            headers=headers, auth=self._auth, follow_redirects=False)
+        except httpx.HTTPError as exc:
+            raise transport_error(self._channel, exc, action=action, sending=sending) from exc
+        except httpx.InvalidURL as exc:
+            raise PermanentPublishError(self._channel, f"{action}: invalid api_base ({describe_exception(exc)})") \
+                from exc
+
+    def _classify(self, response: httpx.Response, *, action: str) -> PublishError:
+        status = response.status_code
+        detail, kind = _problem_text(json_body(response))
+        detail = redact(shorten(detail), self._secrets)
+        what = describe_status(status) + (f": {detail}" if detail else "") + (f" [{kind}]" if kind else "")
+        channel = self._channel
+        now = self._clock.now()
+        if status == 429:
+            delay, which = rate_limit_delay(response.headers, now)
+            if delay is None:
+                delay = RATE_LIMIT_FALLBACK
+            return RetryAfter(channel, delay, f"X rate limit ({which}; {what}); retry after {delay:.0f}s")
+        if status == 403 and "duplicate content" in detail.lower():
+            return DuplicateContentError(channel, f"X already has a post with this text ({what})")
+        if status == 403 and kind == "oauth1-permissions":
+            return PermanentPublishError(channel, f"X refused {action} ({what}): set the app's permissions to "
+                                                  "'Read and write', then regenerate the access token and secret")
+        if status == 403:
+            return PermanentPublishError(channel, f"X refused {action} ({what})")
+        if status == 402:
+            return PermanentPublishError(channel, f"X is out of credits for this app ({what}); add credits or "
+                                                  "raise the spending limit in the developer console")
+        if status == 401:
+            if self._options.auth_style == "oauth2":
+                where = f"the OAuth 2.0 user token in {self._options.bearer_token_env} (these expire after 2 hours)"
+            else:
+                where = "the OAuth 1.0a credentials in " + ", ".join(getattr(self._options, k) for k in _OAUTH1_KEYS)
+            return CredentialsError(channel, f"X rejected {where} ({what})")
+        if status == 400:
+            return ContentRejectedError(channel, f"X rejected the post ({what})")
+        if 300 <= status < 400:
+            location = response.headers.get("Location", "?")
+            return PermanentPublishError(channel, f"{self._host} redirected {action} to {location}; check api_base")
+        retry = parse_retry_after(response.headers.get("Retry-After"), now) if status >= 500 else None
+        return classify_status(channel, status, f"X: {detail}" if detail else "X", retry_delay=retry)
+
+
+class XPlugin:
+    """Entry point ``x = "bot.publishers.x:plugin"``."""
+
+    name = "x"
+    api_version = API_VERSION
+    options_model: type[ChannelOptions] = XOptions
+
+    def render(self, post: Post, options: Any, env: RenderEnv, *, plain: bool = False) -> RenderedMessage:
+        from bot.render.x import render_x
+
+        assert isinstance(options, XOptions)
+        return render_x(post, options, env, plain=plain)
+
+    def create(self, options: Any, ctx: PublisherContext) -> XPublisher:
+        assert isinstance(options, XOptions)
+        auth: httpx.Auth
+        if options.bearer_token_env is not None:
+            token = require_secret(ctx, options.name, options.bearer_token_env)
+            auth, secrets = BearerAuth(token), [token]
+        else:
+            values = [require_secret(ctx, options.name, getattr(options, key)) for key in _OAUTH1_KEYS]
+            auth, secrets = OAuth1Signer(*values), values
+        return XPublisher(options, ctx, auth, secrets)
+
+
+plugin = XPlugin()

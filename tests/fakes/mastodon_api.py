@@ -1,0 +1,221 @@
+"""``FakeMastodon``: a loopback Mastodon API server (statuses, instance, verify_credentials).
+
+Answers like Mastodon 4.x (mastodon/documentation ``methods/statuses.md``,
+``entities/Error.md``, ``api/rate-limits.md``):
+
+* ``GET /api/v2/instance`` → ``configuration.statuses.max_characters`` and
+  ``characters_reserved_per_url`` (``v2_instance=False`` answers 404, as pre-4.0
+  servers do); ``GET /api/v1/instance`` likewise in the v1 shape.
+* ``POST /api/v1/statuses`` (JSON or form) → 200 + Status. ``Idempotency-Key`` is
+  honoured per account like the real server: the same key again returns the
+  same status (same id) and creates nothing.
+* ``GET /api/v1/accounts/verify_credentials`` → the account.
+* Every answer carries ``X-RateLimit-Limit/-Remaining/-Reset`` (Reset is an
+  ISO 8601 timestamp, unlike X).
+* Errors as ``{"error": "..."}``: unknown token → 401 "The access token is
+  invalid"; text over the limit → 422 "Validation failed: Text character limit
+  of N exceeded"; blank text → 422.
+
+Scripting (besides ``fail_next`` / ``drop_next`` / ``hold_next`` from
+``ScriptedServer``, which match on the URL path)::
+
+    fake.rate_limit(reset_at)           # next POST /api/v1/statuses: 429 + ISO X-RateLimit-Reset
+    fake.reject(422, "Validation failed: ...")
+    event = fake.hold_next("/api/v1/statuses")   # status created, answer held until event.set()
+
+Recorded: ``fake.statuses`` (created, in order), ``fake.requests`` (everything).
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import grapheme
+
+from tests.fakes.http import Request, Response
+from tests.fakes.telegram_api import ScriptedServer
+
+DEFAULT_TOKEN = "mastodon-test-token-0123456789abcdef"
+STATUSES = "/api/v1/statuses"
+_URL = re.compile(r"https?://[^\s<>\"]+", re.IGNORECASE)
+_REMOTE_MENTION = re.compile(r"(@[A-Za-z0-9_]+)@[A-Za-z0-9.\-]+[A-Za-z0-9]")
+_VISIBILITIES = ("public", "unlisted", "private", "direct")
+
+
+@dataclass
+class Account:
+    id: str
+    username: str
+    display_name: str = "Tagrelay Test"
+
+
+@dataclass
+class Status:
+    """A status the fake created."""
+
+    id: str
+    account: Account
+    text: str
+    visibility: str
+    language: str | None
+    spoiler_text: str
+    idempotency_key: str | None
+    created_at: datetime
+    url: str
+    uri: str
+
+
+def status_length(text: str, spoiler_text: str = "", *, url_length: int = 23) -> int:
+    """Mastodon's count: graphemes, every URL as ``url_length``, remote mentions as the local part."""
+    def count(s: str) -> int:
+        s = _REMOTE_MENTION.sub(r"\1", s)
+        s = _URL.sub("x" * url_length, s)
+        return int(grapheme.length(s))
+
+    return count(text) + count(spoiler_text)
+
+
+class FakeMastodon(ScriptedServer):
+    """A Mastodon instance on 127.0.0.1. ``tokens`` maps access tokens to usernames."""
+
+    def __init__(self, *, tokens: Mapping[str, str] | None = None, max_characters: int = 500,
+                 characters_reserved_per_url: int = 23, v2_instance: bool = True, rate_limit_total: int = 300,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        super().__init__()
+        self.max_characters = max_characters
+        self.characters_reserved_per_url = characters_reserved_per_url
+        self.v2_instance = v2_instance
+        self.rate_limit_total = rate_limit_total
+        self.clock = clock
+        self.accounts: dict[str, Account] = {}
+        for i, (token, username) in enumerate((tokens or {DEFAULT_TOKEN: "tagrelay"}).items(), start=1):
+            self.accounts[token] = Account(id=str(109000000000000000 + i), username=username)
+        self.statuses: list[Status] = []
+        self.idempotent_replays = 0
+        self._by_key: dict[tuple[str, str], Status] = {}
+        self._ids = itertools.count(113000000000000001)
+        self._calls = 0
+
+    # -- scripting helpers -------------------------------------------------------------------
+
+    def rate_limit(self, reset_at: datetime, *, match: str | None = STATUSES, times: int = 1) -> None:
+        """429 ``{"error": "Too many requests"}`` with ``X-RateLimit-Reset`` = ``reset_at`` (ISO 8601)."""
+        headers = {"X-RateLimit-Limit": str(self.rate_limit_total), "X-RateLimit-Remaining": "0",
+                   "X-RateLimit-Reset": _iso(reset_at)}
+        self.fail_next(429, {"error": "Too many requests"}, headers, match=match, times=times)
+
+    def reject(self, status: int, error: str, *, match: str | None = STATUSES, times: int = 1) -> None:
+        """Answer ``status`` with ``{"error": error}``."""
+        self.fail_next(status, {"error": error}, match=match, times=times)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def route(self, request: Request) -> Response | object:
+        method, path = request.method, request.path
+        if method == "GET" and path == "/api/v2/instance":
+            return self._answer(self._instance_v2()) if self.v2_instance else self._error(404, "Record not found")
+        if method == "GET" and path == "/api/v1/instance":
+            return self._answer(self._instance_v1())
+        account = self._account(request)
+        if method == "GET" and path == "/api/v1/accounts/verify_credentials":
+            return self._answer(self._account_json(account)) if account else self._invalid_token()
+        if method == "POST" and path == STATUSES:
+            return self._post_status(request, account) if account else self._invalid_token()
+        return self._error(404, "Record not found")
+
+    def _account(self, request: Request) -> Account | None:
+        auth = request.header("authorization") or ""
+        if not auth.lower().startswith("bearer "):
+            return None
+        return self.accounts.get(auth[7:].strip())
+
+    def _rate_headers(self) -> dict[str, str]:
+        with self.lock:
+            self._calls += 1
+            remaining = max(0, self.rate_limit_total - self._calls)
+        reset = self.clock() + timedelta(minutes=5)
+        return {"X-RateLimit-Limit": str(self.rate_limit_total), "X-RateLimit-Remaining": str(remaining),
+                "X-RateLimit-Reset": _iso(reset)}
+
+    def _answer(self, data: Any, status: int = 200) -> Response:
+        return Response.json(data, status, self._rate_headers())
+
+    def _error(self, status: int, error: str) -> Response:
+        return Response.json({"error": error}, status, self._rate_headers())
+
+    def _invalid_token(self) -> Response:
+        return self._error(401, "The access token is invalid")
+
+    def _instance_v2(self) -> dict[str, Any]:
+        return {"domain": "127.0.0.1", "title": "Fake Mastodon", "version": "4.3.0", "source_url": "",
+                "configuration": {"urls": {"streaming": ""},
+                                  "statuses": {"max_characters": self.max_characters, "max_media_attachments": 4,
+                                               "characters_reserved_per_url": self.characters_reserved_per_url},
+                                  "accounts": {"max_featured_tags": 10}}}
+
+    def _instance_v1(self) -> dict[str, Any]:
+        return {"uri": "127.0.0.1", "title": "Fake Mastodon", "version": "4.3.0",
+                "configuration": {"statuses": {"max_characters": self.max_characters, "max_media_attachments": 4,
+                                               "characters_reserved_per_url": self.characters_reserved_per_url}}}
+
+    def _account_json(self, account: Account) -> dict[str, Any]:
+        return {"id": account.id, "username": account.username, "acct": account.username,
+                "display_name": account.display_name, "url": f"{self.url}/@{account.username}",
+                "locked": False, "bot": True, "created_at": "2026-01-01T00:00:00.000Z"}
+
+    @staticmethod
+    def _params(request: Request) -> dict[str, Any]:
+        ctype = (request.header("content-type") or "").lower()
+        if ctype.startswith("application/json"):
+            body = request.json()
+            return body if isinstance(body, dict) else {}
+        return {k: v[-1] for k, v in request.form().items()} if request.body else {}
+
+    def _post_status(self, request: Request, account: Account) -> Response:
+        key = request.header("idempotency-key")
+        with self.lock:
+            existing = self._by_key.get((account.id, key)) if key else None
+            if existing is not None:
+                self.idempotent_replays += 1
+        if existing is not None:
+            return self._answer(self._status_json(existing))
+        params = self._params(request)
+        text = str(params.get("status") or "")
+        spoiler = str(params.get("spoiler_text") or "")
+        visibility = str(params.get("visibility") or "public")
+        if not text.strip():
+            return self._error(422, "Validation failed: Text can't be blank")
+        if visibility not in _VISIBILITIES:
+            return self._error(422, "Validation failed: Visibility is not included in the list")
+        if status_length(text, spoiler, url_length=self.characters_reserved_per_url) > self.max_characters:
+            return self._error(422, f"Validation failed: Text character limit of {self.max_characters} exceeded")
+        with self.lock:
+            status_id = str(next(self._ids))
+            status = Status(id=status_id, account=account, text=text, visibility=visibility,
+                            language=params.get("language") or None, spoiler_text=spoiler, idempotency_key=key,
+                            created_at=self.clock(), url=f"{self.url}/@{account.username}/{status_id}",
+                            uri=f"{self.url}/users/{account.username}/statuses/{status_id}")
+            self.statuses.append(status)
+            if key:
+                self._by_key[(account.id, key)] = status
+        return self._answer(self._status_json(status))
+
+    def _status_json(self, status: Status) -> dict[str, Any]:
+        content = "<p>" + html.escape(status.text).replace("\n", "<br />") + "</p>"
+        return {"id": status.id, "created_at": _iso(status.created_at), "in_reply_to_id": None,
+                "sensitive": bool(status.spoiler_text), "spoiler_text": status.spoiler_text,
+                "visibility": status.visibility, "language": status.language, "uri": status.uri, "url": status.url,
+                "replies_count": 0, "reblogs_count": 0, "favourites_count": 0, "content": content,
+                "account": self._account_json(status.account), "media_attachments": [], "mentions": [],
+                "tags": [], "emojis": [], "card": None, "poll": None}
+
+
+def _iso(when: datetime) -> str:
+    """Mastodon's format: ``2026-08-01T15:00:00.627625Z``."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,481 @@
+"""``FakeBotApi``: a loopback Telegram Bot API server, plus the scripted-fault base all platform fakes share.
+
+It answers ``/bot<token>/<method>`` like api.telegram.org: ``{"ok": true,
+"result": ...}`` or ``{"ok": false, "error_code": N, "description": "...",
+"parameters": {"retry_after" | "migrate_to_chat_id": ...}}`` with the HTTP status
+equal to ``error_code``. Point a channel's ``api_base`` (or PTB's
+``base_url=f"{fake.url}/bot"``) at ``fake.url``.
+
+Quick use::
+
+    with FakeBotApi(token=TOKEN) as fake:            # knows @tagrelay_test = -1001234567890
+        ...publish...
+        assert fake.messages[0].text == "..."
+        fake.flood(retry_after=7)                     # next sendMessage: 429 + parameters.retry_after
+        fake.migrate(-1009999999999)                  # next sendMessage: 400 + migrate_to_chat_id
+        fake.error(403, "Forbidden: bot was kicked from the channel chat")
+        event = fake.hold_next("sendMessage")        # posts, but answers only after event.set()
+        fake.drop_next("sendMessage", process=True)   # posts, then closes the connection unanswered
+
+Validation it does like Telegram: unknown token → 401 Unauthorized; unknown
+chat → 400 "chat not found"; ``parse_mode=HTML`` with a tag outside Telegram's
+list → 400 "can't parse entities"; visible text > 4096 → "message is too
+long"; caption > 1024 → "message caption is too long".
+
+Extending (e.g. ``getUpdates`` for the admin bot): add a handler to
+``fake.methods`` (``name -> callable(params) -> result``), or subclass and
+register in ``__init__``. A handler raises ``BotApiError`` for an error answer.
+Parameters arrive decoded from JSON, form or query (object-valued form fields
+such as ``link_preview_options`` are JSON-decoded, ``chat_id`` becomes an int
+when numeric).
+
+``ScriptedServer`` (defined here, used by FakeMastodon and FakeX too) is the
+fault queue: ``fail_next``, ``drop_next``, ``hold_next``; faults match a route
+key (the Bot API method name here, the URL path for the other fakes) or any
+request, and are consumed in order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import socketserver
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from html.parser import HTMLParser
+from typing import Any, Self
+
+from tests.fakes.http import DROP, LoopbackServer, Request, Response
+
+# -- scripted faults (shared by every platform fake) --------------------------------------------
+
+
+@dataclass
+class Fault:
+    """One scripted answer for the next request(s) whose route key equals ``match`` (None: any)."""
+
+    response: Response | None = None
+    """Answer with this instead of the normal answer (the request then has no effect)."""
+    drop: bool = False
+    """Close the connection without answering."""
+    hold: threading.Event | None = None
+    """Answer only once this event is set (the client may time out first)."""
+    process: bool = False
+    """Let the request take effect first (post created), then apply the fault: 'sent, answer lost'."""
+    match: str | None = None
+    times: int = 1
+
+
+class ScriptedServer(LoopbackServer):
+    """A ``LoopbackServer`` with a queue of scripted faults in front of ``route``.
+
+    Subclasses implement ``route(request)`` (the normal behaviour) and may
+    override ``route_key(request)`` (what ``match=`` compares with; default: the path).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._faults: list[Fault] = []
+        self._holds: list[threading.Event] = []
+        self._server.handle_error = self._handle_error  # type: ignore[method-assign]
+        # serve_forever's default 0.5 s poll makes every stop() take that long; poll faster
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True, name=type(self).__name__)
+
+    def _handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that timed out on a held answer has gone: say nothing; report anything else."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, BrokenPipeError | ConnectionResetError):
+            return
+        socketserver.BaseServer.handle_error(self._server, request, client_address)
+
+    # -- the scripting API -------------------------------------------------------------------
+
+    def fail_next(self, status: int, body: Any = None, headers: dict[str, str] | None = None, *,
+                  times: int = 1, match: str | None = None) -> None:
+        """The next ``times`` matching requests get ``status`` with JSON ``body`` and ``headers``."""
+        self.add_fault(Fault(response=Response.json(body if body is not None else {}, status, headers),
+                             match=match, times=times))
+
+    def drop_next(self, match: str | None = None, *, times: int = 1, process: bool = False) -> None:
+        """Close the connection of the next matching request(s) without an answer.
+
+        ``process=True``: the request takes effect first (the post exists), as when
+        an answer is lost on the way back.
+        """
+        self.add_fault(Fault(drop=True, process=process, match=match, times=times))
+
+    def hold_next(self, match: str | None = None, *, response: Response | None = None) -> threading.Event:
+        """Hold the answer to the next matching request until the returned event is set.
+
+        Without ``response`` the request takes effect and its normal answer is
+        held (a client with a short read timeout sees an ambiguous timeout). All
+        held answers are released when the server stops.
+        """
+        event = threading.Event()
+        with self.lock:
+            self._holds.append(event)
+        self.add_fault(Fault(response=response, hold=event, process=response is None, match=match))
+        return event
+
+    def add_fault(self, fault: Fault) -> None:
+        with self.lock:
+            self._faults.append(fault)
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self._faults.clear()
+
+    @property
+    def pending_faults(self) -> int:
+        with self.lock:
+            return sum(f.times for f in self._faults)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def route_key(self, request: Request) -> str:
+        return request.path
+
+    def route(self, request: Request) -> Response | object:
+        raise NotImplementedError
+
+    def _take_fault(self, key: str) -> Fault | None:
+        with self.lock:
+            for i, fault in enumerate(self._faults):
+                if fault.match is None or fault.match == key:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        del self._faults[i]
+                    return fault
+        return None
+
+    def handle(self, request: Request) -> Response | object:
+        fault = self._take_fault(self.route_key(request))
+        if fault is None:
+            return self.route(request)
+        normal = self.route(request) if fault.process else None
+        if fault.drop:
+            return DROP
+        answer = fault.response or normal
+        if not isinstance(answer, Response):
+            return DROP
+        return replace(answer, hold=fault.hold) if fault.hold is not None else answer
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def stop(self) -> None:
+        with self.lock:
+            holds = list(self._holds)
+        for event in holds:
+            event.set()
+        super().stop()
+
+
+# -- the Bot API --------------------------------------------------------------------------------
+
+DEFAULT_TOKEN = "123456789:AAFakeTokenForTagrelayTests-0123456789"
+DEFAULT_CHANNEL_ID = -1001234567890
+DEFAULT_CHANNEL_USERNAME = "tagrelay_test"
+
+MAX_TEXT_LENGTH = 4096
+MAX_CAPTION_LENGTH = 1024
+_ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a",
+                 "tg-emoji", "tg-time", "code", "pre", "blockquote"}
+_OBJECT_FIELDS = {"link_preview_options", "reply_markup", "entities", "caption_entities", "reply_parameters",
+                  "allowed_updates", "commands", "scope"}
+_BOOL_FIELDS = {"disable_notification", "protect_content", "show_caption_above_media", "has_spoiler",
+                "allow_paid_broadcast"}
+_PATH = re.compile(r"^/bot(?P<token>[^/]+)/(?P<method>[A-Za-z]+)$")
+
+
+class BotApiError(Exception):
+    """Raise from a method handler to answer ``{"ok": false, ...}`` with HTTP status ``code``."""
+
+    def __init__(self, code: int, description: str, parameters: dict[str, Any] | None = None) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+        self.parameters = parameters
+
+
+def bot_api_error(code: int, description: str, parameters: dict[str, Any] | None = None) -> Response:
+    """The Bot API's error answer."""
+    body: dict[str, Any] = {"ok": False, "error_code": code, "description": description}
+    if parameters:
+        body["parameters"] = parameters
+    return Response.json(body, code)
+
+
+@dataclass
+class Chat:
+    """A chat the fake knows. Channels and supergroups have ids like -100…; ``username`` without '@'."""
+
+    id: int
+    type: str = "channel"
+    title: str | None = "Tagrelay test channel"
+    username: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "type": self.type}
+        if self.title is not None:
+            data["title"] = self.title
+        if self.username is not None:
+            data["username"] = self.username
+        return data
+
+
+@dataclass
+class SentMessage:
+    """A message the fake accepted (sendMessage or sendPhoto)."""
+
+    method: str
+    chat_id: int
+    message_id: int
+    text: str | None
+    caption: str | None = None
+    photo: str | None = None
+    parse_mode: str | None = None
+    link_preview_options: dict[str, Any] | None = None
+    disable_notification: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class _EntityChecker(HTMLParser):
+    """Telegram's HTML parse mode, roughly: allowed tags only; collects the visible text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.visible: list[str] = []
+        self.problem: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.problem is None and tag not in _ALLOWED_TAGS:
+            line, col = self.getpos()
+            self.problem = f'Unsupported start tag "{tag}" at byte offset {col if line == 1 else 0}'
+
+    def handle_data(self, data: str) -> None:
+        self.visible.append(data)
+
+
+def visible_length(text: str, parse_mode: str | None) -> tuple[int, str | None]:
+    """(length after entity parsing, parse problem or None)."""
+    if (parse_mode or "").upper() != "HTML":
+        return len(text), None
+    checker = _EntityChecker()
+    checker.feed(text)
+    checker.close()
+    return len("".join(checker.visible)), checker.problem
+
+
+class FakeBotApi(ScriptedServer):
+    """A Telegram Bot API server on 127.0.0.1 for one bot token. See the module docstring."""
+
+    def __init__(self, token: str = DEFAULT_TOKEN, *, bot_id: int = 123456789,
+                 bot_username: str = "tagrelay_test_bot", chats: Iterable[Chat] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.token = token
+        self.bot_id = bot_id
+        self.bot_username = bot_username
+        self.clock = clock
+        self.chats: dict[int, Chat] = {}
+        for chat in chats if chats is not None else [Chat(DEFAULT_CHANNEL_ID, username=DEFAULT_CHANNEL_USERNAME)]:
+            self.add_chat(chat)
+        self.messages: list[SentMessage] = []
+        self._ids: dict[int, itertools.count[int]] = {}
+        self.methods: dict[str, Callable[[dict[str, Any]], Any]] = {
+            "getMe": self._get_me,
+            "getChat": self._get_chat,
+            "sendMessage": self._send_message,
+            "sendPhoto": self._send_photo,
+        }
+
+    @property
+    def api_base(self) -> str:
+        """What a channel's ``api_base`` should be."""
+        return self.url
+
+    # -- scripting helpers -------------------------------------------------------------------
+
+    def add_chat(self, chat: Chat) -> Chat:
+        with self.lock:
+            self.chats[chat.id] = chat
+        return chat
+
+    def error(self, code: int, description: str, parameters: dict[str, Any] | None = None, *,
+              match: str | None = "sendMessage", times: int = 1) -> None:
+        """The next ``times`` calls of ``match`` (a method name; None: any) fail with this Bot API error."""
+        self.add_fault(Fault(response=bot_api_error(code, description, parameters), match=match, times=times))
+
+    def flood(self, retry_after: int, *, match: str | None = "sendMessage", times: int = 1) -> None:
+        """429 "Too Many Requests: retry after N" with ``parameters.retry_after``."""
+        self.error(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after},
+                   match=match, times=times)
+
+    def migrate(self, new_chat_id: int, *, match: str | None = "sendMessage", times: int = 1) -> None:
+        """400 "group chat was upgraded to a supergroup chat" with ``parameters.migrate_to_chat_id``."""
+        self.error(400, "Bad Request: group chat was upgraded to a supergroup chat",
+                   {"migrate_to_chat_id": new_chat_id}, match=match, times=times)
+
+    def sent_to(self, chat_id: int) -> list[SentMessage]:
+        with self.lock:
+            return [m for m in self.messages if m.chat_id == chat_id]
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def route_key(self, request: Request) -> str:
+        m = _PATH.match(request.path)
+        return m["method"] if m else request.path
+
+    def route(self, request: Request) -> Response | object:
+        m = _PATH.match(request.path)
+        if m is None:
+            return bot_api_error(404, "Not Found")
+        if m["token"] != self.token:
+            return bot_api_error(401, "Unauthorized")
+        handler = self.methods.get(m["method"]) or self.methods.get(_lower_first(m["method"]))
+        if handler is None:
+            return bot_api_error(404, "Not Found")
+        try:
+            params = self._params(request)
+            result = handler(params)
+        except BotApiError as exc:
+            return bot_api_error(exc.code, exc.description, exc.parameters)
+        return Response.json({"ok": True, "result": result})
+
+    @staticmethod
+    def _params(request: Request) -> dict[str, Any]:
+        ctype = (request.header("content-type") or "").lower()
+        params: dict[str, Any] = {k: v[-1] for k, v in request.query.items()}
+        if ctype.startswith("application/json"):
+            body = request.json()
+            if isinstance(body, dict):
+                params.update(body)
+            return params
+        if ctype.startswith("multipart/"):
+            raise BotApiError(400, "Bad Request: FakeBotApi does not accept file uploads")
+        for key, values in request.form().items() if request.body else ():
+            value: Any = values[-1]
+            if key in _OBJECT_FIELDS:
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    raise BotApiError(400, f"Bad Request: can't parse {key} JSON object") from None
+            elif key in _BOOL_FIELDS:
+                value = value.lower() == "true"
+            params[key] = value
+        return params
+
+    def _chat(self, params: dict[str, Any]) -> Chat:
+        raw = params.get("chat_id")
+        if raw is None or raw == "":
+            raise BotApiError(400, "Bad Request: chat_id is empty")
+        text = str(raw).strip()
+        with self.lock:
+            if text.startswith("@"):
+                for chat in self.chats.values():
+                    if chat.username and chat.username.lower() == text[1:].lower():
+                        return chat
+            else:
+                try:
+                    chat_id = int(text)
+                except ValueError:
+                    chat_id = 0
+                if chat_id in self.chats:
+                    return self.chats[chat_id]
+        raise BotApiError(400, "Bad Request: chat not found")
+
+    def _next_id(self, chat_id: int) -> int:
+        with self.lock:
+            counter = self._ids.setdefault(chat_id, itertools.count(1))
+            return next(counter)
+
+    def _message_json(self, chat: Chat, message_id: int) -> dict[str, Any]:
+        data: dict[str, Any] = {"message_id": message_id, "date": int(self.clock()), "chat": chat.to_json()}
+        if chat.type == "channel":
+            data["sender_chat"] = chat.to_json()
+        else:
+            data["from"] = self._me()
+        return data
+
+    def _me(self) -> dict[str, Any]:
+        return {"id": self.bot_id, "is_bot": True, "first_name": "Tagrelay Test", "username": self.bot_username,
+                "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
+
+    # -- methods -----------------------------------------------------------------------------
+
+    def _get_me(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._me()
+
+    def _get_chat(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat = self._chat(params)
+        return {**chat.to_json(), "accent_color_id": 0, "max_reaction_count": 11,
+                "accepted_gift_types": {"unlimited_gifts": False, "limited_gifts": False, "unique_gifts": False,
+                                        "premium_subscription": False, "gifts_from_channels": False}}
+
+    def _send_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat = self._chat(params)
+        text = str(params.get("text") or "")
+        parse_mode = params.get("parse_mode")
+        if not text.strip():
+            raise BotApiError(400, "Bad Request: message text is empty")
+        length, problem = visible_length(text, parse_mode)
+        if problem:
+            raise BotApiError(400, f"Bad Request: can't parse entities: {problem}")
+        if length > MAX_TEXT_LENGTH:
+            raise BotApiError(400, "Bad Request: message is too long")
+        message_id = self._next_id(chat.id)
+        preview = params.get("link_preview_options")
+        sent = SentMessage("sendMessage", chat.id, message_id, text, parse_mode=parse_mode,
+                           link_preview_options=preview if isinstance(preview, dict) else None,
+                           disable_notification=bool(params.get("disable_notification", False)), params=params)
+        with self.lock:
+            self.messages.append(sent)
+        data = self._message_json(chat, message_id)
+        data["text"] = text if (parse_mode or "").upper() != "HTML" else _strip_tags(text)
+        if isinstance(preview, dict):
+            data["link_preview_options"] = preview
+        return data
+
+    def _send_photo(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat = self._chat(params)
+        photo = params.get("photo")
+        if not photo:
+            raise BotApiError(400, "Bad Request: there is no photo in the request")
+        caption = params.get("caption")
+        parse_mode = params.get("parse_mode")
+        if caption:
+            length, problem = visible_length(str(caption), parse_mode)
+            if problem:
+                raise BotApiError(400, f"Bad Request: can't parse entities: {problem}")
+            if length > MAX_CAPTION_LENGTH:
+                raise BotApiError(400, "Bad Request: message caption is too long")
+        message_id = self._next_id(chat.id)
+        sent = SentMessage("sendPhoto", chat.id, message_id, None, caption=caption, photo=str(photo),
+                           parse_mode=parse_mode, disable_notification=bool(params.get("disable_notification", False)),
+                           params=params)
+        with self.lock:
+            self.messages.append(sent)
+        data = self._message_json(chat, message_id)
+        data["photo"] = [{"file_id": f"AgAC-fake-{message_id}-{size}", "file_unique_id": f"u{message_id}{size}",
+                          "width": size, "height": size, "file_size": size * 40} for size in (90, 320, 800)]
+        if caption:
+            data["caption"] = caption if (parse_mode or "").upper() != "HTML" else _strip_tags(str(caption))
+        return data
+
+
+def _lower_first(name: str) -> str:
+    return name[:1].lower() + name[1:]
+
+
+def _strip_tags(text: str) -> str:
+    checker = _EntityChecker()
+    checker.feed(text)
+    checker.close()
+    return "".join(checker.visible)

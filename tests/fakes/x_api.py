@@ -1,0 +1,246 @@
+"""``FakeX``: a loopback X API v2 server for ``POST /2/tweets`` and ``GET /2/users/me``.
+
+Authentication is checked, not just looked at:
+
+* OAuth 1.0a: the ``Authorization: OAuth ...`` header must name the known
+  consumer key and access token, use HMAC-SHA1, carry a fresh nonce, and its
+  signature must verify (RFC 5849 §3.4, computed here independently) over
+  ``<fake.url><path>`` with the known consumer and token secrets; a present
+  ``oauth_body_hash`` must match the body. A client that signed for
+  ``https://api.x.com`` while talking to the fake fails, so a passing test
+  proves the signature honours the configured ``api_base``.
+* OAuth 2.0: ``Authorization: Bearer <user token>`` equal to ``bearer_token``.
+
+Failures answer 401 ``{"title":"Unauthorized","type":"about:blank","status":401,"detail":"Unauthorized"}``
+and the reason is appended to ``fake.auth_failures``.
+
+Posting: 201 ``{"data":{"id","text","edit_history_tweet_ids"}}``; the same text
+as an earlier post → 403 "You are not allowed to create a Tweet with duplicate
+content."; empty or over 280 weighted characters (twitter-text v3) → 400
+invalid-request. Answers carry ``x-rate-limit-limit/-remaining/-reset`` (reset
+in Unix epoch seconds; X sends no Retry-After).
+
+Scripting (plus ``fail_next`` / ``drop_next`` / ``hold_next`` matching the path)::
+
+    fake.rate_limit(reset_epoch)               # 429 + x-rate-limit-* (daily=True: 24-hour cap headers too)
+    fake.payment_required()                    # 402 (body hand-made: X documents none)
+    fake.forbid_oauth1_permissions()           # 403 oauth1-permissions problem
+
+Recorded: ``fake.tweets`` (accepted posts, with the auth style used).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote
+
+from twitter_text import parse_tweet
+
+from tests.fakes.http import Request, Response
+from tests.fakes.telegram_api import ScriptedServer
+
+CONSUMER_KEY = "xTestConsumerKey0123456789"
+CONSUMER_SECRET = "xTestConsumerSecret-abcdefghijklmnopqrstuvwxyz0123"
+ACCESS_TOKEN = "1234567890-xTestAccessToken0123456789abcdef"
+ACCESS_TOKEN_SECRET = "xTestAccessTokenSecret-abcdefghijklmnopqrstu"
+BEARER_TOKEN = "xTestOAuth2UserToken-abcdefghijklmnopqrstuvwxyz0123456789"
+TWEETS = "/2/tweets"
+USERS_ME = "/2/users/me"
+
+DUPLICATE_DETAIL = "You are not allowed to create a Tweet with duplicate content."
+_AUTH_PARAM = re.compile(r'([A-Za-z0-9_]+)="([^"]*)"')
+
+
+def problem(status: int, title: str, detail: str, kind: str = "about:blank") -> dict[str, Any]:
+    """X's error body (RFC 7807-ish problem JSON)."""
+    return {"title": title, "detail": detail, "type": kind, "status": status}
+
+
+def percent_encode(value: str) -> str:
+    """RFC 5849 §3.6: unreserved characters stay, everything else is %XX of its UTF-8 bytes."""
+    return quote(value, safe="-._~")
+
+
+def signature_base_string(method: str, base_uri: str, params: Iterable[tuple[str, str]]) -> str:
+    """RFC 5849 §3.4.1: METHOD & enc(base URI) & enc(sorted, encoded parameters)."""
+    encoded = sorted((percent_encode(k), percent_encode(v)) for k, v in params)
+    normalized = "&".join(f"{k}={v}" for k, v in encoded)
+    return "&".join((method.upper(), percent_encode(base_uri), percent_encode(normalized)))
+
+
+def hmac_sha1_signature(base_string: str, consumer_secret: str, token_secret: str) -> str:
+    """RFC 5849 §3.4.2."""
+    key = f"{percent_encode(consumer_secret)}&{percent_encode(token_secret)}".encode()
+    return base64.b64encode(hmac.new(key, base_string.encode(), hashlib.sha1).digest()).decode()
+
+
+def parse_oauth_header(value: str) -> dict[str, str]:
+    """``OAuth k="v", ...`` → {k: unquoted v}."""
+    if not value.startswith("OAuth "):
+        raise ValueError("not an OAuth header")
+    return {k: unquote(v) for k, v in _AUTH_PARAM.findall(value[6:])}
+
+
+@dataclass
+class Tweet:
+    id: str
+    text: str
+    auth: str  # "oauth1" or "oauth2"
+
+
+class FakeX(ScriptedServer):
+    """An X API v2 server on 127.0.0.1 for one user. See the module docstring."""
+
+    def __init__(self, *, consumer_key: str = CONSUMER_KEY, consumer_secret: str = CONSUMER_SECRET,
+                 access_token: str = ACCESS_TOKEN, access_token_secret: str = ACCESS_TOKEN_SECRET,
+                 bearer_token: str | None = BEARER_TOKEN, user_id: str = "2244994945",
+                 username: str = "tagrelay_test", name: str = "Tagrelay Test", rate_limit_total: int = 100,
+                 epoch: float | None = None) -> None:
+        super().__init__()
+        self.consumer_key = consumer_key
+        self.consumer_secret = consumer_secret
+        self.access_token = access_token
+        self.access_token_secret = access_token_secret
+        self.bearer_token = bearer_token
+        self.user = {"id": user_id, "name": name, "username": username}
+        self.rate_limit_total = rate_limit_total
+        self.epoch = epoch
+        """The 'now' used for x-rate-limit-reset on normal answers (None: the real time)."""
+        self.tweets: list[Tweet] = []
+        self.auth_failures: list[str] = []
+        self._nonces: set[tuple[str, str]] = set()
+        self._ids = itertools.count(1880000000000000001)
+        self._posts = 0
+
+    # -- scripting helpers -------------------------------------------------------------------
+
+    def rate_limit(self, reset_epoch: int, *, daily: bool = False, match: str | None = TWEETS,
+                   times: int = 1) -> None:
+        """429 with x-rate-limit-* headers; ``daily=True`` adds an exhausted x-user-limit-24hour-* window."""
+        headers = {"x-rate-limit-limit": str(self.rate_limit_total), "x-rate-limit-remaining": "0",
+                   "x-rate-limit-reset": str(reset_epoch)}
+        if daily:
+            headers.update({"x-user-limit-24hour-limit": "10000", "x-user-limit-24hour-remaining": "0",
+                            "x-user-limit-24hour-reset": str(reset_epoch)})
+            headers["x-rate-limit-remaining"] = "57"
+            headers["x-rate-limit-reset"] = str(reset_epoch - 3600)
+        self.fail_next(429, problem(429, "Too Many Requests", "Too Many Requests"), headers, match=match,
+                       times=times)
+
+    def payment_required(self, *, match: str | None = TWEETS, times: int = 1) -> None:
+        self.fail_next(402, problem(402, "Payment Required",
+                                    "Your enrolled account does not have any credits to fulfill this request."),
+                       match=match, times=times)
+
+    def forbid_oauth1_permissions(self, *, match: str | None = TWEETS, times: int = 1) -> None:
+        self.fail_next(403, problem(403, "Forbidden", "Your client app is not configured with the appropriate "
+                                                      "oauth1 app permissions for this endpoint.",
+                                    "https://api.x.com/2/problems/oauth1-permissions"), match=match, times=times)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def route(self, request: Request) -> Response | object:
+        auth = self._authenticate(request)
+        if auth is None:
+            return Response.json(problem(401, "Unauthorized", "Unauthorized"), 401)
+        if request.method == "POST" and request.path == TWEETS:
+            return self._create(request, auth)
+        if request.method == "GET" and request.path == USERS_ME:
+            return Response.json({"data": dict(self.user)})
+        return Response.json({"errors": [{"message": "Sorry, that page does not exist", "code": 34}]}, 404)
+
+    def _fail(self, reason: str) -> None:
+        with self.lock:
+            self.auth_failures.append(reason)
+
+    def _authenticate(self, request: Request) -> str | None:
+        value = request.header("authorization") or ""
+        if value.startswith("Bearer "):
+            if self.bearer_token is not None and hmac.compare_digest(value[7:].strip(), self.bearer_token):
+                return "oauth2"
+            self._fail("unknown bearer token")
+            return None
+        if not value.startswith("OAuth "):
+            self._fail("no Authorization header")
+            return None
+        return "oauth1" if self._verify_oauth1(request, parse_oauth_header(value)) else None
+
+    def _verify_oauth1(self, request: Request, oauth: dict[str, str]) -> bool:
+        required = ("oauth_consumer_key", "oauth_token", "oauth_signature_method", "oauth_timestamp",
+                    "oauth_nonce", "oauth_signature")
+        missing = [k for k in required if not oauth.get(k)]
+        if missing:
+            self._fail(f"missing {', '.join(missing)}")
+            return False
+        if oauth["oauth_consumer_key"] != self.consumer_key or oauth["oauth_token"] != self.access_token:
+            self._fail("unknown consumer key or access token")
+            return False
+        if oauth["oauth_signature_method"] != "HMAC-SHA1" or oauth.get("oauth_version", "1.0") != "1.0":
+            self._fail("unsupported signature method or version")
+            return False
+        nonce = (oauth["oauth_nonce"], oauth["oauth_timestamp"])
+        with self.lock:
+            if nonce in self._nonces:
+                self.auth_failures.append("nonce reused")
+                return False
+            self._nonces.add(nonce)
+        ctype = (request.header("content-type") or "").lower()
+        if "oauth_body_hash" in oauth:
+            expected = base64.b64encode(hashlib.sha1(request.body, usedforsecurity=False).digest()).decode()
+            if oauth["oauth_body_hash"] != expected:
+                self._fail("oauth_body_hash does not match the body")
+                return False
+        params = [(k, v) for k, v in oauth.items() if k not in ("oauth_signature", "realm")]
+        params += [(k, v) for k, values in request.query.items() for v in values]
+        if ctype.startswith("application/x-www-form-urlencoded") and request.body:
+            params += parse_qsl(request.body.decode("utf-8"), keep_blank_values=True)
+        base = signature_base_string(request.method, f"{self.url}{request.path}", params)
+        expected_sig = hmac_sha1_signature(base, self.consumer_secret, self.access_token_secret)
+        if not hmac.compare_digest(expected_sig, oauth["oauth_signature"]):
+            self._fail(f"bad signature for base string {base[:120]}…")
+            return False
+        return True
+
+    def _rate_headers(self) -> dict[str, str]:
+        with self.lock:
+            self._posts += 1
+            remaining = max(0, self.rate_limit_total - self._posts)
+        now = self.epoch if self.epoch is not None else time.time()
+        return {"x-rate-limit-limit": str(self.rate_limit_total), "x-rate-limit-remaining": str(remaining),
+                "x-rate-limit-reset": str(int(now) + 900)}
+
+    def _create(self, request: Request, auth: str) -> Response:
+        headers = self._rate_headers()
+        try:
+            body = json.loads(request.body or b"null")
+        except ValueError:
+            body = None
+        text = body.get("text") if isinstance(body, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            return Response.json({"errors": [{"parameters": {"text": [text]}, "message": "Text is required"}],
+                                  "title": "Invalid Request", "detail": "One or more parameters to your request "
+                                  "was invalid.", "type": "https://api.twitter.com/2/problems/invalid-request"},
+                                 400, headers)
+        if not parse_tweet(text).valid:
+            return Response.json(problem(400, "Invalid Request", "Your Tweet text is too long.",
+                                         "https://api.twitter.com/2/problems/invalid-request"), 400, headers)
+        with self.lock:
+            if any(t.text == text for t in self.tweets):
+                duplicate = True
+            else:
+                duplicate = False
+                tweet = Tweet(id=str(next(self._ids)), text=text, auth=auth)
+                self.tweets.append(tweet)
+        if duplicate:
+            return Response.json(problem(403, "Forbidden", DUPLICATE_DETAIL), 403, headers)
+        return Response.json({"data": {"id": tweet.id, "text": text, "edit_history_tweet_ids": [tweet.id]}},
+                             201, headers)
