@@ -18,12 +18,14 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.domain.models import Post
+
+if TYPE_CHECKING:  # only an annotation: render/ must not load httpx through this module
+    import httpx
 
 API_VERSION = 1
 """Bumped when this contract changes incompatibly; plugins declare the one they implement."""

@@ -2,15 +2,31 @@
 
 Publisher plugins subclass these with their connection keys (chat_id, token_env,
 instance, ...), so one channel table validates against one model.
+
+The ``template`` key is checked here, at configuration load: a template that
+does not compile, uses unknown variables, omits ``{{ link }}``, trips the
+sandbox or (on Telegram) yields HTML Telegram would refuse makes the channel
+table invalid (``ConfigError`` on ``channels[i].template``, exit code 2).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from bot.publishers.api import ChannelOptions
+from bot.render.templates import TemplateError, validate_template
+
+
+def _checked_template(value: str | None, platform: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        validate_template(value, platform=platform)
+    except TemplateError as exc:
+        raise ValueError(exc.reason) from None
+    return value
 
 
 class TelegramRenderOptions(ChannelOptions):
@@ -20,9 +36,17 @@ class TelegramRenderOptions(ChannelOptions):
     """Send the post's featured image as a photo with the message as caption (≤ 1024 chars)."""
     disable_notification: bool = False
 
+    @field_validator("template")
+    @classmethod
+    def _valid_template(cls, value: str | None) -> str | None:
+        return _checked_template(value, "telegram")
+
 
 class XRenderOptions(ChannelOptions):
-    pass
+    @field_validator("template")
+    @classmethod
+    def _valid_template(cls, value: str | None) -> str | None:
+        return _checked_template(value, "x")
 
 
 class MastodonRenderOptions(ChannelOptions):
@@ -33,3 +57,8 @@ class MastodonRenderOptions(ChannelOptions):
     """Content warning shown before the status; counts toward the limit."""
     max_characters: int | None = Field(default=None, ge=50)
     """Override the instance's advertised limit (read from /api/v2/instance otherwise)."""
+
+    @field_validator("template")
+    @classmethod
+    def _valid_template(cls, value: str | None) -> str | None:
+        return _checked_template(value, "mastodon")

@@ -1,48 +1,146 @@
-"""Plain text from archive HTML: strip markup, decode entities, drop trailers, cut cleanly."""
+"""Plain text from archive HTML, and the cutting rules every renderer shares.
+
+* ``html_to_text`` turns an excerpt or content fragment into one line of text:
+  markup stripped, entities decoded, whitespace collapsed, WordPress "more"
+  links and screen-reader-only text dropped.
+* ``strip_trailers`` removes "Continue reading …", "Read more", "[…]",
+  "The post … appeared first on …"; a removed truncation mark leaves a
+  plain "…" so the reader still sees the text goes on.
+* ``break_points`` lists where a text may be cut: before a space, or between
+  CJK characters (which have no spaces), never inside a grapheme cluster or
+  a URL. ``clean_cut`` cuts there and adds "…"; ``truncate`` and
+  ``longest_fitting`` pick the longest cut that satisfies a measure.
+
+Everything works on decoded text; escaping for a markup language happens
+afterwards, so a cut can never land inside an entity.
+"""
 
 from __future__ import annotations
 
 import html
 import re
+import unicodedata
+from collections.abc import Callable, Sequence
 from html.parser import HTMLParser
+
+import grapheme
 
 ELLIPSIS = "…"
 
+Measure = Callable[[str], int]
+"""A length function: characters, UTF-16 units, weighted length …"""
+
 _BLOCK_TAGS = frozenset(
     {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote",
-     "figure", "figcaption", "tr", "table", "section", "article", "header", "footer", "pre", "hr"}
+     "figure", "figcaption", "tr", "td", "th", "table", "section", "article", "header",
+     "footer", "pre", "hr", "dd", "dt", "dl"}
 )
-_SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "iframe", "svg", "object"})
+_SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "iframe", "svg", "object",
+                        "head", "title", "button", "form", "select", "textarea"})
+_SKIP_CLASSES = frozenset({"more-link", "read-more", "screen-reader-text", "sr-only",
+                           "visually-hidden", "more-link-container"})
+_VOID_TAGS = frozenset({"br", "hr", "img", "input", "meta", "link", "wbr", "source", "area",
+                        "base", "col", "embed", "param", "track"})
 
-_TRAILERS = [
-    re.compile(r"\s*The post .{1,400}? appeared first on .{1,300}?\.?\s*$", re.IGNORECASE | re.DOTALL),
-    re.compile(r"\s*(?:\[\s*(?:…|\.\.\.|&hellip;)\s*\]|\[…\])\s*$"),
-    re.compile(r"\s*(?:Continue reading|Read more|Read the rest|Keep reading)\b[^\n]{0,120}$",
-               re.IGNORECASE),
-    re.compile(r"\s*(?:…|\.\.\.)\s*$"),
-]
+# Characters no platform wants: C0/C1 controls (tab and newlines are whitespace and
+# collapse), lone surrogates, the BOM and Unicode noncharacters (twitter-text calls
+# U+FFFE, U+FEFF and U+FFFF invalid).
+_NONCHARACTERS = "".join(chr(plane << 16 | 0xFFFE) + chr(plane << 16 | 0xFFFF) for plane in range(1, 17))
+_DROP = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufeff\ufdd0-\ufdef\ufffe\uffff"
+    + _NONCHARACTERS + "]"
+)
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+# What a second, double-encoded layer may hold: numeric references and typographic names,
+# never &lt; &gt; &amp; &quot; (those were meant literally once decoded).
+_SECOND_LAYER = re.compile(
+    r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|hellip|nbsp|ndash|mdash|lsquo|rsquo|ldquo|rdquo|laquo|raquo"
+    r"|bull|middot|copy|reg|trade|euro);"
+)
+
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://\S+|\bwww\.\S+")
+
+
+def clean_text(text: str) -> str:
+    """Drop control characters, lone surrogates, the BOM and noncharacters."""
+    return _DROP.sub("", text)
+
+
+def collapse_whitespace(text: str) -> str:
+    """All runs of whitespace (newlines included) become one space; ends trimmed."""
+    return " ".join(text.split())
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return html.unescape(match.group(0))
+
+
+def decode_second_layer(text: str) -> str:
+    """Decode what double encoding left behind: ``&#8217;``, ``&hellip;`` — not ``&lt;``/``&amp;``."""
+    return _SECOND_LAYER.sub(_unescape, text)
+
+
+def decode_entities(text: str) -> str:
+    """Decode well-formed character references (``&amp;``, ``&#8217;``) in plain text.
+
+    Unlike ``html.unescape`` this leaves ``AT&T`` or ``&not`` without a
+    semicolon alone. A second pass (``decode_second_layer``) catches
+    WordPress's double-encoded ``&amp;#8217;`` without turning a literal
+    ``&amp;lt;`` into ``<``.
+    """
+    return decode_second_layer(_ENTITY.sub(_unescape, text))
+
+
+def clean_inline(text: str) -> str:
+    """A plain-text field (title, author, tag name) made safe to print on one line."""
+    return collapse_whitespace(clean_text(decode_entities(text or "")))
+
+
+def nfc(text: str) -> str:
+    """NFC normal form (X counts in NFC; composed text is also what readers expect)."""
+    return unicodedata.normalize("NFC", text)
 
 
 class _TextCollector(HTMLParser):
+    """Collects visible text; skips scripts, styles, "more" links and screen-reader text."""
+
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
-        self._skip = 0
+        self._skip_tag: str | None = None
+        self._skip_depth = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIP_TAGS:
-            self._skip += 1
+        if self._skip_tag is not None:
+            if tag == self._skip_tag and tag not in _VOID_TAGS:
+                self._skip_depth += 1
+            return
+        classes = set()
+        for name, value in attrs:
+            if name == "class" and value:
+                classes.update(value.split())
+        if tag in _SKIP_TAGS or (classes & _SKIP_CLASSES and tag not in _VOID_TAGS):
+            self._skip_tag = tag
+            self._skip_depth = 1
         elif tag in _BLOCK_TAGS:
+            self.parts.append("\n")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._skip_tag is None and tag in _BLOCK_TAGS:
             self.parts.append("\n")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIP_TAGS:
-            self._skip = max(0, self._skip - 1)
-        elif tag in _BLOCK_TAGS:
+        if self._skip_tag is not None:
+            if tag == self._skip_tag:
+                self._skip_depth -= 1
+                if self._skip_depth <= 0:
+                    self._skip_tag = None
+            return
+        if tag in _BLOCK_TAGS:
             self.parts.append("\n")
 
     def handle_data(self, data: str) -> None:
-        if not self._skip:
+        if self._skip_tag is None:
             self.parts.append(data)
 
 
@@ -53,53 +151,175 @@ def html_to_text(fragment: str) -> str:
     collector = _TextCollector()
     collector.feed(fragment)
     collector.close()
-    text = html.unescape("".join(collector.parts))  # catches double-encoded entities
-    return " ".join(text.split())
+    text = "".join(collector.parts)
+    # Feeds often double-encode ("&amp;#8230;"); the parser decoded one layer.
+    return collapse_whitespace(clean_text(decode_second_layer(text)))
 
 
-def strip_trailers(text: str) -> str:
-    """Remove "Continue reading", "Read more", "[…]", "The post … appeared first on …"."""
+# -- trailers ---------------------------------------------------------------------
+
+_APPEARED_FIRST = re.compile(
+    r"\s*The post\s.{1,400}?\sappeared first on\s.{1,300}?\.?\s*$", re.IGNORECASE | re.DOTALL
+)
+_TRUNCATION_MARK = re.compile(
+    r"\s*(?:[\[(]\s*(?:…|\.\.\.|&hellip;|&#8230;|&#x2026;)\s*[\])]|…|\.\.\.)\s*$", re.IGNORECASE
+)
+_MORE_TRAILER = re.compile(
+    r"(?:[\[(«]\s*)?(?P<phrase>continue reading|read more|read the rest|keep reading"
+    r"|read (?:the )?full (?:article|post|story))\b",
+    re.IGNORECASE,
+)
+_TRAILER_PUNCT = " \t→»›>…:.·|-–—[](){}\"“”„'‘’«»"
+_OPEN_QUOTES = "\"“„'‘«"
+_CLOSE_QUOTES = "\"”'’»"
+_TRAILER_TAILS = frozenset({"", "of this entry", "of this post", "of this article", "this entry",
+                            "this post", "here", "on the blog", "the post", "the article"})
+
+
+def _is_more_trailer(text: str, match: re.Match[str], title: str | None) -> bool:
+    start, rest = match.start(), text[match.end():]
+    before = text[:start].rstrip()
+    at_boundary = not before or before[-1] in ".!?…:;)]»|–—-\"”’"
+    if not at_boundary and not match.group("phrase")[:1].isupper() and text[start] not in "[(«":
+        return False
+    tail = rest.strip(_TRAILER_PUNCT)
+    if tail.casefold() in _TRAILER_TAILS:
+        return True
+    if title and tail.casefold() == collapse_whitespace(title).strip(_TRAILER_PUNCT).casefold():
+        return True
+    stripped = rest.strip(" \t→»›>:.")
+    return (len(stripped) <= 300 and stripped[:1] in _OPEN_QUOTES
+            and stripped.rstrip(" →»›>.…")[-1:] in _CLOSE_QUOTES)
+
+
+def strip_trailers(text: str, title: str | None = None) -> str:
+    """Remove "Continue reading", "Read more", "[…]", "The post … appeared first on …".
+
+    A "more" phrase counts as a trailer only at the end, after a sentence or an
+    ellipsis (or capitalised), followed by nothing, arrows, a quoted title or
+    the post's ``title`` — so "you should read more books" survives. When a
+    truncation mark such as "[…]" is removed, the text ends with "…".
+    """
+    truncated = False
     previous = None
     while previous != text:
         previous = text
-        for pattern in _TRAILERS:
-            text = pattern.sub("", text)
-        text = text.rstrip()
+        text = _APPEARED_FIRST.sub("", text).rstrip()
+        mark = _TRUNCATION_MARK.search(text)
+        if mark:
+            text = text[:mark.start()].rstrip()
+            truncated = True
+        window_start = max(0, len(text) - 400)
+        for match in reversed(list(_MORE_TRAILER.finditer(text, window_start))):
+            if _is_more_trailer(text, match, title):
+                text = text[:match.start()].rstrip()
+                break
+        text = text.rstrip(" \t|·-–—→»›")
+    if truncated and text:
+        text = text.rstrip(" ,;:.-–—…") + ELLIPSIS
     return text
 
 
-def excerpt_of(summary_html: str, content_html: str = "") -> str:
+def excerpt_of(summary_html: str, content_html: str = "", *, title: str | None = None) -> str:
     """The excerpt as plain text: the summary if it has text, else the content."""
-    text = strip_trailers(html_to_text(summary_html))
-    if not text:
-        text = strip_trailers(html_to_text(content_html))
-    return text
+    text = strip_trailers(html_to_text(summary_html), title)
+    if not text.strip(ELLIPSIS + " "):
+        text = strip_trailers(html_to_text(content_html), title)
+    return "" if not text.strip(ELLIPSIS + " ") else text
 
 
-_URL = re.compile(r"https?://\S+")
+# -- cutting ----------------------------------------------------------------------
+
+def _is_cjk(ch: str) -> bool:
+    """Scripts written without spaces between words, where any character boundary is a word break."""
+    code = ord(ch)
+    return (0x2E80 <= code <= 0x2FDF or 0x3000 <= code <= 0x30FF or 0x3100 <= code <= 0x31FF
+            or 0x3400 <= code <= 0x4DBF or 0x4E00 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF
+            or 0xFF00 <= code <= 0xFFEF or 0x20000 <= code <= 0x3134F)
 
 
-def truncate(text: str, limit: int, measure: object = len) -> str:
-    """Cut ``text`` to at most ``limit`` characters at a word boundary, adding "…".
+def grapheme_length(text: str, until: int | None = None) -> int:
+    """User-perceived characters (extended grapheme clusters); stops counting at ``until``."""
+    return int(grapheme.length(text, until))
 
-    Never cuts inside a word or a URL; if a single first word does not fit,
-    returns "" rather than half a word.
+
+def _grapheme_offsets(text: str) -> list[int]:
+    offsets: list[int] = []
+    pos = 0
+    for cluster in grapheme.graphemes(text):
+        pos += len(cluster)
+        offsets.append(pos)
+    return offsets
+
+
+def break_points(text: str, *, words: bool = True) -> list[int]:
+    """Offsets where ``text`` may be cut, ascending; always ends with ``len(text)``.
+
+    With ``words`` a cut goes before whitespace or next to a CJK character;
+    without, at any grapheme boundary (the title's last resort). Never inside
+    a grapheme cluster (emoji sequences, combining marks) or a URL.
     """
-    if len(text) <= limit:
+    if not text:
+        return [0]
+    urls = [m.span() for m in _URL.finditer(text)]
+    points: list[int] = []
+    for offset in _grapheme_offsets(text)[:-1]:
+        if any(start < offset < end for start, end in urls):
+            continue
+        before, after = text[offset - 1], text[offset]
+        if before.isspace():
+            continue  # cut before the space instead
+        if not words or after.isspace() or _is_cjk(before) or _is_cjk(after):
+            points.append(offset)
+    points.append(len(text))
+    return points
+
+
+_CUT_STRIP = " \t\n,;:.-–—…/([{<«\"'“‘„·|&"
+
+
+def clean_cut(text: str, end: int) -> str:
+    """``text`` up to ``end`` with "…" appended, dangling punctuation removed; the whole text if not cut."""
+    if end >= len(text):
         return text
-    if limit <= len(ELLIPSIS):
+    head = text[:end].rstrip(_CUT_STRIP)
+    return f"{head}{ELLIPSIS}" if head else ""
+
+
+def longest_fitting(text: str, fits: Callable[[str], bool], *, points: Sequence[int] | None = None,
+                    words: bool = True) -> str:
+    """The longest clean cut of ``text`` that ``fits``; "" if none does.
+
+    Binary search over the break points assumes longer cuts never measure
+    shorter; every returned value has itself been checked with ``fits``.
+    """
+    candidates = list(points) if points is not None else break_points(text, words=words)
+    best = ""
+    low, high = 0, len(candidates) - 1
+    while low <= high:
+        middle = (low + high) // 2
+        candidate = clean_cut(text, candidates[middle])
+        if candidate and fits(candidate):
+            best = candidate
+            low = middle + 1
+        else:
+            high = middle - 1
+    return best
+
+
+def truncate(text: str, limit: int, measure: Measure = len) -> str:
+    """Cut ``text`` to at most ``limit`` (by ``measure``) at a word boundary, adding "…".
+
+    Never cuts inside a word, a grapheme cluster or a URL; if not even the
+    first word fits, returns "" rather than half a word.
+    """
+    if measure(text) <= limit:
+        return text
+    if limit <= 0:
         return ""
-    budget = limit - len(ELLIPSIS)
-    cut = text[: budget + 1]
-    # protect URLs: never end inside one
-    for match in _URL.finditer(text):
-        if match.start() < budget < match.end():
-            cut = text[: match.start()]
-            break
-    else:
-        cut = cut[:budget] if len(cut) > budget and not cut[budget].isspace() else cut[:budget]
-        if len(text) > budget and not text[budget].isspace():
-            space = cut.rfind(" ")
-            cut = cut[:space] if space > 0 else ""
-    cut = cut.rstrip(" ,;:–—-")
-    return f"{cut}{ELLIPSIS}" if cut else ""
+    # Only the start of a long text can matter: a grapheme is rarely more than a few code
+    # points, so a generous window keeps break-point search cheap on whole articles.
+    window = text[: limit * 8 + 64]
+    points = [p for p in break_points(window) if p < len(window)] if len(window) < len(text) \
+        else break_points(window)
+    return longest_fitting(text, lambda cut: measure(cut) <= limit, points=points)

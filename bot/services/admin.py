@@ -45,10 +45,29 @@ class PreviewItem:
     limit: int | None
     post_title: str
     post_url: str | None
+    image_url: str | None = None
+    """Sent as a photo with ``text`` as its caption (Telegram) when set."""
+    link: str | None = None
+    """The post link the platform previews (Telegram's link preview card)."""
 
     @property
     def fits(self) -> bool:
         return self.limit is None or self.length <= self.limit
+
+
+@dataclass(frozen=True, slots=True)
+class TagPage:
+    """One page of known tags (most posts first); ``page`` counts from 1."""
+
+    items: list[TagCount]
+    page: int
+    size: int
+    search: str | None
+    has_next: bool
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +178,16 @@ class AdminService:
 
     async def tags(self, search: str | None = None, *, limit: int | None = None, offset: int = 0) -> list[TagCount]:
         return await self.store.tags(search, limit=limit, offset=offset)
+
+    async def tags_page(self, search: str | None = None, *, page: int = 1, size: int = 10) -> TagPage:
+        """Page ``page`` of the known tags matching ``search``, ``size`` per page."""
+        if page < 1:
+            raise UsageError("page numbers start at 1")
+        if not 1 <= size <= 1000:
+            raise UsageError("page size must be between 1 and 1000")
+        search = search.strip() if search else None
+        rows = await self.store.tags(search or None, limit=size + 1, offset=(page - 1) * size)
+        return TagPage(items=rows[:size], page=page, size=size, search=search or None, has_next=len(rows) > size)
 
     # -- channels -------------------------------------------------------------------------
 
@@ -280,7 +309,8 @@ class AdminService:
                 continue
             msg = plugin.render(post, opts, self.render_envs.get(name, RenderEnv()))
             items.append(PreviewItem(channel=name, platform=opts.platform, text=msg.text, format=msg.format,
-                                     length=msg.length, limit=msg.limit, post_title=post.title, post_url=post.url))
+                                     length=msg.length, limit=msg.limit, post_title=post.title, post_url=post.url,
+                                     image_url=msg.image_url, link=msg.link))
         return items
 
     async def audit_log(self, limit: int = 50) -> list[Any]:

@@ -193,6 +193,9 @@ class Deliverer:
         except Exception as exc:  # noqa: BLE001 - a render bug must not stop the channel
             return await self._finish(chan, claimed, DeliveryStatus.DEAD, error=f"cannot render: {exc}",
                                       reason="render")
+        if message.extra.get("template_fallback"):
+            event(log, logging.WARNING, "render.template_fallback", channel=chan.name, delivery=claimed.id,
+                  reason=message.extra["template_fallback"], note="the channel's default template was used")
         plain_tried = False
         migrated = False
         first = True
@@ -208,8 +211,13 @@ class Deliverer:
                     plain_tried = True
                     event(log, logging.WARNING, "deliver.rejected", channel=chan.name, delivery=claimed.id,
                           error=exc.reason, action="retrying once with the plain rendering")
-                    message = chan.plugin.render(claimed.post, chan.options, chan.publisher.render_env,
-                                                 plain=True)
+                    try:
+                        message = chan.plugin.render(claimed.post, chan.options, chan.publisher.render_env,
+                                                     plain=True)
+                    except Exception as render_exc:  # noqa: BLE001 - no plain form: give up on this post
+                        return await self._finish(chan, claimed, DeliveryStatus.DEAD,
+                                                  error=f"{exc.reason}; no plain fallback: {render_exc}",
+                                                  reason="rejected")
                     continue
                 return await self._finish(chan, claimed, DeliveryStatus.DEAD, error=exc.reason,
                                           reason="rejected")

@@ -84,6 +84,8 @@ class Poller:
             event(log, logging.INFO, "poll", source=name, outcome="not_modified",
                   ms=round((time.perf_counter() - started) * 1000, 1))
             return PollOutcome(name, "not_modified", next_poll_at=next_at)
+        for note in result.notes:
+            event(log, logging.INFO, "poll.note", source=name, note=note)
         return await self._record(state, result.posts, result.cache, started)
 
     async def _record(self, state: SourceState, items: Sequence[ParsedPost], cache: CacheState,

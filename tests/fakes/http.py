@@ -7,12 +7,18 @@ real sockets with httpx; nothing is monkeypatched.
 Faults: a handler may return ``DROP`` to close the connection without an
 answer, or a ``Response`` with ``hold`` set to a ``threading.Event`` that the
 test sets to release it (slow responses without sleeping in the test).
+
+Waiting without sleeping: ``wait_for(predicate, timeout)`` wakes on every
+request that arrives or is handled; ``on_request`` (if set) is called with each request as
+soon as it is read, before it is handled (crash tests kill the client there).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -64,6 +70,7 @@ DROP = object()
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else Nagle + delayed ACK stall every response ~40 ms
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # silence stderr
@@ -83,13 +90,18 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         with owner.lock:
             owner.requests.append(req)
+            owner.arrived.notify_all()
+        hook = owner.on_request
+        if hook is not None:
+            hook(req)
         result = owner.handle(req)
+        with owner.lock:
+            owner.handled += 1
+            owner.arrived.notify_all()
         if result is DROP:
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(2)
-            except OSError:
-                pass
             return
         assert isinstance(result, Response)
         if result.hold is not None:
@@ -115,12 +127,18 @@ class LoopbackServer:
     """Base class: subclass and implement ``handle``. Use as a context manager."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
+        self.arrived = threading.Condition(self.lock)
+        """Notified whenever a request arrives (see ``wait_for``)."""
+        self.on_request: Callable[[Request], None] | None = None
+        """Called with each request once it is read, before ``handle`` (from the server thread)."""
         self.requests: list[Request] = []
+        self.handled = 0
+        """Requests whose answer is decided (it may still be held or dropped)."""
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name=type(self).__name__)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True, name=type(self).__name__)
 
     @property
     def port(self) -> int:
@@ -146,6 +164,15 @@ class LoopbackServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+        """Wait until ``predicate()`` is true, re-checking whenever a request arrives or has been handled
+        (its answer decided, e.g. a post created whose answer is then held); False on timeout.
+
+        The predicate runs with the server's (re-entrant) lock held, so it may call ``seen``.
+        """
+        with self.arrived:
+            return self.arrived.wait_for(predicate, timeout)
 
     def seen(self, method: str | None = None, path: str | None = None) -> list[Request]:
         with self.lock:

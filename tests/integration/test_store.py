@@ -122,7 +122,8 @@ async def test_recover_sending_requeues_idempotent_and_marks_others_unknown(stor
     assert {d.status for d in await store.deliveries()} == {"queued"}
 
 
-async def test_config_sync_keeps_cli_subscriptions_and_drops_removed_config_ones(store: Store, clock: FakeClock) -> None:
+async def test_config_sync_keeps_cli_subscriptions_and_drops_removed_config_ones(store: Store,
+                                                                                clock: FakeClock) -> None:
     await setup(store, clock, [("MEK", "tg", 0), ("Iraq", "tg", 0)])
     assert await store.add_subscription(Subscription("basra", "Basra", "masto"), "cli", clock.now())
     assert not await store.add_subscription(Subscription("basra", "Basra", "masto"), "cli", clock.now())

@@ -1,0 +1,303 @@
+"""Fetching for every source: one shared httpx client and a conditional, size-capped GET.
+
+``make_http_client`` builds the one ``httpx.AsyncClient`` a process uses (its
+SSL context alone costs ~50 ms of CPU, perf-baselines §2.2). ``fetch`` sends a
+conditional GET (``If-None-Match`` / ``If-Modified-Since``), streams the body
+under a hard byte cap and turns every failure (network, timeout, redirect loop,
+4xx/5xx, oversize body) into ``FetchError`` naming the source. A 304 comes back
+as ``FetchOutcome(not_modified=True)`` with no body, so callers parse nothing.
+
+``file://`` URLs are read from disk; the file's mtime and size form the
+validator, so an unchanged file reads as "not modified" just like a 304.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import mimetypes
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
+
+import httpx
+import orjson
+
+from bot.errors import FetchError
+from bot.settings import HttpConfig
+
+USER_AGENT = "tagrelay/{version} (+https://github.com/tagrelay/tagrelay)"
+"""The default ``User-Agent``; ``HttpConfig.user_agent`` replaces it when set."""
+
+DEADLINE_FACTOR = 4.0
+"""A whole fetch (connect, headers and body) may take this many read timeouts at most.
+
+The read timeout bounds one silent gap; the deadline also stops a server that
+trickles a byte every few seconds."""
+
+CONNECT_TIMEOUT_CAP = 10.0
+"""Connecting never waits longer than this, even with a long read timeout."""
+
+_ERROR_BODY_PEEK = 4096
+"""How much of an error answer is read to quote its JSON ``code``/``message``."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchOutcome:
+    """What one fetch returned.
+
+    ``not_modified`` means a 304 (or an unchanged file): ``body`` is empty and
+    must not be parsed. ``etag``/``last_modified`` are the validators to send
+    next time (the previous ones are kept on a 304 that repeats none).
+    ``content_type`` is the bare media type, lower-cased (``""`` if absent).
+    """
+
+    url: str
+    status: int
+    not_modified: bool
+    body: bytes = b""
+    content_type: str = ""
+    etag: str | None = None
+    last_modified: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        """A response header by name, case-insensitively."""
+        value = self.headers.get(name)
+        if value is None:
+            lower = name.lower()
+            value = next((v for k, v in self.headers.items() if k.lower() == lower), None)
+        return value
+
+
+def user_agent(cfg: HttpConfig, version: str) -> str:
+    """The ``User-Agent`` every request carries."""
+    return cfg.user_agent.strip() or USER_AGENT.format(version=version)
+
+
+def make_http_client(cfg: HttpConfig, *, version: str) -> httpx.AsyncClient:
+    """The process's one shared HTTP client (sources and publishers share it).
+
+    Follows redirects up to ``cfg.max_redirects``; ``cfg.timeout`` bounds each
+    read, write and pool wait (connecting waits at most 10 s); up to
+    ``cfg.concurrency`` connections are open at once. Close it with ``aclose``.
+    """
+    timeout = httpx.Timeout(cfg.timeout, connect=min(cfg.timeout, CONNECT_TIMEOUT_CAP))
+    limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency,
+                          keepalive_expiry=30.0)
+    return httpx.AsyncClient(
+        headers={"User-Agent": user_agent(cfg, version)},
+        timeout=timeout,
+        limits=limits,
+        follow_redirects=True,
+        max_redirects=cfg.max_redirects,
+    )
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def _media_type(value: str | None) -> str:
+    return (value or "").split(";", 1)[0].strip().lower()
+
+
+def _describe_error_body(body: bytes, content_type: str) -> str:
+    """``" (rest_forbidden: Sorry, ...)"`` for a JSON error answer such as WordPress sends."""
+    if "json" not in content_type or not body:
+        return ""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    code, message = data.get("code"), data.get("message")
+    parts = [str(p) for p in (code, message) if isinstance(p, str | int) and str(p).strip()]
+    if not parts:
+        return ""
+    text = ": ".join(parts)
+    return f" ({text[:200]})"
+
+
+def _transport_reason(exc: Exception, url: str) -> str:
+    """One clear sentence for an httpx (or OS) failure."""
+    if isinstance(exc, httpx.TooManyRedirects):
+        return f"too many redirects fetching {url}"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"timed out connecting to {url}"
+    if isinstance(exc, httpx.PoolTimeout):
+        return f"timed out waiting for a free connection to fetch {url}"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out reading {url}"
+    if isinstance(exc, httpx.ConnectError):
+        return f"could not connect to {url}: {exc or type(exc).__name__}"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"the server broke the connection or the HTTP protocol fetching {url}: {exc}"
+    if isinstance(exc, httpx.DecodingError):
+        return f"could not decode the compressed body of {url}: {exc}"
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return f"cannot fetch {url!r}: {exc}"
+    detail = str(exc) or type(exc).__name__
+    return f"fetching {url} failed: {detail}"
+
+
+async def fetch(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    source: str,
+    etag: str | None,
+    last_modified: str | None,
+    max_bytes: int,
+    extra_headers: Mapping[str, str] | None = None,
+) -> FetchOutcome:
+    """Conditional GET of ``url`` (or read a ``file://`` URL); raises only ``FetchError``.
+
+    Sends ``If-None-Match``/``If-Modified-Since`` when validators are given; a
+    304 returns ``not_modified=True`` without a body. Aborts with ``FetchError``
+    once the (decoded) body passes ``max_bytes``. On 4xx/5xx the error keeps the
+    ``status``; on 429/503 it also carries ``retry_after`` seconds when the
+    server sent ``Retry-After``.
+    """
+    if url[:5].lower() == "file:":
+        return await _read_file(url, source=source, etag=etag, max_bytes=max_bytes)
+    headers: dict[str, str] = dict(extra_headers or {})
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    read_timeout = client.timeout.read or 30.0
+    deadline = max(1.0, read_timeout * DEADLINE_FACTOR)
+    try:
+        async with asyncio.timeout(deadline):
+            return await _get(client, url, headers, source=source, etag=etag,
+                              last_modified=last_modified, max_bytes=max_bytes)
+    except FetchError:
+        raise
+    except TimeoutError as exc:
+        raise FetchError(source, f"fetching {url} took longer than {deadline:g}s") from exc
+    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError) as exc:
+        raise FetchError(source, _transport_reason(exc, url)) from exc
+
+
+async def _get(
+    client: httpx.AsyncClient,
+    url: str,
+    headers: dict[str, str],
+    *,
+    source: str,
+    etag: str | None,
+    last_modified: str | None,
+    max_bytes: int,
+) -> FetchOutcome:
+    async with client.stream("GET", url, headers=headers) as response:
+        final_url = str(response.url)
+        status = response.status_code
+        content_type = _media_type(response.headers.get("content-type"))
+        if status == 304:
+            return FetchOutcome(
+                url=final_url, status=status, not_modified=True, content_type=content_type,
+                etag=response.headers.get("etag") or etag,
+                last_modified=response.headers.get("last-modified") or last_modified,
+                headers=response.headers,
+            )
+        if not 200 <= status < 300:
+            peek = b""
+            if status >= 400:
+                async for chunk in response.aiter_bytes():
+                    peek += chunk
+                    if len(peek) >= _ERROR_BODY_PEEK:
+                        break
+            retry_after = None
+            if status in (429, 503):
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+            phrase = f" {response.reason_phrase}" if response.reason_phrase else ""
+            wait = f"; retry after {retry_after:.0f}s" if retry_after is not None else ""
+            reason = f"HTTP {status}{phrase} from {final_url}{_describe_error_body(peek, content_type)}{wait}"
+            raise FetchError(source, reason, status=status, retry_after=retry_after)
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise FetchError(source, f"{final_url} is {int(declared)} bytes, more than the "
+                                     f"{max_bytes}-byte cap (http.max_bytes)", status=status)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise FetchError(source, f"{final_url} sent more than the {max_bytes}-byte cap "
+                                         f"(http.max_bytes); stopped reading", status=status)
+            chunks.append(chunk)
+        return FetchOutcome(
+            url=final_url, status=status, not_modified=False, body=b"".join(chunks),
+            content_type=content_type, etag=response.headers.get("etag"),
+            last_modified=response.headers.get("last-modified"), headers=response.headers,
+        )
+
+
+def file_path(url: str) -> Path:
+    """The local path of a ``file://`` URL (``file:///x``, ``file://localhost/x``)."""
+    parts = urlsplit(url)
+    if parts.netloc and parts.netloc.lower() != "localhost":
+        raise ValueError(f"file URL with a remote host {parts.netloc!r} is not supported")
+    return Path(url2pathname(unquote(parts.path)))
+
+
+def file_validator(stat: os.stat_result) -> str:
+    """An ETag-like validator from a file's mtime and size."""
+    return f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+
+
+def _content_type_of(path: Path) -> str:
+    guessed, _ = mimetypes.guess_type(path.name)
+    return (guessed or "application/octet-stream").lower()
+
+
+async def _read_file(url: str, *, source: str, etag: str | None, max_bytes: int) -> FetchOutcome:
+    try:
+        path = file_path(url)
+        stat = await asyncio.to_thread(path.stat)
+    except ValueError as exc:
+        raise FetchError(source, f"cannot read {url}: {exc}") from exc
+    except FileNotFoundError as exc:
+        raise FetchError(source, f"file not found: {url}") from exc
+    except OSError as exc:
+        raise FetchError(source, f"cannot read {url}: {exc.strerror or exc}") from exc
+    validator = file_validator(stat)
+    modified = email.utils.formatdate(stat.st_mtime, usegmt=True)
+    content_type = _content_type_of(path)
+    if etag is not None and etag == validator:
+        return FetchOutcome(url=url, status=304, not_modified=True, content_type=content_type,
+                            etag=validator, last_modified=modified)
+    if stat.st_size > max_bytes:
+        raise FetchError(source, f"{url} is {stat.st_size} bytes, more than the {max_bytes}-byte cap "
+                                 f"(http.max_bytes)")
+    try:
+        body = await asyncio.to_thread(path.read_bytes)
+    except IsADirectoryError as exc:
+        raise FetchError(source, f"{url} is a directory, not a file") from exc
+    except OSError as exc:
+        raise FetchError(source, f"cannot read {url}: {exc.strerror or exc}") from exc
+    if len(body) > max_bytes:
+        raise FetchError(source, f"{url} is larger than the {max_bytes}-byte cap (http.max_bytes)")
+    return FetchOutcome(url=url, status=200, not_modified=False, body=body, content_type=content_type,
+                        etag=validator, last_modified=modified)

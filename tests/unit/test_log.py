@@ -1,0 +1,194 @@
+"""bot.log: redaction of secret-shaped text, the two formatters, the filter and the excepthook."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from bot.errors import ConfigError
+from bot.log import (
+    REDACTED,
+    JsonFormatter,
+    KeyValueFormatter,
+    RedactingFilter,
+    configure_logging,
+    event,
+    redact_text,
+    redact_url,
+)
+
+BOT_TOKEN = "123456789:AAFakeTokenForTagrelayTests-0123456789"
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """configure_logging changes process-wide state: put it back after the test."""
+    root = logging.getLogger()
+    handlers, level, hook = list(root.handlers), root.level, sys.excepthook
+    try:
+        yield
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in handlers:
+            root.addHandler(h)
+        root.setLevel(level)
+        sys.excepthook = hook
+
+
+@pytest.mark.parametrize("text", [
+    f"token {BOT_TOKEN} leaked",
+    f"POST https://api.telegram.org/bot{BOT_TOKEN}/sendMessage failed",
+    f"url=https://api.telegram.org/bot{BOT_TOKEN}",
+])
+def test_telegram_bot_tokens_are_redacted_even_inside_urls(text: str) -> None:
+    out = redact_text(text)
+    assert BOT_TOKEN not in out
+    assert "AAFakeToken" not in out
+    assert REDACTED in out
+
+
+def test_bot_token_shaped_text_keeps_its_neighbours() -> None:
+    out = redact_text(f"before bot{BOT_TOKEN}/getMe after")
+    assert out == f"before bot{REDACTED}/getMe after"
+
+
+def test_ordinary_colon_numbers_are_not_mistaken_for_tokens() -> None:
+    text = "poll at 2026-11-24T08:00:00Z took 12:30 and 123456:short"
+    assert redact_text(text) == text
+
+
+@pytest.mark.parametrize(("text", "secret"), [
+    ("Authorization: Bearer xTestOAuth2UserToken-abcdef0123456789", "xTestOAuth2UserToken-abcdef0123456789"),
+    ("authorization: bearer abc.def-ghi_jkl~mno", "abc.def-ghi_jkl~mno"),
+    ("GET /api?access_token=s3cr3t-value&page=2", "s3cr3t-value"),
+    ('OAuth oauth_consumer_key="ck-123456", oauth_token="at-abcdef", oauth_signature="sig%3D"',
+     "at-abcdef"),
+])
+def test_bearer_query_and_oauth_tokens_are_redacted(text: str, secret: str) -> None:
+    out = redact_text(text)
+    assert secret not in out
+    assert REDACTED in out
+
+
+def test_oauth1_header_loses_every_credential_but_keeps_its_shape() -> None:
+    out = redact_text('OAuth oauth_consumer_key="ck-123456", oauth_token="at-abcdef", oauth_signature="sig%3D", '
+                      'oauth_nonce="n1"')
+    for value in ("ck-123456", "at-abcdef", "sig%3D"):
+        assert value not in out
+    assert 'oauth_nonce="n1"' in out
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("postgresql+asyncpg://tagrelay:Pg-Secret@db:5432/tagrelay", "postgresql+asyncpg://tagrelay:***@db:5432/tagrelay"),
+    ("postgresql+asyncpg://:onlypass@db/x", "postgresql+asyncpg://:***@db/x"),
+    ("https://reader:p%40ss:word@archive.example/feed/", "https://reader:***@archive.example/feed/"),
+    ("sqlite+aiosqlite:////data/tagrelay.db", "sqlite+aiosqlite:////data/tagrelay.db"),
+    ("postgresql+asyncpg://tagrelay@db/tagrelay", "postgresql+asyncpg://tagrelay@db/tagrelay"),
+])
+def test_redact_url_replaces_only_the_password(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+
+
+def test_known_secret_values_are_replaced_longest_first() -> None:
+    out = redact_text("a=abcdef123 b=abcdef123456", ["abcdef123", "abcdef123456"])
+    assert out == f"a={REDACTED} b={REDACTED}"
+
+
+def _record(msg: str, *args: object, kv: dict[str, object] | None = None,
+            exc: BaseException | None = None) -> logging.LogRecord:
+    exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
+    record = logging.LogRecord("tagrelay.test", logging.WARNING, __file__, 1, msg, args or None, exc_info)
+    if kv is not None:
+        record.kv = kv
+    return record
+
+
+def test_filter_scrubs_message_args_fields_and_exception() -> None:
+    secret = "mastodon-test-token-0123456789abcdef"
+    try:
+        raise RuntimeError(f"boom with {secret}")
+    except RuntimeError as caught:
+        record = _record("send failed: %s", f"token={secret}", kv={"error": f"x {secret}", "attempt": 2},
+                         exc=caught)
+    assert RedactingFilter([secret]).filter(record) is True
+    text = KeyValueFormatter().format(record)
+    assert secret not in text
+    assert "send failed: token=***" in text
+    assert "attempt=2" in text
+    assert "RuntimeError: boom with ***" in text
+    assert record.kv["attempt"] == 2  # numbers stay numbers
+
+
+def test_key_value_line_quotes_values_with_spaces() -> None:
+    record = _record("deliver", kv={"channel": "tg", "delivery": 7, "error": "too long", "note": None,
+                                    "ms": 12.5})
+    RedactingFilter().filter(record)
+    line = KeyValueFormatter().format(record)
+    assert line.split(" ", 2)[1] == "WARNING"
+    assert line.endswith('deliver channel=tg delivery=7 error="too long" note=- ms=12.5')
+
+
+def test_json_formatter_emits_one_parseable_object_with_the_fields() -> None:
+    record = _record("poll", kv={"source": "archive", "outcome": "new", "new": 3, "ms": 1.5, "ok": True,
+                                 "event": "clash", "level": "clash"})
+    RedactingFilter().filter(record)
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    data = json.loads(line)
+    assert data["event"] == "poll" and data["level"] == "warning" and data["logger"] == "tagrelay.test"
+    assert data["source"] == "archive" and data["outcome"] == "new"
+    assert data["new"] == 3 and data["ms"] == 1.5 and data["ok"] is True
+    # fields never overwrite the envelope
+    assert data["field_event"] == "clash" and data["field_level"] == "clash"
+    assert data["ts"].endswith("+00:00")
+
+
+def test_json_formatter_keeps_the_redacted_traceback() -> None:
+    try:
+        raise ValueError(f"url https://api.telegram.org/bot{BOT_TOKEN}/getMe")
+    except ValueError as caught:
+        record = _record("crash", exc=caught)
+    RedactingFilter().filter(record)
+    data = json.loads(JsonFormatter().format(record))
+    assert "ValueError" in data["exception"] and BOT_TOKEN not in data["exception"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_configure_logging_redacts_every_logger(fmt: str) -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", fmt, ["env-secret-value-42"], stream=stream)
+    event(logging.getLogger("tagrelay.poll"), logging.INFO, "poll", source="a", error="env-secret-value-42")
+    logging.getLogger("some.library").warning("connecting to postgresql://u:dbpw1234@h/d")
+    logging.getLogger("httpx").info("chatty and below WARNING: dropped")
+    out = stream.getvalue()
+    assert "env-secret-value-42" not in out and "dbpw1234" not in out
+    assert "chatty" not in out
+    lines = out.strip().splitlines()
+    assert len(lines) == 2
+    if fmt == "json":
+        assert [json.loads(line)["event"] for line in lines] == ["poll", "connecting to postgresql://u:***@h/d"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_configure_logging_redacts_uncaught_tracebacks() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "text", ["uncaught-secret-77"], stream=stream)
+    try:
+        raise RuntimeError("died holding uncaught-secret-77")
+    except RuntimeError as exc:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+    assert "RuntimeError: died holding ***" in stream.getvalue()
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_configure_logging_rejects_an_unknown_level() -> None:
+    with pytest.raises(ConfigError) as info:
+        configure_logging("verbose", "text")
+    assert info.value.key == "TAGRELAY_LOG_LEVEL"
