@@ -25,7 +25,7 @@ once: $(STAMP)
 	$(BIN)/tagrelay --config $(CONFIG) run --once
 
 lint: $(STAMP)
-	$(BIN)/ruff check bot tests migrations bench
+	$(BIN)/ruff check bot tests migrations $(wildcard bench)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
