@@ -40,6 +40,8 @@ from bot.storage.store import Store
 log = logging.getLogger("tagrelay")
 
 LEASE = "main"
+SHARED_IDLE_WAIT = 2.0
+"""Shared mode: the longest the delivery loop sleeps before looking for work other instances queued."""
 
 
 class Sidecar(Protocol):
@@ -90,6 +92,11 @@ class App:
                              parts.config.service, parts.metrics, on_queued=self.wake.set)
         self.deliverer = Deliverer(parts.store, parts.channels, parts.clock, parts.config.delivery, parts.metrics,
                                    owner=parts.owner, notify=self._notify)
+        self.shared = not is_sqlite(parts.config.storage.url)
+        """Shared mode (PostgreSQL): instances register, claim sources and lease channels instead of
+        one instance holding the database alone (SQLite)."""
+        if self.shared:
+            self.deliverer.lease_ttl = parts.config.storage.lease_ttl
         self.scheduler: object | None = None
         self._lease_held = False
         self._initialized = False
@@ -111,7 +118,12 @@ class App:
         if before != after:
             event(log, logging.INFO, "db.migrated", from_revision=before or "empty", to_revision=after)
         now = self.clock.now()
-        await self.store.acquire_lease(LEASE, self.owner, now, self.config.storage.lease_ttl)
+        if self.shared:
+            from bot import __version__
+
+            await self.store.register_instance(self.owner, __version__, now, self.config.storage.lease_ttl)
+        else:
+            await self.store.acquire_lease(LEASE, self.owner, now, self.config.storage.lease_ttl)
         self._lease_held = True
         await self.sync_config()
         for chan in self.parts.channels.values():
@@ -125,7 +137,10 @@ class App:
             if getattr(chan.options, "paused", False):
                 await self.store.set_paused(chan.name, True, "paused in the configuration", now)
         resend = {c.name for c in self.parts.channels.values() if c.resend_when_unsure}
-        requeued, unknown = await self.store.recover_sending(now, resend_channels=resend)
+        if self.shared:  # only the claims of instances that are gone: the live ones are still sending
+            _dead, requeued, unknown = await self.store.reap_instances(now, resend_channels=resend)
+        else:
+            requeued, unknown = await self.store.recover_sending(now, resend_channels=resend)
         if requeued or unknown:
             event(log, logging.WARNING, "recovered", requeued=requeued, unknown=unknown,
                   note="deliveries interrupted by a crash or kill")
@@ -154,7 +169,10 @@ class App:
                 await chan.publisher.aclose()
         if self._lease_held:
             with contextlib.suppress(Exception):
-                await self.store.release_lease(LEASE, self.owner)
+                if self.shared:
+                    await self.store.unregister_instance(self.owner)
+                else:
+                    await self.store.release_lease(LEASE, self.owner)
             self._lease_held = False
         if self.parts.close_http:
             await self.parts.http.aclose()
@@ -176,12 +194,26 @@ class App:
     async def poll_all(self, *, force: bool = False) -> list[PollOutcome]:
         names = [s.name for s in self.config.sources if s.enabled]
         gate = asyncio.Semaphore(self.config.http.concurrency)
+        if self.shared:  # only the sources no other instance is polling right now
+            names = await self.store.claim_sources(self.owner, self.clock.now(), self.source_lease_ttl, names,
+                                                   limit=len(names), due_only=not force)
 
         async def one(name: str) -> PollOutcome:
             async with gate:
                 return await self.poller.poll_source(name, force=force)
 
-        return list(await asyncio.gather(*(one(n) for n in names)))
+        try:
+            return list(await asyncio.gather(*(one(n) for n in names)))
+        finally:
+            if self.shared and names:  # those that ended without a record (skipped, or a bug)
+                await self.store.release_sources(self.owner, names)
+
+    @property
+    def source_lease_ttl(self) -> float:
+        """How long a claimed source stays leased: the instance TTL plus the longest fetch."""
+        from bot.sources.http import DEADLINE_FACTOR
+
+        return self.config.storage.lease_ttl + self.config.http.timeout * DEADLINE_FACTOR
 
     async def run_once(self) -> CycleReport:
         """Poll every source once, then deliver everything that is due, then return."""
@@ -209,6 +241,8 @@ class App:
             timeout = 60.0
             if nxt is not None:
                 timeout = min(60.0, max(0.05, (nxt - self.clock.now()).total_seconds()))
+            if self.shared:  # other instances queue work without waking us, or hold a due channel's lease
+                timeout = min(SHARED_IDLE_WAIT, max(0.25, timeout))
             await self._wait(timeout)
 
     async def _wait(self, timeout: float) -> None:
@@ -226,13 +260,26 @@ class App:
             if self.stop_event.is_set():
                 return
             try:
-                ok = await self.store.renew_lease(LEASE, self.owner, self.clock.now(), ttl)
+                if self.shared:
+                    ok = await self.store.heartbeat_instance(self.owner, self.clock.now(), ttl)
+                    if ok:
+                        await self._reap()
+                else:
+                    ok = await self.store.renew_lease(LEASE, self.owner, self.clock.now(), ttl)
             except Exception as exc:  # noqa: BLE001 - a blip must not stop the service
                 log.warning("could not renew the instance lease: %s", type(exc).__name__)
                 continue
             if not ok:
                 log.error("lost the instance lease to another instance; stopping")
                 self.stop_event.set()
+
+    async def _reap(self) -> None:
+        """Shared mode: take over the in-flight work of instances whose heartbeat expired."""
+        resend = {c.name for c in self.parts.channels.values() if c.resend_when_unsure}
+        dead, requeued, unknown = await self.store.reap_instances(self.clock.now(), resend_channels=resend)
+        if dead or requeued or unknown:
+            event(log, logging.WARNING, "instance.taken_over", dead=",".join(dead) or "-", requeued=requeued,
+                  unknown=unknown, note="their sources and channels are polled and sent by the others now")
 
     async def _wait_stop(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -252,8 +299,16 @@ class App:
 
     async def run_forever(self) -> None:
         from bot.scheduling import PollScheduler
+        from bot.services.claims import SharedPollLoop
 
-        scheduler = PollScheduler(self.poller.poll_source, jitter=self.config.service.jitter)
+        enabled_names = [s.name for s in self.config.sources if s.enabled]
+        scheduler: PollScheduler | SharedPollLoop
+        if self.shared:
+            scheduler = SharedPollLoop(self.store, self.poller.poll_source, self.clock, owner=self.owner,
+                                       names=enabled_names, limit=self.config.http.concurrency,
+                                       lease_ttl=self.source_lease_ttl)
+        else:
+            scheduler = PollScheduler(self.poller.poll_source, jitter=self.config.service.jitter)
         self.scheduler = scheduler
         states = {s.name: s for s in await self.store.sources()}
         now = self.clock.now()
@@ -275,7 +330,10 @@ class App:
                 with contextlib.suppress(Exception):
                     await sidecar.stop()
             raise
-        scheduler.start(enabled, first_run)
+        if isinstance(scheduler, SharedPollLoop):
+            scheduler.start(self.stop_event)
+        else:
+            scheduler.start(enabled, first_run)
         event(log, logging.INFO, "started", sources=len(enabled), channels=len(self.parts.channels),
               storage=self.config.storage.url.split("://", 1)[0], instance=self.owner)
         delivery = asyncio.create_task(self._delivery_loop(), name="delivery")
@@ -283,10 +341,11 @@ class App:
         try:
             await self.stop_event.wait()
         finally:
-            scheduler.shutdown()
+            polls = asyncio.ensure_future(scheduler.drain(self.config.service.shutdown_timeout))
             self.deliverer.stopping = True
             self.wake.set()
             done, pending = await asyncio.wait({delivery}, timeout=self.config.service.shutdown_timeout)
+            await polls  # running polls finish (or are abandoned) within the same grace period
             for task in pending:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

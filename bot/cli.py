@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -18,8 +20,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot import __version__
-from bot.errors import ConfigError, NotFoundError, PluginError, TagrelayError
-from bot.log import configure_logging, redact_text
+from bot.errors import ConfigError, NotFoundError, PluginError, StorageError, TagrelayError
+from bot.log import configure_logging, event, redact_text
 from bot.services.admin import UsageError
 from bot.settings import Config, EnvSettings, Secrets, load_config
 
@@ -104,10 +106,25 @@ class Context:
 
         store = make_store(self.config)
         try:
-            await migrate.upgrade(store.engine)
+            try:
+                await migrate.upgrade(store.engine)
+            except TagrelayError:
+                raise
+            except Exception as exc:  # a down database is an error message, not a traceback
+                raise StorageError(f"cannot open or migrate the database: {type(exc).__name__}: {exc}") from exc
             return await fn(store)
         finally:
             await store.aclose()
+
+    def secret_values(self) -> list[str]:
+        """Values to redact from logs: secret-named variables plus every channel's ``*_env`` variable."""
+        names = {value for opts in self.config.channels for key, value in opts
+                 if key.endswith("_env") and isinstance(value, str)}
+        admin = self.config.extra.get("admin")
+        if isinstance(admin, dict):  # the admin bot's token_env and secret_token_env
+            names |= {v for k, v in admin.items() if k.endswith("_env") and isinstance(v, str)}
+        extra = [v for v in (self.secrets.get(n) for n in sorted(names)) if v]
+        return [*self.secrets.values(), *extra]
 
     def actor(self) -> str:
         user = os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
@@ -120,20 +137,25 @@ class Context:
 async def cmd_run(ctx: Context) -> int:
     from bot.bootstrap import build_app
 
-    configure_logging(ctx.env.log_level, ctx.args.log_format or ctx.env.log_format, ctx.secrets.values())
+    configure_logging(ctx.env.log_level, ctx.args.log_format or ctx.env.log_format, ctx.secret_values())
     from bot.sidecars import make_sidecars
 
     app = build_app(ctx.config, secrets=ctx.secrets, sidecars=make_sidecars(ctx.config, ctx.secrets))
+    if not ctx.args.once:
+        # before start-up, not after: a SIGTERM/SIGINT while starting (e.g. waiting for a platform) then ends
+        # in a clean stop that releases the instance lease, instead of a death that leaves it to block the
+        # next start for lease_ttl
+        app.install_signal_handlers()
     async with app:
         if ctx.args.once:
             report = await app.run_once()
             errors = [p for p in report.polls if p.outcome == "error"]
             sent = sum(1 for d in report.deliveries if d.status.value == "sent")
-            ctx.err.write(f"once: polled {len(report.polls)} source(s) ({len(errors)} failed), "
-                          f"{sent} of {len(report.deliveries)} deliveries sent\n")
+            event(logging.getLogger("tagrelay"), logging.INFO, "once", polled=len(report.polls),
+                  failed=len(errors), deliveries=len(report.deliveries), sent=sent)
             return EXIT_OK
-        app.install_signal_handlers()
-        await app.run_forever()
+        if not app.stop_event.is_set():  # stopped while starting: nothing to run
+            await app.run_forever()
     return EXIT_OK
 
 
@@ -142,7 +164,7 @@ async def cmd_sources(ctx: Context) -> int:
         from bot.clock import SystemClock
 
         now = SystemClock().now()
-        states = {s.name: s for s in await store.sources()}
+        states = {s.name: s for s in await ctx.admin(store).sources()}
         if ctx.args.json:
             _print_json([{"name": s.name, "url": s.url, "kind": s.kind, "interval": s.interval,
                           "state": states.get(s.name)} for s in ctx.config.sources], ctx.out)
@@ -188,7 +210,6 @@ async def cmd_channels_test(ctx: Context) -> int:
     opts = ctx.config.channel(name)
     if opts is None:
         raise NotFoundError("channel", name, "channels: " + ", ".join(c.name for c in ctx.config.channels))
-    import logging
 
     config = ctx.config.model_copy(update={"channels": (opts,)})
     plugins = load_plugins({opts.platform})
@@ -251,11 +272,19 @@ async def cmd_subscriptions(ctx: Context) -> int:
 
 async def cmd_tags(ctx: Context) -> int:
     async def go(store: Any) -> int:
-        tags = await ctx.admin(store).tags(ctx.args.search, limit=ctx.args.limit)
+        more = ""
+        if ctx.args.page is not None:  # the same pages as the bot's /tags
+            page = await ctx.admin(store).tags_page(ctx.args.search, page=ctx.args.page, size=ctx.args.limit or 10)
+            tags = page.items
+            if page.has_next:
+                more = f"page {page.page}; next: --page {page.page + 1}\n"
+        else:
+            tags = await ctx.admin(store).tags(ctx.args.search, limit=ctx.args.limit)
         if ctx.args.json:
             _print_json([{"name": t.name, "slug": t.slug, "posts": t.posts} for t in tags], ctx.out)
             return EXIT_OK
         _table([[t.name, t.slug, str(t.posts)] for t in tags], ["tag", "slug", "posts"], ctx.out)
+        ctx.out.write(more)
         return EXIT_OK
 
     return await ctx.with_store(go)
@@ -266,7 +295,7 @@ async def cmd_status(ctx: Context) -> int:
         report = await ctx.admin(store).status()
         if ctx.args.json:
             _print_json({"now": report.now, "storage": report.storage, "lease": report.lease,
-                         "problems": report.problems,
+                         "instances": report.instances, "problems": report.problems,
                          "sources": [{"name": s.state.name, "last_poll": s.state.last_poll_at,
                                       "last_outcome": s.state.last_outcome, "last_error": s.state.last_error,
                                       "failures": s.state.consecutive_failures, "next_poll": s.next_poll_at,
@@ -294,6 +323,13 @@ def write_status(report: Any, out: TextIO) -> None:
         owner, heartbeat, expires = report.lease
         alive = "running" if expires > now else "not running (lease expired)"
         out.write(f"instance: {owner} — {alive}, heartbeat {_ago(heartbeat, now)}\n")
+    elif report.instances:  # shared mode: several instances on one PostgreSQL database
+        for inst in report.instances:
+            alive = "running" if inst.expires_at > now else "not running (heartbeat expired; being taken over)"
+            holds = [f"polling {', '.join(inst.sources)}" if inst.sources else "",
+                     f"sending to {', '.join(inst.channels)}" if inst.channels else ""]
+            held = "; ".join(h for h in holds if h) or "idle"
+            out.write(f"instance: {inst.owner} — {alive}, heartbeat {_ago(inst.heartbeat_at, now)}; {held}\n")
     else:
         out.write("instance: none running\n")
     out.write("\nSOURCES\n")
@@ -395,6 +431,33 @@ async def cmd_db(ctx: Context) -> int:
     return EXIT_OK
 
 
+async def cmd_db_copy(ctx: Context) -> int:
+    from bot.clock import SystemClock
+    from bot.log import redact_url
+    from bot.settings import StorageConfig
+    from bot.storage.copy import copy_database
+    from bot.storage.engine import make_engine
+
+    try:
+        target_url = StorageConfig(url=ctx.args.to).url
+    except ValueError as exc:
+        raise ConfigError("--to", "must start with sqlite+aiosqlite:// or postgresql+asyncpg://") from exc
+    source = make_engine(ctx.config.storage.url, create_dirs=False)
+    target = make_engine(target_url)
+    try:
+        ctx.out.write(f"copying {redact_url(ctx.config.storage.url)} → {redact_url(target_url)}\n")
+        report = await copy_database(source, target, now=SystemClock().now(),
+                                     progress=lambda name, n: ctx.err.write(f"  {name}: {n} rows\n"))
+    finally:
+        await source.dispose()
+        await target.dispose()
+    _table([[name, str(n)] for name, n in report.counts.items()], ["table", "rows"], ctx.out)
+    ctx.out.write(f"OK: {sum(report.counts.values())} rows copied; every table's row count matches the source.\n"
+                  f"Now point storage.url (or TAGRELAY_STORAGE_URL) at {redact_url(target_url)} and start "
+                  "tagrelay there.\n")
+    return EXIT_OK
+
+
 async def cmd_config_check(ctx: Context) -> int:
     cfg = ctx.config
     ctx.out.write(f"{cfg.path}: OK — {len(cfg.sources)} source(s), {len(cfg.channels)} channel(s), "
@@ -470,7 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     tags = sub.add_parser("tags", help="known tags with post counts")
     tags.add_argument("search", nargs="?")
-    tags.add_argument("--limit", type=int)
+    tags.add_argument("--limit", type=int, help="at most this many (with --page: per page, default 10)")
+    tags.add_argument("--page", type=int, help="show page N (1 = most posts), like the bot's /tags")
     tags.add_argument("--json", action="store_true")
     tags.set_defaults(func=cmd_tags)
 
@@ -504,6 +568,9 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = db.add_subparsers(dest="db_cmd", required=True, metavar="ACTION")
     dsub.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db)
     dsub.add_parser("current", help="show the schema revision").set_defaults(func=cmd_db)
+    dc = dsub.add_parser("copy", help="copy this database (e.g. SQLite) into a new, empty one (e.g. PostgreSQL)")
+    dc.add_argument("--to", required=True, metavar="URL", help="target, e.g. postgresql+asyncpg://user@host/db")
+    dc.set_defaults(func=cmd_db_copy)
 
     config = sub.add_parser("config", help="configuration")
     cfsub = config.add_subparsers(dest="config_cmd", required=True, metavar="ACTION")
@@ -525,9 +592,12 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_CONFIG
     secrets: list[str] = []
+    # Reports can quote stored errors and URLs: buffer them and print them redacted. `run` logs
+    # (redacted by its handler) and `x-auth` must show the tokens it obtained, so they stream.
+    buffer = None if args.func in (cmd_run, cmd_x_auth) else io.StringIO()
     try:
-        ctx = Context(args, out, err)
-        secrets = ctx.secrets.values()
+        ctx = Context(args, out if buffer is None else buffer, err)
+        secrets = ctx.secret_values()
         result = args.func(ctx)
         if asyncio.iscoroutine(result):
             return int(asyncio.run(result))
@@ -544,3 +614,6 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     except KeyboardInterrupt:
         err.write("tagrelay: interrupted\n")
         return EXIT_INTERRUPTED
+    finally:
+        if buffer is not None:
+            out.write(redact_text(buffer.getvalue(), secrets))

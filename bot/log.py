@@ -1,9 +1,19 @@
 """Logging: one line per event, key=value for humans or JSON, secrets redacted everywhere.
 
-Call sites log an event name plus fields: ``log.info("poll", extra={"kv": {...}})``
-via the ``event`` helper. A ``RedactingFilter`` replaces every known secret
-value (tokens from the environment, passwords in database URLs, bot tokens in
-Telegram URLs) with ``***`` in the message, the fields and exception text.
+Call sites log an event name plus fields through ``event(log, level, "poll",
+source=..., outcome=...)`` (stored on the record as ``record.kv``). A
+``RedactingFilter`` on the output handler scrubs every record, whichever
+library logged it: known secret values (the tokens tagrelay read from the
+environment) and secret-shaped text (passwords in URLs, Telegram bot tokens,
+``Bearer`` tokens, ``access_token=`` query parameters, OAuth 1.0a header
+values) become ``***`` in the message, the fields and the exception text.
+``configure_logging`` also redacts tracebacks of uncaught exceptions.
+
+Formats::
+
+    text  2026-11-24T08:00:00Z INFO  poll source=archive outcome=new posts=9 new=1 queued=1
+    json  {"ts": "2026-11-24T08:00:00.123+00:00", "level": "info", "event": "poll",
+           "logger": "tagrelay.poll", "source": "archive", "outcome": "new", ...}
 """
 
 from __future__ import annotations
@@ -12,25 +22,39 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterable, Mapping
+import traceback
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any, TextIO
 
+from bot.errors import ConfigError
+
 _URL_PASSWORD = re.compile(r"(?P<pre>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@/\s]+)(?P<post>@)", re.I)
-_BOT_TOKEN = re.compile(r"\b\d{5,12}:[A-Za-z0-9_-]{20,}\b")
+# Telegram bot tokens: <bot id>:<35 characters>, also inside URLs (".../bot123:AA.../sendMessage")
+_BOT_TOKEN = re.compile(r"(?<![0-9])\d{5,12}:[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_-])")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
+_QUERY_SECRET = re.compile(r"(?i)([?&;](?:access_token|refresh_token|token|api_key|apikey|client_secret|"
+                           r"password|secret)=)[^&;#\s\"']+")
+_OAUTH1 = re.compile(r"(?i)(oauth_(?:token|signature|consumer_key|verifier)=\"?)[^\",&\s]+")
 
 REDACTED = "***"
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+_RESERVED = ("ts", "level", "event", "logger", "exception")
+"""JSON keys of the envelope; a field with one of these names is written as ``field_<name>``."""
 
 
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     """Remove secret values and secret-shaped substrings (URL passwords, bot tokens, bearer tokens)."""
-    for secret in sorted(set(secrets), key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, REDACTED)
-    text = _URL_PASSWORD.sub(lambda m: f"{m['pre']}{REDACTED}{m['post']}", text)
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    text = redact_url(text)
     text = _BOT_TOKEN.sub(REDACTED, text)
-    return _BEARER.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    text = _QUERY_SECRET.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    return _OAUTH1.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
 
 
 def redact_url(url: str) -> str:
@@ -39,22 +63,34 @@ def redact_url(url: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
-    """Scrubs secrets from a record's message, fields and exception text."""
+    """Scrubs secrets from a record's message, fields and exception text.
+
+    Attach it to a *handler* (as ``configure_logging`` does) so that records of
+    every logger pass through it. It formats the message once (``args`` are
+    merged into ``msg``) and renders the exception into ``exc_text``.
+    """
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self.secrets = [s for s in secrets if s]
 
+    def redact(self, text: str) -> str:
+        return redact_text(text, self.secrets)
+
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact_text(record.getMessage(), self.secrets)
+        record.msg = self.redact(record.getMessage())
         record.args = None
         fields = getattr(record, "kv", None)
         if isinstance(fields, Mapping):
-            record.kv = {k: redact_text(str(v), self.secrets) if isinstance(v, str) else v
+            record.kv = {k: v if isinstance(v, bool | int | float | type(None)) else self.redact(str(v))
                          for k, v in fields.items()}
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info), self.secrets)
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
         return True
 
 
@@ -69,23 +105,28 @@ def _fmt_value(value: Any) -> str:
     return text
 
 
+def _stamp(record: logging.LogRecord) -> str:
+    return datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class KeyValueFormatter(logging.Formatter):
     """``2026-11-24T08:00:00Z INFO  poll source=archive outcome=new new=3``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        parts = [stamp, f"{record.levelname:<5}", record.getMessage()]
+        parts = [_stamp(record), f"{record.levelname:<5}", record.getMessage()]
         fields = getattr(record, "kv", None)
         if isinstance(fields, Mapping):
             parts.extend(f"{k}={_fmt_value(v)}" for k, v in fields.items())
         line = " ".join(parts)
         if record.exc_text:
             line += "\n" + record.exc_text
+        if record.stack_info:
+            line += "\n" + record.stack_info
         return line
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, event, logger, then the fields."""
+    """One JSON object per line: ts, level, event, logger, then the fields (numbers stay numbers)."""
 
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
@@ -97,25 +138,49 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "kv", None)
         if isinstance(fields, Mapping):
             for k, v in fields.items():
-                data[k] = v if isinstance(v, int | float | bool | type(None)) else str(v)
+                key = f"field_{k}" if k in _RESERVED else str(k)
+                data[key] = v if isinstance(v, int | float | bool | type(None)) else str(v)
         if record.exc_text:
             data["exception"] = record.exc_text
+        if record.stack_info:
+            data["stack"] = record.stack_info
         return json.dumps(data, ensure_ascii=False)
+
+
+ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None], Any]
+
+
+def _redacting_excepthook(secrets: list[str], stream: TextIO | None) -> ExceptHook:
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        text = "".join(traceback.format_exception(kind, exc, tb))
+        out = stream or sys.stderr
+        out.write(redact_text(text, secrets))
+        out.flush()
+
+    return hook
 
 
 def configure_logging(level: str = "INFO", fmt: str = "text", secrets: Iterable[str] = (),
                       stream: TextIO | None = None) -> logging.Handler:
-    """Install one handler on the root logger; quiet chatty libraries. Returns the handler."""
+    """Install one handler on the root logger; quiet chatty libraries. Returns the handler.
+
+    Also replaces ``sys.excepthook`` so that the traceback of an exception nobody
+    caught is printed with the same redaction.
+    """
+    if level.upper() not in _LEVELS:
+        raise ConfigError("TAGRELAY_LOG_LEVEL", f"{level!r} is not one of {', '.join(_LEVELS)}")
+    known = [s for s in secrets if s]
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
-    handler.addFilter(RedactingFilter(secrets))
+    handler.addFilter(RedactingFilter(known))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "apscheduler", "telegram", "aiosqlite", "asyncio", "alembic"):
+    for noisy in ("httpx", "httpcore", "apscheduler", "telegram", "aiosqlite", "asyncio", "alembic", "tweepy"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    sys.excepthook = _redacting_excepthook(known, stream)
     return handler
 
 

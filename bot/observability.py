@@ -1,23 +1,70 @@
 """Prometheus metrics, one registry per process (not the global one, so tests stay isolated).
 
-Services call the small methods below; ``/metrics`` renders ``registry``.
+Services call the small methods below; the health server's ``/metrics`` renders
+``registry`` in the Prometheus text format 0.0.4 (``CONTENT_TYPE``).
+
+Exported series (counters get the ``_total`` suffix on the wire)::
+
+    tagrelay_info{version}                                    1, carries the version
+    tagrelay_polls_total{source, outcome}                      baseline|new|unchanged|not_modified|error
+    tagrelay_source_last_poll_timestamp_seconds{source}        any outcome
+    tagrelay_source_last_success_timestamp_seconds{source}     any outcome but error
+    tagrelay_new_posts_total{source}
+    tagrelay_deliveries_total{platform, channel, status}       sent|queued|failed|dead|unknown
+    tagrelay_delivery_retries_total{platform, channel}
+    tagrelay_rate_limited_total{platform, channel}             429 answers
+    tagrelay_queue_depth{channel}                              refreshed on every scrape
+    tagrelay_oldest_queued_age_seconds{channel}                refreshed on every scrape
+    tagrelay_publication_to_delivery_seconds{platform}         histogram
+    process_*                                                  CPU, memory, open fds, start time
+
+The share of conditional GETs answered 304 is derived, not stored (a stored
+ratio cannot be aggregated over time or sources)::
+
+    sum by (source) (rate(tagrelay_polls_total{outcome="not_modified"}[1h]))
+      / sum by (source) (rate(tagrelay_polls_total{outcome!="error"}[1h]))
+
+``docs/operations.md`` lists more queries and alert rules.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+from bot import __version__
 
 LATENCY_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 12 * 3600, 86400, float("inf"))
 
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+"""``text/plain; version=0.0.4; charset=utf-8``: what ``render`` produces."""
+
+POLL_OUTCOMES = ("baseline", "new", "unchanged", "not_modified", "error")
+
 
 class Metrics:
-    """The service's counters, gauges and histograms."""
+    """The service's counters, gauges and histograms.
 
-    def __init__(self) -> None:
+    ``wall_clock`` feeds the ``*_timestamp_seconds`` gauges (Unix seconds); tests
+    may pass a fixed one.
+    """
+
+    def __init__(self, *, wall_clock: Callable[[], float] = time.time) -> None:
+        self._wall_clock = wall_clock
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        ProcessCollector(registry=r)
+        self.info = Gauge("tagrelay_info", "Always 1; the labels describe this tagrelay", ["version"], registry=r)
+        self.info.labels(__version__).set(1)
         self.polls = Counter("tagrelay_polls", "Polls by source and outcome "
                              "(baseline, new, unchanged, not_modified, error)", ["source", "outcome"], registry=r)
+        self.last_poll = Gauge("tagrelay_source_last_poll_timestamp_seconds",
+                               "Unix time of the source's last poll, whatever its outcome", ["source"], registry=r)
+        self.last_success = Gauge("tagrelay_source_last_success_timestamp_seconds",
+                                  "Unix time of the source's last poll that did not fail", ["source"], registry=r)
         self.posts = Counter("tagrelay_new_posts", "New posts detected", ["source"], registry=r)
         self.deliveries = Counter("tagrelay_deliveries", "Delivery outcomes by platform, channel and status",
                                   ["platform", "channel", "status"], registry=r)
@@ -33,8 +80,18 @@ class Metrics:
                                  "Time from a post's publication to its delivery", ["platform"],
                                  buckets=LATENCY_BUCKETS, registry=r)
 
+    def source_configured(self, source: str) -> None:
+        """Create the source's poll series at zero, so ratios and ``increase()`` work from the first poll."""
+        for outcome in POLL_OUTCOMES:
+            self.polls.labels(source, outcome)
+        self.posts.labels(source)
+
     def poll(self, source: str, outcome: str) -> None:
         self.polls.labels(source, outcome).inc()
+        now = self._wall_clock()
+        self.last_poll.labels(source).set(now)
+        if outcome != "error":
+            self.last_success.labels(source).set(now)
 
     def new_posts(self, source: str, count: int) -> None:
         if count:
@@ -57,4 +114,5 @@ class Metrics:
         self.oldest_age.labels(channel).set(oldest_age)
 
     def render(self) -> bytes:
+        """The exposition in the text format 0.0.4 (serve it with ``CONTENT_TYPE``)."""
         return generate_latest(self.registry)

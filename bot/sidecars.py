@@ -1,4 +1,9 @@
-"""Optional subsystems that run beside the service, chosen from the config."""
+"""Optional subsystems that run beside the service, chosen from the config.
+
+Sidecars are built here (at ``tagrelay run``), started by ``App.run_forever``
+after the database is migrated and stopped after in-flight sends finish.
+``run --once`` builds them but never starts them.
+"""
 
 from __future__ import annotations
 
@@ -7,5 +12,21 @@ from bot.settings import Config, Secrets
 
 
 def make_sidecars(config: Config, secrets: Secrets) -> list[Sidecar]:
-    """The sidecars the config asks for (none by default)."""
-    return []
+    """The sidecars the config asks for: the health server unless ``[health] enabled = false``,
+    and the Telegram admin bot when ``[admin] enabled = true``.
+
+    Validates each sidecar's table (``ConfigError`` names the key) before anything starts.
+    """
+    from bot.health import HealthServer, load_health_settings
+
+    sidecars: list[Sidecar] = []
+    health = load_health_settings(config.extra.get("health"), secrets.get)
+    if health.enabled:
+        sidecars.append(HealthServer(health))
+    if config.extra.get("admin") is not None:  # PTB's Application costs ~0.3 s to import: only when asked
+        from bot.admin_bot import make_admin_bot
+
+        admin = make_admin_bot(config.extra.get("admin"), secrets.get)
+        if admin is not None:
+            sidecars.append(admin)
+    return sidecars

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from bot.errors import NotFoundError, TagrelayError
 from bot.log import redact_url
 from bot.publishers.api import Clock, PublisherPlugin, RenderEnv
 from bot.settings import Config
-from bot.storage.store import ChannelCounts, DeliveryView, SourceState, Store, TagCount
+from bot.storage.store import ChannelCounts, DeliveryView, InstanceInfo, SourceState, Store, TagCount
 
 
 class UsageError(TagrelayError):
@@ -90,6 +90,8 @@ class StatusReport:
     lease: tuple[str, datetime, datetime] | None
     sources: list[SourceStatus]
     channels: list[ChannelStatus]
+    instances: list[InstanceInfo] = field(default_factory=list)
+    """Shared mode (PostgreSQL): every registered instance and the sources/channels it holds."""
 
     @property
     def problems(self) -> list[str]:
@@ -273,7 +275,7 @@ class AdminService:
             channels.append(ChannelStatus(counts, problem))
         lease = await self.store.lease_holder(LEASE)
         return StatusReport(now=now, storage=redact_url(self.config.storage.url), lease=lease,
-                            sources=sources, channels=channels)
+                            sources=sources, channels=channels, instances=await self.store.instances())
 
     async def preview(self, target: str, channel: str | None = None) -> list[PreviewItem]:
         """What each subscribed channel (or ``channel``) would receive for a tag's latest post or a post URL."""

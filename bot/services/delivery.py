@@ -9,6 +9,8 @@ about attempts, backoff, holds and pauses is made here, in ``_on_error``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import logging
 import random
 import time
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.domain.models import DeliveryStatus
+from bot.domain.models import DeliveryStatus, Post
 from bot.domain.pacing import parse_rate
 from bot.domain.schedule import RetryPolicy
 from bot.errors import (
@@ -35,11 +37,23 @@ from bot.log import event
 from bot.observability import Metrics
 from bot.publishers.api import Clock, Publisher, PublisherPlugin, RenderedMessage
 from bot.settings import DeliveryConfig
-from bot.storage.store import ClaimedDelivery, Store
+from bot.storage.store import CHANNEL_LEASE, ClaimedDelivery, Store
 
 log = logging.getLogger("tagrelay.deliver")
 
 Notify = Callable[[str], Awaitable[None]]
+
+
+def idempotency_key(channel: str, post: Post) -> str:
+    """The key every attempt of one delivery carries (Mastodon's ``Idempotency-Key``).
+
+    It names the post and the channel, not the database row: a database restored
+    from a backup, or a second installation posting to the same account, numbers
+    its deliveries again, and a row-number key would make the platform answer a
+    NEW post with an OLD one (and the new post would be lost while recorded as sent).
+    """
+    digest = hashlib.sha256(f"{channel}\0{post.source}\0{post.key}".encode()).hexdigest()
+    return f"tagrelay-{digest[:40]}"
 
 
 @dataclass(slots=True)
@@ -98,6 +112,10 @@ class Pacer:
             out.append((f"account:{chan.account_key}", *parse_rate(acct)))
         return out
 
+    def active(self, chan: ChannelRuntime) -> bool:
+        """Does ``wait`` reserve anything for this channel?"""
+        return bool(self.config.pacing and self.store is not None and self.buckets(chan))
+
     async def wait(self, chan: ChannelRuntime) -> float:
         if not self.config.pacing or self.store is None:
             return 0.0
@@ -146,6 +164,9 @@ class Deliverer:
         self.rng = rng or random.Random()
         self._locks: dict[str, asyncio.Lock] = {}
         self.stopping = False
+        self.lease_ttl: float | None = None
+        """Shared mode (several instances): send to a channel only while holding its lease, this long."""
+        self._lease_locks: dict[str, asyncio.Lock] = {}
 
     async def deliver_due(self) -> list[DeliveryOutcome]:
         """Deliver everything due now on every channel (bounded concurrency). Returns the outcomes."""
@@ -164,7 +185,45 @@ class Deliverer:
 
     async def deliver_channel(self, name: str) -> list[DeliveryOutcome]:
         """Send the channel's due deliveries one by one, oldest post first, until none is due,
-        the channel is held or paused, or the service is stopping."""
+        the channel is held or paused, or the service is stopping.
+
+        In shared mode (``lease_ttl`` set) only the instance holding the channel's lease
+        sends to it, so per-channel order and pacing hold across instances; another
+        instance finds the lease taken and leaves the channel alone. A dead holder's
+        lease expires after ``lease_ttl`` and its channel is taken over.
+        """
+        if self.lease_ttl is None:
+            return await self._deliver_channel(name)
+        gate = self._lease_locks.setdefault(name, asyncio.Lock())
+        if gate.locked():
+            return []
+        async with gate:
+            lease, ttl = CHANNEL_LEASE + name, self.lease_ttl
+            if not await self.store.try_lease(lease, self.owner, self.clock.now(), ttl):
+                return []
+            keeper = asyncio.create_task(self._keep_lease(lease, ttl), name=f"lease:{name}")
+            try:
+                return await self._deliver_channel(name)
+            finally:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await keeper
+                with contextlib.suppress(Exception):
+                    await self.store.release_lease(lease, self.owner)
+
+    async def _keep_lease(self, lease: str, ttl: float) -> None:
+        while True:
+            await asyncio.sleep(ttl / 3)
+            try:
+                kept = await self.store.try_lease(lease, self.owner, self.clock.now(), ttl)
+            except Exception as exc:  # noqa: BLE001 - retried on the next round
+                log.warning("could not renew the %s lease: %s", lease, type(exc).__name__)
+                continue
+            if not kept:
+                log.error("lost the %s lease to another instance", lease)
+                return
+
+    async def _deliver_channel(self, name: str) -> list[DeliveryOutcome]:
         lock = self._locks.setdefault(name, asyncio.Lock())
         if lock.locked():
             return []
@@ -172,7 +231,8 @@ class Deliverer:
         async with lock:
             chan = self.channels[name]
             while not self.stopping:
-                if not await self.store.has_due(name, self.clock.now()):
+                # has_due guards the token reservation; without pacing, claim_next alone says "nothing due"
+                if self.pacer.active(chan) and not await self.store.has_due(name, self.clock.now()):
                     break
                 await self.pacer.wait(chan)
                 if self.stopping:
@@ -187,7 +247,7 @@ class Deliverer:
         return outcomes
 
     async def _deliver(self, chan: ChannelRuntime, claimed: ClaimedDelivery) -> DeliveryOutcome:
-        key = f"tagrelay-{claimed.id}"
+        key = idempotency_key(chan.name, claimed.post)
         try:
             message = chan.plugin.render(claimed.post, chan.options, chan.publisher.render_env)
         except Exception as exc:  # noqa: BLE001 - a render bug must not stop the channel
@@ -315,7 +375,6 @@ class Deliverer:
 
     async def refresh_queue_metrics(self) -> None:
         now = self.clock.now()
-        for counts in await self.store.channel_counts(now):
-            depth = counts.counts.get("queued", 0) + counts.counts.get("failed", 0)
-            age = (now - counts.oldest_queued).total_seconds() if counts.oldest_queued else 0.0
-            self.metrics.set_queue(counts.channel, depth, age)
+        for channel, (depth, oldest) in (await self.store.queue_depths()).items():  # ∝ waiting rows, not history
+            age = (now - oldest).total_seconds() if oldest else 0.0
+            self.metrics.set_queue(channel, depth, age)

@@ -17,7 +17,7 @@ from bot.domain.detect import detect, normalise
 from bot.domain.models import ParsedPost
 from bot.domain.schedule import jittered, source_backoff
 from bot.errors import SourceError
-from bot.log import event
+from bot.log import event, redact_url
 from bot.observability import Metrics
 from bot.publishers.api import Clock
 from bot.settings import ServiceConfig, SourceConfig
@@ -75,7 +75,8 @@ class Poller:
         try:
             result = await self.sources[name].poll(state.cache, first_poll=not state.baseline_done)
         except SourceError as exc:
-            return await self._failed(state, exc.reason, started)
+            # the reason may quote the URL; a password in it must not reach the database or `status`
+            return await self._failed(state, redact_url(exc.reason), started)
         now = self.clock.now()
         if isinstance(result, NotModified):
             next_at = self._next_poll(name, now)
@@ -92,7 +93,8 @@ class Poller:
                       started: float) -> PollOutcome:
         posts = normalise(state.name, items)
         known = await self.store.known_keys(state.id, [p.key for p in posts])
-        subs = [s for s, _origin in await self.store.subscriptions()]
+        new_tags = {slug for p in posts if p.key not in known for slug in p.tag_slugs}
+        subs = await self.store.subscriptions_for_tags(new_tags)  # only what routing can match: ∝ new posts
         detection = detect(state.name, items, known, subs, first_poll=not state.baseline_done)
         now = self.clock.now()
         next_at = self._next_poll(state.name, now)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Row, Table, and_, case, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -28,6 +28,12 @@ from bot.sources.base import CacheState
 from bot.storage import tables as t
 
 _CHUNK = 500
+CHANNEL_LEASE = "channel:"
+"""Prefix of the named lease an instance holds while it sends to a channel (shared mode)."""
+_NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
+"""Written with every poll record: the poll is over, so its source lease (shared mode) is released."""
+_INTERRUPTED = ("interrupted while sending; the platform has no idempotency, so it was not "
+                "re-sent automatically (use `tagrelay retry` if it did not arrive)")
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -127,6 +133,19 @@ class AuditEntry:
     via: str
     action: str
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceInfo:
+    """A registered instance (shared mode) and what it holds right now."""
+
+    owner: str
+    version: str
+    started_at: datetime
+    heartbeat_at: datetime
+    expires_at: datetime
+    sources: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +280,7 @@ class Store:
         async with self.engine.begin() as conn:
             await conn.execute(update(t.sources).where(t.sources.c.id == source_id).values(
                 **_cache_values(cache), last_poll_at=now, last_success_at=now, last_outcome="not_modified",
-                last_error=None, consecutive_failures=0, next_poll_at=next_poll_at))
+                last_error=None, consecutive_failures=0, next_poll_at=next_poll_at, **_NO_LEASE))
 
     async def record_poll_failure(self, source_id: int, error: str, now: datetime,
                                   next_poll_at: datetime) -> int:
@@ -269,7 +288,7 @@ class Store:
         async with self.engine.begin() as conn:
             await conn.execute(update(t.sources).where(t.sources.c.id == source_id).values(
                 last_poll_at=now, last_outcome="error", last_error=error[:2000],
-                consecutive_failures=t.sources.c.consecutive_failures + 1, next_poll_at=next_poll_at))
+                consecutive_failures=t.sources.c.consecutive_failures + 1, next_poll_at=next_poll_at, **_NO_LEASE))
             row = (await conn.execute(select(t.sources.c.consecutive_failures).where(
                 t.sources.c.id == source_id))).scalar_one()
         return int(row)
@@ -294,7 +313,7 @@ class Store:
             await conn.execute(update(t.sources).where(t.sources.c.id == source.id).values(
                 **_cache_values(cache), baseline_done=True, last_poll_at=now, last_success_at=now,
                 last_outcome="baseline" if baseline else ("new" if new_posts else "unchanged"),
-                last_error=None, consecutive_failures=0, next_poll_at=next_poll_at))
+                last_error=None, consecutive_failures=0, next_poll_at=next_poll_at, **_NO_LEASE))
         return PollRecord(new_posts=len(new_posts), queued=queued, backfilled=backfilled)
 
     async def _tag_ids(self, conn: AsyncConnection, tags: Iterable[Tag]) -> dict[str, int]:
@@ -339,7 +358,12 @@ class Store:
             return 0
         stmt = self._insert_ignore(t.deliveries, ["post_id", "channel_id"]).returning(t.deliveries.c.id)
         result = await conn.execute(stmt, rows)
-        return len(result.all())  # rowcount is unreliable for executemany on asyncpg
+        ids = [r.id for r in result.all()]  # rowcount is unreliable for executemany on asyncpg
+        post_at = (select(func.coalesce(t.posts.c.published_at, t.posts.c.first_seen_at))
+                   .where(t.posts.c.id == t.deliveries.c.post_id).scalar_subquery())
+        for part in _chunks(ids):  # the send order, read by claim_next through ix_deliveries_pending
+            await conn.execute(update(t.deliveries).where(t.deliveries.c.id.in_(part)).values(post_at=post_at))
+        return len(ids)
 
     async def _backfill(self, conn: AsyncConnection, source: SourceState, now: datetime) -> int:
         """Queue each pending backfill of this source: the N latest matching posts per subscription."""
@@ -461,13 +485,11 @@ class Store:
             chan = (await conn.execute(select(t.channels).where(t.channels.c.name == channel))).first()
             if chan is None or chan.paused or (chan.hold_until is not None and utc(chan.hold_until) > now):  # type: ignore[operator]
                 return None
-            query = (
+            query = (  # oldest post first, walking ix_deliveries_pending (its predicate spelled the same)
                 select(t.deliveries.c.id, t.deliveries.c.attempts, t.deliveries.c.status, t.deliveries.c.post_id)
-                .join(t.posts, t.posts.c.id == t.deliveries.c.post_id)
-                .where(t.deliveries.c.channel_id == chan.id,
-                       t.deliveries.c.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.FAILED.value]),
+                .where(t.deliveries.c.channel_id == chan.id, text(t.PENDING_SQL),
                        t.deliveries.c.next_attempt_at <= now)
-                .order_by(func.coalesce(t.posts.c.published_at, t.posts.c.first_seen_at), t.deliveries.c.id)
+                .order_by(t.deliveries.c.post_at, t.deliveries.c.id)
                 .limit(1)
             )
             if self.dialect == "postgresql":
@@ -618,6 +640,29 @@ class Store:
                               counts=by_chan.get(c.id, {}), oldest_queued=old.get(c.id),
                               sent_today=sent_today.get(c.id, 0)) for c in chans]
 
+    async def queue_depths(self) -> dict[str, tuple[int, datetime | None]]:
+        """Per channel: deliveries waiting (queued + failed), and when the oldest waiting or in-flight
+        one was created. Reads only those rows (partial index), never the delivery history, so it is
+        cheap enough for every delivery round and every metrics scrape."""
+        async with self.engine.connect() as conn:
+            names = {r.id: r.name for r in (await conn.execute(select(t.channels.c.id, t.channels.c.name))).all()}
+            waiting = (await conn.execute(
+                select(t.deliveries.c.channel_id, func.count().label("n"),
+                       func.min(t.deliveries.c.created_at).label("oldest"))
+                .where(text(t.PENDING_SQL)).group_by(t.deliveries.c.channel_id))).all()
+            sending = (await conn.execute(
+                select(t.deliveries.c.channel_id, func.min(t.deliveries.c.created_at).label("oldest"))
+                .where(t.deliveries.c.status == DeliveryStatus.SENDING.value)
+                .group_by(t.deliveries.c.channel_id))).all()
+        out: dict[str, tuple[int, datetime | None]] = {name: (0, None) for name in names.values()}
+        for r in waiting:
+            out[names[r.channel_id]] = (int(r.n), utc(r.oldest))
+        for r in sending:
+            depth, oldest = out[names[r.channel_id]]
+            began = utc(r.oldest)
+            out[names[r.channel_id]] = (depth, began if oldest is None or (began and began < oldest) else oldest)
+        return out
+
     # -- subscriptions & tags -------------------------------------------------------------
 
     async def subscriptions(self, channel: str | None = None) -> list[tuple[Subscription, str]]:
@@ -630,6 +675,22 @@ class Store:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [(Subscription(r.tag_slug, r.tag_name, r.channel, r.backfill), r.origin) for r in rows]
+
+    async def subscriptions_for_tags(self, slugs: Iterable[str]) -> list[Subscription]:
+        """The subscriptions to any of these tags (an index lookup per tag, however many exist)."""
+        wanted = sorted(set(slugs))
+        out: list[Subscription] = []
+        if not wanted:
+            return out
+        async with self.engine.connect() as conn:
+            for part in _chunks(wanted):
+                rows = (await conn.execute(
+                    select(t.subscriptions.c.tag_slug, t.subscriptions.c.tag_name, t.subscriptions.c.backfill,
+                           t.channels.c.name.label("channel"))
+                    .join(t.channels, t.channels.c.id == t.subscriptions.c.channel_id)
+                    .where(t.subscriptions.c.tag_slug.in_(part)))).all()
+                out.extend(Subscription(r.tag_slug, r.tag_name, r.channel, r.backfill) for r in rows)
+        return sorted(out, key=lambda s: (s.tag_slug, s.channel))
 
     async def add_subscription(self, sub: Subscription, origin: str, now: datetime) -> bool:
         """Returns False when it already existed."""
@@ -735,6 +796,161 @@ class Store:
         heartbeat, expires = utc(row.heartbeat_at), utc(row.expires_at)
         assert heartbeat is not None and expires is not None
         return row.owner, heartbeat, expires
+
+    # -- several instances on one database (PostgreSQL) -----------------------------------
+    #
+    # On PostgreSQL any number of instances share the database: each registers in
+    # ``instances`` and renews a heartbeat; a source is polled under a lease
+    # (``sources.lease_owner/lease_expires_at``), a channel is sent to under a named
+    # lease (``instance_leases`` row ``channel:<name>``), and whoever sees an instance's
+    # heartbeat expire recovers its in-flight deliveries. Every step is one statement or
+    # one short transaction, safe against the other instances doing the same.
+
+    async def register_instance(self, owner: str, version: str, now: datetime, ttl: float) -> None:
+        expires = now + timedelta(seconds=ttl)
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(t.instances).where(t.instances.c.owner == owner))
+            await conn.execute(insert(t.instances).values(owner=owner, version=version[:32], started_at=now,
+                                                          heartbeat_at=now, expires_at=expires))
+
+    async def heartbeat_instance(self, owner: str, now: datetime, ttl: float) -> bool:
+        """Renew this instance's registration. False: it had expired and was taken over."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(update(t.instances).where(t.instances.c.owner == owner).values(
+                heartbeat_at=now, expires_at=now + timedelta(seconds=ttl)))
+        return bool(result.rowcount)
+
+    async def unregister_instance(self, owner: str) -> None:
+        """A clean stop: drop the registration and every lease this instance holds."""
+        async with self.engine.begin() as conn:
+            await conn.execute(update(t.sources).where(t.sources.c.lease_owner == owner).values(
+                lease_owner=None, lease_expires_at=None))
+            await conn.execute(delete(t.instance_leases).where(t.instance_leases.c.owner == owner))
+            await conn.execute(delete(t.instances).where(t.instances.c.owner == owner))
+
+    async def instances(self) -> list[InstanceInfo]:
+        """Registered instances with what each holds (sources being polled, channels being sent to)."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(t.instances).order_by(t.instances.c.started_at))).all()
+            held = (await conn.execute(select(t.sources.c.lease_owner, t.sources.c.name)
+                                       .where(t.sources.c.lease_owner.is_not(None))
+                                       .order_by(t.sources.c.name))).all()
+            leases = (await conn.execute(select(t.instance_leases.c.owner, t.instance_leases.c.name)
+                                         .where(t.instance_leases.c.name.like(f"{CHANNEL_LEASE}%"))
+                                         .order_by(t.instance_leases.c.name))).all()
+        sources: dict[str, list[str]] = {}
+        for r in held:
+            sources.setdefault(r.lease_owner, []).append(r.name)
+        channels: dict[str, list[str]] = {}
+        for r in leases:
+            channels.setdefault(r.owner, []).append(r.name[len(CHANNEL_LEASE):])
+        out = []
+        for r in rows:
+            started, heartbeat, expires = utc(r.started_at), utc(r.heartbeat_at), utc(r.expires_at)
+            assert started is not None and heartbeat is not None and expires is not None
+            out.append(InstanceInfo(owner=r.owner, version=r.version, started_at=started, heartbeat_at=heartbeat,
+                                    expires_at=expires, sources=tuple(sources.get(r.owner, ())),
+                                    channels=tuple(channels.get(r.owner, ()))))
+        return out
+
+    async def reap_instances(self, now: datetime, *, resend_channels: set[str]) -> tuple[list[str], int, int]:
+        """Take over the work of instances whose heartbeat expired.
+
+        Their registrations are deleted (one statement, so two reapers never both act on
+        one), their source and channel leases freed, and every ``sending`` delivery whose
+        claimer is no longer registered is recovered like ``recover_sending`` does:
+        requeued on channels in ``resend_channels``, else ``unknown``. Returns
+        (dead owners, requeued, unknown).
+        """
+        async with self.engine.begin() as conn:
+            dead = [r.owner for r in (await conn.execute(
+                delete(t.instances).where(t.instances.c.expires_at < now).returning(t.instances.c.owner))).all()]
+            if dead:
+                await conn.execute(update(t.sources).where(t.sources.c.lease_owner.in_(dead)).values(
+                    lease_owner=None, lease_expires_at=None))
+                await conn.execute(delete(t.instance_leases).where(t.instance_leases.c.owner.in_(dead),
+                                                                   t.instance_leases.c.name != "main"))
+            orphan = and_(
+                t.deliveries.c.status == DeliveryStatus.SENDING.value,
+                ~select(t.instances.c.owner).where(t.instances.c.owner == t.deliveries.c.claimed_by).exists())
+            resend_ids = select(t.channels.c.id).where(t.channels.c.name.in_(sorted(resend_channels)))
+            requeued = await conn.execute(update(t.deliveries).where(
+                orphan, t.deliveries.c.channel_id.in_(resend_ids)).values(
+                status=DeliveryStatus.QUEUED.value, next_attempt_at=now, claimed_by=None, updated_at=now,
+                attempts=t.deliveries.c.attempts - 1).returning(t.deliveries.c.id))
+            n_requeued = len(requeued.all())
+            unknown = await conn.execute(update(t.deliveries).where(
+                orphan, t.deliveries.c.channel_id.not_in(resend_ids)).values(
+                status=DeliveryStatus.UNKNOWN.value, claimed_by=None, updated_at=now, reason="interrupted",
+                last_error=_INTERRUPTED).returning(t.deliveries.c.id))
+            n_unknown = len(unknown.all())
+        return dead, n_requeued, n_unknown
+
+    async def claim_sources(self, owner: str, now: datetime, ttl: float, names: Sequence[str], *,
+                            limit: int, due_only: bool = True) -> list[str]:
+        """Lease up to ``limit`` of the named sources for polling by ``owner``.
+
+        A source is claimable when no live lease is on it and (with ``due_only``) its
+        ``next_poll_at`` has come. ``record_poll``/``record_not_modified``/
+        ``record_poll_failure`` release the lease; ``release_sources`` releases it
+        when a poll ends without a record. On PostgreSQL the rows are picked with
+        ``FOR UPDATE SKIP LOCKED``, so concurrent claimers never block each other and
+        never get the same source.
+        """
+        if not names or limit <= 0:
+            return []
+        cond: list[ColumnElement[bool]] = [
+            t.sources.c.name.in_(list(names)),
+            or_(t.sources.c.lease_owner.is_(None), t.sources.c.lease_expires_at < now,
+                t.sources.c.lease_owner == owner)]
+        if due_only:
+            cond.append(or_(t.sources.c.next_poll_at.is_(None), t.sources.c.next_poll_at <= now))
+        pick = (select(t.sources.c.id).where(*cond)
+                .order_by(t.sources.c.next_poll_at.asc().nulls_first(), t.sources.c.id).limit(limit))
+        if self.dialect == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        # one statement: on SQLite it runs under the write lock, so two claimers cannot both pick a row
+        claim = update(t.sources).where(t.sources.c.id.in_(pick.scalar_subquery())).values(
+            lease_owner=owner, lease_expires_at=now + timedelta(seconds=ttl)).returning(t.sources.c.name)
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(claim)).all()
+        return sorted(r.name for r in rows)
+
+    async def release_sources(self, owner: str, names: Sequence[str] | None = None) -> None:
+        cond: list[ColumnElement[bool]] = [t.sources.c.lease_owner == owner]
+        if names is not None:
+            cond.append(t.sources.c.name.in_(list(names)))
+        async with self.engine.begin() as conn:
+            await conn.execute(update(t.sources).where(*cond).values(lease_owner=None, lease_expires_at=None))
+
+    async def next_poll_due(self, names: Sequence[str]) -> datetime | None:
+        """When the earliest of the named sources is due (None: one is due now or never polled)."""
+        async with self.engine.connect() as conn:
+            never = (await conn.execute(select(t.sources.c.id).where(
+                t.sources.c.name.in_(list(names)), t.sources.c.next_poll_at.is_(None)).limit(1))).first()
+            if never is not None:
+                return None
+            value = (await conn.execute(select(func.min(t.sources.c.next_poll_at)).where(
+                t.sources.c.name.in_(list(names))))).scalar()
+        return utc(value)
+
+    async def try_lease(self, name: str, owner: str, now: datetime, ttl: float) -> bool:
+        """Take or renew the named lease unless another owner's is still alive. One statement."""
+        expires = now + timedelta(seconds=ttl)
+        ins = (postgresql.insert(t.instance_leases) if self.dialect == "postgresql"
+               else sqlite.insert(t.instance_leases))
+        stmt = ins.values(name=name, owner=owner, acquired_at=now, heartbeat_at=now, expires_at=expires)
+        upsert = stmt.on_conflict_do_update(
+            index_elements=["name"],
+            set_={"owner": stmt.excluded.owner, "heartbeat_at": stmt.excluded.heartbeat_at,
+                  "expires_at": stmt.excluded.expires_at,
+                  "acquired_at": case((t.instance_leases.c.owner == stmt.excluded.owner,
+                                       t.instance_leases.c.acquired_at), else_=stmt.excluded.acquired_at)},
+            where=or_(t.instance_leases.c.owner == stmt.excluded.owner, t.instance_leases.c.expires_at < now),
+        ).returning(t.instance_leases.c.owner)
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(upsert)).first()
+        return row is not None and row.owner == owner
 
     # -- pacing ---------------------------------------------------------------------------
 

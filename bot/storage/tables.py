@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 NAMING = {
@@ -31,6 +32,9 @@ NAMING = {
 }
 
 metadata = MetaData(naming_convention=NAMING)
+
+PENDING_SQL = "status IN ('queued', 'failed')"
+"""The waiting deliveries, spelled as in the partial index so queries written the same way can use it."""
 
 TS = DateTime(timezone=True)
 ID = BigInteger().with_variant(Integer(), "sqlite")  # INTEGER PRIMARY KEY is the rowid on SQLite
@@ -119,6 +123,8 @@ subscriptions = Table(
     Column("origin", String(16), nullable=False),
     Column("created_at", TS, nullable=False),
     UniqueConstraint("tag_slug", "channel_id"),
+    Index("ix_subscriptions_backfill", "backfill", sqlite_where=text("backfill > 0"),
+          postgresql_where=text("backfill > 0")),
 )
 
 backfills_done = Table(
@@ -146,9 +152,13 @@ deliveries = Table(
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
     Column("sent_at", TS),
+    Column("post_at", TS),  # the post's date (first seen if undated): the per-channel send order
     UniqueConstraint("post_id", "channel_id"),
     Index("ix_deliveries_due", "channel_id", "status", "next_attempt_at", "id"),
     Index("ix_deliveries_status", "status"),
+    # claim_next walks this in order and stops at the first due row: O(log n), whatever the queue depth
+    Index("ix_deliveries_pending", "channel_id", "post_at", "id",
+          sqlite_where=text(PENDING_SQL), postgresql_where=text(PENDING_SQL)),
 )
 
 instance_leases = Table(

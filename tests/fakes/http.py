@@ -10,13 +10,16 @@ test sets to release it (slow responses without sleeping in the test).
 
 Waiting without sleeping: ``wait_for(predicate, timeout)`` wakes on every
 request that arrives or is handled; ``on_request`` (if set) is called with each request as
-soon as it is read, before it is handled (crash tests kill the client there).
+soon as it is read, before it is handled (crash tests kill the client there); if it returns
+``DROP`` the request is not handled at all and the connection is closed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import socketserver
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,9 +95,9 @@ class _Handler(BaseHTTPRequestHandler):
             owner.requests.append(req)
             owner.arrived.notify_all()
         hook = owner.on_request
-        if hook is not None:
-            hook(req)
-        result = owner.handle(req)
+        result = hook(req) if hook is not None else None
+        if result is not DROP:
+            result = owner.handle(req)
         with owner.lock:
             owner.handled += 1
             owner.arrived.notify_all()
@@ -130,15 +133,23 @@ class LoopbackServer:
         self.lock = threading.RLock()
         self.arrived = threading.Condition(self.lock)
         """Notified whenever a request arrives (see ``wait_for``)."""
-        self.on_request: Callable[[Request], None] | None = None
-        """Called with each request once it is read, before ``handle`` (from the server thread)."""
+        self.on_request: Callable[[Request], object] | None = None
+        """Called with each request once it is read, before ``handle`` (from the server thread).
+        Returning ``DROP`` closes the connection without handling the request."""
         self.requests: list[Request] = []
         self.handled = 0
         """Requests whose answer is decided (it may still be held or dropped)."""
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
+        self._server.handle_error = self._handle_error  # type: ignore[method-assign]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                                         daemon=True, name=type(self).__name__)
+
+    def _handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (timed out, or was killed by a crash test) is not an error of the fake."""
+        if isinstance(sys.exc_info()[1], BrokenPipeError | ConnectionResetError):
+            return
+        socketserver.BaseServer.handle_error(self._server, request, client_address)
 
     @property
     def port(self) -> int:

@@ -479,3 +479,255 @@ def _strip_tags(text: str) -> str:
     checker.feed(text)
     checker.close()
     return "".join(checker.visible)
+
+
+# -- the update side: a bot that receives (appended for the admin bot) ---------------------------
+
+_BOT_COMMAND = re.compile(r"^/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32})?")
+_COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
+
+
+@dataclass(frozen=True)
+class FakeUser:
+    """A Telegram user who talks to the bot. ``username`` without '@'."""
+
+    id: int
+    username: str | None = None
+    first_name: str = "Test"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "is_bot": False, "first_name": self.first_name}
+        if self.username is not None:
+            data["username"] = self.username
+        return data
+
+
+class FakeChatBotApi(FakeBotApi):
+    """``FakeBotApi`` plus what a bot that *receives* needs: updates, commands, callbacks, edits, webhooks.
+
+    Scripting::
+
+        fake.send(ALICE, "/subscribe MEK news")            # a message in ALICE's private chat
+        fake.send(ALICE, "/status", chat=group)             # ... or in a group (see ``group``)
+        fake.press(ALICE, fake.sent_to(ALICE.id)[-1], "Next »")   # a callback query from that button
+
+    ``getUpdates`` has long-poll semantics: ``offset`` confirms (drops) older
+    updates; with nothing queued it waits for ``min(timeout, max_wait)`` seconds
+    and answers as soon as an update is queued (so a test never waits long),
+    else answers ``[]``. While a webhook is set, ``getUpdates`` answers 409 as
+    Telegram does. ``setMyCommands`` validates like Telegram and records the
+    list per scope in ``commands`` (key ``"chat:<id>"`` or the scope type); a
+    chat scope for an unknown chat is 400 "chat not found". Each callback query
+    can be answered once (``answers``); ``editMessageText`` edits the recorded
+    ``SentMessage`` in place (text and ``params["reply_markup"]``) and logs
+    ``edits``; an edit that changes nothing is 400 "message is not modified".
+    """
+
+    def __init__(self, token: str = DEFAULT_TOKEN, *, max_wait: float = 0.2, **kwargs: Any) -> None:
+        super().__init__(token, **kwargs)
+        self.max_wait = max_wait
+        self._queue: list[dict[str, Any]] = []
+        self._update_ids = itertools.count(1)
+        self._query_ids = itertools.count(1)
+        self._arrived = threading.Condition(self.lock)
+        self._closing = False
+        self._open_queries: set[str] = set()
+        self.commands: dict[str, list[dict[str, Any]]] = {}
+        self.answers: list[dict[str, Any]] = []
+        self.edits: list[dict[str, Any]] = []
+        self.webhook: dict[str, Any] | None = None
+        self.get_updates_calls = 0
+        self.methods.update({
+            "getUpdates": self._get_updates,
+            "setMyCommands": self._set_my_commands,
+            "getMyCommands": self._get_my_commands,
+            "answerCallbackQuery": self._answer_callback_query,
+            "editMessageText": self._edit_message_text,
+            "setWebhook": self._set_webhook,
+            "deleteWebhook": self._delete_webhook,
+            "getWebhookInfo": self._get_webhook_info,
+        })
+
+    # -- scripting ---------------------------------------------------------------------------
+
+    def private_chat(self, user: FakeUser) -> Chat:
+        """The user's private chat with the bot (known to the fake from now on)."""
+        with self.lock:
+            known = self.chats.get(user.id)
+        return known or self.add_chat(Chat(user.id, type="private", title=None, username=user.username))
+
+    def group(self, chat_id: int, title: str = "Admins") -> Chat:
+        return self.add_chat(Chat(chat_id, type="supergroup", title=title))
+
+    def message_update(self, user: FakeUser, text: str, chat: Chat | None = None) -> dict[str, Any]:
+        """A ``message`` update (not queued): bot_command entity as Telegram marks it."""
+        chat = chat or self.private_chat(user)
+        message: dict[str, Any] = {"message_id": self._next_id(chat.id), "date": int(self.clock()),
+                                   "chat": chat.to_json(), "from": user.to_json(), "text": text}
+        command = _BOT_COMMAND.match(text)
+        if command:
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command.group(0))}]
+        return {"update_id": next(self._update_ids), "message": message}
+
+    def send(self, user: FakeUser, text: str, chat: Chat | None = None) -> dict[str, Any]:
+        """Queue a message from ``user`` (in their private chat unless ``chat``) for getUpdates."""
+        return self.enqueue(self.message_update(user, text, chat))
+
+    def press(self, user: FakeUser, message: SentMessage, label: str) -> dict[str, Any]:
+        """Queue a callback query: ``user`` presses the button of ``message`` whose text starts with ``label``."""
+        for row in self.keyboard(message):
+            for button in row:
+                if button["text"].startswith(label):
+                    return self.callback(user, message, button["callback_data"])
+        raise AssertionError(f"no button {label!r}; buttons: {self.labels(message)}")
+
+    def callback(self, user: FakeUser, message: SentMessage, data: str) -> dict[str, Any]:
+        """Queue a callback query with any ``data`` (e.g. stale or forged) from ``message``."""
+        with self.lock:
+            chat = self.chats[message.chat_id]
+            query_id = f"cq{next(self._query_ids)}"
+            self._open_queries.add(query_id)
+        shown: dict[str, Any] = {**self._message_json(chat, message.message_id),
+                                 "text": _strip_tags(message.text or "")}
+        markup = message.params.get("reply_markup")
+        if isinstance(markup, dict):
+            shown["reply_markup"] = markup
+        update = {"update_id": next(self._update_ids),
+                  "callback_query": {"id": query_id, "from": user.to_json(), "chat_instance": f"ci{chat.id}",
+                                     "data": data, "message": shown}}
+        return self.enqueue(update)
+
+    def enqueue(self, update: dict[str, Any]) -> dict[str, Any]:
+        with self._arrived:
+            self._queue.append(update)
+            self._arrived.notify_all()
+        return update
+
+    @staticmethod
+    def keyboard(message: SentMessage) -> list[list[dict[str, Any]]]:
+        markup = message.params.get("reply_markup")
+        if not isinstance(markup, dict):
+            return []
+        return list(markup.get("inline_keyboard") or [])
+
+    def labels(self, message: SentMessage) -> list[str]:
+        return [b["text"] for row in self.keyboard(message) for b in row]
+
+    @property
+    def pending_updates(self) -> int:
+        with self.lock:
+            return len(self._queue)
+
+    def stop(self) -> None:
+        with self._arrived:
+            self._closing = True
+            self._arrived.notify_all()
+        super().stop()
+
+    # -- methods -----------------------------------------------------------------------------
+
+    def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        offset = int(params.get("offset") or 0)
+        limit = int(params.get("limit") or 100)
+        timeout = float(params.get("timeout") or 0)
+        with self._arrived:
+            self.get_updates_calls += 1
+            if self.webhook is not None:
+                raise BotApiError(409, "Conflict: can't use getUpdates method while webhook is active; "
+                                       "use deleteWebhook to delete the webhook first")
+            if offset:
+                self._queue = [u for u in self._queue if u["update_id"] >= offset]
+            if not self._queue and timeout > 0 and not self._closing:
+                self._arrived.wait(min(timeout, self.max_wait))
+            return list(self._queue[: max(1, min(limit, 100))])
+
+    def _set_my_commands(self, params: dict[str, Any]) -> bool:
+        commands = params.get("commands")
+        if not isinstance(commands, list) or len(commands) > 100:
+            raise BotApiError(400, "Bad Request: commands must be an array of at most 100 BotCommand")
+        for command in commands:
+            if not _COMMAND_NAME.match(str(command.get("command", ""))):
+                raise BotApiError(400, "Bad Request: BOT_COMMAND_INVALID")
+            if not 1 <= len(str(command.get("description", ""))) <= 256:
+                raise BotApiError(400, "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID")
+        key = self._scope_key(params.get("scope"))
+        with self.lock:
+            self.commands[key] = [dict(c) for c in commands]
+        return True
+
+    def _get_my_commands(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        key = self._scope_key(params.get("scope"))
+        with self.lock:
+            return list(self.commands.get(key, []))
+
+    def _scope_key(self, scope: Any) -> str:
+        if not isinstance(scope, dict) or scope.get("type", "default") == "default":
+            return "default"
+        if scope.get("type") in ("chat", "chat_administrators", "chat_member"):
+            chat = self._chat({"chat_id": scope.get("chat_id")})
+            return f"{scope['type']}:{chat.id}"
+        return str(scope["type"])
+
+    def _answer_callback_query(self, params: dict[str, Any]) -> bool:
+        query_id = str(params.get("callback_query_id") or "")
+        with self.lock:
+            if query_id not in self._open_queries:
+                raise BotApiError(400, "Bad Request: query is too old and response timeout expired or "
+                                       "query ID is invalid")
+            self._open_queries.discard(query_id)
+            self.answers.append({"callback_query_id": query_id, "text": params.get("text"),
+                                 "show_alert": str(params.get("show_alert", "")).lower() == "true"})
+        return True
+
+    def _edit_message_text(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat = self._chat(params)
+        message_id = int(params.get("message_id") or 0)
+        text = str(params.get("text") or "")
+        parse_mode = params.get("parse_mode")
+        if not text.strip():
+            raise BotApiError(400, "Bad Request: message text is empty")
+        length, problem = visible_length(text, parse_mode)
+        if problem:
+            raise BotApiError(400, f"Bad Request: can't parse entities: {problem}")
+        if length > MAX_TEXT_LENGTH:
+            raise BotApiError(400, "Bad Request: MESSAGE_TOO_LONG")
+        markup = params.get("reply_markup")
+        with self.lock:
+            target = next((m for m in self.messages if m.chat_id == chat.id and m.message_id == message_id), None)
+            if target is None:
+                raise BotApiError(400, "Bad Request: message to edit not found")
+            if target.text == text and target.params.get("reply_markup") == markup:
+                raise BotApiError(400, "Bad Request: message is not modified: specified new message content "
+                                       "and reply markup are exactly the same as a current content and reply "
+                                       "markup of the message")
+            target.text = text
+            target.parse_mode = parse_mode
+            target.params = {**target.params, "reply_markup": markup}
+            self.edits.append({"chat_id": chat.id, "message_id": message_id, "text": text,
+                               "reply_markup": markup})
+        data = self._message_json(chat, message_id)
+        data["text"] = text if (parse_mode or "").upper() != "HTML" else _strip_tags(text)
+        if isinstance(markup, dict):
+            data["reply_markup"] = markup
+        return data
+
+    def _set_webhook(self, params: dict[str, Any]) -> bool:
+        url = str(params.get("url") or "")
+        if not url.startswith("https://"):
+            raise BotApiError(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+        with self.lock:
+            self.webhook = {"url": url, "secret_token": params.get("secret_token"),
+                            "allowed_updates": params.get("allowed_updates")}
+        return True
+
+    def _delete_webhook(self, params: dict[str, Any]) -> bool:
+        with self.lock:
+            self.webhook = None
+            if str(params.get("drop_pending_updates", "")).lower() == "true":
+                self._queue.clear()
+        return True
+
+    def _get_webhook_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            return {"url": (self.webhook or {}).get("url", ""), "has_custom_certificate": False,
+                    "pending_update_count": len(self._queue)}
