@@ -40,6 +40,8 @@ from bot.storage.store import Store
 log = logging.getLogger("tagrelay")
 
 LEASE = "main"
+IDLE_WAIT = 5.0
+"""Longest sleep of the delivery loop between database checks, in seconds."""
 SHARED_IDLE_WAIT = 2.0
 """Shared mode: the longest the delivery loop sleeps before looking for work other instances queued."""
 
@@ -216,15 +218,26 @@ class App:
         return self.config.storage.lease_ttl + self.config.http.timeout * DEADLINE_FACTOR
 
     async def run_once(self) -> CycleReport:
-        """Poll every source once, then deliver everything that is due, then return."""
-        polls = await self.poll_all(force=True)
-        deliveries: list[DeliveryOutcome] = []
-        while True:
-            batch = await self.deliverer.deliver_due()
-            if not batch:
-                break
-            deliveries.extend(batch)
-        return CycleReport(polls, deliveries)
+        """Poll every source once, then deliver everything that is due, then return.
+
+        The instance lease is renewed meanwhile, as in ``run_forever``: a long backlog
+        (pacing, a slow platform) outlives ``lease_ttl``, and an expired lease would let a
+        second instance start beside this one. Should it be lost anyway, no new batch starts.
+        """
+        heartbeat = asyncio.create_task(self._heartbeat(), name="lease-heartbeat")
+        try:
+            polls = await self.poll_all(force=True)
+            deliveries: list[DeliveryOutcome] = []
+            while not self.stop_event.is_set():
+                batch = await self.deliverer.deliver_due()
+                if not batch:
+                    break
+                deliveries.extend(batch)
+            return CycleReport(polls, deliveries)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await heartbeat
 
     # -- forever --------------------------------------------------------------------------
 
@@ -238,9 +251,11 @@ class App:
                 await self._wait(5.0)
                 continue
             nxt = await self.store.next_due_at()
-            timeout = 60.0
+            # idle at most IDLE_WAIT: a `retry` or `channels resume` from the CLI (another process)
+            # changes the database without waking us, and must take effect within seconds
+            timeout = IDLE_WAIT
             if nxt is not None:
-                timeout = min(60.0, max(0.05, (nxt - self.clock.now()).total_seconds()))
+                timeout = min(IDLE_WAIT, max(0.05, (nxt - self.clock.now()).total_seconds()))
             if self.shared:  # other instances queue work without waking us, or hold a due channel's lease
                 timeout = min(SHARED_IDLE_WAIT, max(0.25, timeout))
             await self._wait(timeout)
