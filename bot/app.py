@@ -323,7 +323,15 @@ class App:
                                        names=enabled_names, limit=self.config.http.concurrency,
                                        lease_ttl=self.source_lease_ttl)
         else:
-            scheduler = PollScheduler(self.poller.poll_source, jitter=self.config.service.jitter)
+            gate = asyncio.Semaphore(self.config.http.concurrency)
+
+            async def gated_poll(name: str) -> PollOutcome:
+                # every source's first run is "now": without a gate all of them would fetch and parse at
+                # once, and the process would keep the memory of that peak (100 × a 100-item feed: +150 MiB)
+                async with gate:
+                    return await self.poller.poll_source(name)
+
+            scheduler = PollScheduler(gated_poll, jitter=self.config.service.jitter)
         self.scheduler = scheduler
         states = {s.name: s for s in await self.store.sources()}
         now = self.clock.now()

@@ -28,6 +28,7 @@ from bot.sources.base import CacheState
 from bot.storage import tables as t
 
 _CHUNK = 500
+CONFIG_LOCK = 0x7461_6763  # "tagc": PostgreSQL advisory lock held while one instance applies the config
 CHANNEL_LEASE = "channel:"
 """Prefix of the named lease an instance holds while it sends to a channel (shared mode)."""
 _NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
@@ -194,6 +195,8 @@ class Store:
         the config-declared subscriptions (origin "config"). Subscriptions made through the
         CLI or the bot are kept; config ones no longer in the file are removed."""
         async with self.engine.begin() as conn:
+            if self.dialect == "postgresql":  # instances starting together apply it one after the other
+                await conn.execute(select(func.pg_advisory_xact_lock(CONFIG_LOCK)))
             existing = {r.name: r for r in (await conn.execute(select(t.sources))).all()}
             for name, url, kind in sources:
                 row = existing.get(name)
@@ -481,30 +484,29 @@ class Store:
 
         The transition is committed before this returns, i.e. before any request leaves.
         """
+        # One UPDATE … WHERE id = (the oldest due row) RETURNING: the channel check (not paused, not
+        # held), the pick (walking ix_deliveries_pending, its predicate spelled the same) and the claim
+        # are a single statement, atomic under SQLite's write lock and, on PostgreSQL, with the row
+        # locked by SKIP LOCKED, so two claimers never take the same delivery.
+        live_channel = select(t.channels.c.id).where(
+            t.channels.c.name == channel, t.channels.c.paused.is_(False),
+            or_(t.channels.c.hold_until.is_(None), t.channels.c.hold_until <= now)).scalar_subquery()
+        due = t.deliveries.alias("due")
+        pick = (select(due.c.id)
+                .where(due.c.channel_id == live_channel, text(t.PENDING_SQL), due.c.next_attempt_at <= now)
+                .order_by(due.c.post_at, due.c.id).limit(1))
+        if self.dialect == "postgresql":
+            pick = pick.with_for_update(of=due, skip_locked=True)
+        claim = (update(t.deliveries).where(t.deliveries.c.id == pick.scalar_subquery())
+                 .values(status=DeliveryStatus.SENDING.value, attempts=t.deliveries.c.attempts + 1,
+                         claimed_by=owner, updated_at=now)
+                 .returning(t.deliveries.c.id, t.deliveries.c.attempts, t.deliveries.c.post_id))
         async with self.engine.begin() as conn:
-            chan = (await conn.execute(select(t.channels).where(t.channels.c.name == channel))).first()
-            if chan is None or chan.paused or (chan.hold_until is not None and utc(chan.hold_until) > now):  # type: ignore[operator]
-                return None
-            query = (  # oldest post first, walking ix_deliveries_pending (its predicate spelled the same)
-                select(t.deliveries.c.id, t.deliveries.c.attempts, t.deliveries.c.status, t.deliveries.c.post_id)
-                .where(t.deliveries.c.channel_id == chan.id, text(t.PENDING_SQL),
-                       t.deliveries.c.next_attempt_at <= now)
-                .order_by(t.deliveries.c.post_at, t.deliveries.c.id)
-                .limit(1)
-            )
-            if self.dialect == "postgresql":
-                query = query.with_for_update(of=t.deliveries, skip_locked=True)
-            row = (await conn.execute(query)).first()
+            row = (await conn.execute(claim)).first()
             if row is None:
                 return None
-            result = await conn.execute(update(t.deliveries).where(
-                t.deliveries.c.id == row.id, t.deliveries.c.status == row.status).values(
-                status=DeliveryStatus.SENDING.value, attempts=row.attempts + 1, claimed_by=owner,
-                updated_at=now))
-            if result.rowcount != 1:
-                return None
             posts = await self._load_posts(conn, [row.post_id])
-        return ClaimedDelivery(id=row.id, channel=channel, post=posts[row.post_id], attempts=row.attempts + 1,
+        return ClaimedDelivery(id=row.id, channel=channel, post=posts[row.post_id], attempts=row.attempts,
                                status=DeliveryStatus.SENDING)
 
     async def _load_posts(self, conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Post]:
@@ -901,8 +903,8 @@ class Store:
             return []
         cond: list[ColumnElement[bool]] = [
             t.sources.c.name.in_(list(names)),
-            or_(t.sources.c.lease_owner.is_(None), t.sources.c.lease_expires_at < now,
-                t.sources.c.lease_owner == owner)]
+            # not even our own live lease: that source is being polled by this very instance right now
+            or_(t.sources.c.lease_owner.is_(None), t.sources.c.lease_expires_at < now)]
         if due_only:
             cond.append(or_(t.sources.c.next_poll_at.is_(None), t.sources.c.next_poll_at <= now))
         pick = (select(t.sources.c.id).where(*cond)
