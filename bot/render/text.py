@@ -243,6 +243,18 @@ def grapheme_length(text: str, until: int | None = None) -> int:
     return int(grapheme.length(text, until))
 
 
+_SPACE_AFTER_WORD = re.compile(r"(?<=\S)\s")
+_PREPEND = ((0x0600, 0x0605), (0x06DD, 0x06DD), (0x070F, 0x070F), (0x0890, 0x0891), (0x08E2, 0x08E2),
+            (0x0D4E, 0x0D4E), (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x111C2, 0x111C3),
+            (0x1193F, 0x1193F), (0x11941, 0x11941), (0x11A3A, 0x11A3A), (0x11A84, 0x11A89),
+            (0x11D46, 0x11D46), (0x11F02, 0x11F02))
+
+
+def _is_prepend(ch: str) -> bool:
+    code = ord(ch)
+    return any(low <= code <= high for low, high in _PREPEND)
+
+
 def _grapheme_offsets(text: str) -> list[int]:
     offsets: list[int] = []
     pos = 0
@@ -263,6 +275,17 @@ def break_points(text: str, *, words: bool = True) -> list[int]:
         return [0]
     urls = [m.span() for m in _URL.finditer(text)]
     points: list[int] = []
+    if words and not any(_is_cjk(ch) for ch in text):
+        # Fast path (no grapheme segmentation, ~50x cheaper): without CJK, a word cut only goes
+        # before whitespace that follows a non-space, and that is always a grapheme boundary
+        # unless the previous character is a "Prepend" (UAX #29 GB9b), which is excluded.
+        for match in _SPACE_AFTER_WORD.finditer(text):
+            offset = match.start()
+            if _is_prepend(text[offset - 1]) or any(start < offset < end for start, end in urls):
+                continue
+            points.append(offset)
+        points.append(len(text))
+        return points
     for offset in _grapheme_offsets(text)[:-1]:
         if any(start < offset < end for start, end in urls):
             continue

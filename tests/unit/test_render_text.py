@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.render.text import (
     ELLIPSIS,
@@ -174,3 +176,24 @@ class TestCutting:
         result = longest_fitting("one two three four five", fits)
         assert result == "one two…"
         assert result in checked
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), max_codepoint=0x2E7F), max_size=120))
+def test_word_break_fast_path_matches_grapheme_segmentation(text: str) -> None:
+    """Without CJK, break_points skips grapheme segmentation; it must give the same cuts."""
+    import grapheme
+
+    from bot.render.text import _URL, break_points
+
+    urls = [m.span() for m in _URL.finditer(text)]
+    expected: list[int] = []
+    pos = 0
+    for cluster in list(grapheme.graphemes(text))[:-1]:
+        pos += len(cluster)
+        if any(start < pos < end for start, end in urls):
+            continue
+        if not text[pos - 1].isspace() and text[pos].isspace():
+            expected.append(pos)
+    expected.append(len(text))
+    got = break_points(text) if text else [0]
+    assert got == (expected if text else [0])
