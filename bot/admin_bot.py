@@ -73,6 +73,7 @@ from telegram.request import HTTPXRequest
 
 from bot import __version__
 from bot.errors import ConfigError, NotFoundError, TagrelayError
+from bot.humanize import ago
 from bot.log import event, redact_text, redact_url
 from bot.publishers.api import RenderEnv
 from bot.publishers.http import ENV_NAME_PATTERN, HTTP_URL_PATTERN, describe_exception
@@ -284,22 +285,6 @@ def esc(value: object) -> str:
 
 
 # -- formatting (pure) --------------------------------------------------------------------------
-
-
-def ago(when: datetime | None, now: datetime) -> str:
-    if when is None:
-        return "never"
-    seconds = (now - when).total_seconds()
-    future, seconds = seconds < 0, abs(seconds)
-    if seconds < 90:
-        text = f"{seconds:.0f}s"
-    elif seconds < 5400:
-        text = f"{seconds / 60:.0f}m"
-    elif seconds < 172800:
-        text = f"{seconds / 3600:.1f}h"
-    else:
-        text = f"{seconds / 86400:.0f}d"
-    return f"in {text}" if future else f"{text} ago"
 
 
 def every(seconds: float) -> str:

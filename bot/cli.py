@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from bot import __version__
 from bot.errors import ConfigError, NotFoundError, PluginError, StorageError, TagrelayError
+from bot.humanize import ago as _ago
 from bot.log import configure_logging, event, redact_text
 from bot.services.admin import UsageError
 from bot.settings import Config, EnvSettings, Secrets, load_config
@@ -30,23 +31,6 @@ DEFAULT_CONFIG = Path("config/tagrelay.toml")
 
 
 # -- formatting -------------------------------------------------------------------------------
-
-
-def _ago(when: datetime | None, now: datetime) -> str:
-    if when is None:
-        return "never"
-    seconds = (now - when).total_seconds()
-    future = seconds < 0
-    seconds = abs(seconds)
-    if seconds < 90:
-        text = f"{seconds:.0f}s"
-    elif seconds < 5400:
-        text = f"{seconds / 60:.0f}m"
-    elif seconds < 172800:
-        text = f"{seconds / 3600:.1f}h"
-    else:
-        text = f"{seconds / 86400:.0f}d"
-    return f"in {text}" if future else f"{text} ago"
 
 
 def _table(rows: Sequence[Sequence[str]], headers: Sequence[str], out: TextIO) -> None:
