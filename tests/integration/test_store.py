@@ -171,3 +171,30 @@ async def test_instance_lease_refuses_a_second_owner_until_expiry(store: Store, 
     assert holder is not None and holder[0] == "host:2"
     await store.release_lease("main", "host:2")
     assert await store.lease_holder("main") is None
+
+
+def test_head_constant_matches_the_migration_scripts() -> None:
+    assert migrate.head_revision() == migrate.HEAD
+
+
+def test_an_up_to_date_database_starts_without_importing_alembic(tmp_path: object) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    url = f"sqlite+aiosqlite:///{Path(str(tmp_path)) / 'db.sqlite'}"
+    code = (
+        "import asyncio, sys\n"
+        "from bot.storage.engine import make_engine\n"
+        "from bot.storage import migrate\n"
+        "async def go():\n"
+        f"    e = make_engine({url!r})\n"
+        "    print(await migrate.upgrade(e))\n"
+        "    await e.dispose()\n"
+        "asyncio.run(go())\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert first.stdout.split("\n")[:2] == [f"(None, '{migrate.HEAD}')", "True"]
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert second.stdout.split("\n")[:2] == [f"('{migrate.HEAD}', '{migrate.HEAD}')", "False"]
