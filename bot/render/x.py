@@ -12,9 +12,15 @@ template, half the excerpt and fits 5% under the limit.
 
 from __future__ import annotations
 
+import functools
+import re
+import unicodedata
 from collections.abc import Sequence
 
 from twitter_text import parse_tweet
+from twitter_text.config import config as twitter_config
+from twitter_text.extract_urls import extract_urls_with_indices
+from twitter_text.regexp.emoji import emoji as emoji_regex
 
 from bot.domain.models import Post
 from bot.publishers.api import RenderedMessage, RenderEnv
@@ -29,8 +35,56 @@ DEFAULT_EXCERPT_LENGTH = 280
 
 
 def x_weighted_length(text: str) -> int:
-    """twitter-text v3 weighted length (what X compares with 280)."""
-    return int(parse_tweet(text).weightedLength)
+    """twitter-text v3 weighted length (what X compares with 280).
+
+    Exactly ``parse_tweet(text).weightedLength``, but about 5x cheaper for text
+    with no possible emoji (most posts): twitter-text's emoji regex costs half of
+    every call, and fitting a message measures several candidates.
+    """
+    fast = _weighted_length_without_emoji(text)
+    return fast if fast is not None else int(parse_tweet(text).weightedLength)
+
+
+_DEFAULTS = twitter_config["defaults"]
+_SCALE = int(_DEFAULTS["scale"])
+_URL_WEIGHT = int(_DEFAULTS["transformed_url_length"]) * _SCALE
+_DEFAULT_WEIGHT = int(_DEFAULTS["default_weight"])
+_RANGES = tuple((int(r["start"]), int(r["end"]), int(r["weight"])) for r in _DEFAULTS["ranges"])
+_LINE_ENDINGS = re.compile(r"\r\n|\r|\n")
+
+
+@functools.lru_cache(maxsize=4096)
+def _may_start_emoji(char: str) -> bool:
+    return bool(emoji_regex.match(char) or emoji_regex.match(char + "\ufe0f"))
+
+
+def _char_weight(char: str) -> int:
+    code = ord(char)
+    for start, end, weight in _RANGES:
+        if start <= code <= end:
+            return weight
+    return _DEFAULT_WEIGHT
+
+
+def _weighted_length_without_emoji(text: str) -> int | None:
+    """twitter-text's count when no emoji can occur in ``text``; None when one might."""
+    normalized = _LINE_ENDINGS.sub("\n", unicodedata.normalize("NFC", text))
+    if "\ufe0f" in normalized or "\u20e3" in normalized or "\u200d" in normalized:
+        return None
+    # the supplementary pictographic planes (flags, tags, most emoji) always take the full parse;
+    # below them, a character that matches the emoji pattern alone (or with FE0F) does too
+    if any(ord(ch) >= 0x1F000 or (ord(ch) >= 0xA9 and _may_start_emoji(ch)) for ch in set(normalized)):
+        return None
+    total = 0
+    position = 0
+    for entity in sorted(extract_urls_with_indices(normalized), key=lambda e: e["indices"][0]):
+        start = entity["indices"][0]
+        if start < position:
+            continue
+        total += sum(_char_weight(ch) for ch in normalized[position:start]) + _URL_WEIGHT
+        position = start + len(entity["url"])
+    total += sum(_char_weight(ch) for ch in normalized[position:])
+    return int(total / _SCALE)
 
 
 def render_x(post: Post, options: XRenderOptions, env: RenderEnv, *, plain: bool = False) -> RenderedMessage:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.domain.models import Post, Tag
 from bot.publishers.api import RenderEnv
@@ -69,3 +71,39 @@ def test_plain_is_shorter() -> None:
     plain = render_x(post, OPTIONS, RenderEnv(), plain=True)
     assert plain.length < normal.length and plain.length <= LIMIT - LIMIT // 20
     assert plain.format == "plain" and plain.limit == LIMIT
+
+
+_ALPHABET = st.one_of(
+    st.characters(max_codepoint=0x24F),
+    st.sampled_from(list("’“”–—…日本語한국어😷👍🏽🇮🇶🇯🇵©®™‼↔ #*0\u200d\ufe0f\u20e3\r\n\t ")),
+    st.characters(min_codepoint=0x2000, max_codepoint=0x2BFF),
+    st.characters(min_codepoint=0x1F000, max_codepoint=0x1FAFF),
+)
+_PIECES = st.one_of(
+    st.text(_ALPHABET, max_size=40),
+    st.sampled_from(["https://archive.example.org/2020/02/16/a-post/?utm=x&b=1", "example.org", "www.x.com/p",
+                     "t.co/abc", "@someone", "#tag", "1️⃣", "👨‍👩‍👧", "e\u0301"]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_PIECES, max_size=8).map(" ".join))
+def test_fast_weighted_length_equals_twitter_text(text: str) -> None:
+    from twitter_text import parse_tweet
+
+    from bot.render.x import x_weighted_length
+
+    assert x_weighted_length(text) == parse_tweet(text).weightedLength
+
+
+def test_the_fast_path_is_taken_without_emoji_and_skipped_with_them() -> None:
+    from twitter_text import parse_tweet
+
+    from bot.render.x import _weighted_length_without_emoji
+
+    plain = "Iraqi Students Keep Marching Against Tehran’s Influence — “again” https://archive.example.org/p/?a=1"
+    assert _weighted_length_without_emoji(plain) == parse_tweet(plain).weightedLength
+    assert _weighted_length_without_emoji("日本語 and a link example.org") == parse_tweet(
+        "日本語 and a link example.org").weightedLength
+    for text in ("with an emoji 😷", "keycap 1\ufe0f\u20e3", "©2026", "family 👨\u200d👩\u200d👧", "flag 🇯🇵"):
+        assert _weighted_length_without_emoji(text) is None
