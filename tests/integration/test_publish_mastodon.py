@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import traceback
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,26 +26,10 @@ from bot.publishers.api import PublisherContext, PublisherPlugin, RenderedMessag
 from bot.publishers.http import parse_reset_iso, parse_retry_after
 from bot.publishers.mastodon import MastodonOptions, MastodonPublisher, plugin
 from tests.fakes.mastodon_api import DEFAULT_TOKEN, STATUSES, FakeMastodon, status_length
+from tests.publish_support import DictSecrets, assert_clean
 
 TOKEN = DEFAULT_TOKEN
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-class DictSecrets:
-    def __init__(self, values: dict[str, str]) -> None:
-        self.values = values
-
-    def __call__(self, name: str) -> str:
-        if name not in self.values:
-            raise CredentialsError("?", f"environment variable {name} is not set")
-        return self.values[name]
-
-
-def assert_clean(exc: BaseException, *secrets: str) -> None:
-    texts = [str(exc), repr(exc), "".join(traceback.format_exception(exc))]
-    for secret in secrets:
-        for text in texts:
-            assert secret not in text
 
 
 def options(instance: str, **overrides: Any) -> MastodonOptions:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import traceback
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -33,28 +32,9 @@ from tests.fakes.telegram_api import (
     FakeBotApi,
     Fault,
 )
+from tests.publish_support import DictSecrets, assert_clean
 
 TOKEN = DEFAULT_TOKEN
-
-
-class DictSecrets:
-    """Like the composition root's lookup: raises CredentialsError naming the variable only."""
-
-    def __init__(self, values: dict[str, str]) -> None:
-        self.values = values
-
-    def __call__(self, name: str) -> str:
-        if name not in self.values:
-            raise CredentialsError("?", f"environment variable {name} is not set")
-        return self.values[name]
-
-
-def assert_clean(exc: BaseException, *secrets: str) -> None:
-    """No secret in the message, the repr or the formatted traceback (with its causes)."""
-    texts = [str(exc), repr(exc), "".join(traceback.format_exception(exc))]
-    for secret in secrets:
-        for text in texts:
-            assert secret not in text
 
 
 def options(fake: FakeBotApi | str, **overrides: Any) -> TelegramOptions:

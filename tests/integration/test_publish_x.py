@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import traceback
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -40,29 +39,13 @@ from tests.fakes.x_api import (
     parse_oauth_header,
     signature_base_string,
 )
+from tests.publish_support import DictSecrets, assert_clean
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 EPOCH = int(NOW.timestamp())
 OAUTH1_ENV = {"X_CONSUMER_KEY": CONSUMER_KEY, "X_CONSUMER_SECRET": CONSUMER_SECRET,
               "X_ACCESS_TOKEN": ACCESS_TOKEN, "X_ACCESS_TOKEN_SECRET": ACCESS_TOKEN_SECRET}
 ALL_SECRETS = (CONSUMER_SECRET, ACCESS_TOKEN, ACCESS_TOKEN_SECRET, BEARER_TOKEN)
-
-
-class DictSecrets:
-    def __init__(self, values: dict[str, str]) -> None:
-        self.values = values
-
-    def __call__(self, name: str) -> str:
-        if name not in self.values:
-            raise CredentialsError("?", f"environment variable {name} is not set")
-        return self.values[name]
-
-
-def assert_clean(exc: BaseException, *secrets: str) -> None:
-    texts = [str(exc), repr(exc), "".join(traceback.format_exception(exc))]
-    for secret in secrets:
-        for text in texts:
-            assert secret not in text
 
 
 def options(api_base: str, **overrides: Any) -> XOptions:
