@@ -74,6 +74,7 @@ from telegram.request import HTTPXRequest
 from bot import __version__
 from bot.errors import ConfigError, NotFoundError, TagrelayError
 from bot.humanize import ago
+from bot.localhttp import READ_TIMEOUT, HttpError, LocalHttpServer, read_head, write_answer
 from bot.log import event, redact_text, redact_url
 from bot.publishers.api import RenderEnv
 from bot.publishers.http import ENV_NAME_PATTERN, HTTP_URL_PATTERN, describe_exception
@@ -495,25 +496,10 @@ class Menus:
 
 # -- webhook listener ---------------------------------------------------------------------------
 
-MAX_LINE = 8192
-MAX_HEADERS = 64
 MAX_BODY = 1024 * 1024
-READ_TIMEOUT = 10.0
 
 
-class _HttpError(Exception):
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
-        self.text = text
-
-
-_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-            408: "Request Timeout", 411: "Length Required", 413: "Content Too Large",
-            431: "Request Header Fields Too Large", 505: "HTTP Version Not Supported"}
-
-
-class WebhookListener:
+class WebhookListener(LocalHttpServer):
     """A minimal HTTP/1.1 endpoint for Telegram's webhook calls (one POST per connection).
 
     Answers 403 unless ``X-Telegram-Bot-Api-Secret-Token`` equals the secret
@@ -521,110 +507,54 @@ class WebhookListener:
     405 for other methods; hands the JSON body to ``deliver`` and answers 200.
     """
 
+    label = "admin webhook"
+
     def __init__(self, host: str, port: int, path: str, secret: str,
                  deliver: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        super().__init__()
         self.host = host
-        self.port = port
+        self.port: int = port
         self.path = path
         self._secret = secret.encode()
         self._deliver = deliver
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> int:
-        try:
-            self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_LINE,
-                                                      reuse_address=True)
-        except OSError as exc:
-            raise ConfigError("admin.webhook_port", f"cannot listen on {self.host}:{self.port}: "
-                                                    f"{exc.strerror or exc}") from exc
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        self.port = await self.listen(self.host, self.port, config_key="admin.webhook_port")
         return self.port
 
-    async def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.close()
-        for writer in list(self._writers):
-            writer.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(server.wait_closed(), 5.0)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
+    async def respond(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            try:
-                status, text = await asyncio.wait_for(self._handle(reader), READ_TIMEOUT)
-            except _HttpError as exc:
-                status, text = exc.status, exc.text
-            except TimeoutError:
-                status, text = 408, "request not received in time"
-            body = (text + "\n").encode()
-            head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: text/plain; charset=utf-8"
-                    f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n")
-            writer.write(head.encode("latin-1") + body)
-            await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the client went away
-        except Exception:  # a bug here must not take the service down
-            log.exception("admin webhook request failed")
-        finally:
-            self._writers.discard(writer)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            status, text = await asyncio.wait_for(self._handle(reader), READ_TIMEOUT)
+        except HttpError as exc:
+            status, text = exc.status, exc.text
+        except TimeoutError:
+            status, text = 408, "request not received in time"
+        await write_answer(writer, status, (text + "\n").encode())
 
     async def _handle(self, reader: asyncio.StreamReader) -> tuple[int, str]:
-        parts = (await _read_line(reader)).split(" ")
-        if len(parts) != 3 or not parts[0].isalpha():
-            raise _HttpError(400, "malformed request line")
-        method, target, version = parts
-        if not version.startswith("HTTP/1."):
-            raise _HttpError(505, "only HTTP/1.x is spoken here")
-        headers: dict[str, str] = {}
-        for _ in range(MAX_HEADERS + 1):
-            line = await _read_line(reader)
-            if not line:
-                break
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        else:
-            raise _HttpError(431, "too many header lines")
+        method, target, headers = await read_head(reader)
         if (urlsplit(target).path or "/") != self.path:
-            raise _HttpError(404, "not found")
-        if method.upper() != "POST":
-            raise _HttpError(405, "only POST")
+            raise HttpError(404, "not found")
+        if method != "POST":
+            raise HttpError(405, "only POST")
         if not hmac.compare_digest(headers.get(SECRET_HEADER, "").encode(), self._secret):
             event(log, logging.WARNING, "admin.webhook_refused", reason="missing or wrong secret token")
-            raise _HttpError(403, "forbidden")
+            raise HttpError(403, "forbidden")
         length_text = headers.get("content-length", "")
         if not length_text.isdigit():
-            raise _HttpError(411, "Content-Length required")
+            raise HttpError(411, "Content-Length required")
         length = int(length_text)
         if length > MAX_BODY:
-            raise _HttpError(413, "body too large")
+            raise HttpError(413, "body too large")
         body = await reader.readexactly(length)
         try:
             data = json.loads(body)
         except ValueError:
-            raise _HttpError(400, "body is not JSON") from None
+            raise HttpError(400, "body is not JSON") from None
         if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
-            raise _HttpError(400, "body is not a Telegram update")
+            raise HttpError(400, "body is not a Telegram update")
         await self._deliver(data)
         return 200, "ok"
-
-
-async def _read_line(reader: asyncio.StreamReader) -> str:
-    try:
-        raw = await reader.readuntil(b"\n")
-    except asyncio.LimitOverrunError:
-        raise _HttpError(431, "request line or header too long") from None
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            raise
-        raise _HttpError(400, "incomplete request") from None
-    return raw.decode("latin-1").rstrip("\r\n")
 
 
 # -- the sidecar --------------------------------------------------------------------------------
@@ -857,7 +787,7 @@ class AdminBot:
         try:
             update = Update.de_json(data, self.application.bot)
         except Exception as exc:  # noqa: BLE001 - a malformed update is the sender's problem
-            raise _HttpError(400, f"not a Telegram update ({type(exc).__name__})") from None
+            raise HttpError(400, f"not a Telegram update ({type(exc).__name__})") from None
         await self.application.update_queue.put(update)
 
     def _poll_error(self, exc: tg.TelegramError) -> None:

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.errors import ConfigError
+from bot.localhttp import READ_TIMEOUT, HttpError, LocalHttpServer, read_head, write_answer
 from bot.log import event, redact_text
 from bot.observability import CONTENT_TYPE, Metrics
 from bot.settings import Config, Duration
@@ -46,12 +47,6 @@ DEFAULT_PORT = 9464
 
 HOST_ENV = "TAGRELAY_HEALTH_HOST"
 PORT_ENV = "TAGRELAY_HEALTH_PORT"
-
-MAX_LINE = 8192
-"""Longest request line or header line accepted (431 beyond)."""
-MAX_HEADERS = 64
-READ_TIMEOUT = 10.0
-"""A client has this long to send its request head; then the connection is dropped."""
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
@@ -166,33 +161,20 @@ class _Answer:
         self.headers = dict(headers or {})
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable",
-            505: "HTTP Version Not Supported"}
-
-
 def _json(status: int, data: Mapping[str, Any]) -> _Answer:
     return _Answer(status, (json.dumps(data, sort_keys=True) + "\n").encode(), "application/json")
 
 
-class _BadRequest(Exception):
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
-        self.text = text
-
-
-class HealthServer:
+class HealthServer(LocalHttpServer):
     """The ``health`` sidecar. ``port`` holds the bound port once started (useful with port 0)."""
 
     name = "health"
+    label = "health endpoint"
 
     def __init__(self, settings: HealthSettings) -> None:
+        super().__init__()
         self.settings = settings
-        self.port: int | None = None
         self._app: HealthTarget | None = None
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def url(self) -> str:
@@ -209,90 +191,29 @@ class HealthServer:
         for source in app.config.sources:
             if source.enabled:
                 app.metrics.source_configured(source.name)
-        try:
-            self._server = await asyncio.start_server(self._serve, self.settings.host, self.settings.port,
-                                                      limit=MAX_LINE, reuse_address=True)
-        except OSError as exc:
-            raise ConfigError("health.port", f"cannot listen on {self.settings.host}:{self.settings.port}: "
-                                             f"{exc.strerror or exc} (choose another [health] port or set "
-                                             f"{PORT_ENV})") from exc
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        await self.listen(self.settings.host, self.settings.port, config_key="health.port",
+                          hint=f" (choose another [health] port or set {PORT_ENV})")
         event(log, logging.INFO, "health.listening", host=self.settings.host, port=self.port,
               endpoints="/healthz /readyz /metrics")
 
-    async def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.close()
-        for writer in list(self._writers):
-            writer.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(server.wait_closed(), 5.0)
-
     # -- connection handling --------------------------------------------------------------------
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
+    async def respond(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            try:
-                method, path = await asyncio.wait_for(self._read_head(reader), READ_TIMEOUT)
-            except _BadRequest as exc:
-                await self._write(writer, "GET", _Answer(exc.status, exc.text.encode() + b"\n"))
-                return
-            except TimeoutError:
-                await self._write(writer, "GET", _Answer(408, b"request head not received in time\n"))
-                return
-            answer = await self._route(method, path)
-            await self._write(writer, method, answer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the client went away; nothing to answer
-        except Exception:  # a bug here must not take the service down
-            log.exception("health endpoint failed")
-        finally:
-            self._writers.discard(writer)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
-
-    async def _read_head(self, reader: asyncio.StreamReader) -> tuple[str, str]:
-        line = await self._read_line(reader)
-        parts = line.split(" ")
-        if len(parts) != 3 or not parts[0].isalpha():
-            raise _BadRequest(400, "malformed request line")
-        method, target, version = parts
-        if not version.startswith("HTTP/1."):
-            raise _BadRequest(505, "only HTTP/1.x is spoken here")
-        for _ in range(MAX_HEADERS + 1):
-            if not await self._read_line(reader):
-                break
-        else:
-            raise _BadRequest(431, "too many header lines")
-        return method.upper(), urlsplit(target).path or "/"
+            method, target, _headers = await asyncio.wait_for(read_head(reader), READ_TIMEOUT)
+        except HttpError as exc:
+            await self._write(writer, "GET", _Answer(exc.status, exc.text.encode() + b"\n"))
+            return
+        except TimeoutError:
+            await self._write(writer, "GET", _Answer(408, b"request head not received in time\n"))
+            return
+        answer = await self._route(method, urlsplit(target).path or "/")
+        await self._write(writer, method, answer)
 
     @staticmethod
-    async def _read_line(reader: asyncio.StreamReader) -> str:
-        try:
-            raw = await reader.readuntil(b"\n")
-        except asyncio.LimitOverrunError:
-            raise _BadRequest(431, "request line or header too long") from None
-        except asyncio.IncompleteReadError as exc:
-            if not exc.partial:
-                raise
-            raise _BadRequest(400, "incomplete request") from None
-        return raw.decode("latin-1").rstrip("\r\n")
-
-    async def _write(self, writer: asyncio.StreamWriter, method: str, answer: _Answer) -> None:
-        head = [f"HTTP/1.1 {answer.status} {_REASONS.get(answer.status, 'Unknown')}",
-                f"Content-Type: {answer.content_type}",
-                f"Content-Length: {len(answer.body)}",
-                "Cache-Control: no-store",
-                "Connection: close"]
-        head.extend(f"{k}: {v}" for k, v in answer.headers.items())
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-        if method != "HEAD":
-            writer.write(answer.body)
-        await writer.drain()
+    async def _write(writer: asyncio.StreamWriter, method: str, answer: _Answer) -> None:
+        await write_answer(writer, answer.status, answer.body, content_type=answer.content_type,
+                           headers=answer.headers, head_only=method == "HEAD")
 
     async def _route(self, method: str, path: str) -> _Answer:
         handlers = {"/healthz": self._healthz, "/readyz": self._readyz, "/metrics": self._metrics}
