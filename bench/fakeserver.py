@@ -43,26 +43,50 @@ PROSE = ("the council said on Tuesday that talks would continue after a week of 
          "corruption; officials promised reforms “within months” while critics doubted it")
 
 
+def _inline(rng: random.Random, base: str, para: int, words: list[str]) -> str:
+    """One paragraph of body text with the inline markup a WordPress editor leaves: strong, em,
+    links, and numeric character references for typographic quotes and dashes."""
+    out = []
+    for j in range(45):
+        word = rng.choice(words).replace("\u2019", "&#8217;").replace("\u201c", "&#8220;") \
+            .replace("\u201d", "&#8221;").replace("\u2014", "&#8212;")
+        roll = rng.random()
+        if roll < 0.12:
+            word = f"<strong>{word}</strong>"
+        elif roll < 0.22:
+            word = f"<em>{word}</em>"
+        elif roll < 0.30:
+            word = f'<a href="{base}/2026/03/{j % 9 + 1:02d}/story-{para}-{j}/">{word}</a>'
+        out.append(word)
+    return " ".join(out).capitalize()
+
+
 def _paragraphs(rng: random.Random, base: str, n: int) -> str:
+    """Gutenberg block markup (``<!-- wp:… -->`` comments around every block) as WordPress stores it."""
     words = PROSE.split()
     out = []
     for i in range(n):
-        text = " ".join(rng.choice(words) for _ in range(70)).capitalize()
         if i == 1:
-            out.append('<h2 class="wp-block-heading">What happens next</h2>')
+            out.append('<!-- wp:heading -->\n<h2 class="wp-block-heading">What happens next</h2>\n'
+                       '<!-- /wp:heading -->')
         if i == 2:
-            out.append(f'<figure class="wp-block-image size-large"><img decoding="async" width="1024" height="576" '
-                       f'src="{base}/wp-content/uploads/2026/03/photo-{i}-1024x576.jpg" alt="" '
+            out.append(f'<!-- wp:image {{"id":{i},"sizeSlug":"large"}} -->\n'
+                       f'<figure class="wp-block-image size-large"><img decoding="async" width="1024" height="576" '
+                       f'src="{base}/wp-content/uploads/2026/03/photo-{i}-1024x576.jpg" alt="" class="wp-image-{i}" '
                        f'srcset="{base}/wp-content/uploads/2026/03/photo-{i}-1024x576.jpg 1024w, '
                        f'{base}/wp-content/uploads/2026/03/photo-{i}-300x169.jpg 300w" '
-                       f'sizes="(max-width: 1024px) 100vw, 1024px" /><figcaption>A rally.</figcaption></figure>')
-        out.append(f"<p>{text}. See <a href=\"{base}/2026/03/01/background/\">the background</a>.</p>")
-    out.append("<ul><li>First point</li><li>Second point</li></ul><blockquote><p>“We will not stop.”</p></blockquote>")
+                       f'sizes="(max-width: 1024px) 100vw, 1024px" /><figcaption class="wp-element-caption">'
+                       f'A rally.</figcaption></figure>\n<!-- /wp:image -->')
+        out.append(f"<!-- wp:paragraph -->\n<p>{_inline(rng, base, i, words)}.</p>\n<!-- /wp:paragraph -->")
+    out.append('<!-- wp:list -->\n<ul class="wp-block-list"><!-- wp:list-item -->\n<li>First point</li>\n'
+               '<!-- /wp:list-item --><!-- wp:list-item -->\n<li>Second point</li>\n<!-- /wp:list-item --></ul>\n'
+               '<!-- /wp:list -->\n<!-- wp:quote -->\n<blockquote class="wp-block-quote"><!-- wp:paragraph -->\n'
+               '<p>&#8220;We will not stop.&#8221;</p>\n<!-- /wp:paragraph --></blockquote>\n<!-- /wp:quote -->')
     return "\n".join(out)
 
 
 def build_feed(base: str, feed: int, items: int, generation: int) -> bytes:
-    """A WordPress RSS 2.0 feed: ``items`` full-content posts, the newest first, ~6.6 KB each."""
+    """A WordPress RSS 2.0 feed: ``items`` posts, the newest first, ~6.5 KB each (~5 KB of Gutenberg content)."""
     rng = random.Random(feed * 7919 + generation)
     site = f"{base}/site{feed}"
     entries = []
@@ -87,7 +111,7 @@ def build_feed(base: str, feed: int, items: int, generation: int) -> bytes:
 		<description><![CDATA[<p>{excerpt} [&hellip;]</p>
 <p>The post <a href="{link}">{title}</a> appeared first on <a href="{site}">City {feed}</a>.</p>
 ]]></description>
-		<content:encoded><![CDATA[{_paragraphs(rng, site, 9)}]]></content:encoded>
+		<content:encoded><![CDATA[{_paragraphs(rng, site, 6)}]]></content:encoded>
 		<wfw:commentRss>{link}feed/</wfw:commentRss>
 		<slash:comments>0</slash:comments>
 	</item>""")
