@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Protocol
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.domain.models import Subscription
 from bot.domain.tags import make_tag
@@ -44,6 +45,22 @@ IDLE_WAIT = 5.0
 """Longest sleep of the delivery loop between database checks, in seconds."""
 SHARED_IDLE_WAIT = 2.0
 """Shared mode: the longest the delivery loop sleeps before looking for work other instances queued."""
+
+
+async def upgrade_schema(engine: AsyncEngine) -> tuple[str | None, str]:
+    """Migrate the schema to the newest revision: (before, after); any failure is one ``StorageError``.
+    A due migration runs in a child process, so this service never imports Alembic."""
+    try:
+        return await migrate.upgrade_isolated(engine)
+    except StorageError:
+        raise
+    except Exception as exc:
+        raise StorageError(f"cannot open or migrate the database: {type(exc).__name__}: {exc}") from exc
+
+
+def log_migrated(before: str | None, after: str) -> None:
+    """The ``db.migrated`` progress line (wherever the migration ran)."""
+    event(log, logging.INFO, "db.migrated", from_revision=before or "empty", to_revision=after)
 
 
 class Sidecar(Protocol):
@@ -111,14 +128,9 @@ class App:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def initialize(self) -> None:
-        try:
-            before, after = await migrate.upgrade(self.store.engine)
-        except StorageError:
-            raise
-        except Exception as exc:
-            raise StorageError(f"cannot open or migrate the database: {type(exc).__name__}: {exc}") from exc
+        before, after = await upgrade_schema(self.store.engine)
         if before != after:
-            event(log, logging.INFO, "db.migrated", from_revision=before or "empty", to_revision=after)
+            log_migrated(before, after)
         now = self.clock.now()
         if self.shared:
             from bot import __version__

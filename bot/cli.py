@@ -71,7 +71,7 @@ class Context:
         self.args = args
         self.out = out
         self.err = err
-        self.env = EnvSettings()
+        self.env = EnvSettings.load()
         self.secrets = Secrets(self.env.env_file)
         path = args.config or self.env.config or DEFAULT_CONFIG
         self.config: Config = load_config(Path(path), storage_url=self.env.storage_url)

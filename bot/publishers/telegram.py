@@ -1,4 +1,4 @@
-"""The Telegram publisher: posts to a channel or group through python-telegram-bot's ``Bot``.
+"""The Telegram publisher: posts to a channel or group through the Bot API, over the shared httpx client.
 
 Channel keys (on top of ``TelegramRenderOptions``)::
 
@@ -15,25 +15,43 @@ the request left raises ``AmbiguousPublishError`` and the delivery service
 decides, reading ``at_least_once``, whether to resend (risking a duplicate) or
 to hold the delivery for an operator.
 
-The bot token is part of every Bot API URL, and PTB puts it into some
-exception messages. No error raised here chains a PTB exception (``from
-None``) or quotes a URL, and every server text is scrubbed of the token.
+The publisher calls the documented Bot API methods (``getMe``, ``getChat``,
+``sendMessage``, ``sendPhoto``) itself, form-encoded like python-telegram-bot
+does, and reads Telegram's JSON answer (``ok``, ``error_code``, ``description``,
+``parameters.retry_after``, ``parameters.migrate_to_chat_id``). It maps a failed
+call the way the python-telegram-bot adapter it replaces did (same error classes,
+same messages; python-telegram-bot is now loaded only by the admin bot):
+
+==================================================  ============================================
+``parameters.migrate_to_chat_id``                   ``ChatMigratedError``
+``parameters.retry_after``                          ``RetryAfter`` (that many seconds)
+401, 404                                            ``CredentialsError`` (the token)
+403                                                 ``PermanentPublishError``
+400 about the chat (not found, no rights, ...)      ``PermanentPublishError``
+other 400                                           ``ContentRejectedError``
+409                                                 ``RetryablePublishError`` (conflict)
+anything else (5xx, 429 without retry_after, 3xx)   ``RetryablePublishError`` (server error)
+2xx without a readable ``result``                   ``AmbiguousPublishError`` when sending
+connection failed, pool full                        ``RetryablePublishError`` (nothing was sent)
+timeout or dropped connection after sending         ``AmbiguousPublishError``
+==================================================  ============================================
+
+The bot token is part of every Bot API URL. No error raised here chains an
+httpx exception (``from None``) or quotes a URL, and every server text is
+scrubbed of the token before anything else is done with it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-import warnings
-from datetime import timedelta
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import httpx
 from pydantic import Field, field_validator
-from telegram import Bot, LinkPreviewOptions, Message
-from telegram import error as tg
-from telegram.constants import ParseMode
-from telegram.request import HTTPXRequest
 
 from bot.domain.models import Post
 from bot.errors import (
@@ -59,6 +77,7 @@ from bot.publishers.api import (
 from bot.publishers.http import (
     ENV_NAME_PATTERN,
     HTTP_URL_PATTERN,
+    NOT_SENT_ERRORS,
     describe_exception,
     redact,
     require_secret,
@@ -83,9 +102,12 @@ _CHAT_LEVEL_BAD_REQUESTS = (
     "chat_admin_required",
 )
 
-# httpx errors (the cause of PTB's TimedOut/NetworkError) raised before the request left.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError,
-             httpx.LocalProtocolError)
+# Prefixes Telegram puts before a description; like python-telegram-bot, they are dropped and the rest
+# capitalised, so the stored error texts stay what they were with the PTB adapter.
+_API_PREFIXES = ("Error: ", "[Error]: ", "Bad Request: ")
+
+# The HTTP status of an error answer without usable parameters → the kind of failure (else "NetworkError").
+_KIND_BY_STATUS = {403: "Forbidden", 401: "InvalidToken", 404: "InvalidToken", 400: "BadRequest", 409: "Conflict"}
 
 
 def parse_chat_id(value: str) -> int | str:
@@ -137,26 +159,55 @@ class TelegramOptions(TelegramRenderOptions):
         return parse_chat_id(self.chat_id)
 
 
-def _retry_after_seconds(exc: tg.RetryAfter) -> float:
-    """PTB 22 gives int seconds (deprecated) or a timedelta (``PTB_TIMEDELTA=1``): accept both."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        value: int | float | timedelta = exc.retry_after
-    if isinstance(value, timedelta):
-        return value.total_seconds()
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """A failed Bot API call, described the way python-telegram-bot's exceptions described it.
+
+    ``kind`` is the name of the PTB exception class the old adapter received
+    (``BadRequest``, ``Forbidden``, ``InvalidToken``, ``Conflict``, ``NetworkError``,
+    ``TimedOut``, ``TelegramError``); ``message`` its (token-free) message; ``cause``
+    the transport exception, if any. ``_classify`` turns it into a ``PublishError``.
+    """
+
+    kind: str
+    message: str
+    cause: BaseException | None = None
+
+
+def _api_text(message: str) -> str:
+    """Telegram's description as python-telegram-bot's ``TelegramError`` presented it."""
+    text = message
+    for prefix in _API_PREFIXES:
+        text = text.removeprefix(prefix)
+    return text.capitalize() if text != message else text
+
+
+def _parse(payload: bytes) -> Any:
+    """The JSON of an answer; raises ``ValueError`` when it is not JSON."""
+    return json.loads(payload.decode("utf-8", "replace"))
+
+
+def _seconds(value: Any) -> float | None:
+    """``parameters.retry_after`` as seconds; None when absent, zero or not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value or value != value:
+        return None
     return float(value)
 
 
-def _make_request(timeout: httpx.Timeout, *, pool_size: int) -> HTTPXRequest:
-    """PTB's httpx transport with the same timeouts as the shared client."""
-    return HTTPXRequest(
-        connection_pool_size=pool_size,
-        connect_timeout=timeout.connect,
-        read_timeout=timeout.read,
-        write_timeout=timeout.write,
-        pool_timeout=timeout.pool,
-        media_write_timeout=None if timeout.write is None else max(timeout.write, 20.0),
-    )
+def _chat_id(value: Any) -> int | None:
+    """``parameters.migrate_to_chat_id`` as an int; None when absent or unusable."""
+    if isinstance(value, bool) or not value:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _form(params: dict[str, Any]) -> dict[str, str]:
+    """Form fields as python-telegram-bot sends them: strings as they are, everything else as JSON."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items() if v is not None}
 
 
 class TelegramPublisher:
@@ -170,17 +221,11 @@ class TelegramPublisher:
         self._chat = options.target
         self._token = token
         self._log = ctx.logger
-        timeout = ctx.http.timeout
-        self._requests = (_make_request(timeout, pool_size=8), _make_request(timeout, pool_size=1))
-        self._bot = Bot(
-            token,
-            base_url=f"{options.api_base}/bot",
-            base_file_url=f"{options.api_base}/file/bot",
-            request=self._requests[0],
-            get_updates_request=self._requests[1],
-        )
+        self._http = ctx.http
+        self._base = f"{options.api_base}/bot{token}/"  # holds the token: never logged, never in an error
+        self._closed = False
 
-    def __repr__(self) -> str:  # never show the Bot: its repr contains the token
+    def __repr__(self) -> str:  # never show the base URL: it contains the token
         return f"TelegramPublisher(channel={self._channel!r}, chat_id={self._chat!r})"
 
     @property
@@ -192,125 +237,176 @@ class TelegramPublisher:
         return RenderEnv()
 
     async def initialize(self) -> None:
-        """Open the HTTP pools and check the token with getMe.
+        """Check the token with getMe.
 
         A rejected token raises ``CredentialsError``; a network problem only
         logs a warning, so an unreachable Telegram does not stop start-up.
         """
         try:
-            await self._bot.initialize()
-        except tg.InvalidToken:
+            await self._call("getMe", None, action="getMe", sending=False)
+        except CredentialsError:
             raise CredentialsError(self._channel, f"Telegram rejected the bot token in {self._options.token_env} "
                                                   "(getMe: Unauthorized); get a new one from @BotFather") from None
-        except tg.TelegramError as exc:
+        except PublishError as exc:
             event(self._log, logging.WARNING, "telegram.getme_failed", channel=self._channel,
-                  error=self._scrub(describe_exception(exc)), note="will try again on the first send")
+                  error=self._scrub(exc.reason), note="will try again on the first send")
 
     async def publish(self, message: RenderedMessage, *, idempotency_key: str) -> PublishResult:
         extra = message.extra
-        parse_mode = ParseMode.HTML if message.format == "html" else None
+        parse_mode = "HTML" if message.format == "html" else None
         silent = bool(extra.get("disable_notification", self._options.disable_notification))
-        try:
-            if message.image_url:
-                sent = await self._bot.send_photo(self._chat, photo=message.image_url, caption=message.text,
-                                                  parse_mode=parse_mode, disable_notification=silent)
-            else:
-                sent = await self._bot.send_message(self._chat, message.text, parse_mode=parse_mode,
-                                                    link_preview_options=self._preview(message),
-                                                    disable_notification=silent)
-        except tg.TelegramError as exc:
-            raise self._classify(exc, action="sendPhoto" if message.image_url else "sendMessage",
-                                 sending=True) from None
-        return PublishResult(remote_id=str(sent.message_id), url=self._public_url(sent))
+        if message.image_url:
+            action = "sendPhoto"
+            params: dict[str, Any] = {"chat_id": self._chat, "photo": message.image_url, "caption": message.text,
+                                      "parse_mode": parse_mode, "disable_notification": silent}
+        else:
+            action = "sendMessage"
+            params = {"chat_id": self._chat, "text": message.text, "parse_mode": parse_mode,
+                      "link_preview_options": self._preview(message), "disable_notification": silent}
+        sent = await self._call(action, params, action=action, sending=True)
+        message_id = sent.get("message_id") if isinstance(sent, dict) else None
+        if isinstance(message_id, bool) or not isinstance(message_id, int):
+            raise self._classify(_Failure("TelegramError", "Invalid server response"), action=action, sending=True)
+        return PublishResult(remote_id=str(message_id), url=self._public_url(sent, message_id))
 
     async def check(self) -> AccountInfo:
         """getMe and getChat: who posts, and whether the chat is reachable."""
-        try:
-            me = await self._bot.get_me()
-        except tg.TelegramError as exc:
-            raise self._classify(exc, action="getMe", sending=False) from None
-        try:
-            chat = await self._bot.get_chat(self._chat)
-        except tg.TelegramError as exc:
-            raise self._classify(exc, action="getChat", sending=False) from None
-        display = f"@{me.username} (id {me.id}) → chat {self._options.chat_id}"
-        detail: dict[str, Any] = {"bot": f"@{me.username}", "bot_id": me.id, "chat_id": chat.id,
-                                  "chat_type": str(chat.type)}
-        if chat.title:
-            detail["chat_title"] = chat.title
-        if chat.username:
-            detail["chat_username"] = f"@{chat.username}"
+        me = await self._call("getMe", None, action="getMe", sending=False)
+        if not isinstance(me, dict):
+            raise self._classify(_Failure("TelegramError", "Invalid server response"), action="getMe", sending=False)
+        chat = await self._call("getChat", {"chat_id": self._chat}, action="getChat", sending=False)
+        if not isinstance(chat, dict):
+            raise self._classify(_Failure("TelegramError", "Invalid server response"), action="getChat",
+                                 sending=False)
+        display = f"@{me.get('username')} (id {me.get('id')}) → chat {self._options.chat_id}"
+        detail: dict[str, Any] = {"bot": f"@{me.get('username')}", "bot_id": me.get("id"), "chat_id": chat.get("id"),
+                                  "chat_type": str(chat.get("type"))}
+        if chat.get("title"):
+            detail["chat_title"] = chat["title"]
+        if chat.get("username"):
+            detail["chat_username"] = f"@{chat['username']}"
         return AccountInfo(display=display, detail=detail)
 
     async def aclose(self) -> None:
-        """Close PTB's HTTP pools (also when ``initialize`` never ran or failed half-way)."""
-        try:
-            await self._bot.shutdown()
-            for request in self._requests:  # Bot.shutdown skips them if initialize() never ran
-                await request.shutdown()
-        except (tg.TelegramError, httpx.HTTPError) as exc:  # never let closing mask another error
-            event(self._log, logging.WARNING, "telegram.shutdown_failed", channel=self._channel,
-                  error=self._scrub(describe_exception(exc)))
+        """Stop sending: later calls fail as retryable, nothing is sent. The HTTP client is the caller's."""
+        self._closed = True
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _preview(self, message: RenderedMessage) -> LinkPreviewOptions:
+    async def _call(self, method: str, params: dict[str, Any] | None, *, action: str, sending: bool) -> Any:
+        """POST one Bot API method; the ``result`` of a successful answer, else a ``PublishError``."""
+        if self._closed:
+            raise RetryablePublishError(self._channel, f"{action}: the publisher is closed (not initialized) "
+                                                       "(nothing was sent)")
+        try:
+            response = await self._http.post(f"{self._base}{method}", data=_form(params) if params else None,
+                                             follow_redirects=False)
+        except httpx.TimeoutException as exc:
+            raise self._classify(_Failure("TimedOut", "Timed out", exc), action=action, sending=sending) from None
+        except httpx.HTTPError as exc:
+            failure = _Failure("NetworkError", f"httpx.{type(exc).__name__}: {exc}", exc)
+            raise self._classify(failure, action=action, sending=sending) from None
+        except Exception as exc:  # noqa: BLE001 - e.g. a closed client: reported, never raised as is (URL)
+            failure = _Failure("NetworkError", f"Unknown error in HTTP implementation: {exc!r}", exc)
+            raise self._classify(failure, action=action, sending=sending) from None
+        code = response.status_code
+        if 200 <= code <= 299:
+            try:
+                answer = _parse(response.content)
+            except ValueError:
+                answer = None
+            if not isinstance(answer, dict) or "result" not in answer:
+                raise self._classify(_Failure("TelegramError", "Invalid server response"), action=action,
+                                     sending=sending)
+            return answer["result"]
+        raise self._api_error(response, action=action, sending=sending)
+
+    def _api_error(self, response: httpx.Response, *, action: str, sending: bool) -> PublishError:
+        """Classify a non-2xx answer as python-telegram-bot did: parameters first, then the HTTP status."""
+        code = response.status_code
+        channel = self._channel
+        try:
+            message = f"{HTTPStatus(code).phrase} ({code})"
+        except ValueError:
+            message = f"Unknown HTTPError ({code})"
+        try:
+            body = _parse(response.content)
+        except ValueError:
+            message += f". Parsing the server response {response.content!r} failed"
+            body = None
+        if isinstance(body, dict):
+            description = body.get("description")
+            if isinstance(description, str) and description:
+                message = description
+            parameters = body.get("parameters")
+            if parameters:
+                if isinstance(parameters, dict):
+                    new_chat = _chat_id(parameters.get("migrate_to_chat_id"))
+                    if new_chat is not None:
+                        return ChatMigratedError(channel, new_chat)
+                    delay = _seconds(parameters.get("retry_after"))
+                    if delay is not None:
+                        return RetryAfter(channel, delay,
+                                          f"Telegram flood control on {action}; retry after {delay:.0f}s")
+                message += f". The server response contained unknown parameters: {parameters}"
+        kind = _KIND_BY_STATUS.get(code, "NetworkError")
+        return self._classify(_Failure(kind, _api_text(self._scrub(message))), action=action, sending=sending)
+
+    def _preview(self, message: RenderedMessage) -> dict[str, Any]:
+        """``link_preview_options``: off, a card for the post link, or Telegram's own choice."""
         show = bool(message.extra.get("link_preview", self._options.link_preview))
         if not show:
-            return LinkPreviewOptions(is_disabled=True)
+            return {"is_disabled": True}
         url = message.extra.get("link_preview_url") or message.link
         if url:
-            return LinkPreviewOptions(url=str(url))  # a stable card for the post, not the first URL in the text
-        return LinkPreviewOptions()
+            return {"url": str(url)}  # a stable card for the post, not the first URL in the text
+        return {}
 
-    def _public_url(self, sent: Message) -> str | None:
-        username = sent.chat.username
+    def _public_url(self, sent: dict[str, Any], message_id: int) -> str | None:
+        chat = sent.get("chat")
+        username = chat.get("username") if isinstance(chat, dict) else None
         if not username and isinstance(self._chat, str):
             username = self._chat.lstrip("@")
-        return f"https://t.me/{username}/{sent.message_id}" if username else None
+        return f"https://t.me/{username}/{message_id}" if username else None
 
     def _scrub(self, text: str) -> str:
         return redact(text, [self._token])
 
-    def _classify(self, exc: tg.TelegramError, *, action: str, sending: bool) -> PublishError:
-        """Map a PTB exception to a ``PublishError``. Order matters: BadRequest subclasses NetworkError."""
+    def _classify(self, failure: _Failure, *, action: str, sending: bool) -> PublishError:
+        """Map a failed call to a ``PublishError`` (the rules of the PTB adapter this module replaced)."""
         channel = self._channel
-        text = self._scrub(shorten(exc.message))
-        if isinstance(exc, tg.ChatMigrated):
-            return ChatMigratedError(channel, int(exc.new_chat_id))
-        if isinstance(exc, tg.RetryAfter):
-            delay = _retry_after_seconds(exc)
-            return RetryAfter(channel, delay, f"Telegram flood control on {action}; retry after {delay:.0f}s")
-        if isinstance(exc, tg.InvalidToken):
+        text = self._scrub(shorten(self._scrub(failure.message)))
+        kind = failure.kind
+        if kind == "InvalidToken":
             return CredentialsError(channel, f"Telegram rejected the bot token in {self._options.token_env} "
                                              f"({action}: {text})")
-        if isinstance(exc, tg.Forbidden):
+        if kind == "Forbidden":
             return PermanentPublishError(channel, f"Telegram refused {action} to {self._options.chat_id}: {text} "
                                                   "(is the bot an administrator allowed to post there?)")
-        if isinstance(exc, tg.BadRequest):
+        if kind == "BadRequest":
             lowered = text.lower()
             if any(marker in lowered for marker in _CHAT_LEVEL_BAD_REQUESTS):
                 return PermanentPublishError(channel, f"Telegram cannot post to {self._options.chat_id}: {text}")
             return ContentRejectedError(channel, f"Telegram rejected the message ({action}): {text}")
-        if isinstance(exc, tg.TimedOut | tg.NetworkError):
-            cause = exc.__cause__
+        if kind in ("TimedOut", "NetworkError"):
+            cause = failure.cause
             what = self._scrub(describe_exception(cause)) if cause is not None else text
-            if isinstance(cause, _NOT_SENT):
+            if isinstance(cause, NOT_SENT_ERRORS):
                 return RetryablePublishError(channel, f"{action}: {what} (nothing was sent)")
-            if isinstance(exc, tg.TimedOut) or isinstance(cause, httpx.HTTPError):
+            if kind == "TimedOut" or isinstance(cause, httpx.HTTPError):
                 # read/write timeout, connection dropped mid-answer: the request may have arrived
                 if sending:
                     return AmbiguousPublishError(channel, f"{action}: {what} after the request was sent; "
                                                           "the message may or may not have been posted")
                 return RetryablePublishError(channel, f"{action}: {what}")
-            if cause is None or isinstance(cause, tg.TelegramError):
-                # an HTTP 5xx/502 answer (PTB chains a JSON parse error at most): the server said no
+            if cause is None:
+                # an HTTP error status (5xx, 429 without retry_after, 3xx ...): the server said no
                 return RetryablePublishError(channel, f"Telegram server error on {action}: {text}")
-            # a failure inside the HTTP layer before any I/O (e.g. a closed pool)
+            # a failure inside the HTTP layer before any I/O (e.g. a closed client)
             return RetryablePublishError(channel, f"{action}: {what} (nothing was sent)")
-        if isinstance(exc, tg.Conflict):
+        if kind == "Conflict":
             return RetryablePublishError(channel, f"Telegram conflict on {action}: {text}")
-        # Anything else (e.g. an unreadable 2xx answer): the request got through.
+        # Anything else (an unreadable 2xx answer): the request got through.
         if sending:
             return AmbiguousPublishError(channel, f"{action}: {text}; the message may or may not have been posted")
         return RetryablePublishError(channel, f"{action}: {text}")

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import re
 
-from twitter_text.extract_urls import extract_urls_with_indices
-
 from bot.domain.models import Post
 from bot.publishers.api import RenderedMessage, RenderEnv
 from bot.render.fit import RenderError, fit, link_text, plain_budget, prepare, template_composer
 from bot.render.options import MastodonRenderOptions
 from bot.render.text import clean_inline, grapheme_length
+from bot.render.twittertext import url_entities
 
 DEFAULT_LIMIT = 500
 """Mastodon's default ``max_characters``."""
@@ -42,7 +41,7 @@ _MENTION = re.compile(r"(?<![=/\w])@([a-z0-9_]+(?:[a-z0-9_.\-]+[a-z0-9_]+)?)(?:@
 
 def mastodon_length(text: str, spoiler_text: str = "", *, url_length: int = DEFAULT_URL_LENGTH) -> int:
     """Characters Mastodon counts for a status with this text and content warning."""
-    urls = [tuple(found["indices"]) for found in extract_urls_with_indices(text, False)]
+    urls = [(start, end) for start, end, _ in url_entities(text, without_protocol=False)]
     pieces: list[tuple[int, int, str]] = [(start, end, "x" * url_length) for start, end in urls]
     for match in _MENTION.finditer(text):
         start, end = match.span()

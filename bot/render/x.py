@@ -17,16 +17,14 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-from twitter_text import parse_tweet
-from twitter_text.config import config as twitter_config
-from twitter_text.extract_urls import extract_urls_with_indices
-from twitter_text.regexp.emoji import emoji as emoji_regex
+from grapheme.grapheme_property_group import GraphemePropertyGroup, get_group
 
 from bot.domain.models import Post
 from bot.publishers.api import RenderedMessage, RenderEnv
 from bot.render.fit import fit, link_text, plain_budget, prepare, template_composer
 from bot.render.options import XRenderOptions
 from bot.render.text import nfc
+from bot.render.twittertext import parse_tweet, url_entities, weight_config
 
 LIMIT = 280
 """``maxWeightedTweetLength`` of twitter-text config v3."""
@@ -45,25 +43,35 @@ def x_weighted_length(text: str) -> int:
     return fast if fast is not None else int(parse_tweet(text).weightedLength)
 
 
-_DEFAULTS = twitter_config["defaults"]
-_SCALE = int(_DEFAULTS["scale"])
-_URL_WEIGHT = int(_DEFAULTS["transformed_url_length"]) * _SCALE
-_DEFAULT_WEIGHT = int(_DEFAULTS["default_weight"])
-_RANGES = tuple((int(r["start"]), int(r["end"]), int(r["weight"])) for r in _DEFAULTS["ranges"])
 _LINE_ENDINGS = re.compile(r"\r\n|\r|\n")
+
+
+@functools.cache
+def _weights() -> tuple[int, int, int, tuple[tuple[int, int, int], ...]]:
+    """twitter-text's v3 table: (scale, weight of a URL, default weight, (start, end, weight) ranges)."""
+    defaults = weight_config()
+    scale = int(defaults["scale"])
+    ranges = tuple((int(r["start"]), int(r["end"]), int(r["weight"])) for r in defaults["ranges"])
+    return scale, int(defaults["transformed_url_length"]) * scale, int(defaults["default_weight"]), ranges
 
 
 @functools.lru_cache(maxsize=4096)
 def _may_start_emoji(char: str) -> bool:
-    return bool(emoji_regex.match(char) or emoji_regex.match(char + "\ufe0f"))
+    """Conservative: Extended_Pictographic (UAX #29, as ``grapheme`` reports it). Every BMP character
+    at or above U+00A9 that twitter-text's emoji pattern matches (alone or with U+FE0F) has that
+    property (``tests/unit/test_render_x.py`` checks all of them), so the emoji regex itself is
+    never needed to decide, and is compiled only when ``parse_tweet`` is."""
+    return get_group(char) is GraphemePropertyGroup.EXTENDED_PICTOGRAPHIC
 
 
+@functools.lru_cache(maxsize=4096)
 def _char_weight(char: str) -> int:
     code = ord(char)
-    for start, end, weight in _RANGES:
+    _, _, default, ranges = _weights()
+    for start, end, weight in ranges:
         if start <= code <= end:
             return weight
-    return _DEFAULT_WEIGHT
+    return default
 
 
 def _weighted_length_without_emoji(text: str) -> int | None:
@@ -75,16 +83,16 @@ def _weighted_length_without_emoji(text: str) -> int | None:
     # below them, a character that matches the emoji pattern alone (or with FE0F) does too
     if any(ord(ch) >= 0x1F000 or (ord(ch) >= 0xA9 and _may_start_emoji(ch)) for ch in set(normalized)):
         return None
+    scale, url_weight, _, _ = _weights()
     total = 0
     position = 0
-    for entity in sorted(extract_urls_with_indices(normalized), key=lambda e: e["indices"][0]):
-        start = entity["indices"][0]
+    for start, _, url in sorted(url_entities(normalized), key=lambda entity: entity[0]):
         if start < position:
             continue
-        total += sum(_char_weight(ch) for ch in normalized[position:start]) + _URL_WEIGHT
-        position = start + len(entity["url"])
+        total += sum(_char_weight(ch) for ch in normalized[position:start]) + url_weight
+        position = start + len(url)
     total += sum(_char_weight(ch) for ch in normalized[position:])
-    return int(total / _SCALE)
+    return int(total / scale)
 
 
 def render_x(post: Post, options: XRenderOptions, env: RenderEnv, *, plain: bool = False) -> RenderedMessage:

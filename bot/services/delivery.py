@@ -2,7 +2,11 @@
 
 The state machine (see ``DeliveryStatus``): the transition to ``sending`` is
 committed before the request leaves (``Store.claim_next``); the outcome is
-committed right after the answer. Adapters only classify errors; every decision
+committed right after the answer. On a channel without pacing the outcome and
+the next delivery's claim are one transaction (``Store.finish_and_claim_next``):
+still committed before the next request leaves, at one commit per delivery; a
+delivery claimed that way but never sent (the service stopping) is handed back
+as queued, its attempt not counted. Adapters only classify errors; every decision
 about attempts, backoff, holds and pauses is made here, in ``_on_error``.
 """
 
@@ -167,6 +171,10 @@ class Deliverer:
         self.lease_ttl: float | None = None
         """Shared mode (several instances): send to a channel only while holding its lease, this long."""
         self._lease_locks: dict[str, asyncio.Lock] = {}
+        self._chaining: set[str] = set()
+        """Channels whose next delivery may be claimed in the same transaction as an outcome (not paced)."""
+        self._ahead: dict[str, ClaimedDelivery] = {}
+        """A channel's next delivery, claimed together with the previous outcome (``finish_and_claim_next``)."""
 
     async def deliver_due(self) -> list[DeliveryOutcome]:
         """Deliver everything due now on every channel (bounded concurrency). Returns the outcomes."""
@@ -230,20 +238,35 @@ class Deliverer:
         outcomes: list[DeliveryOutcome] = []
         async with lock:
             chan = self.channels[name]
-            while not self.stopping:
-                # has_due guards the token reservation; without pacing, claim_next alone says "nothing due"
-                if self.pacer.active(chan) and not await self.store.has_due(name, self.clock.now()):
-                    break
-                await self.pacer.wait(chan)
-                if self.stopping:
-                    break
-                claimed = await self.store.claim_next(name, self.clock.now(), self.owner)
-                if claimed is None:
-                    break
-                outcome = await self._deliver(chan, claimed)
-                outcomes.append(outcome)
-                if outcome.status in (DeliveryStatus.QUEUED, DeliveryStatus.FAILED) and outcome.error:
-                    break  # held (rate limit, backoff) or paused: stop this channel for now
+            # Unpaced, the next delivery is claimed in the transaction that records an outcome
+            # (one commit per delivery instead of two); paced, the token wait must come first.
+            chain = not self.pacer.active(chan)
+            try:
+                while not self.stopping:
+                    claimed = self._ahead.pop(name, None)
+                    if claimed is None:
+                        # has_due guards the token reservation; without pacing, claim_next alone says "nothing due"
+                        if not chain and not await self.store.has_due(name, self.clock.now()):
+                            break
+                        await self.pacer.wait(chan)
+                        if self.stopping:
+                            break
+                        claimed = await self.store.claim_next(name, self.clock.now(), self.owner)
+                        if claimed is None:
+                            break
+                    if chain:
+                        self._chaining.add(name)
+                    try:
+                        outcome = await self._deliver(chan, claimed)
+                    finally:
+                        self._chaining.discard(name)
+                    outcomes.append(outcome)
+                    if outcome.status in (DeliveryStatus.QUEUED, DeliveryStatus.FAILED) and outcome.error:
+                        break  # held (rate limit, backoff) or paused: stop this channel for now
+            finally:
+                ahead = self._ahead.pop(name, None)
+                if ahead is not None:  # claimed with the last outcome, but stopping: give it back untouched
+                    await self.store.finish(ahead.id, DeliveryStatus.QUEUED, self.clock.now(), attempts_delta=-1)
         return outcomes
 
     async def _deliver(self, chan: ChannelRuntime, claimed: ClaimedDelivery) -> DeliveryOutcome:
@@ -350,8 +373,17 @@ class Deliverer:
                       note: str | None = None, ms: float | None = None,
                       message: RenderedMessage | None = None) -> DeliveryOutcome:
         now = self.clock.now()
-        await self.store.finish(claimed.id, status, now, remote_id=remote_id, remote_url=remote_url, error=error,
-                                next_attempt_at=next_at, reason=reason, attempts_delta=attempts_delta)
+        if chan.name in self._chaining and status in (DeliveryStatus.SENT, DeliveryStatus.DEAD) and not self.stopping:
+            ahead = await self.store.finish_and_claim_next(
+                claimed.id, status, now, channel=chan.name, owner=self.owner, remote_id=remote_id,
+                remote_url=remote_url, error=error, next_attempt_at=next_at, reason=reason,
+                attempts_delta=attempts_delta)
+            if ahead is not None:
+                self._ahead[chan.name] = ahead
+        else:
+            await self.store.finish(claimed.id, status, now, remote_id=remote_id, remote_url=remote_url,
+                                    error=error, next_attempt_at=next_at, reason=reason,
+                                    attempts_delta=attempts_delta)
         self.metrics.delivery(chan.platform, chan.name, status.value)
         if status is DeliveryStatus.SENT and claimed.post.published is not None:
             self.metrics.delivered_after(chan.platform, (now - claimed.post.published).total_seconds())

@@ -1,11 +1,18 @@
-"""Database engines: SQLite in WAL mode with a busy timeout, or PostgreSQL through asyncpg."""
+"""Database engines: SQLite in WAL mode with a busy timeout, or PostgreSQL through asyncpg.
+
+On SQLite the ``Store`` runs its statements through a second, synchronous engine on the same
+file (``make_sqlite_statement_engine``), on one dedicated thread: a whole Store method is one
+hop to that thread instead of one per statement (the async layer and aiosqlite's per-statement
+thread hop cost more CPU than SQLite itself). The async engine stays for migrations, ``db copy``
+and tests.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -59,3 +66,24 @@ def make_engine(url: str, *, create_dirs: bool = True) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(parsed, pool_size=5, max_overflow=5, pool_pre_ping=True)
+
+
+def make_sqlite_statement_engine(engine: AsyncEngine) -> Engine | None:
+    """A synchronous pysqlite engine on the same SQLite file as ``engine``, with the same pragmas and
+    ONE connection, for the Store's dedicated database thread. None for PostgreSQL and for in-memory
+    SQLite (a second engine would open a second, empty database there)."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite":
+        return None
+    mode = url.query.get("mode")
+    if not url.database or url.database == ":memory:" or mode == "memory" or url.database.startswith("file::memory:"):
+        return None
+    # One connection, used only by the Store's single database thread: every runtime statement of this
+    # process is serialised there, so they never contend for SQLite's write lock among themselves (see
+    # make_engine on why that matters). pysqlite's check_same_thread is off for file databases; the
+    # connection is nevertheless opened, used and closed on that one thread only.
+    sync = create_engine(url.set(drivername="sqlite+pysqlite"),
+                         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+                         pool_size=1, max_overflow=0, pool_timeout=SQLITE_POOL_TIMEOUT)
+    event.listen(sync, "connect", _sqlite_pragmas)
+    return sync

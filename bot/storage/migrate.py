@@ -1,7 +1,22 @@
-"""Apply Alembic migrations programmatically, inside one transaction per run."""
+"""Apply Alembic migrations programmatically, inside one transaction per run.
+
+``upgrade_isolated`` is what ``tagrelay run`` uses: when a migration is due on a
+database another process can open (a SQLite file, PostgreSQL), it runs
+``upgrade`` in a short-lived child process (``python -m bot.storage.migrate``),
+so the long-running service never imports Alembic and Mako (~11 MiB of RSS it
+would keep for its whole life). The child reads the database URL from the
+environment, never from its command line (``ps`` shows a command line, and the
+URL may hold a password), and answers with one JSON line; a failure comes back
+as the child's one-line error message.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +35,9 @@ HEAD = "0003"
 When the database is already there, start-up never imports Alembic."""
 
 MIGRATION_LOCK = 0x7461_6772  # "tagr": the PostgreSQL advisory lock held while migrating
+
+CHILD_URL_ENV = "TAGRELAY_MIGRATE_URL"
+"""The environment variable the migration child process reads its database URL from."""
 
 
 def migrations_dir() -> Path:
@@ -105,9 +123,18 @@ async def upgrade(engine: AsyncEngine) -> tuple[str | None, str]:
         return await _migrate(conn, known)
 
 
+def _is_known(script: ScriptDirectory, revision: str) -> bool:
+    from alembic.util import CommandError
+
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:  # "Can't locate revision": Alembic raises rather than answering None
+        return False
+
+
 async def _migrate(conn: AsyncConnection, known: ScriptDirectory) -> tuple[str | None, str]:
     before = await conn.run_sync(_current)
-    if before is not None and known.get_revision(before) is None:
+    if before is not None and not _is_known(known, before):
         raise StorageError(
             f"the database is at schema revision {before}, which this tagrelay version does not "
             "know: it was written by a newer version; upgrade tagrelay instead of downgrading")
@@ -115,3 +142,72 @@ async def _migrate(conn: AsyncConnection, known: ScriptDirectory) -> tuple[str |
     after = await conn.run_sync(_current)
     assert after is not None
     return before, after
+
+
+def _reachable_from_another_process(engine: AsyncEngine) -> bool:
+    """False for in-memory SQLite: another process would open a different, empty database."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite":
+        return True
+    database = url.database or ""
+    return bool(database) and database != ":memory:" and url.query.get("mode") != "memory" \
+        and not database.startswith("file::memory:")
+
+
+async def upgrade_isolated(engine: AsyncEngine) -> tuple[str | None, str]:
+    """``upgrade``, run in a child process when a migration is due (see the module docstring)."""
+    if await _recorded_revision(engine) == HEAD:
+        return HEAD, HEAD
+    if not _reachable_from_another_process(engine):
+        return await upgrade(engine)
+    env = {**os.environ, CHILD_URL_ENV: engine.url.render_as_string(hide_password=False)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.storage.migrate", env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = await proc.communicate()
+    except BaseException:  # cancelled (stopping): the child's transaction rolls back or completes, never half
+        if proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
+        raise
+    if proc.returncode == 0:
+        try:
+            answer = json.loads(out.decode("utf-8").strip().splitlines()[-1])
+            return answer["before"], str(answer["after"])
+        except (ValueError, IndexError, KeyError, TypeError):
+            raise StorageError("the migration process gave no readable answer") from None
+    lines = [line for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
+    raise StorageError(lines[-1] if lines else f"the migration process exited with code {proc.returncode}")
+
+
+def _child_main() -> int:
+    """``python -m bot.storage.migrate``: upgrade the database named by ``TAGRELAY_MIGRATE_URL``."""
+    from bot.storage.engine import make_engine
+
+    url = os.environ.get(CHILD_URL_ENV)
+    if not url:
+        print(f"{CHILD_URL_ENV} is not set", file=sys.stderr)
+        return 2
+
+    async def run() -> tuple[str | None, str]:
+        engine = make_engine(url)
+        try:
+            return await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        before, after = asyncio.run(run())
+    except StorageError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - one line for the parent, which raises StorageError with it
+        print(f"cannot open or migrate the database: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"before": before, "after": after}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_child_main())

@@ -6,19 +6,51 @@ perf-baselines §3). The one method that matters most is ``record_poll``: the
 new posts, their tags, their deliveries, any backfill and the source's new
 cache state are written in ONE transaction, so a crash can neither lose a post
 nor queue it twice.
+
+Each method's body is one synchronous function over a SQLAlchemy ``Connection``
+(``work``), run as one transaction by ``_write`` (or one read by ``_read``). On
+SQLite it runs on the Store's dedicated database thread over a synchronous
+pysqlite connection: one thread hop per method instead of one per statement
+(the async layer and aiosqlite's hop per statement cost more CPU than SQLite
+itself). On PostgreSQL it runs on the async engine through ``run_sync``
+(asyncpg), the same function for both dialects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Table, and_, case, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Integer,
+    Row,
+    String,
+    Table,
+    Text,
+    Update,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.base import Executable
 
 from bot.domain.detect import pick_backfill
 from bot.domain.models import DeliveryIntent, DeliveryStatus, Post, Subscription, Tag
@@ -26,6 +58,11 @@ from bot.domain.pacing import bucket_shape, reserve
 from bot.errors import InstanceLockedError, NotFoundError, StorageError
 from bot.sources.base import CacheState
 from bot.storage import tables as t
+from bot.storage.engine import make_sqlite_statement_engine
+
+T = TypeVar("T")
+Work = Callable[[Connection], T]
+"""A Store method's body: every statement of its transaction, on a synchronous connection."""
 
 _CHUNK = 500
 CONFIG_LOCK = 0x7461_6763  # "tagc": PostgreSQL advisory lock held while one instance applies the config
@@ -158,17 +195,92 @@ class PollRecord:
     backfilled: int
 
 
+
+class _DatabaseThread:
+    """SQLite: one dedicated thread that runs every Store method on one pysqlite connection.
+
+    A method's whole transaction is one hop to this thread, and the methods of this process
+    run one after the other there, so they never contend for SQLite's write lock among
+    themselves. A caller cancelled while its work runs does not interrupt it: the
+    transaction commits or rolls back on the thread, and the next call runs after it.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def run(self, work: Work[T], *, write: bool) -> T:
+        executor = self._executor
+        if executor is None:  # first use, or used again after aclose (like a disposed engine)
+            executor = self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagrelay-db")
+        return await asyncio.get_running_loop().run_in_executor(executor, self._call, work, write)
+
+    def _call(self, work: Work[T], write: bool) -> T:
+        if write:
+            with self.engine.begin() as conn:
+                return work(conn)
+        with self.engine.connect() as conn:
+            return work(conn)
+
+    async def aclose(self) -> None:
+        """Close the connection (on its thread) and end the thread. Safe to call twice."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, self.engine.dispose)
+        finally:
+            executor.shutdown(wait=False)  # idle by now (or finishing the dispose): it ends on its own
+
+
 class Store:
     """All database access. Create with an ``AsyncEngine``; call ``aclose`` at the end."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        statements = make_sqlite_statement_engine(engine)
+        self._thread = _DatabaseThread(statements) if statements is not None else None
+
+    def statement_engines(self) -> list[Engine]:
+        """The synchronous engines the Store's statements run on (for ``before_cursor_execute``
+        listeners): on SQLite the dedicated thread's pysqlite engine as well as ``engine``'s."""
+        engines = [self.engine.sync_engine]
+        if self._thread is not None:
+            engines.append(self._thread.engine)
+        return engines
 
     async def aclose(self) -> None:
-        await self.engine.dispose()
+        """Dispose of both engines and end the database thread. Safe to call twice."""
+        try:
+            if self._thread is not None:
+                await self._thread.aclose()
+        finally:
+            await self.engine.dispose()
 
     # -- helpers --------------------------------------------------------------------------
+
+    async def _write(self, work: Work[T]) -> T:
+        """Run ``work`` as one transaction, committed before this returns (rolled back if it raises)."""
+        if self._thread is not None:
+            return await self._thread.run(work, write=True)
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(work)
+
+    async def _read(self, work: Work[T]) -> T:
+        """Run ``work`` on a connection without committing anything."""
+        if self._thread is not None:
+            return await self._thread.run(work, write=False)
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(work)
+
+    async def _execute(self, statement: Executable) -> None:
+        """One statement as one transaction."""
+
+        def work(conn: Connection) -> None:
+            conn.execute(statement)
+
+        await self._write(work)
 
     def _insert_ignore(self, table: Table, index: Sequence[str]) -> Any:
         if self.dialect == "postgresql":
@@ -177,8 +289,7 @@ class Store:
 
     async def ping(self) -> None:
         try:
-            async with self.engine.connect() as conn:
-                await conn.execute(select(1))
+            await self._read(lambda conn: conn.execute(select(1)).scalar())
         except (SQLAlchemyError, OSError) as exc:
             raise StorageError(f"database unreachable: {type(exc).__name__}") from exc
 
@@ -194,48 +305,51 @@ class Store:
         """Apply the config file: sources (name, url, kind), channels (name, platform), and
         the config-declared subscriptions (origin "config"). Subscriptions made through the
         CLI or the bot are kept; config ones no longer in the file are removed."""
-        async with self.engine.begin() as conn:
+
+        def work(conn: Connection) -> None:
             if self.dialect == "postgresql":  # instances starting together apply it one after the other
-                await conn.execute(select(func.pg_advisory_xact_lock(CONFIG_LOCK)))
-            existing = {r.name: r for r in (await conn.execute(select(t.sources))).all()}
+                conn.execute(select(func.pg_advisory_xact_lock(CONFIG_LOCK)))
+            existing = {r.name: r for r in conn.execute(select(t.sources)).all()}
             for name, url, kind in sources:
                 row = existing.get(name)
                 if row is None:
-                    await conn.execute(insert(t.sources).values(
+                    conn.execute(insert(t.sources).values(
                         name=name, url=url, kind=kind, baseline_done=False, consecutive_failures=0,
                         created_at=now))
                 elif row.url != url or row.kind != kind:
                     # a moved source keeps its known posts (no re-delivery) but forgets validators
-                    await conn.execute(update(t.sources).where(t.sources.c.id == row.id).values(
+                    conn.execute(update(t.sources).where(t.sources.c.id == row.id).values(
                         url=url, kind=kind, resolved_url=None, resolved_kind=None, etag=None,
                         last_modified=None, cursor=None, next_poll_at=None))
-            chans = {r.name: r for r in (await conn.execute(select(t.channels))).all()}
+            chans = {r.name: r for r in conn.execute(select(t.channels)).all()}
             for name, platform in channels:
                 crow = chans.get(name)
                 if crow is None:
-                    await conn.execute(insert(t.channels).values(
+                    conn.execute(insert(t.channels).values(
                         name=name, platform=platform, paused=False, created_at=now))
                 elif crow.platform != platform:
-                    await conn.execute(update(t.channels).where(t.channels.c.id == crow.id).values(
+                    conn.execute(update(t.channels).where(t.channels.c.id == crow.id).values(
                         platform=platform, target_override=None))
-            ids = {r.name: r.id for r in (await conn.execute(select(t.channels.c.name, t.channels.c.id))).all()}
+            ids = {r.name: r.id for r in conn.execute(select(t.channels.c.name, t.channels.c.id)).all()}
             wanted = {(s.tag_slug, ids[s.channel]) for s in subscriptions if s.channel in ids}
-            rows = (await conn.execute(select(t.subscriptions))).all()
+            rows = conn.execute(select(t.subscriptions)).all()
             have = {(r.tag_slug, r.channel_id): r for r in rows}
             for sub in subscriptions:
                 key = (sub.tag_slug, ids[sub.channel])
                 if key in have:
                     if have[key].origin == "config" and have[key].backfill != sub.backfill:
-                        await conn.execute(update(t.subscriptions).where(
+                        conn.execute(update(t.subscriptions).where(
                             t.subscriptions.c.id == have[key].id).values(backfill=sub.backfill))
                     continue
-                await conn.execute(insert(t.subscriptions).values(
+                conn.execute(insert(t.subscriptions).values(
                     tag_slug=sub.tag_slug, tag_name=sub.tag_name, channel_id=key[1], backfill=sub.backfill,
                     origin="config", created_at=now))
                 have[key] = None  # type: ignore[assignment]
             for key, row in list(have.items()):
                 if row is not None and row.origin == "config" and key not in wanted:
-                    await conn.execute(delete(t.subscriptions).where(t.subscriptions.c.id == row.id))
+                    conn.execute(delete(t.subscriptions).where(t.subscriptions.c.id == row.id))
+
+        await self._write(work)
 
     # -- sources --------------------------------------------------------------------------
 
@@ -251,8 +365,7 @@ class Store:
             next_poll_at=utc(row.next_poll_at), lease_owner=row.lease_owner, post_count=post_count)
 
     async def source(self, name: str) -> SourceState:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(t.sources).where(t.sources.c.name == name))).first()
+        row = await self._read(lambda conn: conn.execute(_SOURCE, {"source_name": name}).first())
         if row is None:
             raise NotFoundError("source", name)
         return self._source_state(row)
@@ -261,40 +374,47 @@ class Store:
         counts = (
             select(t.posts.c.source_id, func.count().label("n")).group_by(t.posts.c.source_id).subquery()
         )
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(
-                select(t.sources, func.coalesce(counts.c.n, 0).label("post_count"))
-                .outerjoin(counts, counts.c.source_id == t.sources.c.id)
-                .order_by(t.sources.c.name))).all()
+        query = (select(t.sources, func.coalesce(counts.c.n, 0).label("post_count"))
+                 .outerjoin(counts, counts.c.source_id == t.sources.c.id)
+                 .order_by(t.sources.c.name))
+        rows = await self._read(lambda conn: conn.execute(query).all())
         return [self._source_state(r, r.post_count) for r in rows]
 
     async def known_keys(self, source_id: int, keys: Sequence[str]) -> set[str]:
         """Which of ``keys`` are already stored for the source (cost ∝ len(keys), not history)."""
-        found: set[str] = set()
-        async with self.engine.connect() as conn:
+
+        def work(conn: Connection) -> set[str]:
+            found: set[str] = set()
             for part in _chunks(list(keys)):
-                rows = await conn.execute(select(t.posts.c.key).where(
+                rows = conn.execute(select(t.posts.c.key).where(
                     t.posts.c.source_id == source_id, t.posts.c.key.in_(part)))
                 found.update(r.key for r in rows)
-        return found
+            return found
+
+        return await self._read(work)
 
     async def record_not_modified(self, source_id: int, cache: CacheState, now: datetime,
                                   next_poll_at: datetime) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(update(t.sources).where(t.sources.c.id == source_id).values(
-                **_cache_values(cache), last_poll_at=now, last_success_at=now, last_outcome="not_modified",
-                last_error=None, consecutive_failures=0, next_poll_at=next_poll_at, **_NO_LEASE))
+        params = {"nm_source_id": source_id, "nm_now": now, "nm_next_poll_at": next_poll_at,
+                  **{f"nm_{key}": value for key, value in _cache_values(cache).items()}}
+
+        def work(conn: Connection) -> None:
+            conn.execute(_NOT_MODIFIED, params)
+
+        await self._write(work)
 
     async def record_poll_failure(self, source_id: int, error: str, now: datetime,
                                   next_poll_at: datetime) -> int:
         """Keep the old cache state; count the failure. Returns the failure count."""
-        async with self.engine.begin() as conn:
-            await conn.execute(update(t.sources).where(t.sources.c.id == source_id).values(
+
+        def work(conn: Connection) -> int:
+            conn.execute(update(t.sources).where(t.sources.c.id == source_id).values(
                 last_poll_at=now, last_outcome="error", last_error=error[:2000],
                 consecutive_failures=t.sources.c.consecutive_failures + 1, next_poll_at=next_poll_at, **_NO_LEASE))
-            row = (await conn.execute(select(t.sources.c.consecutive_failures).where(
-                t.sources.c.id == source_id))).scalar_one()
-        return int(row)
+            return int(conn.execute(select(t.sources.c.consecutive_failures).where(
+                t.sources.c.id == source_id)).scalar_one())
+
+        return await self._write(work)
 
     async def record_poll(
         self,
@@ -308,93 +428,96 @@ class Store:
         baseline: bool,
     ) -> PollRecord:
         """Write a successful poll atomically (see module docstring)."""
-        async with self.engine.begin() as conn:
-            post_ids = await self._insert_posts(conn, source.id, new_posts, now)
-            queued = await self._queue(conn, [(post_ids[i.post_key], i.channel) for i in intents
-                                              if i.post_key in post_ids], now)
-            backfilled = await self._backfill(conn, source, now)
-            await conn.execute(update(t.sources).where(t.sources.c.id == source.id).values(
+
+        def work(conn: Connection) -> PollRecord:
+            post_ids = self._insert_posts(conn, source.id, new_posts, now)
+            queued = self._queue(conn, [(post_ids[i.post_key], i.channel) for i in intents
+                                        if i.post_key in post_ids], now)
+            backfilled = self._backfill(conn, source, now)
+            conn.execute(update(t.sources).where(t.sources.c.id == source.id).values(
                 **_cache_values(cache), baseline_done=True, last_poll_at=now, last_success_at=now,
                 last_outcome="baseline" if baseline else ("new" if new_posts else "unchanged"),
                 last_error=None, consecutive_failures=0, next_poll_at=next_poll_at, **_NO_LEASE))
-        return PollRecord(new_posts=len(new_posts), queued=queued, backfilled=backfilled)
+            return PollRecord(new_posts=len(new_posts), queued=queued, backfilled=backfilled)
 
-    async def _tag_ids(self, conn: AsyncConnection, tags: Iterable[Tag]) -> dict[str, int]:
+        return await self._write(work)
+
+    def _tag_ids(self, conn: Connection, tags: Iterable[Tag]) -> dict[str, int]:
         unique = {tag.slug: tag for tag in tags}
         if not unique:
             return {}
-        await conn.execute(self._insert_ignore(t.tags, ["slug"]),
-                           [{"slug": s, "name": tag.name[:255]} for s, tag in unique.items()])
+        conn.execute(self._insert_ignore(t.tags, ["slug"]),
+                     [{"slug": s, "name": tag.name[:255]} for s, tag in unique.items()])
         ids: dict[str, int] = {}
         for part in _chunks(list(unique)):
-            rows = await conn.execute(select(t.tags.c.slug, t.tags.c.id).where(t.tags.c.slug.in_(part)))
+            rows = conn.execute(select(t.tags.c.slug, t.tags.c.id).where(t.tags.c.slug.in_(part)))
             ids.update({r.slug: r.id for r in rows})
         return ids
 
-    async def _insert_posts(self, conn: AsyncConnection, source_id: int, posts: Sequence[Post],
-                            now: datetime) -> dict[str, int]:
+    def _insert_posts(self, conn: Connection, source_id: int, posts: Sequence[Post],
+                      now: datetime) -> dict[str, int]:
         if not posts:
             return {}
-        await conn.execute(self._insert_ignore(t.posts, ["source_id", "key"]), [
+        conn.execute(self._insert_ignore(t.posts, ["source_id", "key"]), [
             {"source_id": source_id, "key": p.key, "url": p.url, "title": p.title,
              "summary_html": p.summary_html, "content_html": p.content_html, "image_url": p.image_url,
              "author": p.author, "published_at": p.published, "first_seen_at": now} for p in posts])
         ids: dict[str, int] = {}
         for part in _chunks([p.key for p in posts]):
-            rows = await conn.execute(select(t.posts.c.key, t.posts.c.id).where(
+            rows = conn.execute(select(t.posts.c.key, t.posts.c.id).where(
                 t.posts.c.source_id == source_id, t.posts.c.key.in_(part)))
             ids.update({r.key: r.id for r in rows})
-        tag_ids = await self._tag_ids(conn, (tag for p in posts for tag in p.tags))
+        tag_ids = self._tag_ids(conn, (tag for p in posts for tag in p.tags))
         links = [{"post_id": ids[p.key], "tag_id": tag_ids[tag.slug]} for p in posts for tag in p.tags]
         if links:
-            await conn.execute(self._insert_ignore(t.post_tags, ["post_id", "tag_id"]), links)
+            conn.execute(self._insert_ignore(t.post_tags, ["post_id", "tag_id"]), links)
         return ids
 
-    async def _queue(self, conn: AsyncConnection, pairs: Sequence[tuple[int, str]], now: datetime) -> int:
+    def _queue(self, conn: Connection, pairs: Sequence[tuple[int, str]], now: datetime) -> int:
         if not pairs:
             return 0
-        chan_ids = {r.name: r.id for r in (await conn.execute(select(t.channels.c.name, t.channels.c.id)))}
+        chan_ids = {r.name: r.id for r in conn.execute(select(t.channels.c.name, t.channels.c.id))}
         rows = [{"post_id": post_id, "channel_id": chan_ids[channel], "status": DeliveryStatus.QUEUED.value,
                  "attempts": 0, "next_attempt_at": now, "created_at": now, "updated_at": now}
                 for post_id, channel in pairs if channel in chan_ids]
         if not rows:
             return 0
         stmt = self._insert_ignore(t.deliveries, ["post_id", "channel_id"]).returning(t.deliveries.c.id)
-        result = await conn.execute(stmt, rows)
+        result = conn.execute(stmt, rows)
         ids = [r.id for r in result.all()]  # rowcount is unreliable for executemany on asyncpg
         post_at = (select(func.coalesce(t.posts.c.published_at, t.posts.c.first_seen_at))
                    .where(t.posts.c.id == t.deliveries.c.post_id).scalar_subquery())
         for part in _chunks(ids):  # the send order, read by claim_next through ix_deliveries_pending
-            await conn.execute(update(t.deliveries).where(t.deliveries.c.id.in_(part)).values(post_at=post_at))
+            conn.execute(update(t.deliveries).where(t.deliveries.c.id.in_(part)).values(post_at=post_at))
         return len(ids)
 
-    async def _backfill(self, conn: AsyncConnection, source: SourceState, now: datetime) -> int:
+    def _backfill(self, conn: Connection, source: SourceState, now: datetime) -> int:
         """Queue each pending backfill of this source: the N latest matching posts per subscription."""
-        pending = (await conn.execute(
+        pending = conn.execute(
             select(t.subscriptions.c.id, t.subscriptions.c.tag_slug, t.subscriptions.c.tag_name,
                    t.subscriptions.c.backfill, t.channels.c.name.label("channel"))
             .join(t.channels, t.channels.c.id == t.subscriptions.c.channel_id)
             .where(t.subscriptions.c.backfill > 0)
             .where(~select(t.backfills_done.c.subscription_id).where(
                 t.backfills_done.c.subscription_id == t.subscriptions.c.id,
-                t.backfills_done.c.source_id == source.id).exists()))).all()
+                t.backfills_done.c.source_id == source.id).exists())).all()
         total = 0
         for sub in pending:
-            rows = (await conn.execute(
+            rows = conn.execute(
                 select(t.posts.c.id, t.posts.c.key, t.posts.c.title, t.posts.c.published_at)
                 .join(t.post_tags, t.post_tags.c.post_id == t.posts.c.id)
                 .join(t.tags, t.tags.c.id == t.post_tags.c.tag_id)
                 .where(t.posts.c.source_id == source.id, t.tags.c.slug == sub.tag_slug)
                 .order_by(t.posts.c.published_at.desc().nulls_last(), t.posts.c.id.desc())
-                .limit(sub.backfill))).all()
+                .limit(sub.backfill)).all()
             tag = Tag(sub.tag_slug, sub.tag_name)
             candidates = [Post(key=r.key, source=source.name, title=r.title, url=None, summary_html="",
                                content_html="", tags=(tag,), published=utc(r.published_at), id=r.id)
                           for r in rows]
             chosen = pick_backfill(candidates, Subscription(sub.tag_slug, sub.tag_name, sub.channel,
                                                             sub.backfill))
-            total += await self._queue(conn, [(p.id, sub.channel) for p in chosen if p.id is not None], now)
-            await conn.execute(insert(t.backfills_done).values(
+            total += self._queue(conn, [(p.id, sub.channel) for p in chosen if p.id is not None], now)
+            conn.execute(insert(t.backfills_done).values(
                 subscription_id=sub.id, source_id=source.id, done_at=now))
         return total
 
@@ -407,68 +530,61 @@ class Store:
                             hold_until=utc(row.hold_until), target_override=row.target_override)
 
     async def channel(self, name: str) -> ChannelState:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(t.channels).where(t.channels.c.name == name))).first()
+        row = await self._read(lambda conn: conn.execute(
+            select(t.channels).where(t.channels.c.name == name)).first())
         if row is None:
             raise NotFoundError("channel", name)
         return self._channel_state(row)
 
     async def channels(self) -> list[ChannelState]:
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(t.channels).order_by(t.channels.c.name))).all()
+        rows = await self._read(lambda conn: conn.execute(select(t.channels).order_by(t.channels.c.name)).all())
         return [self._channel_state(r) for r in rows]
 
     async def set_paused(self, name: str, paused: bool, reason: str | None, now: datetime) -> bool:
         """Pause or resume a channel. Returns False when it already was in that state."""
-        async with self.engine.begin() as conn:
-            row = (await conn.execute(select(t.channels).where(t.channels.c.name == name))).first()
+
+        def work(conn: Connection) -> bool:
+            row = conn.execute(select(t.channels).where(t.channels.c.name == name)).first()
             if row is None:
                 raise NotFoundError("channel", name)
             if bool(row.paused) == paused and (not paused or row.paused_reason == reason):
                 return False
-            await conn.execute(update(t.channels).where(t.channels.c.id == row.id).values(
+            conn.execute(update(t.channels).where(t.channels.c.id == row.id).values(
                 paused=paused, paused_reason=reason if paused else None, paused_at=now if paused else None,
                 hold_until=None if not paused else row.hold_until))
-        return True
+            return True
+
+        return await self._write(work)
 
     async def set_hold(self, name: str, until: datetime | None) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(update(t.channels).where(t.channels.c.name == name).values(hold_until=until))
+        await self._execute(update(t.channels).where(t.channels.c.name == name).values(hold_until=until))
 
     async def set_target_override(self, name: str, target: str | None) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(update(t.channels).where(t.channels.c.name == name).values(
-                target_override=target))
+        await self._execute(update(t.channels).where(t.channels.c.name == name).values(target_override=target))
 
     # -- deliveries -----------------------------------------------------------------------
 
     async def due_channels(self, now: datetime, *, only: str | None = None) -> list[str]:
         """Channels with a queued/failed delivery due now, that are neither paused nor held."""
-        chans = select(t.channels.c.id, t.channels.c.name).where(
-            t.channels.c.paused.is_(False), or_(t.channels.c.hold_until.is_(None), t.channels.c.hold_until <= now))
-        if only is not None:
-            chans = chans.where(t.channels.c.name == only)
-        names: list[str] = []
-        async with self.engine.connect() as conn:
-            for chan in (await conn.execute(chans)).all():
-                due = await conn.execute(select(t.deliveries.c.id).where(
-                    t.deliveries.c.channel_id == chan.id,
-                    t.deliveries.c.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.FAILED.value]),
-                    t.deliveries.c.next_attempt_at <= now).limit(1))
-                if due.first() is not None:
+        chans, params = (_LIVE_CHANNELS, {"due_now": now}) if only is None else (
+            _LIVE_CHANNEL, {"due_now": now, "due_name": only})
+
+        def work(conn: Connection) -> list[str]:
+            names: list[str] = []
+            for chan in conn.execute(chans, params).all():
+                if conn.execute(_DUE_DELIVERY, {"due_channel_id": chan.id, "due_now": now}).first() is not None:
                     names.append(chan.name)
-        return sorted(names)
+            return sorted(names)
+
+        return await self._read(work)
 
     async def next_due_at(self) -> datetime | None:
         """The earliest time a queued/failed delivery of an unpaused channel becomes due."""
-        async with self.engine.connect() as conn:
-            value = (await conn.execute(
-                select(func.min(func.coalesce(t.deliveries.c.next_attempt_at, t.deliveries.c.created_at)))
-                .join(t.channels, t.channels.c.id == t.deliveries.c.channel_id)
-                .where(t.deliveries.c.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.FAILED.value]),
-                       t.channels.c.paused.is_(False)))).scalar()
-            hold = (await conn.execute(select(func.min(t.channels.c.hold_until)).where(
-                t.channels.c.hold_until.is_not(None)))).scalar()
+
+        def work(conn: Connection) -> tuple[Any, Any]:
+            return conn.execute(_NEXT_DUE).scalar(), conn.execute(_NEXT_HOLD).scalar()
+
+        value, hold = await self._read(work)
         due = utc(value)
         held = utc(hold)
         if due is not None and held is not None and held > due:
@@ -484,112 +600,106 @@ class Store:
 
         The transition is committed before this returns, i.e. before any request leaves.
         """
-        # One UPDATE … WHERE id = (the oldest due row) RETURNING: the channel check (not paused, not
-        # held), the pick (walking ix_deliveries_pending, its predicate spelled the same) and the claim
-        # are a single statement, atomic under SQLite's write lock and, on PostgreSQL, with the row
-        # locked by SKIP LOCKED, so two claimers never take the same delivery.
-        live_channel = select(t.channels.c.id).where(
-            t.channels.c.name == channel, t.channels.c.paused.is_(False),
-            or_(t.channels.c.hold_until.is_(None), t.channels.c.hold_until <= now)).scalar_subquery()
-        due = t.deliveries.alias("due")
-        pick = (select(due.c.id)
-                .where(due.c.channel_id == live_channel, text(t.PENDING_SQL), due.c.next_attempt_at <= now)
-                .order_by(due.c.post_at, due.c.id).limit(1))
-        if self.dialect == "postgresql":
-            pick = pick.with_for_update(of=due, skip_locked=True)
-        claim = (update(t.deliveries).where(t.deliveries.c.id == pick.scalar_subquery())
-                 .values(status=DeliveryStatus.SENDING.value, attempts=t.deliveries.c.attempts + 1,
-                         claimed_by=owner, updated_at=now)
-                 .returning(t.deliveries.c.id, t.deliveries.c.attempts, t.deliveries.c.post_id))
-        async with self.engine.begin() as conn:
-            row = (await conn.execute(claim)).first()
-            if row is None:
-                return None
-            posts = await self._load_posts(conn, [row.post_id])
-        return ClaimedDelivery(id=row.id, channel=channel, post=posts[row.post_id], attempts=row.attempts,
-                               status=DeliveryStatus.SENDING)
-
-    async def _load_posts(self, conn: AsyncConnection, ids: Sequence[int]) -> dict[int, Post]:
-        rows = (await conn.execute(
-            select(t.posts, t.sources.c.name.label("source_name"))
-            .join(t.sources, t.sources.c.id == t.posts.c.source_id)
-            .where(t.posts.c.id.in_(list(ids))))).all()
-        tag_rows = (await conn.execute(
-            select(t.post_tags.c.post_id, t.tags.c.slug, t.tags.c.name)
-            .join(t.tags, t.tags.c.id == t.post_tags.c.tag_id)
-            .where(t.post_tags.c.post_id.in_(list(ids))).order_by(t.tags.c.id))).all()
-        tags: dict[int, list[Tag]] = {}
-        for tr in tag_rows:
-            tags.setdefault(tr.post_id, []).append(Tag(tr.slug, tr.name))
-        return {r.id: Post(key=r.key, source=r.source_name, title=r.title, url=r.url,
-                           summary_html=r.summary_html or "", content_html=r.content_html or "",
-                           tags=tuple(tags.get(r.id, ())), published=utc(r.published_at),
-                           image_url=r.image_url, author=r.author, id=r.id) for r in rows}
+        return await self._write(lambda conn: self._claim(conn, channel, now, owner))
 
     async def finish(self, delivery_id: int, status: DeliveryStatus, now: datetime, *,
                      remote_id: str | None = None, remote_url: str | None = None,
                      error: str | None = None, next_attempt_at: datetime | None = None,
                      reason: str | None = None, attempts_delta: int = 0) -> None:
         """Record the outcome of a send (committed right after the answer)."""
-        values: dict[str, Any] = {"status": status.value, "updated_at": now, "claimed_by": None,
-                                  "last_error": error[:2000] if error else None, "reason": reason}
-        if status is DeliveryStatus.SENT:
-            values.update(remote_id=remote_id, remote_url=remote_url, sent_at=now, next_attempt_at=None)
-        elif status in (DeliveryStatus.FAILED, DeliveryStatus.QUEUED):
-            values["next_attempt_at"] = next_attempt_at or now
-        else:
-            values["next_attempt_at"] = None
-        if attempts_delta:
-            values["attempts"] = t.deliveries.c.attempts + attempts_delta
-        async with self.engine.begin() as conn:
-            await conn.execute(update(t.deliveries).where(t.deliveries.c.id == delivery_id).values(**values))
+        outcome = _Outcome(delivery_id, status, now, remote_id=remote_id, remote_url=remote_url, error=error,
+                           next_attempt_at=next_attempt_at, reason=reason, attempts_delta=attempts_delta)
+        await self._write(outcome.record)
+
+    async def finish_and_claim_next(self, delivery_id: int, status: DeliveryStatus, now: datetime, *,
+                                    channel: str, owner: str, remote_id: str | None = None,
+                                    remote_url: str | None = None, error: str | None = None,
+                                    next_attempt_at: datetime | None = None, reason: str | None = None,
+                                    attempts_delta: int = 0) -> ClaimedDelivery | None:
+        """``finish`` then ``claim_next`` on ``channel``, in ONE transaction.
+
+        The outcome and the next delivery's ``sending`` are committed together, before this
+        returns: an outcome is still committed before the next request leaves, and the next
+        request still leaves only after its ``sending`` is committed. Returns the claimed
+        delivery, or None when none is due (or the channel is paused or held); the outcome
+        is recorded either way.
+        """
+        outcome = _Outcome(delivery_id, status, now, remote_id=remote_id, remote_url=remote_url, error=error,
+                           next_attempt_at=next_attempt_at, reason=reason, attempts_delta=attempts_delta)
+
+        def work(conn: Connection) -> ClaimedDelivery | None:
+            outcome.record(conn)
+            return self._claim(conn, channel, now, owner)
+
+        return await self._write(work)
+
+    def _claim(self, conn: Connection, channel: str, now: datetime, owner: str) -> ClaimedDelivery | None:
+        row = conn.execute(_claim_statement(self.dialect),
+                           {"claim_channel": channel, "claim_now": now, "claim_owner": owner}).first()
+        if row is None:
+            return None
+        return ClaimedDelivery(id=row.id, channel=channel, post=self._load_post(conn, row.post_id),
+                               attempts=row.attempts, status=DeliveryStatus.SENDING)
+
+    @staticmethod
+    def _load_post(conn: Connection, post_id: int) -> Post:
+        r = conn.execute(_POST, {"load_post_id": post_id}).one()
+        tags = tuple(Tag(tr.slug, tr.name) for tr in conn.execute(_POST_TAGS, {"load_post_id": post_id}))
+        return Post(key=r.key, source=r.source_name, title=r.title, url=r.url, summary_html=r.summary_html or "",
+                    content_html=r.content_html or "", tags=tags, published=utc(r.published_at),
+                    image_url=r.image_url, author=r.author, id=r.id)
 
     async def recover_sending(self, now: datetime, *, resend_channels: set[str], owner: str | None = None
                               ) -> tuple[int, int]:
         """After a crash: ``sending`` rows go back to ``queued`` on channels whose publisher is
         idempotent (or configured at-least-once), else to ``unknown``. Returns (requeued, unknown).
         With ``owner`` only that owner's claims are touched."""
-        async with self.engine.begin() as conn:
+
+        def work(conn: Connection) -> tuple[int, int]:
             cond: list[ColumnElement[bool]] = [t.deliveries.c.status == DeliveryStatus.SENDING.value]
             if owner is not None:
                 cond.append(t.deliveries.c.claimed_by == owner)
-            rows = (await conn.execute(
+            rows = conn.execute(
                 select(t.deliveries.c.id, t.channels.c.name)
-                .join(t.channels, t.channels.c.id == t.deliveries.c.channel_id).where(and_(*cond)))).all()
+                .join(t.channels, t.channels.c.id == t.deliveries.c.channel_id).where(and_(*cond))).all()
             requeue = [r.id for r in rows if r.name in resend_channels]
             unknown = [r.id for r in rows if r.name not in resend_channels]
             for part in _chunks(requeue):
-                await conn.execute(update(t.deliveries).where(t.deliveries.c.id.in_(part)).values(
+                conn.execute(update(t.deliveries).where(t.deliveries.c.id.in_(part)).values(
                     status=DeliveryStatus.QUEUED.value, next_attempt_at=now, claimed_by=None, updated_at=now,
                     attempts=t.deliveries.c.attempts - 1))
             for part in _chunks(unknown):
-                await conn.execute(update(t.deliveries).where(t.deliveries.c.id.in_(part)).values(
+                conn.execute(update(t.deliveries).where(t.deliveries.c.id.in_(part)).values(
                     status=DeliveryStatus.UNKNOWN.value, claimed_by=None, updated_at=now, reason="interrupted",
                     last_error="interrupted while sending; the platform has no idempotency, so it was not "
                                "re-sent automatically (use `tagrelay retry` if it did not arrive)"))
-        return len(requeue), len(unknown)
+            return len(requeue), len(unknown)
+
+        return await self._write(work)
 
     async def requeue(self, now: datetime, *, channel: str | None = None, delivery_id: int | None = None,
                       statuses: Sequence[DeliveryStatus] = (DeliveryStatus.FAILED, DeliveryStatus.DEAD,
                                                             DeliveryStatus.UNKNOWN)) -> int:
         """Put failed/dead/unknown deliveries back in the queue (admin ``retry``)."""
-        async with self.engine.begin() as conn:
+
+        def work(conn: Connection) -> int:
             cond: list[ColumnElement[bool]] = [t.deliveries.c.status.in_([s.value for s in statuses])]
             if delivery_id is not None:
-                exists = (await conn.execute(select(t.deliveries.c.id).where(
-                    t.deliveries.c.id == delivery_id))).first()
+                exists = conn.execute(select(t.deliveries.c.id).where(t.deliveries.c.id == delivery_id)).first()
                 if exists is None:
                     raise NotFoundError("delivery", str(delivery_id))
                 cond.append(t.deliveries.c.id == delivery_id)
             if channel is not None:
-                chan = (await conn.execute(select(t.channels.c.id).where(t.channels.c.name == channel))).first()
+                chan = conn.execute(select(t.channels.c.id).where(t.channels.c.name == channel)).first()
                 if chan is None:
                     raise NotFoundError("channel", channel)
                 cond.append(t.deliveries.c.channel_id == chan.id)
-            result = await conn.execute(update(t.deliveries).where(and_(*cond)).values(
+            result = conn.execute(update(t.deliveries).where(and_(*cond)).values(
                 status=DeliveryStatus.QUEUED.value, next_attempt_at=now, attempts=0, updated_at=now,
                 reason="retry"))
-        return int(result.rowcount or 0)
+            return int(result.rowcount or 0)
+
+        return await self._write(work)
 
     async def deliveries(self, *, status: str | None = None, channel: str | None = None,
                          limit: int = 50, ids: Sequence[int] | None = None) -> list[DeliveryView]:
@@ -607,8 +717,7 @@ class Store:
             query = query.where(t.channels.c.name == channel)
         if ids is not None:
             query = query.where(t.deliveries.c.id.in_(list(ids)))
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._read(lambda conn: conn.execute(query).all())
         return [DeliveryView(
             id=r.id, channel=r.channel, platform=r.platform, status=r.status, attempts=r.attempts,
             post_title=r.title, post_url=r.url, source=r.source, published=utc(r.published_at),
@@ -618,20 +727,24 @@ class Store:
 
     async def channel_counts(self, now: datetime) -> list[ChannelCounts]:
         day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        async with self.engine.connect() as conn:
-            chans = (await conn.execute(select(t.channels).order_by(t.channels.c.name))).all()
-            counts = (await conn.execute(
+
+        def work(conn: Connection) -> tuple[Sequence[Any], ...]:
+            chans = conn.execute(select(t.channels).order_by(t.channels.c.name)).all()
+            counts = conn.execute(
                 select(t.deliveries.c.channel_id, t.deliveries.c.status, func.count().label("n"))
-                .group_by(t.deliveries.c.channel_id, t.deliveries.c.status))).all()
-            oldest = (await conn.execute(
+                .group_by(t.deliveries.c.channel_id, t.deliveries.c.status)).all()
+            oldest = conn.execute(
                 select(t.deliveries.c.channel_id, func.min(t.deliveries.c.created_at).label("oldest"))
                 .where(t.deliveries.c.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.FAILED.value,
                                                   DeliveryStatus.SENDING.value]))
-                .group_by(t.deliveries.c.channel_id))).all()
-            today = (await conn.execute(
+                .group_by(t.deliveries.c.channel_id)).all()
+            today = conn.execute(
                 select(t.deliveries.c.channel_id, func.count().label("n"))
                 .where(t.deliveries.c.status == DeliveryStatus.SENT.value, t.deliveries.c.sent_at >= day_start)
-                .group_by(t.deliveries.c.channel_id))).all()
+                .group_by(t.deliveries.c.channel_id)).all()
+            return chans, counts, oldest, today
+
+        chans, counts, oldest, today = await self._read(work)
         by_chan: dict[int, dict[str, int]] = {}
         for row in counts:
             by_chan.setdefault(row.channel_id, {})[row.status] = row.n
@@ -646,16 +759,12 @@ class Store:
         """Per channel: deliveries waiting (queued + failed), and when the oldest waiting or in-flight
         one was created. Reads only those rows (partial index), never the delivery history, so it is
         cheap enough for every delivery round and every metrics scrape."""
-        async with self.engine.connect() as conn:
-            names = {r.id: r.name for r in (await conn.execute(select(t.channels.c.id, t.channels.c.name))).all()}
-            waiting = (await conn.execute(
-                select(t.deliveries.c.channel_id, func.count().label("n"),
-                       func.min(t.deliveries.c.created_at).label("oldest"))
-                .where(text(t.PENDING_SQL)).group_by(t.deliveries.c.channel_id))).all()
-            sending = (await conn.execute(
-                select(t.deliveries.c.channel_id, func.min(t.deliveries.c.created_at).label("oldest"))
-                .where(t.deliveries.c.status == DeliveryStatus.SENDING.value)
-                .group_by(t.deliveries.c.channel_id))).all()
+
+        def work(conn: Connection) -> tuple[dict[int, str], Sequence[Any], Sequence[Any]]:
+            names = {r.id: r.name for r in conn.execute(_CHANNEL_NAMES).all()}
+            return names, conn.execute(_WAITING).all(), conn.execute(_SENDING).all()
+
+        names, waiting, sending = await self._read(work)
         out: dict[str, tuple[int, datetime | None]] = {name: (0, None) for name in names.values()}
         for r in waiting:
             out[names[r.channel_id]] = (int(r.n), utc(r.oldest))
@@ -674,45 +783,52 @@ class Store:
                  .order_by(t.subscriptions.c.tag_slug, t.channels.c.name))
         if channel:
             query = query.where(t.channels.c.name == channel)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._read(lambda conn: conn.execute(query).all())
         return [(Subscription(r.tag_slug, r.tag_name, r.channel, r.backfill), r.origin) for r in rows]
 
     async def subscriptions_for_tags(self, slugs: Iterable[str]) -> list[Subscription]:
         """The subscriptions to any of these tags (an index lookup per tag, however many exist)."""
         wanted = sorted(set(slugs))
-        out: list[Subscription] = []
         if not wanted:
-            return out
-        async with self.engine.connect() as conn:
+            return []
+
+        def work(conn: Connection) -> list[Subscription]:
+            out: list[Subscription] = []
             for part in _chunks(wanted):
-                rows = (await conn.execute(
+                rows = conn.execute(
                     select(t.subscriptions.c.tag_slug, t.subscriptions.c.tag_name, t.subscriptions.c.backfill,
                            t.channels.c.name.label("channel"))
                     .join(t.channels, t.channels.c.id == t.subscriptions.c.channel_id)
-                    .where(t.subscriptions.c.tag_slug.in_(part)))).all()
+                    .where(t.subscriptions.c.tag_slug.in_(part))).all()
                 out.extend(Subscription(r.tag_slug, r.tag_name, r.channel, r.backfill) for r in rows)
-        return sorted(out, key=lambda s: (s.tag_slug, s.channel))
+            return out
+
+        return sorted(await self._read(work), key=lambda s: (s.tag_slug, s.channel))
 
     async def add_subscription(self, sub: Subscription, origin: str, now: datetime) -> bool:
         """Returns False when it already existed."""
-        async with self.engine.begin() as conn:
-            chan = (await conn.execute(select(t.channels.c.id).where(t.channels.c.name == sub.channel))).first()
+
+        def work(conn: Connection) -> bool:
+            chan = conn.execute(select(t.channels.c.id).where(t.channels.c.name == sub.channel)).first()
             if chan is None:
                 raise NotFoundError("channel", sub.channel)
-            result = await conn.execute(self._insert_ignore(t.subscriptions, ["tag_slug", "channel_id"]).values(
+            result = conn.execute(self._insert_ignore(t.subscriptions, ["tag_slug", "channel_id"]).values(
                 tag_slug=sub.tag_slug, tag_name=sub.tag_name, channel_id=chan.id, backfill=sub.backfill,
                 origin=origin, created_at=now))
             return bool(result.rowcount)
 
+        return await self._write(work)
+
     async def remove_subscription(self, tag_slug: str, channel: str) -> bool:
-        async with self.engine.begin() as conn:
-            chan = (await conn.execute(select(t.channels.c.id).where(t.channels.c.name == channel))).first()
+        def work(conn: Connection) -> bool:
+            chan = conn.execute(select(t.channels.c.id).where(t.channels.c.name == channel)).first()
             if chan is None:
                 raise NotFoundError("channel", channel)
-            result = await conn.execute(delete(t.subscriptions).where(
+            result = conn.execute(delete(t.subscriptions).where(
                 t.subscriptions.c.tag_slug == tag_slug, t.subscriptions.c.channel_id == chan.id))
             return bool(result.rowcount)
+
+        return await self._write(work)
 
     async def tags(self, search: str | None = None, limit: int | None = None, offset: int = 0) -> list[TagCount]:
         query = (select(t.tags.c.slug, t.tags.c.name, func.count(t.post_tags.c.post_id).label("n"))
@@ -724,16 +840,14 @@ class Store:
             query = query.where(or_(func.lower(t.tags.c.name).like(pattern), t.tags.c.slug.like(pattern)))
         if limit is not None:
             query = query.limit(limit)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._read(lambda conn: conn.execute(query).all())
         return [TagCount(r.slug, r.name, r.n) for r in rows]
 
     async def tag(self, slug: str) -> TagCount | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(
-                select(t.tags.c.slug, t.tags.c.name, func.count(t.post_tags.c.post_id).label("n"))
-                .outerjoin(t.post_tags, t.post_tags.c.tag_id == t.tags.c.id)
-                .where(t.tags.c.slug == slug).group_by(t.tags.c.id, t.tags.c.slug, t.tags.c.name))).first()
+        query = (select(t.tags.c.slug, t.tags.c.name, func.count(t.post_tags.c.post_id).label("n"))
+                 .outerjoin(t.post_tags, t.post_tags.c.tag_id == t.tags.c.id)
+                 .where(t.tags.c.slug == slug).group_by(t.tags.c.id, t.tags.c.slug, t.tags.c.name))
+        row = await self._read(lambda conn: conn.execute(query).first())
         return TagCount(row.slug, row.name, row.n) if row else None
 
     async def latest_post(self, *, tag_slug: str | None = None, url: str | None = None) -> Post | None:
@@ -744,24 +858,27 @@ class Store:
                      .join(t.tags, t.tags.c.id == t.post_tags.c.tag_id).where(t.tags.c.slug == tag_slug))
         if url is not None:
             query = query.where(t.posts.c.url == url)
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(query.limit(1))).first()
+
+        def work(conn: Connection) -> Post | None:
+            row = conn.execute(query.limit(1)).first()
             if row is None:
                 return None
-            return (await self._load_posts(conn, [row.id]))[row.id]
+            return self._load_post(conn, row.id)
+
+        return await self._read(work)
 
     # -- instance lease -------------------------------------------------------------------
 
     async def acquire_lease(self, name: str, owner: str, now: datetime, ttl: float) -> None:
         """Take the named lease or raise ``InstanceLockedError`` while another owner's is alive."""
         expires = now + timedelta(seconds=ttl)
-        async with self.engine.begin() as conn:
-            row = (await conn.execute(select(t.instance_leases).where(t.instance_leases.c.name == name))).first()
+
+        def work(conn: Connection) -> None:
+            row = conn.execute(select(t.instance_leases).where(t.instance_leases.c.name == name)).first()
             if row is None:
-                await conn.execute(self._insert_ignore(t.instance_leases, ["name"]).values(
+                conn.execute(self._insert_ignore(t.instance_leases, ["name"]).values(
                     name=name, owner=owner, acquired_at=now, heartbeat_at=now, expires_at=expires))
-                row = (await conn.execute(select(t.instance_leases).where(
-                    t.instance_leases.c.name == name))).first()
+                row = conn.execute(select(t.instance_leases).where(t.instance_leases.c.name == name)).first()
                 assert row is not None
                 if row.owner != owner:
                     raise InstanceLockedError(row.owner, ttl)
@@ -770,7 +887,7 @@ class Store:
             assert held_until is not None
             if row.owner != owner and held_until > now:
                 raise InstanceLockedError(row.owner, (held_until - now).total_seconds())
-            result = await conn.execute(update(t.instance_leases).where(
+            result = conn.execute(update(t.instance_leases).where(
                 t.instance_leases.c.name == name, t.instance_leases.c.owner == row.owner,
                 t.instance_leases.c.expires_at == row.expires_at).values(
                 owner=owner, acquired_at=now if row.owner != owner else row.acquired_at, heartbeat_at=now,
@@ -778,21 +895,21 @@ class Store:
             if result.rowcount != 1:
                 raise InstanceLockedError("another instance", ttl)
 
+        await self._write(work)
+
     async def renew_lease(self, name: str, owner: str, now: datetime, ttl: float) -> bool:
-        async with self.engine.begin() as conn:
-            result = await conn.execute(update(t.instance_leases).where(
-                t.instance_leases.c.name == name, t.instance_leases.c.owner == owner).values(
-                heartbeat_at=now, expires_at=now + timedelta(seconds=ttl)))
-        return bool(result.rowcount)
+        stmt = update(t.instance_leases).where(
+            t.instance_leases.c.name == name, t.instance_leases.c.owner == owner).values(
+            heartbeat_at=now, expires_at=now + timedelta(seconds=ttl))
+        return await self._write(lambda conn: bool(conn.execute(stmt).rowcount))
 
     async def release_lease(self, name: str, owner: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(t.instance_leases).where(
-                t.instance_leases.c.name == name, t.instance_leases.c.owner == owner))
+        await self._execute(delete(t.instance_leases).where(
+            t.instance_leases.c.name == name, t.instance_leases.c.owner == owner))
 
     async def lease_holder(self, name: str) -> tuple[str, datetime, datetime] | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(select(t.instance_leases).where(t.instance_leases.c.name == name))).first()
+        row = await self._read(lambda conn: conn.execute(
+            select(t.instance_leases).where(t.instance_leases.c.name == name)).first())
         if row is None:
             return None
         heartbeat, expires = utc(row.heartbeat_at), utc(row.expires_at)
@@ -810,36 +927,45 @@ class Store:
 
     async def register_instance(self, owner: str, version: str, now: datetime, ttl: float) -> None:
         expires = now + timedelta(seconds=ttl)
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(t.instances).where(t.instances.c.owner == owner))
-            await conn.execute(insert(t.instances).values(owner=owner, version=version[:32], started_at=now,
-                                                          heartbeat_at=now, expires_at=expires))
+
+        def work(conn: Connection) -> None:
+            conn.execute(delete(t.instances).where(t.instances.c.owner == owner))
+            conn.execute(insert(t.instances).values(owner=owner, version=version[:32], started_at=now,
+                                                    heartbeat_at=now, expires_at=expires))
+
+        await self._write(work)
 
     async def heartbeat_instance(self, owner: str, now: datetime, ttl: float) -> bool:
         """Renew this instance's registration. False: it had expired and was taken over."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(update(t.instances).where(t.instances.c.owner == owner).values(
-                heartbeat_at=now, expires_at=now + timedelta(seconds=ttl)))
-        return bool(result.rowcount)
+        stmt = update(t.instances).where(t.instances.c.owner == owner).values(
+            heartbeat_at=now, expires_at=now + timedelta(seconds=ttl))
+        return await self._write(lambda conn: bool(conn.execute(stmt).rowcount))
 
     async def unregister_instance(self, owner: str) -> None:
         """A clean stop: drop the registration and every lease this instance holds."""
-        async with self.engine.begin() as conn:
-            await conn.execute(update(t.sources).where(t.sources.c.lease_owner == owner).values(
+
+        def work(conn: Connection) -> None:
+            conn.execute(update(t.sources).where(t.sources.c.lease_owner == owner).values(
                 lease_owner=None, lease_expires_at=None))
-            await conn.execute(delete(t.instance_leases).where(t.instance_leases.c.owner == owner))
-            await conn.execute(delete(t.instances).where(t.instances.c.owner == owner))
+            conn.execute(delete(t.instance_leases).where(t.instance_leases.c.owner == owner))
+            conn.execute(delete(t.instances).where(t.instances.c.owner == owner))
+
+        await self._write(work)
 
     async def instances(self) -> list[InstanceInfo]:
         """Registered instances with what each holds (sources being polled, channels being sent to)."""
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(t.instances).order_by(t.instances.c.started_at))).all()
-            held = (await conn.execute(select(t.sources.c.lease_owner, t.sources.c.name)
-                                       .where(t.sources.c.lease_owner.is_not(None))
-                                       .order_by(t.sources.c.name))).all()
-            leases = (await conn.execute(select(t.instance_leases.c.owner, t.instance_leases.c.name)
-                                         .where(t.instance_leases.c.name.like(f"{CHANNEL_LEASE}%"))
-                                         .order_by(t.instance_leases.c.name))).all()
+
+        def work(conn: Connection) -> tuple[Sequence[Any], ...]:
+            rows = conn.execute(select(t.instances).order_by(t.instances.c.started_at)).all()
+            held = conn.execute(select(t.sources.c.lease_owner, t.sources.c.name)
+                                .where(t.sources.c.lease_owner.is_not(None))
+                                .order_by(t.sources.c.name)).all()
+            leases = conn.execute(select(t.instance_leases.c.owner, t.instance_leases.c.name)
+                                  .where(t.instance_leases.c.name.like(f"{CHANNEL_LEASE}%"))
+                                  .order_by(t.instance_leases.c.name)).all()
+            return rows, held, leases
+
+        rows, held, leases = await self._read(work)
         sources: dict[str, list[str]] = {}
         for r in held:
             sources.setdefault(r.lease_owner, []).append(r.name)
@@ -864,29 +990,32 @@ class Store:
         requeued on channels in ``resend_channels``, else ``unknown``. Returns
         (dead owners, requeued, unknown).
         """
-        async with self.engine.begin() as conn:
-            dead = [r.owner for r in (await conn.execute(
-                delete(t.instances).where(t.instances.c.expires_at < now).returning(t.instances.c.owner))).all()]
+
+        def work(conn: Connection) -> tuple[list[str], int, int]:
+            dead = [r.owner for r in conn.execute(
+                delete(t.instances).where(t.instances.c.expires_at < now).returning(t.instances.c.owner)).all()]
             if dead:
-                await conn.execute(update(t.sources).where(t.sources.c.lease_owner.in_(dead)).values(
+                conn.execute(update(t.sources).where(t.sources.c.lease_owner.in_(dead)).values(
                     lease_owner=None, lease_expires_at=None))
-                await conn.execute(delete(t.instance_leases).where(t.instance_leases.c.owner.in_(dead),
-                                                                   t.instance_leases.c.name != "main"))
+                conn.execute(delete(t.instance_leases).where(t.instance_leases.c.owner.in_(dead),
+                                                             t.instance_leases.c.name != "main"))
             orphan = and_(
                 t.deliveries.c.status == DeliveryStatus.SENDING.value,
                 ~select(t.instances.c.owner).where(t.instances.c.owner == t.deliveries.c.claimed_by).exists())
             resend_ids = select(t.channels.c.id).where(t.channels.c.name.in_(sorted(resend_channels)))
-            requeued = await conn.execute(update(t.deliveries).where(
+            requeued = conn.execute(update(t.deliveries).where(
                 orphan, t.deliveries.c.channel_id.in_(resend_ids)).values(
                 status=DeliveryStatus.QUEUED.value, next_attempt_at=now, claimed_by=None, updated_at=now,
                 attempts=t.deliveries.c.attempts - 1).returning(t.deliveries.c.id))
             n_requeued = len(requeued.all())
-            unknown = await conn.execute(update(t.deliveries).where(
+            unknown = conn.execute(update(t.deliveries).where(
                 orphan, t.deliveries.c.channel_id.not_in(resend_ids)).values(
                 status=DeliveryStatus.UNKNOWN.value, claimed_by=None, updated_at=now, reason="interrupted",
                 last_error=_INTERRUPTED).returning(t.deliveries.c.id))
             n_unknown = len(unknown.all())
-        return dead, n_requeued, n_unknown
+            return dead, n_requeued, n_unknown
+
+        return await self._write(work)
 
     async def claim_sources(self, owner: str, now: datetime, ttl: float, names: Sequence[str], *,
                             limit: int, due_only: bool = True) -> list[str]:
@@ -914,27 +1043,28 @@ class Store:
         # one statement: on SQLite it runs under the write lock, so two claimers cannot both pick a row
         claim = update(t.sources).where(t.sources.c.id.in_(pick.scalar_subquery())).values(
             lease_owner=owner, lease_expires_at=now + timedelta(seconds=ttl)).returning(t.sources.c.name)
-        async with self.engine.begin() as conn:
-            rows = (await conn.execute(claim)).all()
+        rows = await self._write(lambda conn: conn.execute(claim).all())
         return sorted(r.name for r in rows)
 
     async def release_sources(self, owner: str, names: Sequence[str] | None = None) -> None:
         cond: list[ColumnElement[bool]] = [t.sources.c.lease_owner == owner]
         if names is not None:
             cond.append(t.sources.c.name.in_(list(names)))
-        async with self.engine.begin() as conn:
-            await conn.execute(update(t.sources).where(*cond).values(lease_owner=None, lease_expires_at=None))
+        await self._execute(update(t.sources).where(*cond).values(lease_owner=None, lease_expires_at=None))
 
     async def next_poll_due(self, names: Sequence[str]) -> datetime | None:
         """When the earliest of the named sources is due (None: one is due now or never polled)."""
-        async with self.engine.connect() as conn:
-            never = (await conn.execute(select(t.sources.c.id).where(
-                t.sources.c.name.in_(list(names)), t.sources.c.next_poll_at.is_(None)).limit(1))).first()
+
+        def work(conn: Connection) -> tuple[bool, Any]:
+            never = conn.execute(select(t.sources.c.id).where(
+                t.sources.c.name.in_(list(names)), t.sources.c.next_poll_at.is_(None)).limit(1)).first()
             if never is not None:
-                return None
-            value = (await conn.execute(select(func.min(t.sources.c.next_poll_at)).where(
-                t.sources.c.name.in_(list(names))))).scalar()
-        return utc(value)
+                return True, None
+            return False, conn.execute(select(func.min(t.sources.c.next_poll_at)).where(
+                t.sources.c.name.in_(list(names)))).scalar()
+
+        never, value = await self._read(work)
+        return None if never else utc(value)
 
     async def try_lease(self, name: str, owner: str, now: datetime, ttl: float) -> bool:
         """Take or renew the named lease unless another owner's is still alive. One statement."""
@@ -950,8 +1080,7 @@ class Store:
                                        t.instance_leases.c.acquired_at), else_=stmt.excluded.acquired_at)},
             where=or_(t.instance_leases.c.owner == stmt.excluded.owner, t.instance_leases.c.expires_at < now),
         ).returning(t.instance_leases.c.owner)
-        async with self.engine.begin() as conn:
-            row = (await conn.execute(upsert)).first()
+        row = await self._write(lambda conn: conn.execute(upsert).first())
         return row is not None and row.owner == owner
 
     # -- pacing ---------------------------------------------------------------------------
@@ -966,37 +1095,39 @@ class Store:
         """
         if not buckets:
             return 0.0
-        wait = 0.0
-        async with self.engine.begin() as conn:
+
+        def work(conn: Connection) -> float:
+            wait = 0.0
             for key, capacity, per in sorted(buckets):
                 query = select(t.rate_buckets).where(t.rate_buckets.c.key == key)
                 if self.dialect == "postgresql":
-                    await conn.execute(self._insert_ignore(t.rate_buckets, ["key"]).values(
+                    conn.execute(self._insert_ignore(t.rate_buckets, ["key"]).values(
                         key=key, tokens=bucket_shape(capacity, per)[0], stamp=now))
                     query = query.with_for_update()
-                row = (await conn.execute(query)).first()
+                row = conn.execute(query).first()
                 if row is None:
                     tokens, stamp = bucket_shape(capacity, per)[0], now
-                    await conn.execute(insert(t.rate_buckets).values(key=key, tokens=tokens, stamp=stamp))
+                    conn.execute(insert(t.rate_buckets).values(key=key, tokens=tokens, stamp=stamp))
                 else:
                     tokens, stamp = float(row.tokens), float(row.stamp)
                 burst, rate = bucket_shape(capacity, per)
                 tokens, stamp, delay = reserve(min(tokens, burst), stamp, now, burst, rate)
-                await conn.execute(update(t.rate_buckets).where(t.rate_buckets.c.key == key).values(
+                conn.execute(update(t.rate_buckets).where(t.rate_buckets.c.key == key).values(
                     tokens=tokens, stamp=stamp))
                 wait = max(wait, delay)
-        return wait
+            return wait
+
+        return await self._write(work)
 
     # -- audit ----------------------------------------------------------------------------
 
     async def audit(self, actor: str, via: str, action: str, detail: str, now: datetime) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(insert(t.audit_log).values(at=now, actor=actor[:128], via=via, action=action,
-                                                          detail=detail))
+        await self._execute(insert(t.audit_log).values(at=now, actor=actor[:128], via=via, action=action,
+                                                       detail=detail))
 
     async def audit_entries(self, limit: int = 50) -> list[AuditEntry]:
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(select(t.audit_log).order_by(t.audit_log.c.id.desc()).limit(limit))).all()
+        rows = await self._read(lambda conn: conn.execute(
+            select(t.audit_log).order_by(t.audit_log.c.id.desc()).limit(limit)).all())
         return [AuditEntry(at=utc(r.at) or r.at, actor=r.actor, via=r.via, action=r.action, detail=r.detail)
                 for r in rows]
 
@@ -1004,3 +1135,120 @@ class Store:
 def _cache_values(cache: CacheState) -> dict[str, str | None]:
     return {"etag": cache.etag, "last_modified": cache.last_modified, "cursor": cache.cursor,
             "resolved_url": cache.resolved_url, "resolved_kind": cache.resolved_kind}
+
+
+# -- the hot paths: statements built once, executed with parameters --------------------------------------
+#
+# Building a Core statement (and its cache key) costs more CPU than SQLite takes to run it, so the
+# statements of every delivery, delivery round and unchanged poll are built once, here.
+
+_SOURCE = select(t.sources).where(t.sources.c.name == bindparam("source_name", type_=String))
+_NOT_MODIFIED = update(t.sources).where(t.sources.c.id == bindparam("nm_source_id", type_=t.ID)).values(
+    **{key: bindparam(f"nm_{key}", type_=t.sources.c[key].type) for key in _cache_values(CacheState())},
+    last_poll_at=bindparam("nm_now", type_=t.TS), last_success_at=bindparam("nm_now", type_=t.TS),
+    last_outcome="not_modified", last_error=None, consecutive_failures=0,
+    next_poll_at=bindparam("nm_next_poll_at", type_=t.TS), **_NO_LEASE)
+"""``record_not_modified``: the validators, the poll's time and the next one (parameters ``nm_*``)."""
+
+_LIVE_CHANNELS = select(t.channels.c.id, t.channels.c.name).where(
+    t.channels.c.paused.is_(False),
+    or_(t.channels.c.hold_until.is_(None), t.channels.c.hold_until <= bindparam("due_now", type_=t.TS)))
+"""Channels neither paused nor held (``due_channels``)."""
+_LIVE_CHANNEL = _LIVE_CHANNELS.where(t.channels.c.name == bindparam("due_name", type_=String))
+_DUE_DELIVERY = select(t.deliveries.c.id).where(
+    t.deliveries.c.channel_id == bindparam("due_channel_id", type_=t.ID),
+    t.deliveries.c.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.FAILED.value]),
+    t.deliveries.c.next_attempt_at <= bindparam("due_now", type_=t.TS)).limit(1)
+_NEXT_DUE = (select(func.min(func.coalesce(t.deliveries.c.next_attempt_at, t.deliveries.c.created_at)))
+             .join(t.channels, t.channels.c.id == t.deliveries.c.channel_id)
+             .where(t.deliveries.c.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.FAILED.value]),
+                    t.channels.c.paused.is_(False)))
+_NEXT_HOLD = select(func.min(t.channels.c.hold_until)).where(t.channels.c.hold_until.is_not(None))
+_CHANNEL_NAMES = select(t.channels.c.id, t.channels.c.name)
+_WAITING = (select(t.deliveries.c.channel_id, func.count().label("n"),
+                   func.min(t.deliveries.c.created_at).label("oldest"))
+            .where(text(t.PENDING_SQL)).group_by(t.deliveries.c.channel_id))
+_SENDING = (select(t.deliveries.c.channel_id, func.min(t.deliveries.c.created_at).label("oldest"))
+            .where(t.deliveries.c.status == DeliveryStatus.SENDING.value)
+            .group_by(t.deliveries.c.channel_id))
+
+_POST = (select(t.posts, t.sources.c.name.label("source_name"))
+         .join(t.sources, t.sources.c.id == t.posts.c.source_id)
+         .where(t.posts.c.id == bindparam("load_post_id", type_=t.ID)))
+_POST_TAGS = (select(t.post_tags.c.post_id, t.tags.c.slug, t.tags.c.name)
+              .join(t.tags, t.tags.c.id == t.post_tags.c.tag_id)
+              .where(t.post_tags.c.post_id == bindparam("load_post_id", type_=t.ID)).order_by(t.tags.c.id))
+
+
+@functools.cache
+def _claim_statement(dialect: str) -> Update:
+    """``claim_next``'s statement (parameters ``claim_channel``, ``claim_now``, ``claim_owner``).
+
+    One UPDATE … WHERE id = (the oldest due row) RETURNING: the channel check (not paused, not
+    held), the pick (walking ix_deliveries_pending, its predicate spelled the same) and the claim
+    are a single statement, atomic under SQLite's write lock and, on PostgreSQL, with the row
+    locked by SKIP LOCKED, so two claimers never take the same delivery.
+    """
+    now = bindparam("claim_now", type_=t.TS)
+    live_channel = select(t.channels.c.id).where(
+        t.channels.c.name == bindparam("claim_channel", type_=String), t.channels.c.paused.is_(False),
+        or_(t.channels.c.hold_until.is_(None), t.channels.c.hold_until <= now)).scalar_subquery()
+    due = t.deliveries.alias("due")
+    pick = (select(due.c.id)
+            .where(due.c.channel_id == live_channel, text(t.PENDING_SQL), due.c.next_attempt_at <= now)
+            .order_by(due.c.post_at, due.c.id).limit(1))
+    if dialect == "postgresql":
+        pick = pick.with_for_update(of=due, skip_locked=True)
+    return (update(t.deliveries).where(t.deliveries.c.id == pick.scalar_subquery())
+            .values(status=DeliveryStatus.SENDING.value, attempts=t.deliveries.c.attempts + 1,
+                    claimed_by=bindparam("claim_owner", type_=String), updated_at=now)
+            .returning(t.deliveries.c.id, t.deliveries.c.attempts, t.deliveries.c.post_id))
+
+
+@functools.cache
+def _outcome_statement(sent: bool, counted: bool) -> Update:
+    """``finish``'s UPDATE (parameters ``o_*``), one shape per kind of outcome: a sent one also records
+    the remote post and when it was sent; a ``counted`` one moves the attempt counter."""
+    now = bindparam("o_now", type_=t.TS)
+    values: dict[str, Any] = {
+        "status": bindparam("o_status", type_=String), "updated_at": now, "claimed_by": None,
+        "last_error": bindparam("o_error", type_=Text), "reason": bindparam("o_reason", type_=String),
+        "next_attempt_at": bindparam("o_next", type_=t.TS)}
+    if sent:
+        values.update(remote_id=bindparam("o_remote_id", type_=String),
+                      remote_url=bindparam("o_remote_url", type_=Text), sent_at=now)
+    if counted:
+        values["attempts"] = t.deliveries.c.attempts + bindparam("o_delta", type_=Integer)
+    return update(t.deliveries).where(t.deliveries.c.id == bindparam("o_id", type_=t.ID)).values(values)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """The outcome of a send, as ``finish`` records it."""
+
+    delivery_id: int
+    status: DeliveryStatus
+    now: datetime
+    remote_id: str | None
+    remote_url: str | None
+    error: str | None
+    next_attempt_at: datetime | None
+    reason: str | None
+    attempts_delta: int
+
+    def record(self, conn: Connection) -> None:
+        sent = self.status is DeliveryStatus.SENT
+        if sent:
+            next_at = None
+        elif self.status in (DeliveryStatus.FAILED, DeliveryStatus.QUEUED):
+            next_at = self.next_attempt_at or self.now
+        else:
+            next_at = None
+        params: dict[str, Any] = {
+            "o_id": self.delivery_id, "o_status": self.status.value, "o_now": self.now,
+            "o_error": self.error[:2000] if self.error else None, "o_reason": self.reason, "o_next": next_at}
+        if sent:
+            params.update(o_remote_id=self.remote_id, o_remote_url=self.remote_url)
+        if self.attempts_delta:
+            params["o_delta"] = self.attempts_delta
+        conn.execute(_outcome_statement(sent, bool(self.attempts_delta)), params)

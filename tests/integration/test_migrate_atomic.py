@@ -58,3 +58,67 @@ async def test_an_interrupted_first_migration_leaves_nothing_and_the_next_start_
     finally:
         await engine.dispose()
     assert "deliveries" in await table_names(db_url)
+
+
+async def test_a_due_migration_runs_in_a_child_process_and_the_service_never_imports_alembic(
+        db_url: str, tmp_path: Any) -> None:
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, sys\n"
+        "from bot.storage import migrate\n"
+        "from bot.storage.engine import make_engine\n"
+        "async def main():\n"
+        "    engine = make_engine(sys.argv[1])\n"
+        "    try:\n"
+        "        first = await migrate.upgrade_isolated(engine)\n"
+        "        second = await migrate.upgrade_isolated(engine)\n"
+        "    finally:\n"
+        "        await engine.dispose()\n"
+        "    print(first, second, 'alembic' in sys.modules)\n"
+        "asyncio.run(main())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != migrate.CHILD_URL_ENV}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, db_url, env=env, cwd=tmp_path,
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout, stderr = await proc.communicate()
+    assert proc.returncode == 0, stderr.decode()
+    out = stdout.decode().strip()
+    head = migrate.HEAD
+    assert out == f"(None, '{head}') ('{head}', '{head}') False"
+    assert "deliveries" in await table_names(db_url)
+    engine = make_engine(db_url)
+    try:
+        assert await migrate.current_revision(engine) == head
+    finally:
+        await engine.dispose()
+
+
+async def test_a_failing_child_migration_is_one_storage_error_naming_why(db_url: str) -> None:
+    from sqlalchemy import text
+
+    from bot.errors import StorageError
+
+    engine = make_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+            await conn.execute(text("INSERT INTO alembic_version VALUES ('9999')"))
+        with pytest.raises(StorageError, match="revision 9999, which this tagrelay version does not know"):
+            await migrate.upgrade_isolated(engine)
+        assert await table_names(db_url) == ["alembic_version"]  # nothing half-written
+    finally:
+        await engine.dispose()
+
+
+async def test_an_in_memory_database_is_migrated_in_process() -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+    try:
+        assert await migrate.upgrade_isolated(engine) == (None, migrate.HEAD)
+    finally:
+        await engine.dispose()

@@ -82,7 +82,7 @@ def read_in_source() -> dict[str, set[str]]:
 
 def read_by_models() -> dict[str, str]:
     """variable → model.field, from EnvSettings and every pydantic model's ``*_env`` string defaults."""
-    prefix = EnvSettings.model_config.get("env_prefix", "")
+    prefix = EnvSettings.PREFIX
     found = {f"{prefix}{name}".upper(): f"EnvSettings.{name}" for name in EnvSettings.model_fields}
     for info in pkgutil.walk_packages(bot.__path__, "bot."):
         if info.name.endswith("__main__"):

@@ -107,3 +107,15 @@ def test_the_fast_path_is_taken_without_emoji_and_skipped_with_them() -> None:
         "日本語 and a link example.org").weightedLength
     for text in ("with an emoji 😷", "keycap 1\ufe0f\u20e3", "©2026", "family 👨\u200d👩\u200d👧", "flag 🇯🇵"):
         assert _weighted_length_without_emoji(text) is None
+
+
+def test_every_emoji_start_below_the_supplementary_planes_is_extended_pictographic() -> None:
+    """The fast path's emoji test (Extended_Pictographic) must cover twitter-text's emoji pattern."""
+    from twitter_text.regexp.emoji import emoji
+
+    from bot.render.x import _may_start_emoji
+
+    starts = [chr(code) for code in range(0xA9, 0x10000) if not 0xD800 <= code <= 0xDFFF
+              and (emoji.match(chr(code)) or emoji.match(chr(code) + "\ufe0f"))]
+    assert len(starts) > 100  # the pattern really was exercised
+    assert [ch for ch in starts if not _may_start_emoji(ch)] == []
