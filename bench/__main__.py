@@ -4,7 +4,7 @@ Phases (a progress line each on stderr): 1 the peers side by side, 2 polling
 throughput, 3 delivery throughput, 4 memory, 5 scaling and query plans, 6 one
 vs two instances on PostgreSQL (skipped without a reachable PostgreSQL).
 Every figure is the median of ``BENCH_RUNS`` runs (default 3) with min–max.
-The candidate HTTP clients (httpx2, httpx-aiohttp) and the peers are installed
+The candidate HTTP client httpx2 (httpx-aiohttp is a dependency: the feed client) and the peers are installed
 here, never by ``make run`` or ``make test``.
 """
 
@@ -27,7 +27,7 @@ POLL_SOURCES = 1000
 DELIVERY_FEEDS, DELIVERY_ITEMS = 100, 1
 SCALING = [(1_000, 10), (10_000, 10), (100_000, 10), (10_000, 1_000), (10_000, 10_000), (100_000, 10_000)]
 MULTI_FEEDS, MULTI_ITEMS = 100, 3
-BENCH_ONLY = ("httpx2", "httpx-aiohttp")
+BENCH_ONLY = ("httpx2",)
 
 
 def ensure_bench_only_packages() -> None:

@@ -97,18 +97,22 @@ def _httpx2(cfg: HttpConfig) -> Any:
         follow_redirects=True, max_redirects=cfg.max_redirects)
 
 
-CLIENTS: dict[str, ClientFactory] = {"httpx 0.28 (production)": _httpx, "httpx + aiohttp transport": _httpx_aiohttp,
-                                     "httpx2": _httpx2}
+PRODUCTION = "production (feeds: aiohttp transport; publishers: httpx)"
+"""``build_app``'s own clients: ``make_feed_client`` for the sources, ``make_http_client`` for the publishers."""
+
+CLIENTS: dict[str, ClientFactory | None] = {PRODUCTION: None, "httpx 0.28 for everything": _httpx,
+                                            "aiohttp transport for everything": _httpx_aiohttp, "httpx2": _httpx2}
 
 
-def available_clients() -> dict[str, ClientFactory]:
-    """The production client always; the candidates when installed (``make bench`` installs them)."""
-    out = {}
+def available_clients() -> dict[str, ClientFactory | None]:
+    """The production pair always (None: ``build_app`` makes its own); the candidates when installed."""
+    out: dict[str, ClientFactory | None] = {}
     for name, factory in CLIENTS.items():
-        try:
-            factory(HttpConfig())
-        except ImportError:
-            continue
+        if factory is not None:
+            try:
+                factory(HttpConfig())
+            except ImportError:
+                continue
         out[name] = factory
     return out
 
@@ -190,7 +194,7 @@ class PollingBench:
         self.sources = sources
         self.apps: dict[str, App] = {}
 
-    async def setup(self, clients: dict[str, ClientFactory]) -> None:
+    async def setup(self, clients: dict[str, ClientFactory | None]) -> None:
         self.server.feeds(self.sources, 10)
         for i, (name, factory) in enumerate(clients.items()):
             app = await open_app(make_config(self.server, f"poll-{i}", sources=self.sources), factory)
@@ -224,7 +228,7 @@ class DeliveryFigures:
     deliveries: int
 
 
-async def delivery_throughput(server: FakeServer, client: ClientFactory, feeds: int, items: int, run: int,
+async def delivery_throughput(server: FakeServer, client: ClientFactory | None, feeds: int, items: int, run: int,
                               label: str) -> DeliveryFigures:
     """Queue feeds×items posts for Mastodon, Telegram and X (not timed), then time sending them all:
     claim (committed) → render → POST → outcome (committed), one delivery at a time per channel."""

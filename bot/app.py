@@ -88,6 +88,8 @@ class Components:
     owner: str
     sidecars: list[Sidecar] = field(default_factory=list)
     close_http: bool = True
+    feed_http: httpx.AsyncClient | None = None
+    """The sources' client when it is not ``http`` (see ``bot.sources.http``); closed with it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +191,11 @@ class App:
                     await self.store.release_lease(LEASE, self.owner)
             self._lease_held = False
         if self.parts.close_http:
-            await self.parts.http.aclose()
+            try:
+                await self.parts.http.aclose()
+            finally:
+                if self.parts.feed_http is not None and self.parts.feed_http is not self.parts.http:
+                    await self.parts.feed_http.aclose()
         await self.store.aclose()
 
     async def __aenter__(self) -> App:

@@ -26,7 +26,7 @@ from bot.services.delivery import ChannelRuntime
 from bot.settings import Config, Secrets
 from bot.sources.base import Source
 from bot.sources.factory import make_source
-from bot.sources.http import make_http_client
+from bot.sources.http import make_feed_client, make_http_client
 from bot.storage.engine import make_engine
 from bot.storage.store import Store
 
@@ -78,12 +78,16 @@ def build_app(
     secrets = secrets or Secrets()
     close_http = http is None
     client = http or make_http_client(config.http, version=__version__)
+    # a client handed in (tests, bench) serves the sources too; otherwise they get the feed client
+    feed_client = client if http is not None else make_feed_client(config.http, version=__version__)
     plugins = plugins if plugins is not None else load_plugins({c.platform for c in config.channels})
     ctx = PublisherContext(http=client, secret=_SecretLookup(secrets, "?"),
                            logger=logging.getLogger("tagrelay.publish"), clock=clock)
-    sources: dict[str, Source] = {s.name: make_source(s, client, config.http) for s in config.sources if s.enabled}
+    sources: dict[str, Source] = {s.name: make_source(s, feed_client, config.http)
+                                  for s in config.sources if s.enabled}
     channels = make_channels(config, plugins, ctx, secrets)
-    parts = Components(config=config, store=store or make_store(config), http=client, sources=sources,
+    parts = Components(config=config, store=store or make_store(config), http=client, feed_http=feed_client,
+                       sources=sources,
                        channels=channels, plugins=plugins, clock=clock, metrics=Metrics(),
                        owner=owner or make_owner(), sidecars=list(sidecars), close_http=close_http)
     return App(parts)

@@ -7,6 +7,7 @@ checks what the service decides: statuses, attempts, holds, pauses, order.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,11 +24,12 @@ from bot.errors import (
     RetryAfter,
 )
 from bot.observability import Metrics
+from bot.publishers.api import PublishResult, RenderedMessage
 from bot.services.delivery import ChannelRuntime, Deliverer, Pacer
 from bot.settings import DeliveryConfig
 from bot.storage.store import Store
 from bot.testing import RecordingOptions, RecordingPlugin, RecordingPublisher
-from tests.integration.test_store import poll
+from tests.integration.test_store import delivery_rows, poll
 
 
 class Sleeps:
@@ -212,3 +214,67 @@ async def test_pacing_state_survives_a_restart(queued: Store, clock: FakeClock) 
     clock.advance(5)
     assert await Pacer(cfg, queued, clock, sleep=second).wait(chan) == 0
     assert second.calls == [pytest.approx(1.0)]
+
+
+@pytest.fixture
+async def backlog(store: Store, clock: FakeClock) -> Store:
+    """Only tg subscribes to MEK; six posts are queued for it, listed out of date order in the feed."""
+    await store.sync_config([("archive", "https://a.example/feed/", "rss")],
+                            [("tg", "recording"), ("masto", "recording")],
+                            [Subscription("mek", "MEK", "tg")], clock.now())
+    await poll(store, clock, [])
+    await poll(store, clock, [post(n, "MEK") for n in (4, 1, 6, 2, 5, 3)])
+    return store
+
+
+async def test_unpaced_channel_sends_every_delivery_once_oldest_first(backlog: Store, clock: FakeClock) -> None:
+    plugin = RecordingPlugin()
+    deliverer = make(backlog, clock, plugin)
+    assert not deliverer.pacer.active(deliverer.channels["tg"])  # the chained claim path
+    outcomes = await deliverer.deliver_channel("tg")
+    assert [o.status for o in outcomes] == [DeliveryStatus.SENT] * 6
+    assert len({o.delivery_id for o in outcomes}) == 6
+    pub = plugin.publishers["tg"]
+    assert pub.attempts == 6
+    assert [s.text.splitlines()[0] for s in pub.sent] == [f"Post {n}" for n in range(1, 7)]
+    rows = await delivery_rows(backlog)
+    assert rows == {("tg", f"Post {n}"): ("sent", 1, None, f"r{n}") for n in range(1, 7)}
+    assert await deliverer.deliver_channel("tg") == []  # nothing left claimed, nothing twice
+    assert pub.attempts == 6
+
+
+class StopWhileRecording(RecordingPublisher):
+    """Asks the deliverer to stop during its first publish; the flag is set at the next await, i.e. while
+    that send's outcome is being recorded (after the deliverer decided to claim the next delivery with it)."""
+
+    deliverer: Deliverer | None = None
+
+    async def publish(self, message: RenderedMessage, *, idempotency_key: str) -> PublishResult:
+        result = await super().publish(message, idempotency_key=idempotency_key)
+        if self.attempts == 1 and self.deliverer is not None:
+            asyncio.get_running_loop().call_soon(setattr, self.deliverer, "stopping", True)
+        return result
+
+
+async def test_stopping_hands_back_the_delivery_claimed_with_the_last_outcome(backlog: Store,
+                                                                              clock: FakeClock) -> None:
+    plugin = RecordingPlugin()
+    deliverer = make(backlog, clock, plugin)
+    chan = deliverer.channels["tg"]
+    pub = StopWhileRecording(RecordingOptions(name="tg", platform="recording"))
+    pub.deliverer = deliverer
+    chan.publisher = pub
+    outcomes = await deliverer.deliver_channel("tg")
+    assert deliverer.stopping
+    assert [o.status for o in outcomes] == [DeliveryStatus.SENT]
+    assert pub.attempts == 1 and [s.text.splitlines()[0] for s in pub.sent] == ["Post 1"]
+    rows = await delivery_rows(backlog)
+    assert rows.pop(("tg", "Post 1")) == ("sent", 1, None, "r1")
+    # the delivery claimed together with Post 1's outcome went back untouched: queued, no attempt, unclaimed
+    assert rows == {("tg", f"Post {n}"): ("queued", 0, None, None) for n in range(2, 7)}
+    assert await backlog.deliveries(channel="tg", status="sending") == []
+
+    deliverer.stopping = False  # the next run starts again from the oldest, each still sent once
+    await deliverer.deliver_channel("tg")
+    assert [s.text.splitlines()[0] for s in pub.sent] == [f"Post {n}" for n in range(1, 7)]
+    assert await delivery_rows(backlog) == {("tg", f"Post {n}"): ("sent", 1, None, f"r{n}") for n in range(1, 7)}

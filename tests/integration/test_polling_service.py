@@ -111,9 +111,11 @@ async def test_a_broken_feed_is_an_error_on_the_source_and_loses_nothing(db_url:
     async with make_app(db_url, archive, "rss", plugin, clock) as app:
         await app.run_once()
         archive.add_post(title="Arrives during the outage", tags=["MEK"])
-        archive.inject(fault, path="/feed/")
+        # until cleared: the feed client (aiohttp) retries a GET once on a dropped keep-alive connection
+        archive.inject(fault, path="/feed/", times=None)
         clock.advance(120)
         report = await app.run_once()
+        archive.clear_faults()
         assert [p.outcome for p in report.polls] == ["error"]
         state = await app.store.source("archive")
         assert state.consecutive_failures == 1 and state.last_error

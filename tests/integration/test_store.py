@@ -198,3 +198,109 @@ def test_an_up_to_date_database_starts_without_importing_alembic(tmp_path: objec
     assert first.stdout.split("\n")[:2] == [f"(None, '{migrate.HEAD}')", "True"]
     second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert second.stdout.split("\n")[:2] == [f"('{migrate.HEAD}', '{migrate.HEAD}')", "False"]
+
+
+async def delivery_rows(store: Store) -> dict[tuple[str, str], tuple[str, int, str | None, str | None]]:
+    """(channel, post title) → (status, attempts, claimed_by, remote_id), read straight from the table."""
+    query = (select(t.channels.c.name, t.posts.c.title, t.deliveries.c.status, t.deliveries.c.attempts,
+                    t.deliveries.c.claimed_by, t.deliveries.c.remote_id)
+             .join_from(t.deliveries, t.channels, t.channels.c.id == t.deliveries.c.channel_id)
+             .join(t.posts, t.posts.c.id == t.deliveries.c.post_id))
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return {(r.name, r.title): (r.status, r.attempts, r.claimed_by, r.remote_id) for r in rows}
+
+
+async def test_finish_and_claim_next_records_the_outcome_and_claims_the_next_on_that_channel_only(
+        store: Store, clock: FakeClock) -> None:
+    # masto's only post is the OLDEST due delivery of all: claiming for tg must never take it
+    await setup(store, clock, [("MEK", "tg", 0), ("Iraq", "masto", 0)])
+    await poll(store, clock, [])
+    await poll(store, clock, [parsed(5, "MEK"), parsed(1, "Iraq"), parsed(4, "MEK"), parsed(3, "MEK")])
+    first = await store.claim_next("tg", clock.now(), "me")
+    assert first is not None and first.post.title == "Post 3"
+
+    second = await store.finish_and_claim_next(first.id, DeliveryStatus.SENT, clock.now(), channel="tg",
+                                               owner="me", remote_id="42", remote_url="https://t.me/x/42")
+    assert second is not None
+    assert (second.channel, second.post.title, second.status, second.attempts) == (
+        "tg", "Post 4", DeliveryStatus.SENDING, 1)
+    assert [tag.slug for tag in second.post.tags] == ["mek"]
+    rows = await delivery_rows(store)
+    assert rows[("tg", "Post 3")] == ("sent", 1, None, "42")
+    assert rows[("tg", "Post 4")] == ("sending", 1, "me", None)
+    assert rows[("tg", "Post 5")] == ("queued", 0, None, None)
+    assert rows[("masto", "Post 1")] == ("queued", 0, None, None)
+    sent = await store.deliveries(status="sent")
+    assert [(d.id, d.remote_url, d.sent_at) for d in sent] == [(first.id, "https://t.me/x/42", clock.now())]
+
+    clock.advance(1)
+    third = await store.finish_and_claim_next(second.id, DeliveryStatus.SENT, clock.now(), channel="tg",
+                                              owner="me", remote_id="43")
+    assert third is not None and third.post.title == "Post 5" and third.attempts == 1
+    last = await store.finish_and_claim_next(third.id, DeliveryStatus.SENT, clock.now(), channel="tg",
+                                             owner="me", remote_id="44")
+    assert last is None  # nothing else due on tg, though masto's older delivery is
+    assert await delivery_rows(store) == {
+        ("tg", "Post 3"): ("sent", 1, None, "42"),
+        ("tg", "Post 4"): ("sent", 1, None, "43"),
+        ("tg", "Post 5"): ("sent", 1, None, "44"),
+        ("masto", "Post 1"): ("queued", 0, None, None),
+    }
+    assert await store.claim_next("tg", clock.now(), "me") is None
+
+
+async def test_finish_and_claim_next_records_a_failure_outcome_and_skips_what_is_not_due(
+        store: Store, clock: FakeClock) -> None:
+    await setup(store, clock, [("MEK", "tg", 0)])
+    await poll(store, clock, [])
+    await poll(store, clock, [parsed(3, "MEK"), parsed(4, "MEK")])
+    first = await store.claim_next("tg", clock.now(), "me")
+    assert first is not None and first.post.title == "Post 3"
+    retry_at = clock.now() + timedelta(seconds=60)
+    second = await store.finish_and_claim_next(first.id, DeliveryStatus.FAILED, clock.now(), channel="tg",
+                                               owner="me", error="HTTP 502", next_attempt_at=retry_at,
+                                               reason="retry")
+    assert second is not None and second.post.title == "Post 4"  # the failed one waits for its retry time
+    assert await store.finish_and_claim_next(second.id, DeliveryStatus.DEAD, clock.now(), channel="tg",
+                                             owner="me", error="gone", reason="error") is None
+    views = {d.post_title: d for d in await store.deliveries(channel="tg")}
+    assert (views["Post 3"].status, views["Post 3"].attempts, views["Post 3"].last_error) == ("failed", 1, "HTTP 502")
+    assert views["Post 3"].next_attempt_at == retry_at
+    assert (views["Post 4"].status, views["Post 4"].attempts, views["Post 4"].last_error) == ("dead", 1, "gone")
+    assert (await delivery_rows(store))[("tg", "Post 3")][2] is None  # claim released
+    clock.advance(61)
+    again = await store.claim_next("tg", clock.now(), "me")
+    assert again is not None and again.id == first.id and again.attempts == 2
+
+
+async def test_finish_and_claim_next_on_a_paused_or_held_channel_records_but_claims_nothing(
+        store: Store, clock: FakeClock) -> None:
+    await setup(store, clock, [("MEK", "tg", 0), ("MEK", "masto", 0)])
+    await poll(store, clock, [])
+    await poll(store, clock, [parsed(3, "MEK"), parsed(4, "MEK"), parsed(5, "MEK")])
+
+    first = await store.claim_next("tg", clock.now(), "me")
+    assert first is not None and first.post.title == "Post 3"
+    await store.set_paused("tg", True, "bot was kicked", clock.now())
+    assert await store.finish_and_claim_next(first.id, DeliveryStatus.SENT, clock.now(), channel="tg",
+                                             owner="me", remote_id="42") is None
+    rows = await delivery_rows(store)
+    assert rows[("tg", "Post 3")] == ("sent", 1, None, "42")
+    assert rows[("tg", "Post 4")] == ("queued", 0, None, None)
+    assert rows[("tg", "Post 5")] == ("queued", 0, None, None)
+
+    await store.set_paused("tg", False, None, clock.now())
+    second = await store.claim_next("tg", clock.now(), "me")
+    assert second is not None and second.post.title == "Post 4"
+    await store.set_hold("tg", clock.now() + timedelta(seconds=30))
+    assert await store.finish_and_claim_next(second.id, DeliveryStatus.SENT, clock.now(), channel="tg",
+                                             owner="me", remote_id="43") is None
+    rows = await delivery_rows(store)
+    assert rows[("tg", "Post 4")] == ("sent", 1, None, "43")
+    assert rows[("tg", "Post 5")] == ("queued", 0, None, None)
+    assert all(rows[("masto", f"Post {n}")] == ("queued", 0, None, None) for n in (3, 4, 5))
+
+    clock.advance(31)
+    third = await store.claim_next("tg", clock.now(), "me")
+    assert third is not None and third.post.title == "Post 5" and third.attempts == 1
