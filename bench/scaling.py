@@ -77,11 +77,14 @@ def labelled(store: Store, capture: Capture) -> Iterator[None]:
                 capture.current.pop()
 
         setattr(store, name, wrapped)
-    event.listen(store.engine.sync_engine, "before_cursor_execute", capture.listener)
+    engines = store.statement_engines()  # on SQLite the Store's statements run on its own pysqlite engine
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", capture.listener)
     try:
         yield
     finally:
-        event.remove(store.engine.sync_engine, "before_cursor_execute", capture.listener)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", capture.listener)
         for name in originals:
             delattr(store, name)
 
