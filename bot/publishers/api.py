@@ -108,9 +108,19 @@ class Publisher(Protocol):
     """Sends rendered messages to one channel.
 
     ``publish`` raises only ``PublishError`` subclasses. ``idempotent`` is True
-    when a retry with the same ``idempotency_key`` can never create a second
+    when a retry with the same ``idempotency_key`` cannot create a second
     post (Mastodon's Idempotency-Key); the delivery service uses it to decide
     what to do with a send whose outcome is unknown.
+
+    Optional, found with ``getattr`` (a plugin without them keeps working):
+
+    * ``idempotency_window: float`` - seconds the platform honours a key
+      (Mastodon: 3600). When a delivery's first unconfirmed attempt is older
+      than that, a resend could post twice, so the delivery service asks first:
+    * ``async find_published(message, *, since) -> PublishResult | None`` -
+      the post if it is already on the account (created at or after
+      ``since``), else None. Without it, such a delivery is held as
+      ``unknown`` for an operator instead of being resent.
     """
 
     idempotent: bool

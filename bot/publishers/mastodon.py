@@ -7,12 +7,21 @@ spoiler_text, max_characters)::
     name = "social"
     platform = "mastodon"
     instance = "https://mastodon.example"
-    token_env = "MASTODON_TOKEN"      # a user token with scope write:statuses
+    token_env = "MASTODON_TOKEN"      # a user token: write:statuses, read:accounts, read:statuses
 
 Every ``POST /api/v1/statuses`` carries ``Idempotency-Key: <idempotency_key>``.
-Mastodon keeps the key per account for an hour and answers a repeat with the
-status it already created, so a send whose answer was lost can be retried
-safely: the publisher is ``idempotent``.
+Mastodon keeps the key per account for **one hour only** (``idempotency_window``;
+the server stores ``idempotency:status:<account_id>:<key>`` with a TTL of 3600 s)
+and within it answers a repeat with the status it already created, so a send
+whose answer was lost can be retried safely: the publisher is ``idempotent``.
+After the hour the same key creates a second status. For a delivery whose
+earlier attempt may have arrived and is older than that, the delivery service
+first calls ``find_published(message, since=...)``: it reads the account's own
+statuses (``GET /api/v1/accounts/verify_credentials`` once for the account id,
+then ``GET /api/v1/accounts/:id/statuses``, newest first, paged back to
+``since`` minus a minute of clock skew) and returns the status whose text
+contains the message's link (else its first line), or None. That read needs
+the token's ``read:accounts`` and ``read:statuses`` scopes (``read`` covers both).
 
 Start-up reads the instance's character limit and URL weight from
 ``/api/v2/instance`` (then ``/api/v1/instance``, then 500/23) and never fails
@@ -22,9 +31,12 @@ contains it.
 
 from __future__ import annotations
 
+import html
 import logging
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 from pydantic import Field, field_validator
@@ -69,6 +81,20 @@ DEFAULT_MAX_CHARACTERS = 500
 DEFAULT_URL_LENGTH = 23
 RATE_LIMIT_FALLBACK = 300.0
 """Seconds to wait after a 429 without a usable X-RateLimit-Reset (Mastodon's window is 5 minutes)."""
+IDEMPOTENCY_WINDOW = 3600.0
+"""Seconds Mastodon honours an Idempotency-Key (``post_status_service.rb``: Redis TTL 3600 s)."""
+CLOCK_SKEW = timedelta(seconds=60)
+"""``find_published`` also accepts statuses this much older than ``since`` (our clock vs the server's)."""
+LOOKUP_PAGE_SIZE = 40
+"""Statuses per page of ``GET /api/v1/accounts/:id/statuses`` (Mastodon's maximum)."""
+LOOKUP_MAX_PAGES = 5
+"""Pages ``find_published`` reads at most before it gives up (AmbiguousPublishError: cannot tell)."""
+
+_BREAK = re.compile(r"<br\s*/?>|</p\s*>", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]*>")
+_SPACE = re.compile(r"\s+")
+_URL_GOES_ON = r"(?![-\w.~%/?#=&+@:;,!*'()$]*[-\w~%/#=&+@$])"
+"""After a link: not followed by more of a URL (so .../post/1 does not match .../post/10); punctuation may follow."""
 
 
 class MastodonOptions(MastodonRenderOptions):
@@ -77,7 +103,8 @@ class MastodonOptions(MastodonRenderOptions):
     instance: str = Field(pattern=HTTP_URL_PATTERN)
     """Base URL of the instance, e.g. ``https://mastodon.social``."""
     token_env: str = Field(default="MASTODON_TOKEN", pattern=ENV_NAME_PATTERN)
-    """Environment variable holding the access token (scope ``write:statuses``)."""
+    """Environment variable holding the access token (scopes ``write:statuses``; ``read:accounts`` and
+    ``read:statuses`` for ``channels test`` and ``find_published``)."""
 
     @field_validator("instance")
     @classmethod
@@ -108,10 +135,47 @@ def _limits_from_instance(data: Any) -> tuple[int | None, int | None]:
     return _positive_int(data.get("max_toot_chars")), None
 
 
+def _squash(text: str) -> str:
+    return _SPACE.sub(" ", text).strip()
+
+
+def _status_text(content: Any) -> str:
+    """A Status's HTML ``content`` as text: line breaks kept as spaces, tags stripped, entities unescaped."""
+    if not isinstance(content, str):
+        return ""
+    return _squash(html.unescape(_TAG.sub("", _BREAK.sub("\n", content))))
+
+
+def _matcher(message: RenderedMessage) -> re.Pattern[str] | None:
+    """What identifies the message in a status's text: its link if the text carries it (as a whole URL),
+    else its first non-blank line. None for a blank message."""
+    text = _status_text(message.text) if message.format == "html" else _squash(message.text)
+    if message.link and message.link in text:
+        return re.compile(re.escape(message.link) + _URL_GOES_ON)
+    raw = message.text.replace("<br>", "\n").replace("<br/>", "\n") if message.format == "html" else message.text
+    for line in raw.splitlines():
+        line = _status_text(line) if message.format == "html" else _squash(line)
+        if line:
+            return re.compile(re.escape(line))
+    return None
+
+
+def _created_at(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
 class MastodonPublisher:
     """Posts statuses to one account on one instance. Idempotent through Idempotency-Key."""
 
     idempotent = True
+    idempotency_window: float = IDEMPOTENCY_WINDOW
+    """Seconds the instance honours an Idempotency-Key (Mastodon: one hour); after that a resend may post twice."""
 
     def __init__(self, options: MastodonOptions, ctx: PublisherContext, token: str) -> None:
         self._options = options
@@ -123,6 +187,7 @@ class MastodonPublisher:
         self._host = urlsplit(options.instance).netloc
         self._max_chars = DEFAULT_MAX_CHARACTERS
         self._url_length = DEFAULT_URL_LENGTH
+        self._account_id: str | None = None
 
     def __repr__(self) -> str:
         return f"MastodonPublisher(channel={self._channel!r}, instance={self._options.instance!r})"
@@ -175,6 +240,7 @@ class MastodonPublisher:
         if not isinstance(body, dict) or body.get("id") is None:
             raise AmbiguousPublishError(self._channel, f"{self._host} answered {describe_status(response.status_code)} "
                                                        "without a status id; the status may exist")
+        self._remember_account(body.get("account"))
         status_id = body["id"]
         url = body.get("url") or body.get("uri")
         return PublishResult(remote_id=str(status_id), url=str(url) if url else None)
@@ -183,30 +249,97 @@ class MastodonPublisher:
         path = "/api/v1/accounts/verify_credentials"
         response = await self._request("GET", path, sending=False, action=f"GET {path}")
         if not response.is_success:
-            raise self._classify(response, action=f"GET {path}")
+            raise self._classify(response, action=f"GET {path}", scope="read:accounts")
         body = json_body(response)
         acct = body.get("acct") if isinstance(body, dict) else None
         if not acct:
             raise RetryablePublishError(self._channel, f"GET {path}: {self._host} answered without an account")
         assert isinstance(body, dict)
+        self._remember_account(body)
         detail: dict[str, Any] = {"instance": self._options.instance, "max_characters": self.render_env.max_chars,
                                   "characters_reserved_per_url": self._url_length}
         if body.get("url"):
             detail["profile"] = body["url"]
         return AccountInfo(display=f"@{acct} on {self._host}", detail=detail)
 
+    async def find_published(self, message: RenderedMessage, *, since: datetime) -> PublishResult | None:
+        """This account's status for ``message`` created at or after ``since`` (less ``CLOCK_SKEW``), or None.
+
+        For a delivery whose earlier, unconfirmed attempt is older than ``idempotency_window``:
+        the key no longer protects a resend, so the delivery service asks first. Reads the
+        account's statuses newest first (``limit=40``, then ``max_id`` pages) until one is older
+        than the cut-off; the newest whose text (tags stripped, unescaped) contains the
+        message's link - or, when the text has no link, its first line - is the answer.
+        Raises only ``PublishError`` subclasses (classified like the other calls);
+        ``AmbiguousPublishError`` when ``LOOKUP_MAX_PAGES`` pages did not reach ``since``.
+        """
+        matcher = _matcher(message)
+        if matcher is None:
+            return None  # a blank status cannot have been posted
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        cutoff = since - CLOCK_SKEW
+        account_id = await self._own_account_id()
+        path = f"/api/v1/accounts/{quote(account_id, safe='')}/statuses"
+        action = f"GET {path}"
+        params: dict[str, str] = {"limit": str(LOOKUP_PAGE_SIZE), "exclude_reblogs": "true"}
+        for _ in range(LOOKUP_MAX_PAGES):
+            response = await self._request("GET", path, params=params, sending=False, action=action)
+            if not response.is_success:
+                raise self._classify(response, action=action, scope="read:statuses")
+            page = json_body(response)
+            if not isinstance(page, list):
+                raise RetryablePublishError(self._channel, f"{action}: {self._host} answered without a list "
+                                                           f"of statuses ({describe_status(response.status_code)})")
+            last_id: str | None = None
+            for status in page:
+                if not isinstance(status, dict) or status.get("id") is None:
+                    continue
+                last_id = str(status["id"])
+                created = _created_at(status.get("created_at"))
+                if created is not None and created < cutoff:
+                    return None  # newest first: everything further down is older still
+                if status.get("reblog") or not matcher.search(_status_text(status.get("content"))):
+                    continue
+                url = status.get("url") or status.get("uri")
+                return PublishResult(remote_id=last_id, url=str(url) if url else None)
+            if len(page) < LOOKUP_PAGE_SIZE or last_id is None:
+                return None  # the account's oldest status
+            params = {**params, "max_id": last_id}
+        raise AmbiguousPublishError(self._channel, f"{action}: {LOOKUP_MAX_PAGES * LOOKUP_PAGE_SIZE} statuses "
+                                                   f"since {since.isoformat()} read without finding the post or "
+                                                   "reaching that time; cannot tell whether it was posted")
+
     async def aclose(self) -> None:
         return None  # the shared client belongs to the composition root
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def _remember_account(self, account: Any) -> None:
+        """Cache the account id from an Account entity (verify_credentials, or a Status's ``account``)."""
+        if isinstance(account, dict) and account.get("id") is not None and self._account_id is None:
+            self._account_id = str(account["id"])
+
+    async def _own_account_id(self) -> str:
+        if self._account_id is None:
+            path = "/api/v1/accounts/verify_credentials"
+            response = await self._request("GET", path, sending=False, action=f"GET {path}")
+            if not response.is_success:
+                raise self._classify(response, action=f"GET {path}", scope="read:accounts")
+            self._remember_account(json_body(response))
+            if self._account_id is None:
+                raise RetryablePublishError(self._channel, f"GET {path}: {self._host} answered without an "
+                                                           "account id")
+        return self._account_id
+
     async def _request(self, method: str, path: str, *, action: str, sending: bool, auth: bool = True,
-                       json: Any = None, headers: dict[str, str] | None = None) -> httpx.Response:
+                       json: Any = None, headers: dict[str, str] | None = None,
+                       params: dict[str, str] | None = None) -> httpx.Response:
         all_headers = {"Accept": "application/json", **(headers or {})}
         if auth:
             all_headers["Authorization"] = f"Bearer {self._token}"
         try:
-            return await self._http.request(method, f"{self._options.instance}{path}", json=json,
+            return await self._http.request(method, f"{self._options.instance}{path}", json=json, params=params,
                                             headers=all_headers, follow_redirects=False)
         except httpx.HTTPError as exc:
             raise transport_error(self._channel, exc, action=action, sending=sending) from exc
@@ -214,7 +347,7 @@ class MastodonPublisher:
             raise PermanentPublishError(self._channel, f"{action}: invalid instance URL "
                                                        f"({describe_exception(exc)})") from exc
 
-    def _classify(self, response: httpx.Response, *, action: str) -> PublishError:
+    def _classify(self, response: httpx.Response, *, action: str, scope: str = "write:statuses") -> PublishError:
         """Branch on the status (the ``error`` text is translated per user locale); quote the text."""
         status = response.status_code
         body = json_body(response)
@@ -235,7 +368,7 @@ class MastodonPublisher:
                                              f"({what})")
         if status == 403:
             return PermanentPublishError(channel, f"{host} refused {action} ({what}); the account may be disabled, "
-                                                  "unconfirmed or unapproved, or the token lacks write:statuses")
+                                                  f"unconfirmed or unapproved, or the token lacks {scope}")
         if status == 404:
             return PermanentPublishError(channel, f"{host}: {action} not found ({what}); check `instance`")
         if status == 422:

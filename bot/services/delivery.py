@@ -45,6 +45,10 @@ from bot.storage.store import CHANNEL_LEASE, ClaimedDelivery, Store
 
 log = logging.getLogger("tagrelay.deliver")
 
+IDEMPOTENCY_MARGIN = 300.0
+"""Seconds before the end of a platform's idempotency window from which a resend is treated as
+unsafe (clocks differ, and the key's TTL starts when the platform saw the request)."""
+
 Notify = Callable[[str], Awaitable[None]]
 
 
@@ -276,6 +280,9 @@ class Deliverer:
         except Exception as exc:  # noqa: BLE001 - a render bug must not stop the channel
             return await self._finish(chan, claimed, DeliveryStatus.DEAD, error=f"cannot render: {exc}",
                                       reason="render")
+        settled = await self._settle_if_unsure(chan, claimed, message)
+        if settled is not None:
+            return settled
         if message.extra.get("template_fallback"):
             event(log, logging.WARNING, "render.template_fallback", channel=chan.name, delivery=claimed.id,
                   reason=message.extra["template_fallback"], note="the channel's default template was used")
@@ -329,6 +336,42 @@ class Deliverer:
             return await self._finish(chan, claimed, DeliveryStatus.SENT, remote_id=result.remote_id,
                                       remote_url=result.url, ms=ms, message=message)
 
+    async def _settle_if_unsure(self, chan: ChannelRuntime, claimed: ClaimedDelivery,
+                                message: RenderedMessage) -> DeliveryOutcome | None:
+        """Before resending a delivery an earlier attempt of which may have reached the platform: if
+        the publisher's idempotency key has expired by now (``idempotency_window``), a resend could
+        post twice. Ask the platform (``find_published``): already there → recorded as sent; not
+        there → None (send it). A publisher that cannot tell → ``unknown``, for an operator.
+        None too when the key still holds (the resend is safe) or nothing was ever unsure."""
+        window = getattr(chan.publisher, "idempotency_window", None)
+        if claimed.uncertain_since is None or not chan.publisher.idempotent or window is None:
+            return None
+        now = self.clock.now()
+        age = (now - claimed.uncertain_since).total_seconds()
+        if age < float(window) - IDEMPOTENCY_MARGIN:
+            return None
+        finder = getattr(chan.publisher, "find_published", None)
+        if finder is None:
+            return await self._finish(
+                chan, claimed, DeliveryStatus.UNKNOWN, reason="ambiguous",
+                error=f"an attempt {round(age / 60)} min ago may have been posted, and the platform's "
+                      "idempotency key has expired; check the channel, then `tagrelay retry` if it is missing")
+        try:
+            found = await finder(message, since=claimed.uncertain_since)
+        except PublishError as exc:
+            return await self._on_error(chan, claimed, exc)
+        except Exception as exc:
+            log.exception("publisher %s raised a non-PublishError in find_published", chan.platform)
+            return await self._on_error(chan, claimed, RetryablePublishError(
+                chan.name, f"internal error in the {chan.platform} publisher: {type(exc).__name__}: {exc}"))
+        if found is None:
+            event(log, logging.INFO, "deliver.reconciled", channel=chan.name, delivery=claimed.id,
+                  note="not on the platform after an unconfirmed attempt: sending it")
+            return None
+        return await self._finish(chan, claimed, DeliveryStatus.SENT, remote_id=found.remote_id,
+                                  remote_url=found.url, reason="reconciled",
+                                  note="an earlier unconfirmed attempt had posted it: found on the platform")
+
     async def _on_error(self, chan: ChannelRuntime, claimed: ClaimedDelivery, exc: PublishError
                         ) -> DeliveryOutcome:
         now = self.clock.now()
@@ -353,37 +396,39 @@ class Deliverer:
             return await self._finish(chan, claimed, DeliveryStatus.QUEUED, error=reason, next_at=now,
                                       reason="paused", attempts_delta=-1)
         if isinstance(exc, AmbiguousPublishError) and not chan.resend_when_unsure:
-            return await self._finish(chan, claimed, DeliveryStatus.UNKNOWN, error=exc.reason, reason="ambiguous")
+            return await self._finish(chan, claimed, DeliveryStatus.UNKNOWN, error=exc.reason, reason="ambiguous",
+                                      uncertain=True)
         if isinstance(exc, RetryablePublishError | AmbiguousPublishError) or type(exc) is PublishError:
+            unsure = isinstance(exc, AmbiguousPublishError)
             if self.policy.exhausted(claimed.attempts):
                 return await self._finish(chan, claimed, DeliveryStatus.DEAD,
                                           error=f"{exc.reason} (gave up after {claimed.attempts} attempts)",
-                                          reason="exhausted")
+                                          reason="exhausted", uncertain=unsure)
             delay = self.policy.delay(claimed.attempts, self.rng)
             self.metrics.retry(chan.platform, chan.name)
             # hold the whole channel: the platform is failing, and the oldest post must go first
             await self.store.set_hold(chan.name, now + timedelta(seconds=delay))
             return await self._finish(chan, claimed, DeliveryStatus.FAILED, error=exc.reason,
-                                      next_at=now + timedelta(seconds=delay), reason="retry")
+                                      next_at=now + timedelta(seconds=delay), reason="retry", uncertain=unsure)
         return await self._finish(chan, claimed, DeliveryStatus.DEAD, error=exc.reason, reason="error")
 
     async def _finish(self, chan: ChannelRuntime, claimed: ClaimedDelivery, status: DeliveryStatus, *,
                       error: str | None = None, next_at: datetime | None = None, reason: str | None = None,
                       remote_id: str | None = None, remote_url: str | None = None, attempts_delta: int = 0,
                       note: str | None = None, ms: float | None = None,
-                      message: RenderedMessage | None = None) -> DeliveryOutcome:
+                      message: RenderedMessage | None = None, uncertain: bool = False) -> DeliveryOutcome:
         now = self.clock.now()
         if chan.name in self._chaining and status in (DeliveryStatus.SENT, DeliveryStatus.DEAD) and not self.stopping:
             ahead = await self.store.finish_and_claim_next(
                 claimed.id, status, now, channel=chan.name, owner=self.owner, remote_id=remote_id,
                 remote_url=remote_url, error=error, next_attempt_at=next_at, reason=reason,
-                attempts_delta=attempts_delta)
+                attempts_delta=attempts_delta, uncertain=uncertain)
             if ahead is not None:
                 self._ahead[chan.name] = ahead
         else:
             await self.store.finish(claimed.id, status, now, remote_id=remote_id, remote_url=remote_url,
                                     error=error, next_attempt_at=next_at, reason=reason,
-                                    attempts_delta=attempts_delta)
+                                    attempts_delta=attempts_delta, uncertain=uncertain)
         self.metrics.delivery(chan.platform, chan.name, status.value)
         if status is DeliveryStatus.SENT and claimed.post.published is not None:
             self.metrics.delivered_after(chan.platform, (now - claimed.post.published).total_seconds())

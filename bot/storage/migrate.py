@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # Alembic (+ Mako) costs ~10 MiB and ~0.1 s: imported only wh
     from alembic.config import Config as AlembicConfig
     from alembic.script import ScriptDirectory
 
-HEAD = "0003"
+HEAD = "0004"
 """The newest revision in migrations/versions (a test checks it against Alembic's own head).
 When the database is already there, start-up never imports Alembic."""
 

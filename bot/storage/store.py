@@ -123,6 +123,8 @@ class ClaimedDelivery:
     post: Post
     attempts: int
     status: DeliveryStatus
+    uncertain_since: datetime | None = None
+    """When an earlier attempt may have reached the platform unconfirmed (None: none did)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -605,17 +607,19 @@ class Store:
     async def finish(self, delivery_id: int, status: DeliveryStatus, now: datetime, *,
                      remote_id: str | None = None, remote_url: str | None = None,
                      error: str | None = None, next_attempt_at: datetime | None = None,
-                     reason: str | None = None, attempts_delta: int = 0) -> None:
-        """Record the outcome of a send (committed right after the answer)."""
+                     reason: str | None = None, attempts_delta: int = 0, uncertain: bool = False) -> None:
+        """Record the outcome of a send (committed right after the answer). ``uncertain``: the attempt
+        may have reached the platform (``uncertain_since`` keeps the first such time)."""
         outcome = _Outcome(delivery_id, status, now, remote_id=remote_id, remote_url=remote_url, error=error,
-                           next_attempt_at=next_attempt_at, reason=reason, attempts_delta=attempts_delta)
+                           next_attempt_at=next_attempt_at, reason=reason, attempts_delta=attempts_delta,
+                           uncertain=uncertain)
         await self._write(outcome.record)
 
     async def finish_and_claim_next(self, delivery_id: int, status: DeliveryStatus, now: datetime, *,
                                     channel: str, owner: str, remote_id: str | None = None,
                                     remote_url: str | None = None, error: str | None = None,
                                     next_attempt_at: datetime | None = None, reason: str | None = None,
-                                    attempts_delta: int = 0) -> ClaimedDelivery | None:
+                                    attempts_delta: int = 0, uncertain: bool = False) -> ClaimedDelivery | None:
         """``finish`` then ``claim_next`` on ``channel``, in ONE transaction.
 
         The outcome and the next delivery's ``sending`` are committed together, before this
@@ -625,7 +629,8 @@ class Store:
         is recorded either way.
         """
         outcome = _Outcome(delivery_id, status, now, remote_id=remote_id, remote_url=remote_url, error=error,
-                           next_attempt_at=next_attempt_at, reason=reason, attempts_delta=attempts_delta)
+                           next_attempt_at=next_attempt_at, reason=reason, attempts_delta=attempts_delta,
+                           uncertain=uncertain)
 
         def work(conn: Connection) -> ClaimedDelivery | None:
             outcome.record(conn)
@@ -639,7 +644,8 @@ class Store:
         if row is None:
             return None
         return ClaimedDelivery(id=row.id, channel=channel, post=self._load_post(conn, row.post_id),
-                               attempts=row.attempts, status=DeliveryStatus.SENDING)
+                               attempts=row.attempts, status=DeliveryStatus.SENDING,
+                               uncertain_since=utc(row.uncertain_since))
 
     @staticmethod
     def _load_post(conn: Connection, post_id: int) -> Post:
@@ -667,7 +673,7 @@ class Store:
             for part in _chunks(requeue):
                 conn.execute(update(t.deliveries).where(t.deliveries.c.id.in_(part)).values(
                     status=DeliveryStatus.QUEUED.value, next_attempt_at=now, claimed_by=None, updated_at=now,
-                    attempts=t.deliveries.c.attempts - 1))
+                    attempts=t.deliveries.c.attempts - 1, uncertain_since=_UNCERTAIN_SINCE_CLAIM))
             for part in _chunks(unknown):
                 conn.execute(update(t.deliveries).where(t.deliveries.c.id.in_(part)).values(
                     status=DeliveryStatus.UNKNOWN.value, claimed_by=None, updated_at=now, reason="interrupted",
@@ -1006,7 +1012,8 @@ class Store:
             requeued = conn.execute(update(t.deliveries).where(
                 orphan, t.deliveries.c.channel_id.in_(resend_ids)).values(
                 status=DeliveryStatus.QUEUED.value, next_attempt_at=now, claimed_by=None, updated_at=now,
-                attempts=t.deliveries.c.attempts - 1).returning(t.deliveries.c.id))
+                attempts=t.deliveries.c.attempts - 1, uncertain_since=_UNCERTAIN_SINCE_CLAIM,
+            ).returning(t.deliveries.c.id))
             n_requeued = len(requeued.all())
             unknown = conn.execute(update(t.deliveries).where(
                 orphan, t.deliveries.c.channel_id.not_in(resend_ids)).values(
@@ -1180,6 +1187,11 @@ _POST_TAGS = (select(t.post_tags.c.post_id, t.tags.c.slug, t.tags.c.name)
               .where(t.post_tags.c.post_id == bindparam("load_post_id", type_=t.ID)).order_by(t.tags.c.id))
 
 
+_UNCERTAIN_SINCE_CLAIM = func.coalesce(t.deliveries.c.uncertain_since, t.deliveries.c.updated_at)
+"""A ``sending`` row put back after a crash: its request may have left at its claim (``updated_at``
+before this UPDATE: SET expressions read the old row, on SQLite and PostgreSQL alike)."""
+
+
 @functools.cache
 def _claim_statement(dialect: str) -> Update:
     """``claim_next``'s statement (parameters ``claim_channel``, ``claim_now``, ``claim_owner``).
@@ -1202,13 +1214,15 @@ def _claim_statement(dialect: str) -> Update:
     return (update(t.deliveries).where(t.deliveries.c.id == pick.scalar_subquery())
             .values(status=DeliveryStatus.SENDING.value, attempts=t.deliveries.c.attempts + 1,
                     claimed_by=bindparam("claim_owner", type_=String), updated_at=now)
-            .returning(t.deliveries.c.id, t.deliveries.c.attempts, t.deliveries.c.post_id))
+            .returning(t.deliveries.c.id, t.deliveries.c.attempts, t.deliveries.c.post_id,
+                       t.deliveries.c.uncertain_since))
 
 
 @functools.cache
-def _outcome_statement(sent: bool, counted: bool) -> Update:
+def _outcome_statement(sent: bool, counted: bool, uncertain: bool = False) -> Update:
     """``finish``'s UPDATE (parameters ``o_*``), one shape per kind of outcome: a sent one also records
-    the remote post and when it was sent; a ``counted`` one moves the attempt counter."""
+    the remote post and when it was sent; a ``counted`` one moves the attempt counter; an ``uncertain``
+    one (the attempt may have reached the platform) keeps the first such time in ``uncertain_since``."""
     now = bindparam("o_now", type_=t.TS)
     values: dict[str, Any] = {
         "status": bindparam("o_status", type_=String), "updated_at": now, "claimed_by": None,
@@ -1219,6 +1233,8 @@ def _outcome_statement(sent: bool, counted: bool) -> Update:
                       remote_url=bindparam("o_remote_url", type_=Text), sent_at=now)
     if counted:
         values["attempts"] = t.deliveries.c.attempts + bindparam("o_delta", type_=Integer)
+    if uncertain:
+        values["uncertain_since"] = func.coalesce(t.deliveries.c.uncertain_since, now)
     return update(t.deliveries).where(t.deliveries.c.id == bindparam("o_id", type_=t.ID)).values(values)
 
 
@@ -1235,6 +1251,7 @@ class _Outcome:
     next_attempt_at: datetime | None
     reason: str | None
     attempts_delta: int
+    uncertain: bool = False
 
     def record(self, conn: Connection) -> None:
         sent = self.status is DeliveryStatus.SENT
@@ -1251,4 +1268,4 @@ class _Outcome:
             params.update(o_remote_id=self.remote_id, o_remote_url=self.remote_url)
         if self.attempts_delta:
             params["o_delta"] = self.attempts_delta
-        conn.execute(_outcome_statement(sent, bool(self.attempts_delta)), params)
+        conn.execute(_outcome_statement(sent, bool(self.attempts_delta), self.uncertain), params)

@@ -153,6 +153,8 @@ deliveries = Table(
     Column("updated_at", TS, nullable=False),
     Column("sent_at", TS),
     Column("post_at", TS),  # the post's date (first seen if undated): the per-channel send order
+    # when an attempt may have reached the platform unconfirmed (ambiguous answer, crash while sending)
+    Column("uncertain_since", TS),
     UniqueConstraint("post_id", "channel_id"),
     Index("ix_deliveries_due", "channel_id", "status", "next_attempt_at", "id"),
     Index("ix_deliveries_status", "status"),

@@ -1,4 +1,4 @@
-"""``FakeMastodon``: a loopback Mastodon API server (statuses, instance, verify_credentials).
+"""``FakeMastodon``: a loopback Mastodon API server (statuses, account statuses, instance, verify_credentials).
 
 Answers like Mastodon 4.x (mastodon/documentation ``methods/statuses.md``,
 ``entities/Error.md``, ``api/rate-limits.md``):
@@ -7,9 +7,17 @@ Answers like Mastodon 4.x (mastodon/documentation ``methods/statuses.md``,
   ``characters_reserved_per_url`` (``v2_instance=False`` answers 404, as pre-4.0
   servers do); ``GET /api/v1/instance`` likewise in the v1 shape.
 * ``POST /api/v1/statuses`` (JSON or form) → 200 + Status. ``Idempotency-Key`` is
-  honoured per account like the real server: the same key again returns the
-  same status (same id) and creates nothing.
+  honoured per account like the real server, and like it **for one hour**
+  (``IDEMPOTENCY_TTL``, Redis TTL 3600 s in ``post_status_service.rb``): while
+  ``clock()`` is less than 3600 s after the status the key created, the same
+  key again returns that status (same id) and creates nothing; later it
+  creates a new status (and the key now names that one).
 * ``GET /api/v1/accounts/verify_credentials`` → the account.
+* ``GET /api/v1/accounts/:id/statuses`` → that account's statuses, newest first
+  (``limit`` default 20, at most 40; ``max_id`` / ``since_id`` page by id;
+  other parameters such as ``exclude_reblogs`` are accepted and change nothing:
+  the fake has no reblogs). An unknown id → 404 "Record not found". A bad or
+  missing token → 401, as on the other routes.
 * Every answer carries ``X-RateLimit-Limit/-Remaining/-Reset`` (Reset is an
   ISO 8601 timestamp, unlike X).
 * Errors as ``{"error": "..."}``: unknown token → 401 "The access token is
@@ -43,6 +51,11 @@ from tests.fakes.telegram_api import ScriptedServer
 
 DEFAULT_TOKEN = "mastodon-test-token-0123456789abcdef"
 STATUSES = "/api/v1/statuses"
+IDEMPOTENCY_TTL = timedelta(seconds=3600)
+"""How long the real server (and the fake) honours an Idempotency-Key."""
+ACCOUNT_STATUSES_LIMIT = 20
+ACCOUNT_STATUSES_MAX = 40
+_ACCOUNT_STATUSES = re.compile(r"^/api/v1/accounts/([^/]+)/statuses$")
 _URL = re.compile(r"https?://[^\s<>\"]+", re.IGNORECASE)
 _REMOTE_MENTION = re.compile(r"(@[A-Za-z0-9_]+)@[A-Za-z0-9.\-]+[A-Za-z0-9]")
 _VISIBILITIES = ("public", "unlisted", "private", "direct")
@@ -67,6 +80,7 @@ class Status:
     spoiler_text: str
     idempotency_key: str | None
     created_at: datetime
+    """``clock()`` when it was created; its Idempotency-Key holds until ``created_at + IDEMPOTENCY_TTL``."""
     url: str
     uri: str
 
@@ -127,6 +141,9 @@ class FakeMastodon(ScriptedServer):
             return self._answer(self._account_json(account)) if account else self._invalid_token()
         if method == "POST" and path == STATUSES:
             return self._post_status(request, account) if account else self._invalid_token()
+        listing = _ACCOUNT_STATUSES.match(path)
+        if method == "GET" and listing:
+            return self._account_statuses(request, listing.group(1)) if account else self._invalid_token()
         return self._error(404, "Record not found")
 
     def _account(self, request: Request) -> Account | None:
@@ -181,6 +198,8 @@ class FakeMastodon(ScriptedServer):
         key = request.header("idempotency-key")
         with self.lock:
             existing = self._by_key.get((account.id, key)) if key else None
+            if existing is not None and self.clock() - existing.created_at >= IDEMPOTENCY_TTL:
+                existing = None  # expired: the server has forgotten the key
             if existing is not None:
                 self.idempotent_replays += 1
         if existing is not None:
@@ -206,6 +225,20 @@ class FakeMastodon(ScriptedServer):
                 self._by_key[(account.id, key)] = status
         return self._answer(self._status_json(status))
 
+    def _account_statuses(self, request: Request, account_id: str) -> Response:
+        with self.lock:
+            known = any(a.id == account_id for a in self.accounts.values())
+            mine = [s for s in self.statuses if s.account.id == account_id]
+        if not known:
+            return self._error(404, "Record not found")
+        limit = _int_arg(request.arg("limit"))
+        limit = min(limit, ACCOUNT_STATUSES_MAX) if limit else ACCOUNT_STATUSES_LIMIT
+        max_id, since_id = _int_arg(request.arg("max_id")), _int_arg(request.arg("since_id"))
+        newest_first = sorted(mine, key=lambda s: int(s.id), reverse=True)
+        page = [s for s in newest_first
+                if (max_id is None or int(s.id) < max_id) and (since_id is None or int(s.id) > since_id)][:limit]
+        return self._answer([self._status_json(s) for s in page])
+
     def _status_json(self, status: Status) -> dict[str, Any]:
         content = "<p>" + html.escape(status.text).replace("\n", "<br />") + "</p>"
         return {"id": status.id, "created_at": _iso(status.created_at), "in_reply_to_id": None,
@@ -213,7 +246,15 @@ class FakeMastodon(ScriptedServer):
                 "visibility": status.visibility, "language": status.language, "uri": status.uri, "url": status.url,
                 "replies_count": 0, "reblogs_count": 0, "favourites_count": 0, "content": content,
                 "account": self._account_json(status.account), "media_attachments": [], "mentions": [],
-                "tags": [], "emojis": [], "card": None, "poll": None}
+                "tags": [], "emojis": [], "card": None, "poll": None, "reblog": None}
+
+
+def _int_arg(value: str | None) -> int | None:
+    """A query parameter as a non-negative int (Mastodon takes ``to_i.abs``), None if absent or not a number."""
+    try:
+        return abs(int(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _iso(when: datetime) -> str:

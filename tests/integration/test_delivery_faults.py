@@ -200,7 +200,7 @@ async def make_rig(store: Store, clock: FakeClock, http: httpx.AsyncClient) -> A
                                      Chat(SUPERGROUP_ID, type="supergroup", title="Group")])
             route = "sendMessage"
         elif platform == "mastodon":
-            fake, route = FakeMastodon(), STATUSES
+            fake, route = FakeMastodon(clock=clock.now), STATUSES  # its Idempotency-Keys expire on our clock
         else:
             fake, route = FakeX(epoch=clock.now().timestamp()), TWEETS
         stack.enter_context(fake)
@@ -526,6 +526,41 @@ async def test_mastodon_lost_answer_is_retried_with_the_same_idempotency_key(mak
     first, retry, _ = (r.header("idempotency-key") for r in rig.requests())
     assert first == retry and first
     assert (await rig.rows())[2].remote_id == rig.fake.statuses[0].id
+
+
+@pytest.mark.parametrize("arrived", [True, False])
+async def test_mastodon_unconfirmed_attempt_past_the_key_window_is_looked_up_not_blindly_resent(
+        make_rig: RigFactory, arrived: bool) -> None:
+    """Mastodon honours an Idempotency-Key for one hour. A delivery whose answer was lost and whose
+    retry comes later than that (backoff, a held or paused channel) must not post twice."""
+    rig = await make_rig("mastodon")
+    assert isinstance(rig.fake, FakeMastodon)
+    rig.fake.drop_next(rig.route, process=arrived)  # the answer is lost; the status exists only if it arrived
+    await rig.deliver()
+    assert await rig.states() == {2: ("failed", 1), 3: ("queued", 0)}
+    assert rig.posted_numbers() == ([2] if arrived else [])
+    rig.clock.advance(2 * 3600)  # the retry comes two hours later: the fake has forgotten the key
+    await rig.deliver()
+    rows = await rig.rows()
+    assert (rows[2].status, rows[3].status) == ("sent", "sent")
+    assert rig.posted_numbers() == [2, 3]  # exactly once each, either way
+    assert rows[2].remote_id == rig.fake.statuses[0].id
+    lookups = rig.fake.seen("GET", f"/api/v1/accounts/{rig.fake.statuses[0].account.id}/statuses")
+    assert len(lookups) == 1
+    assert len(rig.requests()) == (2 if arrived else 3)  # found: no second POST for post 2
+    assert rig.fake.idempotent_replays == 0
+
+
+async def test_mastodon_retry_inside_the_key_window_relies_on_the_key(make_rig: RigFactory) -> None:
+    rig = await make_rig("mastodon")
+    assert isinstance(rig.fake, FakeMastodon)
+    lose_answer(rig, "drop")
+    await rig.deliver()
+    rig.clock.advance(30 * 60)
+    await rig.deliver()
+    assert rig.posted_numbers() == [2, 3]
+    assert rig.fake.idempotent_replays == 1
+    assert not [r for r in rig.fake.seen("GET") if "/statuses" in r.path]  # no lookup needed
 
 
 async def test_mastodon_key_belongs_to_the_post_not_to_a_row_number(make_rig: RigFactory, tmp_path: Path) -> None:

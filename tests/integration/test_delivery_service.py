@@ -278,3 +278,54 @@ async def test_stopping_hands_back_the_delivery_claimed_with_the_last_outcome(ba
     await deliverer.deliver_channel("tg")
     assert [s.text.splitlines()[0] for s in pub.sent] == [f"Post {n}" for n in range(1, 7)]
     assert await delivery_rows(backlog) == {("tg", f"Post {n}"): ("sent", 1, None, f"r{n}") for n in range(1, 7)}
+
+
+class WindowedPublisher(RecordingPublisher):
+    """Idempotent for an hour only, like Mastodon; optionally able to look a post up."""
+
+    idempotency_window = 3600.0
+
+
+class WindowedFinder(WindowedPublisher):
+    lookups: int = 0
+
+    async def find_published(self, message: RenderedMessage, *, since: datetime) -> PublishResult | None:
+        self.lookups += 1
+        return PublishResult(remote_id="found-1", url="https://example.invalid/found-1")
+
+
+@pytest.mark.parametrize("can_look_up", [False, True])
+async def test_an_unconfirmed_attempt_older_than_the_key_window_is_never_blindly_resent(
+        backlog: Store, clock: FakeClock, can_look_up: bool) -> None:
+    plugin = RecordingPlugin()
+    deliverer = make(backlog, clock, plugin)
+    chan = deliverer.channels["tg"]
+    pub = (WindowedFinder if can_look_up else WindowedPublisher)(RecordingOptions(name="tg", platform="recording"))
+    chan.publisher = pub
+    pub.script(AmbiguousPublishError("tg", "timed out waiting for the answer"))
+    outcomes = await deliverer.deliver_channel("tg")
+    assert [o.status for o in outcomes] == [DeliveryStatus.FAILED]
+    clock.advance(2 * 3600)
+    outcomes = await deliverer.deliver_channel("tg")
+    first = {d.post_title: d for d in await backlog.deliveries(channel="tg")}["Post 1"]
+    if can_look_up:
+        assert isinstance(pub, WindowedFinder) and pub.lookups == 1
+        assert (first.status, first.remote_id) == ("sent", "found-1")
+        assert [s.text.splitlines()[0] for s in pub.sent] == [f"Post {n}" for n in range(2, 7)]
+    else:
+        assert first.status == "unknown"
+        assert "idempotency key has expired" in (first.last_error or "")
+        assert [s.text.splitlines()[0] for s in pub.sent] == [f"Post {n}" for n in range(2, 7)]
+
+
+async def test_inside_the_key_window_the_resend_needs_no_lookup(backlog: Store, clock: FakeClock) -> None:
+    plugin = RecordingPlugin()
+    deliverer = make(backlog, clock, plugin)
+    pub = WindowedFinder(RecordingOptions(name="tg", platform="recording"))
+    deliverer.channels["tg"].publisher = pub
+    pub.script(AmbiguousPublishError("tg", "timed out waiting for the answer"))
+    await deliverer.deliver_channel("tg")
+    clock.advance(30 * 60)
+    await deliverer.deliver_channel("tg")
+    assert pub.lookups == 0
+    assert [s.text.splitlines()[0] for s in pub.sent] == [f"Post {n}" for n in range(1, 7)]

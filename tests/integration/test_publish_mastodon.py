@@ -22,6 +22,7 @@ from bot.errors import (
     RetryablePublishError,
     RetryAfter,
 )
+from bot.publishers import mastodon as mastodon_module
 from bot.publishers.api import PublisherContext, PublisherPlugin, RenderedMessage
 from bot.publishers.http import parse_reset_iso, parse_retry_after
 from bot.publishers.mastodon import MastodonOptions, MastodonPublisher, plugin
@@ -296,6 +297,252 @@ async def test_redirect_is_reported(fake: FakeMastodon, publisher: MastodonPubli
     exc = await publish_error(publisher)
     assert type(exc) is PermanentPublishError
     assert "elsewhere.example" in str(exc)
+
+
+# -- the Idempotency-Key's one-hour window and find_published ------------------------------------------
+
+VERIFY = "/api/v1/accounts/verify_credentials"
+
+
+def account_statuses(fake: FakeMastodon) -> str:
+    return f"/api/v1/accounts/{fake.accounts[TOKEN].id}/statuses"
+
+
+async def find_error(pub: MastodonPublisher, since: datetime = NOW, *secrets: str) -> PublishError:
+    with pytest.raises(PublishError) as info:
+        await pub.find_published(message(), since=since)
+    assert_clean(info.value, TOKEN, *secrets)
+    return info.value
+
+
+def test_the_window_is_an_hour() -> None:
+    assert MastodonPublisher.idempotency_window == 3600.0
+
+
+async def test_the_fake_forgets_a_key_after_an_hour(fake: FakeMastodon, clock: FakeClock,
+                                                    publisher: MastodonPublisher) -> None:
+    """Why the delivery service must look before resending an old unconfirmed attempt."""
+    first = await publisher.publish(message(), idempotency_key="tagrelay-5")
+    clock.advance(3599)
+    assert await publisher.publish(message(), idempotency_key="tagrelay-5") == first
+    assert (len(fake.statuses), fake.idempotent_replays) == (1, 1)
+    clock.advance(2)  # 3601 s after the status the key created
+    second = await publisher.publish(message(), idempotency_key="tagrelay-5")
+    assert second.remote_id != first.remote_id
+    assert [s.id for s in fake.statuses] == [first.remote_id, second.remote_id]
+    assert fake.idempotent_replays == 1
+    clock.advance(60)  # the key now names the second status, for its own hour
+    assert await publisher.publish(message(), idempotency_key="tagrelay-5") == second
+    assert len(fake.statuses) == 2
+
+
+async def test_find_published_finds_the_status(fake: FakeMastodon, clock: FakeClock, ctx: PublisherContext) -> None:
+    await plugin.create(options(fake.url), ctx).publish(message(), idempotency_key="tagrelay-1")
+    [status] = fake.statuses
+    clock.advance(2 * 3600)
+    pub = plugin.create(options(fake.url), ctx)  # a restarted bot: the account id is not known yet
+    found = await pub.find_published(message(), since=NOW - timedelta(seconds=5))
+    assert found is not None
+    assert (found.remote_id, found.url) == (status.id, f"{fake.url}/@tagrelay/{status.id}")
+    # the attempt was recorded a little after the server created the status: a minute of skew is allowed
+    assert await pub.find_published(message(), since=NOW + timedelta(seconds=59)) == found
+    [listing, *_] = fake.seen("GET", account_statuses(fake))
+    assert (listing.arg("limit"), listing.header("authorization")) == ("40", f"Bearer {TOKEN}")
+    assert len(fake.seen("GET", VERIFY)) == 1  # the account id is cached
+
+
+async def test_find_published_knows_the_account_after_a_post(fake: FakeMastodon,
+                                                             publisher: MastodonPublisher) -> None:
+    posted = await publisher.publish(message(), idempotency_key="tagrelay-1")
+    assert await publisher.find_published(message(), since=NOW) == posted
+    assert fake.seen("GET", VERIFY) == []
+
+
+async def test_find_published_returns_the_newest_match(fake: FakeMastodon, clock: FakeClock,
+                                                       publisher: MastodonPublisher) -> None:
+    await publisher.publish(message(), idempotency_key="a")
+    clock.advance(10)
+    newer = await publisher.publish(message(), idempotency_key="b")
+    assert await publisher.find_published(message(), since=NOW) == newer
+
+
+async def test_find_published_ignores_other_messages(fake: FakeMastodon, clock: FakeClock,
+                                                     publisher: MastodonPublisher) -> None:
+    await publisher.publish(message("New post: Other https://archive.example.org/other/",
+                                    link="https://archive.example.org/other/"), idempotency_key="a")
+    await publisher.publish(message("New post: Hello again https://archive.example.org/hello/again/",
+                                    link="https://archive.example.org/hello/again/"), idempotency_key="b")
+    await publisher.publish(message("New post: Hello https://archive.example.org/hello/2",
+                                    link="https://archive.example.org/hello/2"), idempotency_key="c")
+    assert await publisher.find_published(message(), since=NOW) is None
+    assert await publisher.find_published(message("Hi https://archive.example.org/hello/2",
+                                                   link="https://archive.example.org/hello/2"),
+                                          since=NOW) is not None
+
+
+async def test_find_published_ignores_statuses_before_since(fake: FakeMastodon, clock: FakeClock,
+                                                            publisher: MastodonPublisher) -> None:
+    await publisher.publish(message(), idempotency_key="tagrelay-1")  # at NOW
+    clock.advance(3 * 3600)
+    await publisher.publish(message("Something else https://archive.example.org/else/",
+                                    link="https://archive.example.org/else/"), idempotency_key="tagrelay-2")
+    assert await publisher.find_published(message(), since=NOW + timedelta(hours=1)) is None
+    assert await publisher.find_published(message(), since=NOW + timedelta(seconds=61)) is None  # beyond the skew
+    # newest first: it stopped at the first status older than since - 60 s, one page each
+    assert len(fake.seen("GET", account_statuses(fake))) == 2
+
+
+async def test_find_published_on_an_empty_account(fake: FakeMastodon, publisher: MastodonPublisher) -> None:
+    assert await publisher.find_published(message(), since=NOW) is None
+
+
+async def test_find_published_without_a_link_matches_the_first_line(fake: FakeMastodon,
+                                                                    publisher: MastodonPublisher) -> None:
+    msg = message("Tom & Jerry <3  said:\nsecond line", link=None)
+    posted = await publisher.publish(msg, idempotency_key="k")
+    assert await publisher.find_published(msg, since=NOW) == posted  # content has "&amp;", "&lt;3"
+    assert await publisher.find_published(message("Tom & Jerry <3 said: (other)", link=None), since=NOW) is None
+    # a template that leaves the link out: the first line identifies the message
+    no_link_in_text = message("Fresh: Hello\nby me", link="https://archive.example.org/hello/")
+    posted = await publisher.publish(no_link_in_text, idempotency_key="k2")
+    assert await publisher.find_published(no_link_in_text, since=NOW) == posted
+
+
+async def test_find_published_pages_back_to_since(fake: FakeMastodon, clock: FakeClock,
+                                                  publisher: MastodonPublisher) -> None:
+    posted = await publisher.publish(message(), idempotency_key="target")
+    for i in range(45):
+        clock.advance(1)
+        await publisher.publish(message(f"Filler {i} https://archive.example.org/f{i}/",
+                                        link=f"https://archive.example.org/f{i}/"), idempotency_key=f"f{i}")
+    assert await publisher.find_published(message(), since=NOW) == posted
+    first, second = fake.seen("GET", account_statuses(fake))
+    assert (first.arg("max_id"), second.arg("max_id")) == (None, fake.statuses[6].id)
+
+
+async def test_find_published_gives_up_after_a_few_pages(fake: FakeMastodon, clock: FakeClock,
+                                                         publisher: MastodonPublisher,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mastodon_module, "LOOKUP_MAX_PAGES", 1)
+    for i in range(41):
+        await publisher.publish(message(f"Filler {i}", link=None), idempotency_key=f"f{i}")
+    exc = await find_error(publisher)
+    assert isinstance(exc, AmbiguousPublishError)  # cannot tell: never "not there"
+
+
+async def test_find_published_with_an_invalid_token(fake: FakeMastodon, http: httpx.AsyncClient,
+                                                    clock: FakeClock) -> None:
+    wrong = "wrong-mastodon-token-000000000000"
+    pub = plugin.create(options(fake.url), make_ctx(http, clock, wrong))
+    exc = await find_error(pub, NOW, wrong)
+    assert type(exc) is CredentialsError
+    assert "MASTODON_TOKEN" in str(exc) and "The access token is invalid" in str(exc)
+
+
+async def test_find_published_token_rejected_on_the_listing(fake: FakeMastodon, publisher: MastodonPublisher) -> None:
+    await publisher.publish(message(), idempotency_key="k")
+    fake.reject(401, "The access token was revoked", match=account_statuses(fake))
+    assert type(await find_error(publisher)) is CredentialsError
+
+
+@pytest.mark.parametrize(("status", "error", "expected"), [
+    (503, "Service Unavailable", RetryablePublishError),
+    (500, "We're sorry, but something went wrong", RetryablePublishError),
+    (403, "This action is outside the authorized scopes", PermanentPublishError),
+    (404, "Record not found", PermanentPublishError),
+])
+@pytest.mark.parametrize("where", ["verify", "listing"])
+async def test_find_published_error_classification(fake: FakeMastodon, publisher: MastodonPublisher, status: int,
+                                                   error: str, expected: type[PublishError], where: str) -> None:
+    fake.reject(status, error, match=VERIFY if where == "verify" else account_statuses(fake))
+    exc = await find_error(publisher)
+    assert type(exc) is expected
+    assert error in str(exc)
+    if status == 403:
+        assert ("read:accounts" if where == "verify" else "read:statuses") in str(exc)
+
+
+async def test_find_published_rate_limit_and_retry_after(fake: FakeMastodon, publisher: MastodonPublisher) -> None:
+    fake.rate_limit(NOW + timedelta(seconds=90), match=VERIFY)
+    exc = await find_error(publisher)
+    assert isinstance(exc, RetryAfter) and exc.delay == pytest.approx(90)
+    fake.fail_next(503, {"error": "maintenance"}, {"Retry-After": "120"}, match=account_statuses(fake))
+    exc = await find_error(publisher)
+    assert isinstance(exc, RetryAfter) and exc.delay == 120
+
+
+async def test_find_published_transport_errors_are_retryable(fake: FakeMastodon, publisher: MastodonPublisher,
+                                                             ctx: PublisherContext) -> None:
+    fake.drop_next(VERIFY)
+    assert type(await find_error(publisher)) is RetryablePublishError  # a read: never ambiguous
+    await publisher.find_published(message(), since=NOW)  # the account id is cached now
+    release = fake.hold_next(account_statuses(fake))
+    try:
+        assert type(await find_error(publisher)) is RetryablePublishError  # read timeout
+    finally:
+        release.set()
+    refused = plugin.create(options(f"http://127.0.0.1:{closed_port()}"), ctx)
+    assert type(await find_error(refused)) is RetryablePublishError
+
+
+async def test_find_published_odd_answers(fake: FakeMastodon, publisher: MastodonPublisher) -> None:
+    fake.fail_next(200, {"no": "id"}, match=VERIFY)
+    assert type(await find_error(publisher)) is RetryablePublishError
+    fake.fail_next(200, {"error": "not a list"}, match=account_statuses(fake))
+    assert type(await find_error(publisher)) is RetryablePublishError
+    fake.fail_next(200, [{"id": "1", "created_at": "garbage", "content": None}, "junk", {"no": "id"}],
+                   match=account_statuses(fake))
+    assert await publisher.find_published(message(), since=NOW) is None
+
+
+async def test_find_published_accepts_a_naive_since(fake: FakeMastodon, publisher: MastodonPublisher) -> None:
+    posted = await publisher.publish(message(), idempotency_key="k")
+    assert await publisher.find_published(message(), since=NOW.replace(tzinfo=None)) == posted
+
+
+async def test_find_published_skips_reblogs(fake: FakeMastodon, publisher: MastodonPublisher) -> None:
+    status = {"id": "5", "created_at": "2026-01-01T12:00:01.000Z", "url": None, "uri": "u",
+              "content": "<p>https://archive.example.org/hello/</p>", "reblog": {"id": "4"}}
+    fake.fail_next(200, [status], match=account_statuses(fake))
+    await publisher.publish(message("x", link=None), idempotency_key="k")  # learns the account id
+    assert await publisher.find_published(message(), since=NOW) is None
+    assert fake.seen("GET", account_statuses(fake))[0].arg("exclude_reblogs") == "true"
+
+
+async def test_find_published_matches_mastodon_html(fake: FakeMastodon, publisher: MastodonPublisher) -> None:
+    """Real content links the URL and splits it into spans; &-escapes the query."""
+    link = "https://archive.example.org/hello/?a=1&b=2"
+    content = ('<p>New post: Hello<br /><a href="https://archive.example.org/hello/?a=1&amp;b=2" rel="nofollow '
+               'noopener" target="_blank"><span class="invisible">https://</span><span class="ellipsis">'
+               'archive.example.org/hello/?a=1</span><span class="invisible">&amp;b=2</span></a></p>')
+    status = {"id": "7", "created_at": "2026-01-01T12:00:01.000Z", "url": None, "uri": "https://m.example/7",
+              "content": content, "reblog": None}
+    await publisher.publish(message("x", link=None), idempotency_key="k")
+    fake.fail_next(200, [status], match=account_statuses(fake))
+    found = await publisher.find_published(message(f"New post: Hello\n{link}", link=link), since=NOW)
+    assert found is not None and (found.remote_id, found.url) == ("7", "https://m.example/7")
+
+
+async def test_fake_lists_statuses_like_mastodon(http: httpx.AsyncClient, clock: FakeClock) -> None:
+    other = FakeMastodon(tokens={TOKEN: "tagrelay", "other-token": "someone"}, clock=clock.now)
+    with other:
+        mine = plugin.create(options(other.url), make_ctx(http, clock))
+        theirs = plugin.create(options(other.url), make_ctx(http, clock, "other-token"))
+        for i in range(45):
+            await mine.publish(message(f"mine {i}", link=None), idempotency_key=f"m{i}")
+        await theirs.publish(message("theirs", link=None), idempotency_key="t")
+        url = f"{other.url}/api/v1/accounts/{other.accounts[TOKEN].id}/statuses"
+        auth = {"Authorization": "Bearer other-token"}
+        default = (await http.get(url, headers=auth)).json()
+        assert len(default) == 20 and default[0]["content"] == "<p>mine 44</p>"
+        assert len((await http.get(url, params={"limit": "100"}, headers=auth)).json()) == 40
+        paged = (await http.get(url, params={"max_id": default[-1]["id"]}, headers=auth)).json()
+        assert paged[0]["content"] == "<p>mine 24</p>"
+        assert all(s["account"]["username"] == "tagrelay" for s in default + paged)
+        missing = await http.get(f"{other.url}/api/v1/accounts/1/statuses", headers=auth)
+        assert (missing.status_code, missing.json()) == (404, {"error": "Record not found"})
+        assert (await http.get(url)).status_code == 401
+        assert (await http.get(url, headers={"Authorization": "Bearer nope"})).status_code == 401
 
 
 # -- check and credentials --------------------------------------------------------------------------

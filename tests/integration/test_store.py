@@ -304,3 +304,45 @@ async def test_finish_and_claim_next_on_a_paused_or_held_channel_records_but_cla
     clock.advance(31)
     third = await store.claim_next("tg", clock.now(), "me")
     assert third is not None and third.post.title == "Post 5" and third.attempts == 1
+
+
+async def test_an_unconfirmed_attempt_is_remembered_from_its_first_time_until_the_next_claim(
+        store: Store, clock: FakeClock) -> None:
+    await setup(store, clock, [("MEK", "masto", 0)])
+    await poll(store, clock, [])
+    await poll(store, clock, [parsed(3, "MEK")])
+    first = await store.claim_next("masto", clock.now(), "me")
+    assert first is not None and first.uncertain_since is None
+    unsure_at = clock.now()
+    await store.finish(first.id, DeliveryStatus.FAILED, unsure_at, error="timed out", next_attempt_at=unsure_at,
+                       reason="retry", uncertain=True)
+    clock.advance(600)
+    second = await store.claim_next("masto", clock.now(), "me")
+    assert second is not None and second.id == first.id and second.uncertain_since == unsure_at
+    # a later unconfirmed attempt keeps the FIRST time: the platform's key dates from then
+    await store.finish(second.id, DeliveryStatus.FAILED, clock.now(), error="timed out again",
+                       next_attempt_at=clock.now(), reason="retry", uncertain=True)
+    # a plain failure (the request never left) does not move it either
+    third = await store.claim_next("masto", clock.now(), "me")
+    assert third is not None and third.uncertain_since == unsure_at
+    await store.finish(third.id, DeliveryStatus.FAILED, clock.now(), error="refused", next_attempt_at=clock.now(),
+                       reason="retry")
+    fourth = await store.claim_next("masto", clock.now(), "me")
+    assert fourth is not None and fourth.uncertain_since == unsure_at
+
+
+async def test_a_crash_while_sending_makes_the_claim_time_the_unconfirmed_attempt(
+        store: Store, clock: FakeClock) -> None:
+    await setup(store, clock, [("MEK", "masto", 0), ("MEK", "tg", 0)])
+    await poll(store, clock, [])
+    await poll(store, clock, [parsed(3, "MEK")])
+    claimed_at = clock.now()
+    masto = await store.claim_next("masto", claimed_at, "dead-owner")
+    tg = await store.claim_next("tg", claimed_at, "dead-owner")
+    assert masto is not None and tg is not None
+    clock.advance(3600)
+    assert await store.recover_sending(clock.now(), resend_channels={"masto"}) == (1, 1)
+    again = await store.claim_next("masto", clock.now(), "me")
+    assert again is not None and again.id == masto.id and again.uncertain_since == claimed_at
+    rows = await delivery_rows(store)
+    assert rows[("tg", "Post 3")][0] == "unknown"
