@@ -136,6 +136,14 @@ class Pacer:
         return delay
 
 
+def _internal_error(chan: ChannelRuntime, exc: Exception, call: str) -> RetryablePublishError:
+    """A publisher broke its contract (raised something not a ``PublishError``): log the traceback,
+    and treat it as transient, so the delivery is retried rather than lost."""
+    log.exception("publisher %s raised a non-PublishError in %s", chan.platform, call)
+    return RetryablePublishError(
+        chan.name, f"internal error in the {chan.platform} publisher: {type(exc).__name__}: {exc}")
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryOutcome:
     delivery_id: int
@@ -328,10 +336,8 @@ class Deliverer:
                                           note=exc.reason)
             except PublishError as exc:
                 return await self._on_error(chan, claimed, exc)
-            except Exception as exc:
-                log.exception("publisher %s raised a non-PublishError", chan.platform)
-                return await self._on_error(chan, claimed, RetryablePublishError(
-                    chan.name, f"internal error in the {chan.platform} publisher: {type(exc).__name__}: {exc}"))
+            except Exception as exc:  # noqa: BLE001 - logged with its traceback by _internal_error
+                return await self._on_error(chan, claimed, _internal_error(chan, exc, "publish"))
             ms = round((time.perf_counter() - started) * 1000, 1)
             return await self._finish(chan, claimed, DeliveryStatus.SENT, remote_id=result.remote_id,
                                       remote_url=result.url, ms=ms, message=message)
@@ -360,10 +366,8 @@ class Deliverer:
             found = await finder(message, since=claimed.uncertain_since)
         except PublishError as exc:
             return await self._on_error(chan, claimed, exc)
-        except Exception as exc:
-            log.exception("publisher %s raised a non-PublishError in find_published", chan.platform)
-            return await self._on_error(chan, claimed, RetryablePublishError(
-                chan.name, f"internal error in the {chan.platform} publisher: {type(exc).__name__}: {exc}"))
+        except Exception as exc:  # noqa: BLE001 - logged with its traceback by _internal_error
+            return await self._on_error(chan, claimed, _internal_error(chan, exc, "find_published"))
         if found is None:
             event(log, logging.INFO, "deliver.reconciled", channel=chan.name, delivery=claimed.id,
                   note="not on the platform after an unconfirmed attempt: sending it")
