@@ -47,20 +47,16 @@ SHARED_IDLE_WAIT = 2.0
 """Shared mode: the longest the delivery loop sleeps before looking for work other instances queued."""
 
 
-async def upgrade_schema(engine: AsyncEngine) -> tuple[str | None, str]:
-    """Migrate the schema to the newest revision: (before, after); any failure is one ``StorageError``.
-    A due migration runs in a child process, so this service never imports Alembic."""
+async def upgrade_schema(engine: AsyncEngine, *, isolated: bool = True) -> tuple[str | None, str]:
+    """Migrate the schema to the newest revision: (before, after); any failure is one ``StorageError``
+    (a down database is an error message, not a traceback). ``isolated``: a due migration runs in a
+    child process, so a long-running service never imports Alembic."""
     try:
-        return await migrate.upgrade_isolated(engine)
+        return await (migrate.upgrade_isolated(engine) if isolated else migrate.upgrade(engine))
     except StorageError:
         raise
     except Exception as exc:
         raise StorageError(f"cannot open or migrate the database: {type(exc).__name__}: {exc}") from exc
-
-
-def log_migrated(before: str | None, after: str) -> None:
-    """The ``db.migrated`` progress line (wherever the migration ran)."""
-    event(log, logging.INFO, "db.migrated", from_revision=before or "empty", to_revision=after)
 
 
 class Sidecar(Protocol):
@@ -132,7 +128,7 @@ class App:
     async def initialize(self) -> None:
         before, after = await upgrade_schema(self.store.engine)
         if before != after:
-            log_migrated(before, after)
+            event(log, logging.INFO, "db.migrated", from_revision=before or "empty", to_revision=after)
         now = self.clock.now()
         if self.shared:
             from bot import __version__

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot import __version__
-from bot.errors import ConfigError, NotFoundError, PluginError, StorageError, TagrelayError
+from bot.errors import ConfigError, NotFoundError, PluginError, TagrelayError
 from bot.humanize import ago as _ago
 from bot.log import configure_logging, event, redact_text
 from bot.services.admin import UsageError
@@ -85,17 +85,12 @@ class Context:
         return AdminService(store, self.config, SystemClock(), plugins)
 
     async def with_store(self, fn: Callable[[Any], Awaitable[int]]) -> int:
+        from bot.app import upgrade_schema
         from bot.bootstrap import make_store
-        from bot.storage import migrate
 
         store = make_store(self.config)
         try:
-            try:
-                await migrate.upgrade(store.engine)
-            except TagrelayError:
-                raise
-            except Exception as exc:  # a down database is an error message, not a traceback
-                raise StorageError(f"cannot open or migrate the database: {type(exc).__name__}: {exc}") from exc
+            await upgrade_schema(store.engine, isolated=False)  # a short command: no child process needed
             return await fn(store)
         finally:
             await store.aclose()
