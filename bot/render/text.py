@@ -250,15 +250,7 @@ _CJK = re.compile(f"[{_char_class(_CJK_RANGES)}]")
 
 def _is_cjk(ch: str) -> bool:
     """Scripts written without spaces between words, where any character boundary is a word break."""
-    code = ord(ch)
-    return (0x2E80 <= code <= 0x2FDF or 0x3000 <= code <= 0x30FF or 0x3100 <= code <= 0x31FF
-            or 0x3400 <= code <= 0x4DBF or 0x4E00 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF
-            or 0xFF00 <= code <= 0xFFEF or 0x20000 <= code <= 0x3134F)
-
-
-def _is_prepend(ch: str) -> bool:
-    code = ord(ch)
-    return any(low <= code <= high for low, high in _PREPEND)
+    return _CJK.match(ch) is not None
 
 
 # -- grapheme clusters ------------------------------------------------------------
