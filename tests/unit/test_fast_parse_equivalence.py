@@ -95,10 +95,14 @@ def test_the_fast_path_alone_would_have_been_wrong(name: str) -> None:
 
 # --- generated feeds ------------------------------------------------------------
 
+_FEEDPARSER_MOJIBAKE = "ß\u00a0"
+"""feedparser reads U+00DF U+00A0 followed by more text as mis-decoded UTF-8 (bytes DF A0) and "repairs"
+it into U+07E0: its answer is wrong there, so the generated feeds leave that pair out (pinned below)."""
+
 _text = st.text(
     alphabet=st.sampled_from([*"abcXYZ 019’'“”&<>…é—-_.,:;!?ßü", "\u00a0", "Ж", "中"]),
     min_size=1, max_size=30,
-).filter(lambda s: s.strip())
+).filter(lambda s: s.strip() and _FEEDPARSER_MOJIBAKE not in s)
 _html = st.lists(st.sampled_from([
     "<p>Para &amp; more</p>", "<p>Quote &#8220;x&#8221;</p>", "[&#8230;]", "<em>e</em>", "text",
     '<img src="https://s.example/i.jpg" alt="a"/>', "<a href=\"https://s.example/?a=1&amp;b=2\">l</a>",
@@ -146,3 +150,14 @@ def feeds(draw: st.DrawFn) -> bytes:
 def test_generated_well_formed_feeds_parse_identically_both_ways(body: bytes) -> None:
     fast, slow = both(body)
     assert field_diffs(fast, slow) == []
+
+
+def test_where_feedparser_repairs_good_text_the_fast_path_keeps_it() -> None:
+    body = ('<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>T</title>'
+            '<item><title>Maß\u00a0100</title><link>https://s.example/p/1/</link><guid>https://s.example/p/1/</guid>'
+            '</item></channel></rss>').encode()
+    slow, _ = parse_compat(body)
+    assert slow[0].title == "Ma\u07e0100"  # feedparser's mistake (see _FEEDPARSER_MOJIBAKE)
+    ours = parse_rss(body, source="t")
+    assert ours.parser != "feedparser"
+    assert ours.posts[0].title == "Maß 100"  # the no-break space normalised, as on every path
