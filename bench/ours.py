@@ -21,7 +21,7 @@ from bot import __version__
 from bot.app import App
 from bot.bootstrap import build_app
 from bot.settings import Config, HttpConfig, Secrets, build_config
-from bot.sources.http import CONNECT_TIMEOUT_CAP, make_http_client, user_agent
+from bot.sources.http import CONNECT_TIMEOUT_CAP, make_feed_client, make_http_client, user_agent
 
 TG_TOKEN = "123456789:AAbenchbenchbenchbenchbenchbenchbenc"  # noqa: S105 - a fake for the loopback fake
 SECRETS = {"BENCH_MASTODON_TOKEN": "bench-mastodon-token-0123456789", "BENCH_TG_TOKEN": TG_TOKEN,
@@ -76,14 +76,7 @@ def _httpx(cfg: HttpConfig) -> httpx.AsyncClient:
 
 
 def _httpx_aiohttp(cfg: HttpConfig) -> httpx.AsyncClient:
-    from httpx_aiohttp import HttpxAiohttpClient
-
-    return HttpxAiohttpClient(
-        headers={"User-Agent": user_agent(cfg, __version__)},
-        timeout=httpx.Timeout(cfg.timeout, connect=min(cfg.timeout, CONNECT_TIMEOUT_CAP)),
-        limits=httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency,
-                            keepalive_expiry=30.0),
-        follow_redirects=True, max_redirects=cfg.max_redirects)
+    return make_feed_client(cfg, version=__version__)  # the feed client, for the publishers too
 
 
 def _httpx2(cfg: HttpConfig) -> Any:

@@ -29,6 +29,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
@@ -88,38 +89,32 @@ def user_agent(cfg: HttpConfig, version: str) -> str:
     return cfg.user_agent.strip() or USER_AGENT.format(version=version)
 
 
-def make_http_client(cfg: HttpConfig, *, version: str) -> httpx.AsyncClient:
-    """The publishers' HTTP client (httpx's own transport; see the module docstring).
+def client_settings(cfg: HttpConfig, *, version: str) -> dict[str, Any]:
+    """What both clients are built with: follows redirects up to ``cfg.max_redirects``;
+    ``cfg.timeout`` bounds each read, write and pool wait (connecting waits at most 10 s); up to
+    ``cfg.concurrency`` connections are open at once."""
+    return {
+        "headers": {"User-Agent": user_agent(cfg, version)},
+        "timeout": httpx.Timeout(cfg.timeout, connect=min(cfg.timeout, CONNECT_TIMEOUT_CAP)),
+        "limits": httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency,
+                               keepalive_expiry=30.0),
+        "follow_redirects": True,
+        "max_redirects": cfg.max_redirects,
+    }
 
-    Follows redirects up to ``cfg.max_redirects``; ``cfg.timeout`` bounds each
-    read, write and pool wait (connecting waits at most 10 s); up to
-    ``cfg.concurrency`` connections are open at once. Close it with ``aclose``.
-    """
-    timeout = httpx.Timeout(cfg.timeout, connect=min(cfg.timeout, CONNECT_TIMEOUT_CAP))
-    limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency,
-                          keepalive_expiry=30.0)
-    return httpx.AsyncClient(
-        headers={"User-Agent": user_agent(cfg, version)},
-        timeout=timeout,
-        limits=limits,
-        follow_redirects=True,
-        max_redirects=cfg.max_redirects,
-    )
+
+def make_http_client(cfg: HttpConfig, *, version: str) -> httpx.AsyncClient:
+    """The publishers' HTTP client (httpx's own transport; see the module docstring). Close it with
+    ``aclose``."""
+    return httpx.AsyncClient(**client_settings(cfg, version=version))
 
 
 def make_feed_client(cfg: HttpConfig, *, version: str) -> httpx.AsyncClient:
-    """The sources' HTTP client: ``make_http_client``'s settings on the aiohttp transport."""
+    """The sources' HTTP client: ``client_settings`` on the aiohttp transport."""
     from httpx_aiohttp import HttpxAiohttpClient
 
-    return HttpxAiohttpClient(
-        headers={"User-Agent": user_agent(cfg, version)},
-        timeout=httpx.Timeout(cfg.timeout, connect=min(cfg.timeout, CONNECT_TIMEOUT_CAP)),
-        limits=httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency,
-                            keepalive_expiry=30.0),
-        follow_redirects=True,
-        max_redirects=cfg.max_redirects,
-        event_hooks={"request": [_prepare_for_aiohttp]},
-    )
+    return HttpxAiohttpClient(**client_settings(cfg, version=version),
+                              event_hooks={"request": [_prepare_for_aiohttp]})
 
 
 async def _prepare_for_aiohttp(request: httpx.Request) -> None:
