@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bot.errors import StorageError
@@ -68,15 +68,21 @@ def make_engine(url: str, *, create_dirs: bool = True) -> AsyncEngine:
     return create_async_engine(parsed, pool_size=5, max_overflow=5, pool_pre_ping=True)
 
 
+def is_private_to_process(url: URL) -> bool:
+    """In-memory SQLite: another engine or process opening ``url`` gets a different, empty database."""
+    if url.get_backend_name() != "sqlite":
+        return False
+    database = url.database or ""
+    return (not database or database == ":memory:" or url.query.get("mode") == "memory"
+            or database.startswith("file::memory:"))
+
+
 def make_sqlite_statement_engine(engine: AsyncEngine) -> Engine | None:
     """A synchronous pysqlite engine on the same SQLite file as ``engine``, with the same pragmas and
     ONE connection, for the Store's dedicated database thread. None for PostgreSQL and for in-memory
     SQLite (a second engine would open a second, empty database there)."""
     url = engine.url
-    if url.get_backend_name() != "sqlite":
-        return None
-    mode = url.query.get("mode")
-    if not url.database or url.database == ":memory:" or mode == "memory" or url.database.startswith("file::memory:"):
+    if url.get_backend_name() != "sqlite" or is_private_to_process(url):
         return None
     # One connection, used only by the Store's single database thread: every runtime statement of this
     # process is serialised there, so they never contend for SQLite's write lock among themselves (see

@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.errors import StorageError
+from bot.storage.engine import is_private_to_process, make_engine
 
 if TYPE_CHECKING:  # Alembic (+ Mako) costs ~10 MiB and ~0.1 s: imported only when a migration is due
     from alembic.config import Config as AlembicConfig
@@ -144,21 +145,11 @@ async def _migrate(conn: AsyncConnection, known: ScriptDirectory) -> tuple[str |
     return before, after
 
 
-def _reachable_from_another_process(engine: AsyncEngine) -> bool:
-    """False for in-memory SQLite: another process would open a different, empty database."""
-    url = engine.url
-    if url.get_backend_name() != "sqlite":
-        return True
-    database = url.database or ""
-    return bool(database) and database != ":memory:" and url.query.get("mode") != "memory" \
-        and not database.startswith("file::memory:")
-
-
 async def upgrade_isolated(engine: AsyncEngine) -> tuple[str | None, str]:
     """``upgrade``, run in a child process when a migration is due (see the module docstring)."""
     if await _recorded_revision(engine) == HEAD:
         return HEAD, HEAD
-    if not _reachable_from_another_process(engine):
+    if is_private_to_process(engine.url):  # a child would migrate a database of its own
         return await upgrade(engine)
     env = {**os.environ, CHILD_URL_ENV: engine.url.render_as_string(hide_password=False)}
     proc = await asyncio.create_subprocess_exec(
@@ -183,8 +174,6 @@ async def upgrade_isolated(engine: AsyncEngine) -> tuple[str | None, str]:
 
 def _child_main() -> int:
     """``python -m bot.storage.migrate``: upgrade the database named by ``TAGRELAY_MIGRATE_URL``."""
-    from bot.storage.engine import make_engine
-
     url = os.environ.get(CHILD_URL_ENV)
     if not url:
         print(f"{CHILD_URL_ENV} is not set", file=sys.stderr)
