@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import Protocol
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.domain.models import Subscription
 from bot.domain.tags import make_tag
@@ -47,12 +46,12 @@ SHARED_IDLE_WAIT = 2.0
 """Shared mode: the longest the delivery loop sleeps before looking for work other instances queued."""
 
 
-async def upgrade_schema(engine: AsyncEngine, *, isolated: bool = True) -> tuple[str | None, str]:
+async def upgrade_schema(store: Store, *, isolated: bool = True) -> tuple[str | None, str]:
     """Migrate the schema to the newest revision: (before, after); any failure is one ``StorageError``
     (a down database is an error message, not a traceback). ``isolated``: a due migration runs in a
     child process, so a long-running service never imports Alembic."""
     try:
-        return await (migrate.upgrade_isolated(engine) if isolated else migrate.upgrade(engine))
+        return await (migrate.upgrade_isolated(store.database) if isolated else migrate.upgrade(store.engine))
     except StorageError:
         raise
     except Exception as exc:
@@ -126,7 +125,7 @@ class App:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def initialize(self) -> None:
-        before, after = await upgrade_schema(self.store.engine)
+        before, after = await upgrade_schema(self.store)
         if before != after:
             event(log, logging.INFO, "db.migrated", from_revision=before or "empty", to_revision=after)
         now = self.clock.now()

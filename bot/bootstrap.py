@@ -27,7 +27,6 @@ from bot.settings import Config, Secrets
 from bot.sources.base import Source
 from bot.sources.factory import make_source
 from bot.sources.http import make_feed_client, make_http_client
-from bot.storage.engine import make_engine
 from bot.storage.store import Store
 
 
@@ -37,7 +36,7 @@ def make_owner() -> str:
 
 
 def make_store(config: Config) -> Store:
-    return Store(make_engine(config.storage.url))
+    return Store.open(config.storage.url)
 
 
 def make_channels(config: Config, plugins: dict[str, PublisherPlugin], base: PublisherContext,

@@ -90,7 +90,7 @@ class Context:
 
         store = make_store(self.config)
         try:
-            await upgrade_schema(store.engine, isolated=False)  # a short command: no child process needed
+            await upgrade_schema(store, isolated=False)  # a short command: no child process needed
             return await fn(store)
         finally:
             await store.aclose()

@@ -12,7 +12,6 @@ import pytest
 
 from bot.clock import FakeClock
 from bot.storage import migrate
-from bot.storage.engine import make_engine
 from bot.storage.store import Store
 
 PG_URL = os.environ.get("TAGRELAY_TEST_POSTGRES_URL")
@@ -69,7 +68,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def store(db_url: str) -> AsyncIterator[Store]:
-    s = Store(make_engine(db_url))
+    s = Store.open(db_url)
     await migrate.upgrade(s.engine)
     try:
         yield s

@@ -1,22 +1,28 @@
 """Database engines: SQLite in WAL mode with a busy timeout, or PostgreSQL through asyncpg.
 
-On SQLite the ``Store`` runs its statements through a second, synchronous engine on the same
-file (``make_sqlite_statement_engine``), on one dedicated thread: a whole Store method is one
-hop to that thread instead of one per statement (the async layer and aiosqlite's per-statement
-thread hop cost more CPU than SQLite itself). The async engine stays for migrations, ``db copy``
-and tests.
+Two kinds of engine, built from the one storage URL:
+
+- ``make_sqlite_engine``: a synchronous pysqlite engine with ONE connection, for the Store's
+  dedicated database thread on a SQLite file (``bot.storage.database``). A whole Store method is
+  one hop to that thread instead of one per statement (the async layer and aiosqlite's thread hop
+  per statement cost more CPU than SQLite itself). Building it never imports SQLAlchemy's asyncio
+  extension, which pulls in the ORM (~9 MiB of resident memory the service would keep for nothing).
+- ``make_engine``: an ``AsyncEngine`` (aiosqlite or asyncpg), for PostgreSQL, in-memory SQLite,
+  migrations, ``db copy`` and tests. The asyncio extension is imported when it is first called.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bot.errors import StorageError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 SQLITE_POOL_TIMEOUT = 60.0
@@ -35,6 +41,13 @@ def sqlite_path(url: str) -> Path | None:
     return Path(db)
 
 
+def parse_url(url: str) -> URL:
+    try:
+        return make_url(url)
+    except Exception as exc:  # noqa: BLE001 - any parse failure means a bad URL
+        raise StorageError(f"invalid storage URL: {exc}") from None
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -44,19 +57,28 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _create_folder(url: URL) -> None:
+    path = sqlite_path(url.render_as_string(hide_password=False))
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the database folder {path.parent}: {exc.strerror}") from exc
+
+
 def make_engine(url: str, *, create_dirs: bool = True) -> AsyncEngine:
     """An async engine for ``url``. SQLite: the parent folder is created, WAL and busy timeout set."""
-    try:
-        parsed = make_url(url)
-    except Exception as exc:  # noqa: BLE001 - any parse failure means a bad URL
-        raise StorageError(f"invalid storage URL: {exc}") from None
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    parsed = parse_url(url)
+    if is_sqlite(url) and is_private_to_process(parsed):
+        engine = create_async_engine(parsed)  # SQLAlchemy keeps the one connection (and so the database)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
     if is_sqlite(url):
-        path = sqlite_path(url)
-        if path is not None and create_dirs:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StorageError(f"cannot create the database folder {path.parent}: {exc.strerror}") from exc
+        if create_dirs:
+            _create_folder(parsed)
         # One connection: SQLite has one writer anyway, and several pooled connections of one process
         # writing at once (16 concurrent polls) meet "database is locked" and SQLite's busy handler,
         # which SLEEPS (1, 2, 5 … 100 ms) between retries: that made a 1,000-post cycle 40× slower.
@@ -77,13 +99,14 @@ def is_private_to_process(url: URL) -> bool:
             or database.startswith("file::memory:"))
 
 
-def make_sqlite_statement_engine(engine: AsyncEngine) -> Engine | None:
-    """A synchronous pysqlite engine on the same SQLite file as ``engine``, with the same pragmas and
-    ONE connection, for the Store's dedicated database thread. None for PostgreSQL and for in-memory
-    SQLite (a second engine would open a second, empty database there)."""
-    url = engine.url
+def make_sqlite_engine(url: URL, *, create_dirs: bool = True) -> Engine:
+    """A synchronous pysqlite engine on the SQLite file of ``url`` (any sqlite driver name), with the
+    same pragmas as ``make_engine`` and ONE connection, for the Store's dedicated database thread.
+    Not for in-memory SQLite (each engine would open a database of its own there)."""
     if url.get_backend_name() != "sqlite" or is_private_to_process(url):
-        return None
+        raise StorageError(f"not a SQLite file: {url.render_as_string(hide_password=True)}")
+    if create_dirs:
+        _create_folder(url)
     # One connection, used only by the Store's single database thread: every runtime statement of this
     # process is serialised there, so they never contend for SQLite's write lock among themselves (see
     # make_engine on why that matters). pysqlite's check_same_thread is off for file databases; the

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.errors import StorageError
 from bot.storage.engine import is_private_to_process, make_engine
@@ -30,6 +29,9 @@ from bot.storage.engine import is_private_to_process, make_engine
 if TYPE_CHECKING:  # Alembic (+ Mako) costs ~10 MiB and ~0.1 s: imported only when a migration is due
     from alembic.config import Config as AlembicConfig
     from alembic.script import ScriptDirectory
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from bot.storage.database import Database
 
 HEAD = "0004"
 """The newest revision in migrations/versions (a test checks it against Alembic's own head).
@@ -85,11 +87,10 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await conn.run_sync(_current)
 
 
-async def _recorded_revision(engine: AsyncEngine) -> str | None:
+def recorded_revision(conn: Connection) -> str | None:
     """The revision in ``alembic_version`` by plain SQL (None if there is no such table yet)."""
     try:
-        async with engine.connect() as conn:
-            rows = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
+        rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
     except SQLAlchemyError:
         return None
     return rows[0][0] if len(rows) == 1 else None
@@ -97,7 +98,9 @@ async def _recorded_revision(engine: AsyncEngine) -> str | None:
 
 async def upgrade(engine: AsyncEngine) -> tuple[str | None, str]:
     """Bring the schema to the newest revision, all of it or nothing. Returns (before, after)."""
-    if await _recorded_revision(engine) == HEAD:
+    async with engine.connect() as conn:
+        recorded = await conn.run_sync(recorded_revision)
+    if recorded == HEAD:
         return HEAD, HEAD  # the common start: nothing to do, and Alembic is never imported
     from alembic.script import ScriptDirectory
 
@@ -145,13 +148,13 @@ async def _migrate(conn: AsyncConnection, known: ScriptDirectory) -> tuple[str |
     return before, after
 
 
-async def upgrade_isolated(engine: AsyncEngine) -> tuple[str | None, str]:
+async def upgrade_isolated(database: Database) -> tuple[str | None, str]:
     """``upgrade``, run in a child process when a migration is due (see the module docstring)."""
-    if await _recorded_revision(engine) == HEAD:
+    if await database.run(recorded_revision, write=False) == HEAD:
         return HEAD, HEAD
-    if is_private_to_process(engine.url):  # a child would migrate a database of its own
-        return await upgrade(engine)
-    env = {**os.environ, CHILD_URL_ENV: engine.url.render_as_string(hide_password=False)}
+    if is_private_to_process(database.url):  # a child would migrate a database of its own
+        return await upgrade(database.async_engine())
+    env = {**os.environ, CHILD_URL_ENV: database.url.render_as_string(hide_password=False)}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot.storage.migrate", env=env, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)

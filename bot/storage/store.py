@@ -8,23 +8,20 @@ cache state are written in ONE transaction, so a crash can neither lose a post
 nor queue it twice.
 
 Each method's body is one synchronous function over a SQLAlchemy ``Connection``
-(``work``), run as one transaction by ``_write`` (or one read by ``_read``). On
-SQLite it runs on the Store's dedicated database thread over a synchronous
-pysqlite connection: one thread hop per method instead of one per statement
-(the async layer and aiosqlite's hop per statement cost more CPU than SQLite
-itself). On PostgreSQL it runs on the async engine through ``run_sync``
-(asyncpg), the same function for both dialects.
+(``work``), run as one transaction by ``_write`` (or one read by ``_read``) on the
+Store's ``Database`` (``bot.storage.database``): on a SQLite file, a dedicated
+thread with a synchronous pysqlite connection (one thread hop per method instead
+of one per statement); on PostgreSQL, the async engine through ``run_sync``
+(asyncpg). The same function serves both dialects.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -47,9 +44,9 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.base import Executable
 
 from bot.domain.detect import pick_backfill
@@ -58,11 +55,12 @@ from bot.domain.pacing import bucket_shape, reserve
 from bot.errors import InstanceLockedError, NotFoundError, StorageError
 from bot.sources.base import CacheState
 from bot.storage import tables as t
-from bot.storage.engine import make_sqlite_statement_engine
+from bot.storage.database import Database, Work, open_database
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
-Work = Callable[[Connection], T]
-"""A Store method's body: every statement of its transaction, on a synchronous connection."""
 
 _CHUNK = 500
 CONFIG_LOCK = 0x7461_6763  # "tagc": PostgreSQL advisory lock held while one instance applies the config
@@ -198,83 +196,47 @@ class PollRecord:
 
 
 
-class _DatabaseThread:
-    """SQLite: one dedicated thread that runs every Store method on one pysqlite connection.
-
-    A method's whole transaction is one hop to this thread, and the methods of this process
-    run one after the other there, so they never contend for SQLite's write lock among
-    themselves. A caller cancelled while its work runs does not interrupt it: the
-    transaction commits or rolls back on the thread, and the next call runs after it.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._executor: ThreadPoolExecutor | None = None
-
-    async def run(self, work: Work[T], *, write: bool) -> T:
-        executor = self._executor
-        if executor is None:  # first use, or used again after aclose (like a disposed engine)
-            executor = self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagrelay-db")
-        return await asyncio.get_running_loop().run_in_executor(executor, self._call, work, write)
-
-    def _call(self, work: Work[T], write: bool) -> T:
-        if write:
-            with self.engine.begin() as conn:
-                return work(conn)
-        with self.engine.connect() as conn:
-            return work(conn)
-
-    async def aclose(self) -> None:
-        """Close the connection (on its thread) and end the thread. Safe to call twice."""
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        try:
-            await asyncio.get_running_loop().run_in_executor(executor, self.engine.dispose)
-        finally:
-            executor.shutdown(wait=False)  # idle by now (or finishing the dispose): it ends on its own
-
-
 class Store:
-    """All database access. Create with an ``AsyncEngine``; call ``aclose`` at the end."""
+    """All database access. Open with ``Store.open(url)`` (or give it a ``Database``); call
+    ``aclose`` at the end."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.dialect = engine.dialect.name
-        statements = make_sqlite_statement_engine(engine)
-        self._thread = _DatabaseThread(statements) if statements is not None else None
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.dialect = database.dialect
+
+    @classmethod
+    def open(cls, url: str, *, create_dirs: bool = True) -> Store:
+        """The store of a storage URL (see ``open_database``)."""
+        return cls(open_database(url, create_dirs=create_dirs))
+
+    @property
+    def url(self) -> URL:
+        return self.database.url
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """An ``AsyncEngine`` on this database, for migrations, ``db copy`` and tests (on a SQLite
+        file it is made on first use: the service itself never needs one)."""
+        return self.database.async_engine()
 
     def statement_engines(self) -> list[Engine]:
         """The synchronous engines the Store's statements run on (for ``before_cursor_execute``
-        listeners): on SQLite the dedicated thread's pysqlite engine as well as ``engine``'s."""
-        engines = [self.engine.sync_engine]
-        if self._thread is not None:
-            engines.append(self._thread.engine)
-        return engines
+        listeners)."""
+        return self.database.sync_engines()
 
     async def aclose(self) -> None:
-        """Dispose of both engines and end the database thread. Safe to call twice."""
-        try:
-            if self._thread is not None:
-                await self._thread.aclose()
-        finally:
-            await self.engine.dispose()
+        """Close every connection (and, on SQLite, end the database thread). Safe to call twice."""
+        await self.database.dispose()
 
     # -- helpers --------------------------------------------------------------------------
 
     async def _write(self, work: Work[T]) -> T:
         """Run ``work`` as one transaction, committed before this returns (rolled back if it raises)."""
-        if self._thread is not None:
-            return await self._thread.run(work, write=True)
-        async with self.engine.begin() as conn:
-            return await conn.run_sync(work)
+        return await self.database.run(work, write=True)
 
     async def _read(self, work: Work[T]) -> T:
         """Run ``work`` on a connection without committing anything."""
-        if self._thread is not None:
-            return await self._thread.run(work, write=False)
-        async with self.engine.connect() as conn:
-            return await conn.run_sync(work)
+        return await self.database.run(work, write=False)
 
     async def _execute(self, statement: Executable) -> None:
         """One statement as one transaction."""
@@ -284,10 +246,17 @@ class Store:
 
         await self._write(work)
 
-    def _insert_ignore(self, table: Table, index: Sequence[str]) -> Any:
+    def _dialect_insert(self, table: Table) -> Any:
+        """An INSERT with this dialect's ON CONFLICT clauses (the PostgreSQL dialect package is
+        imported only on PostgreSQL: it costs ~2 MiB of resident memory)."""
         if self.dialect == "postgresql":
-            return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(index))
-        return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(index))
+            from sqlalchemy.dialects import postgresql
+
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def _insert_ignore(self, table: Table, index: Sequence[str]) -> Any:
+        return self._dialect_insert(table).on_conflict_do_nothing(index_elements=list(index))
 
     async def ping(self) -> None:
         try:
@@ -1076,8 +1045,7 @@ class Store:
     async def try_lease(self, name: str, owner: str, now: datetime, ttl: float) -> bool:
         """Take or renew the named lease unless another owner's is still alive. One statement."""
         expires = now + timedelta(seconds=ttl)
-        ins = (postgresql.insert(t.instance_leases) if self.dialect == "postgresql"
-               else sqlite.insert(t.instance_leases))
+        ins = self._dialect_insert(t.instance_leases)
         stmt = ins.values(name=name, owner=owner, acquired_at=now, heartbeat_at=now, expires_at=expires)
         upsert = stmt.on_conflict_do_update(
             index_elements=["name"],

@@ -35,7 +35,6 @@ import pytest
 from bot.clock import SystemClock
 from bot.services.admin import AdminService
 from bot.settings import load_config
-from bot.storage.engine import make_engine
 from bot.storage.store import Store
 from tests.e2e.service import SUBSCRIPTIONS, Db, Platforms, Service, platforms, run_cli, wait_until, write_config
 from tests.fakes.http import DROP, Request
@@ -140,7 +139,7 @@ def retry_deliveries(config_path: Path, ids: list[int]) -> None:
     """What an operator does for an ``unknown`` Telegram delivery that did not arrive: ``tagrelay retry ID``."""
     async def go() -> None:
         config = load_config(config_path)
-        store = Store(make_engine(config.storage.url))
+        store = Store.open(config.storage.url)
         try:
             admin = AdminService(store, config, SystemClock())
             for delivery_id in ids:

@@ -40,7 +40,7 @@ async def _history(store: Store, clock: FakeClock) -> None:
 @pytest.fixture
 async def old(tmp_path: Path, clock: FakeClock) -> str:
     url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    store = Store(make_engine(url))
+    store = Store.open(url)
     await migrate.upgrade(store.engine)
     await _history(store, clock)
     await store.aclose()
@@ -61,7 +61,7 @@ async def test_copy_keeps_the_delivery_history_and_refuses_a_non_empty_target(ol
         await source.dispose()
         await target.dispose()
 
-    before, after = Store(make_engine(old)), Store(make_engine(db_url))
+    before, after = Store.open(old), Store.open(db_url)
     try:
         def key(rows: list) -> list:  # type: ignore[type-arg]
             return sorted((d.id, d.channel, d.status, d.attempts, d.remote_id, d.remote_url, d.last_error,
@@ -85,7 +85,7 @@ async def test_copy_keeps_the_delivery_history_and_refuses_a_non_empty_target(ol
 
 
 async def test_copy_refuses_while_tagrelay_runs_on_the_source(old: str, tmp_path: Path, clock: FakeClock) -> None:
-    store = Store(make_engine(old))
+    store = Store.open(old)
     await store.acquire_lease("main", "running-one", clock.now(), 60)
     await store.aclose()
     source, target = make_engine(old), make_engine(f"sqlite+aiosqlite:///{tmp_path / 'new.db'}")

@@ -43,7 +43,6 @@ from bot.services.admin import AdminService
 from bot.services.delivery import ChannelRuntime, Deliverer, DeliveryOutcome
 from bot.settings import Config, DeliveryConfig, Secrets, SourceConfig, SubscriptionConfig
 from bot.storage import migrate
-from bot.storage.engine import make_engine
 from bot.storage.store import DeliveryView, Store
 from tests.fakes.http import Request, Response
 from tests.fakes.mastodon_api import DEFAULT_TOKEN as MASTODON_TOKEN
@@ -572,7 +571,7 @@ async def test_mastodon_key_belongs_to_the_post_not_to_a_row_number(make_rig: Ri
     rig = await make_rig("mastodon")
     await rig.deliver()
     assert rig.posted_numbers() == [2, 3]
-    restored = Store(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'restored.db'}"))
+    restored = Store.open(f"sqlite+aiosqlite:///{tmp_path / 'restored.db'}")
     await migrate.upgrade(restored.engine)
     try:
         await restored.sync_config([("archive", "https://a.example/feed/", "rss")], [(rig.name, "mastodon")],

@@ -22,7 +22,6 @@ from bot.health import DEFAULT_PORT, HealthServer, HealthSettings, load_health_s
 from bot.observability import Metrics
 from bot.settings import Config, Secrets, build_config
 from bot.sidecars import make_sidecars
-from bot.storage.engine import make_engine
 from bot.storage.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -231,7 +230,7 @@ async def serve() -> AsyncIterator[Serve]:
 
 async def test_readyz_is_503_when_the_database_is_unreachable(
         tmp_path: Path, serve: Serve) -> None:
-    store = Store(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'x.db'}", create_dirs=False))
+    store = Store.open(f"sqlite+aiosqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'x.db'}", create_dirs=False)
     with pytest.raises(StorageError):
         await store.ping()  # the premise: the real store cannot reach this database
     try:
@@ -260,7 +259,7 @@ async def test_readyz_is_503_when_the_database_hangs(serve: Serve
 async def test_readyz_is_503_while_starting_or_stopping(
         tmp_path: Path, serve: Serve, stopping: bool, state: str
 ) -> None:
-    store = Store(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'ok.db'}"))
+    store = Store.open(f"sqlite+aiosqlite:///{tmp_path / 'ok.db'}")
     try:
         app = FakeApp(store=store, running=False)
         if stopping:

@@ -10,6 +10,7 @@ from sqlalchemy import inspect
 
 from bot.storage import migrate
 from bot.storage.engine import make_engine
+from bot.storage.store import Store
 
 
 class Crash(Exception):
@@ -62,6 +63,8 @@ async def test_an_interrupted_first_migration_leaves_nothing_and_the_next_start_
 
 async def test_a_due_migration_runs_in_a_child_process_and_the_service_never_imports_alembic(
         db_url: str, tmp_path: Any) -> None:
+    """Also pins the memory diet of a SQLite service: no Alembic, no ORM, no asyncio extension and
+    no PostgreSQL dialect are imported by opening the store, migrating and using it."""
     import asyncio
     import os
     import subprocess
@@ -70,15 +73,17 @@ async def test_a_due_migration_runs_in_a_child_process_and_the_service_never_imp
     code = (
         "import asyncio, sys\n"
         "from bot.storage import migrate\n"
-        "from bot.storage.engine import make_engine\n"
+        "from bot.storage.store import Store\n"
         "async def main():\n"
-        "    engine = make_engine(sys.argv[1])\n"
+        "    store = Store.open(sys.argv[1])\n"
         "    try:\n"
-        "        first = await migrate.upgrade_isolated(engine)\n"
-        "        second = await migrate.upgrade_isolated(engine)\n"
+        "        first = await migrate.upgrade_isolated(store.database)\n"
+        "        second = await migrate.upgrade_isolated(store.database)\n"
+        "        await store.ping()\n"
         "    finally:\n"
-        "        await engine.dispose()\n"
-        "    print(first, second, 'alembic' in sys.modules)\n"
+        "        await store.aclose()\n"
+        "    heavy = ['alembic', 'sqlalchemy.orm', 'sqlalchemy.ext.asyncio', 'sqlalchemy.dialects.postgresql']\n"
+        "    print(first, second, [m for m in heavy if m in sys.modules])\n"
         "asyncio.run(main())\n"
     )
     env = {k: v for k, v in os.environ.items() if k != migrate.CHILD_URL_ENV}
@@ -88,7 +93,10 @@ async def test_a_due_migration_runs_in_a_child_process_and_the_service_never_imp
     assert proc.returncode == 0, stderr.decode()
     out = stdout.decode().strip()
     head = migrate.HEAD
-    assert out == f"(None, '{head}') ('{head}', '{head}') False"
+    # PostgreSQL runs on asyncpg, which needs the asyncio extension (and so the ORM); never Alembic
+    loaded = "[]" if db_url.startswith("sqlite") else (
+        "['sqlalchemy.orm', 'sqlalchemy.ext.asyncio', 'sqlalchemy.dialects.postgresql']")
+    assert out == f"(None, '{head}') ('{head}', '{head}') {loaded}"
     assert "deliveries" in await table_names(db_url)
     engine = make_engine(db_url)
     try:
@@ -107,18 +115,21 @@ async def test_a_failing_child_migration_is_one_storage_error_naming_why(db_url:
         async with engine.begin() as conn:
             await conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
             await conn.execute(text("INSERT INTO alembic_version VALUES ('9999')"))
-        with pytest.raises(StorageError, match="revision 9999, which this tagrelay version does not know"):
-            await migrate.upgrade_isolated(engine)
+        store = Store.open(db_url)
+        try:
+            with pytest.raises(StorageError, match="revision 9999, which this tagrelay version does not know"):
+                await migrate.upgrade_isolated(store.database)
+        finally:
+            await store.aclose()
         assert await table_names(db_url) == ["alembic_version"]  # nothing half-written
     finally:
         await engine.dispose()
 
 
 async def test_an_in_memory_database_is_migrated_in_process() -> None:
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+    store = Store.open("sqlite+aiosqlite:///:memory:")
     try:
-        assert await migrate.upgrade_isolated(engine) == (None, migrate.HEAD)
+        assert await migrate.upgrade_isolated(store.database) == (None, migrate.HEAD)
+        assert await migrate.current_revision(store.engine) == migrate.HEAD  # the same (private) database
     finally:
-        await engine.dispose()
+        await store.aclose()

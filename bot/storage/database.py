@@ -1,0 +1,142 @@
+"""Where a Store's transactions run: one of two ``Database`` kinds, picked from the storage URL.
+
+A Store method's body is one synchronous function over a SQLAlchemy ``Connection`` (a ``Work``);
+``Database.run`` runs it as one transaction (``write=True``: committed before ``run`` returns,
+rolled back if it raises) or as one read.
+
+- ``ThreadedDatabase`` (a SQLite file): one dedicated thread and one synchronous pysqlite
+  connection. The process never imports SQLAlchemy's asyncio extension (and the ORM it pulls in).
+- ``AsyncDatabase`` (PostgreSQL, in-memory SQLite): an ``AsyncEngine``, the work run through
+  ``run_sync`` (asyncpg / aiosqlite underneath).
+
+``open_database(url)`` chooses. ``async_engine()`` gives an ``AsyncEngine`` on the same database
+for the tools that need one (migrations, ``db copy``, tests); on a SQLite file it is built on the
+first call and disposed of with the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import URL
+
+from bot.storage.engine import is_private_to_process, make_engine, make_sqlite_engine, parse_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+T = TypeVar("T")
+Work = Callable[[Connection], T]
+"""A Store method's body: every statement of its transaction, on a synchronous connection."""
+
+
+class Database(Protocol):
+    url: URL
+    dialect: str
+
+    async def run(self, work: Work[T], *, write: bool) -> T: ...
+
+    def async_engine(self) -> AsyncEngine: ...
+
+    def sync_engines(self) -> list[Engine]:
+        """The synchronous engines statements run on (for ``before_cursor_execute`` listeners)."""
+        ...
+
+    async def dispose(self) -> None:
+        """Close every connection. The database may be used again afterwards (it reconnects)."""
+        ...
+
+
+class ThreadedDatabase:
+    """A SQLite file: one dedicated thread runs every transaction on one pysqlite connection.
+
+    A method's whole transaction is one hop to this thread, and the transactions of this process
+    run one after the other there, so they never contend for SQLite's write lock among themselves.
+    A caller cancelled while its work runs does not interrupt it: the transaction commits or rolls
+    back on the thread, and the next call runs after it.
+    """
+
+    dialect = "sqlite"
+
+    def __init__(self, engine: Engine, url: URL) -> None:
+        self.engine = engine
+        self.url = url
+        """The storage URL as configured (the engine's own names the pysqlite driver)."""
+        self._executor: ThreadPoolExecutor | None = None
+        self._async: AsyncEngine | None = None
+
+    async def run(self, work: Work[T], *, write: bool) -> T:
+        executor = self._executor
+        if executor is None:  # first use, or used again after dispose (like a disposed engine)
+            executor = self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagrelay-db")
+        return await asyncio.get_running_loop().run_in_executor(executor, self._call, work, write)
+
+    def _call(self, work: Work[T], write: bool) -> T:
+        if write:
+            with self.engine.begin() as conn:
+                return work(conn)
+        with self.engine.connect() as conn:
+            return work(conn)
+
+    def async_engine(self) -> AsyncEngine:
+        if self._async is None:
+            self._async = make_engine(self.url.render_as_string(hide_password=False), create_dirs=False)
+        return self._async
+
+    def sync_engines(self) -> list[Engine]:
+        engines = [self.engine]
+        if self._async is not None:
+            engines.append(self._async.sync_engine)
+        return engines
+
+    async def dispose(self) -> None:
+        """Close the connection (on its thread) and end the thread. Safe to call twice."""
+        executor, self._executor = self._executor, None
+        try:
+            if executor is not None:
+                try:
+                    await asyncio.get_running_loop().run_in_executor(executor, self.engine.dispose)
+                finally:
+                    executor.shutdown(wait=False)  # idle by now (or finishing the dispose): it ends on its own
+        finally:
+            if self._async is not None:
+                await self._async.dispose()
+
+
+class AsyncDatabase:
+    """PostgreSQL (asyncpg) or in-memory SQLite (aiosqlite): an ``AsyncEngine`` and ``run_sync``."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.url = engine.url
+        self.dialect = engine.dialect.name
+
+    async def run(self, work: Work[T], *, write: bool) -> T:
+        if write:
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(work)
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(work)
+
+    def async_engine(self) -> AsyncEngine:
+        return self.engine
+
+    def sync_engines(self) -> list[Engine]:
+        return [self.engine.sync_engine]
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def open_database(url: str, *, create_dirs: bool = True) -> Database:
+    """The database of a storage URL: a SQLite file gets a ``ThreadedDatabase``, anything else
+    (PostgreSQL, in-memory SQLite) an ``AsyncDatabase``. SQLite: the parent folder is created
+    unless ``create_dirs`` is false."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite" and not is_private_to_process(parsed):
+        return ThreadedDatabase(make_sqlite_engine(parsed, create_dirs=create_dirs), parsed)
+    return AsyncDatabase(make_engine(url, create_dirs=create_dirs))
