@@ -44,7 +44,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 from telegram import (
     BotCommand,
     BotCommandScopeChat,
@@ -79,6 +78,7 @@ from bot.log import event, redact_text, redact_url
 from bot.publishers.api import RenderEnv
 from bot.publishers.http import ENV_NAME_PATTERN, HTTP_URL_PATTERN, describe_exception
 from bot.services.admin import AdminService, Change, PreviewItem, StatusReport, TagPage, UsageError
+from bot.validation import Field, Model, Rules, ValidationError, field_validator
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -107,10 +107,8 @@ _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 # -- the [admin] table --------------------------------------------------------------------------
 
 
-class AdminSettings(BaseModel):
+class AdminSettings(Model):
     """The validated ``[admin]`` table (docs/admin-bot.md). ``admin_ids`` includes ``TAGRELAY_ADMIN_IDS``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = False
     """Run the admin bot beside the service (needs the token in ``token_env``)."""
@@ -118,9 +116,9 @@ class AdminSettings(BaseModel):
     """Environment variable holding the bot token; may be the same bot as a Telegram channel's."""
     api_base: str = Field(default="https://api.telegram.org", pattern=HTTP_URL_PATTERN)
     """Bot API server (a self-hosted telegram-bot-api server, or a test fake)."""
-    admin_ids: tuple[Annotated[StrictInt, Field(gt=0)], ...] = ()
+    admin_ids: tuple[Annotated[int, Rules(gt=0)], ...] = ()
     """Telegram user ids allowed to use the bot."""
-    admin_chat_id: StrictInt | None = None
+    admin_chat_id: int | None = None
     """One group (negative id) where admins may also give commands; announcements go there too."""
     mode: Literal["polling", "webhook"] = "polling"
     webhook_url: str | None = None
@@ -191,7 +189,7 @@ def load_admin_settings(raw: object, env: Callable[[str], str | None] = lambda _
     try:
         settings = AdminSettings.model_validate(dict(raw))
     except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
+        err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"][:1])
         reason = f"unknown key (known: {_KEYS})" if err["type"] == "extra_forbidden" else err["msg"]
         raise ConfigError(f"admin.{key}" if key else "admin", reason) from None

@@ -97,7 +97,7 @@ class Context:
 
     def secret_values(self) -> list[str]:
         """Values to redact from logs: secret-named variables plus every channel's ``*_env`` variable."""
-        names = {value for opts in self.config.channels for key, value in opts
+        names = {value for opts in self.config.channels for key, value in opts.model_dump().items()
                  if key.endswith("_env") and isinstance(value, str)}
         admin = self.config.extra.get("admin")
         if isinstance(admin, dict):  # the admin bot's token_env and secret_token_env
@@ -418,7 +418,7 @@ async def cmd_db_copy(ctx: Context) -> int:
     from bot.storage.engine import make_engine
 
     try:
-        target_url = StorageConfig(url=ctx.args.to).url
+        target_url = StorageConfig.model_validate({"url": ctx.args.to}).url
     except ValueError as exc:
         raise ConfigError("--to", "must start with sqlite+aiosqlite:// or postgresql+asyncpg://") from exc
     source = make_engine(ctx.config.storage.url, create_dirs=False)

@@ -32,13 +32,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
 from bot.errors import ConfigError
 from bot.localhttp import READ_TIMEOUT, HttpError, LocalHttpServer, read_head, write_answer
 from bot.log import event, redact_text
 from bot.observability import CONTENT_TYPE, Metrics
 from bot.settings import Config, Duration
+from bot.validation import Field, Model, ValidationError, field_validator
 
 log = logging.getLogger("tagrelay.health")
 
@@ -52,10 +51,8 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
 
-class HealthSettings(BaseModel):
+class HealthSettings(Model):
     """The validated ``[health]`` table."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -90,7 +87,7 @@ def load_health_settings(raw: object, env: Callable[[str], str | None] = lambda 
     try:
         settings = HealthSettings.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors(include_url=False)[0]
+        err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
         reason = "unknown key (known: enabled, host, port, timeout)" if err["type"] == "extra_forbidden" \
             else err["msg"]
@@ -108,7 +105,7 @@ def load_health_settings(raw: object, env: Callable[[str], str | None] = lambda 
         try:
             settings = HealthSettings.model_validate({**settings.model_dump(), **overrides})
         except ValidationError as exc:
-            err = exc.errors(include_url=False)[0]
+            err = exc.errors()[0]
             var = HOST_ENV if err["loc"] and err["loc"][0] == "host" else PORT_ENV
             raise ConfigError(var, err["msg"]) from None
     return settings

@@ -30,6 +30,8 @@ from bot.publishers.api import (
 class RecordingOptions(ChannelOptions):
     idempotent: bool = True
     at_least_once: bool = False
+    chat_id: str | None = None
+    """Where it "sends" (set when a scripted ``ChatMigratedError`` moves the channel)."""
 
 
 @dataclass

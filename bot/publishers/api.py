@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from bot.domain.models import Post
+from bot.validation import Field, Model
 
 if TYPE_CHECKING:  # only an annotation: render/ must not load httpx through this module
     import httpx
@@ -31,10 +30,8 @@ API_VERSION = 1
 """Bumped when this contract changes incompatibly; plugins declare the one they implement."""
 
 
-class ChannelOptions(BaseModel):
+class ChannelOptions(Model):
     """Keys every channel accepts. Plugins subclass this with their own keys."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
     platform: str

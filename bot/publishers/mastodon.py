@@ -39,7 +39,6 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
-from pydantic import Field, field_validator
 
 from bot.domain.models import Post
 from bot.errors import (
@@ -76,6 +75,7 @@ from bot.publishers.http import (
     transport_error,
 )
 from bot.render.options import MastodonRenderOptions
+from bot.validation import Field, field_validator
 
 DEFAULT_MAX_CHARACTERS = 500
 DEFAULT_URL_LENGTH = 23

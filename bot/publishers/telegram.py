@@ -51,7 +51,6 @@ from http import HTTPStatus
 from typing import Any
 
 import httpx
-from pydantic import Field, field_validator
 
 from bot.domain.models import Post
 from bot.errors import (
@@ -84,6 +83,7 @@ from bot.publishers.http import (
     shorten,
 )
 from bot.render.options import TelegramRenderOptions
+from bot.validation import Field, field_validator
 
 _USERNAME = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{2,31}$")
 _NUMERIC_ID = re.compile(r"^-?[0-9]{1,19}$")

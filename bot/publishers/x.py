@@ -34,7 +34,6 @@ from urllib.parse import urlsplit
 
 import httpx
 from oauthlib.oauth1 import Client as OAuth1Client
-from pydantic import Field, field_validator, model_validator
 
 from bot.domain.models import Post
 from bot.errors import (
@@ -71,6 +70,7 @@ from bot.publishers.http import (
     transport_error,
 )
 from bot.render.options import XRenderOptions
+from bot.validation import Field, field_validator, model_validator
 
 RATE_LIMIT_FALLBACK = 900.0
 """Seconds to wait after a 429 without usable x-rate-limit headers (X's window is 15 minutes)."""

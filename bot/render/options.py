@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
-
 from bot.publishers.api import ChannelOptions
 from bot.render.templates import TemplateError, validate_template
+from bot.validation import Field, field_validator
 
 
 def _checked_template(value: str | None, platform: str) -> str | None:

@@ -320,7 +320,7 @@ class Deliverer:
                 return await self._finish(chan, claimed, DeliveryStatus.DEAD, error=exc.reason,
                                           reason="rejected")
             except ChatMigratedError as exc:
-                if migrated or chan.rebuild is None:
+                if migrated or chan.rebuild is None or "chat_id" not in chan.options.model_fields:
                     return await self._on_error(chan, claimed, exc)
                 migrated = True
                 await self.store.set_target_override(chan.name, str(exc.new_chat_id))

@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import ValidationError
 
 from bot.clock import FakeClock
 from bot.errors import (
@@ -26,6 +25,7 @@ from bot.publishers import mastodon as mastodon_module
 from bot.publishers.api import PublisherContext, PublisherPlugin, RenderedMessage
 from bot.publishers.http import parse_reset_iso, parse_retry_after
 from bot.publishers.mastodon import MastodonOptions, MastodonPublisher, plugin
+from bot.validation import ValidationError
 from tests.fakes.mastodon_api import DEFAULT_TOKEN, STATUSES, FakeMastodon, status_length
 from tests.publish_support import DictSecrets, assert_clean
 

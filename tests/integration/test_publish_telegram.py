@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import ValidationError
 
 from bot.clock import FakeClock
 from bot.errors import (
@@ -24,6 +23,7 @@ from bot.errors import (
 )
 from bot.publishers.api import PublisherContext, PublisherPlugin, RenderedMessage
 from bot.publishers.telegram import TelegramOptions, TelegramPublisher, parse_chat_id, plugin
+from bot.validation import ValidationError
 from tests.fakes.http import Response
 from tests.fakes.telegram_api import (
     DEFAULT_CHANNEL_ID,

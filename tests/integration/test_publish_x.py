@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import ValidationError
 
 from bot.clock import FakeClock
 from bot.errors import (
@@ -27,6 +26,7 @@ from bot.publishers.api import PublisherContext, PublisherPlugin, RenderedMessag
 from bot.publishers.http import parse_reset_epoch
 from bot.publishers.x import XOptions, XPublisher, plugin, rate_limit_delay
 from bot.publishers.x_auth import x_auth_flow
+from bot.validation import ValidationError
 from tests.fakes.x_api import (
     ACCESS_TOKEN,
     ACCESS_TOKEN_SECRET,

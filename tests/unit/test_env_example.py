@@ -7,7 +7,7 @@ The variables are found three ways, so that a new one cannot slip in unlisted:
   example (``token_env = "TG_BOT_TOKEN"``, ``Field(default="X_CONSUMER_KEY")``,
   ``add_argument("--consumer-key-env", default=...)``);
 * introspection: ``EnvSettings`` fields (with its prefix) and the string defaults
-  of every ``*_env`` field of every pydantic model in ``bot`` (channel options, [admin]);
+  of every ``*_env`` field of every validated model in ``bot`` (channel options, [admin]);
 * ``${VAR}`` references in the compose files and ``os.environ`` reads in ``tests/conftest.py``.
 """
 
@@ -20,10 +20,10 @@ import re
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
 
 import bot
 from bot.settings import EnvSettings
+from bot.validation import Model
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -81,7 +81,7 @@ def read_in_source() -> dict[str, set[str]]:
 
 
 def read_by_models() -> dict[str, str]:
-    """variable → model.field, from EnvSettings and every pydantic model's ``*_env`` string defaults."""
+    """variable → model.field, from EnvSettings and every model's ``*_env`` string defaults."""
     prefix = EnvSettings.PREFIX
     found = {f"{prefix}{name}".upper(): f"EnvSettings.{name}" for name in EnvSettings.model_fields}
     for info in pkgutil.walk_packages(bot.__path__, "bot."):
@@ -89,7 +89,7 @@ def read_by_models() -> dict[str, str]:
             continue  # running it is the CLI
         module = importlib.import_module(info.name)
         for _, cls in inspect.getmembers(module, inspect.isclass):
-            if not (issubclass(cls, BaseModel) and cls.__module__ == module.__name__):
+            if not (issubclass(cls, Model) and cls.__module__ == module.__name__):
                 continue
             for field_name, field in cls.model_fields.items():
                 if field_name.endswith("_env") and isinstance(field.default, str) and field.default:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from pydantic import ValidationError
 
 from bot.domain.models import Post, Tag
 from bot.errors import ConfigError
@@ -24,6 +23,7 @@ from bot.render.templates import (
     validate_template,
 )
 from bot.render.x import render_x
+from bot.validation import ValidationError
 
 POST = Post(key="k", source="Example <Archive>", title='Q&A: <script> in "quotes"',
             url="https://example.com/q?a=1&b=2", summary_html="<p>Fish &amp; chips &lt;3</p>",
@@ -80,8 +80,8 @@ def test_malicious_template_raises_instead_of_leaking(body: str) -> None:
 
 @pytest.mark.parametrize("body", MALICIOUS[:12])
 def test_malicious_template_raises_at_render_time_too(body: str) -> None:
-    # options that skipped validation (model_construct) still cannot leak at render time
-    options = XRenderOptions.model_construct(name="evil", platform="x", template=body + " {{ link }}")
+    # options built directly, skipping validation, still cannot leak at render time
+    options = XRenderOptions(name="evil", platform="x", template=body + " {{ link }}")
     with pytest.raises(TemplateError) as info:
         render_x(POST, options, RenderEnv())
     assert info.value.key == "channels.evil.template"
