@@ -119,3 +119,25 @@ def test_python_dash_m_bot_is_the_same_command() -> None:
                             timeout=60)
     assert result.returncode == 0
     assert "subscribe" in result.stdout and "status" in result.stdout
+
+
+def test_a_sqlite_service_run_leaves_the_heavy_libraries_unloaded(workdir: Path) -> None:
+    """The memory budget (docs/performance.md §4) depends on what the service never imports on SQLite:
+    Alembic (migrations run in a child), the ORM and SQLAlchemy's asyncio extension, aiosqlite, the
+    PostgreSQL dialect, pydantic, python-telegram-bot (admin bot only). A fresh process, a real run."""
+    heavy = ["alembic", "sqlalchemy.orm", "sqlalchemy.ext.asyncio", "aiosqlite", "sqlalchemy.dialects.postgresql",
+             "pydantic", "telegram", "feedparser"]
+    code = (
+        "import atexit, sys\n"
+        f"heavy = {heavy!r}\n"
+        "atexit.register(lambda: print('LOADED', [m for m in heavy if m in sys.modules], file=sys.stderr))\n"
+        "from bot.cli import main\n"
+        "sys.exit(main(['--config', 'config/tagrelay.example.toml', 'run', '--once']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    loaded = [line for line in proc.stderr.splitlines() if line.startswith("LOADED ")]
+    # feedparser too: the sample archive is well-formed, so the fast path parses all of it
+    assert loaded == ["LOADED []"], proc.stderr[-2000:]
+    assert "outcome=baseline" in proc.stderr  # it did run: the first cycle recorded the archive
