@@ -18,7 +18,9 @@ Types understood: ``str``, ``int`` (not ``bool``), ``float`` (an ``int`` is wide
 ``Path`` (from a string), ``Literal[...]``, ``X | None``, ``tuple[X, ...]``, ``dict[str, X]`` /
 ``Mapping[str, X]``, ``Any``, nested ``Model`` classes, and ``Annotated[X, Before(fn) | Rules(...)]``.
 Nothing is coerced silently: ``"5"`` is not an ``int``, ``1`` is not a ``bool``. Unknown keys are
-errors (a misspelt key must not be ignored).
+errors (a misspelt key must not be ignored). Messages never repeat a string value: a token pasted
+where a variable *name* belongs (``token_env = "123:AA…"``) must not reach the logs. Numbers and
+booleans are shown.
 
 Why not pydantic: the service keeps its models for its whole life, and pydantic with the
 schemas of these models costs ~8 MiB of resident memory, a tenth of the service's budget
@@ -75,7 +77,7 @@ class Rules:
     def check(self, value: Any) -> str | None:
         """The problem with ``value``, or None."""
         if self.pattern is not None and isinstance(value, str) and not re.search(self.pattern, value):
-            return f"{value!r} does not match {self.pattern}"
+            return f"must match {self.pattern}"
         if isinstance(value, int | float) and not isinstance(value, bool):
             if self.ge is not None and value < self.ge:
                 return f"must be at least {_num(self.ge)} (got {_num(value)})"
@@ -293,7 +295,7 @@ def _describe(value: object) -> str:
     if isinstance(value, int | float):
         return f"the number {value}"
     if isinstance(value, str):
-        return f"the string {value!r}"
+        return "a string" if value else "an empty string"
     if isinstance(value, Mapping):
         return "a table"
     if isinstance(value, list | tuple):
@@ -340,7 +342,8 @@ def _coerce(hint: Any, value: Any, loc: tuple[int | str, ...], errors: list[Erro
         if isinstance(value, bool) or value not in allowed:
             choices = " or ".join(repr(a) for a in allowed) if len(allowed) <= 2 else \
                 "one of " + ", ".join(repr(a) for a in allowed)
-            errors.append({"loc": loc, "msg": f"must be {choices}, not {value!r}", "type": "value_error"})
+            got = "" if isinstance(value, str) else f", not {_describe(value)}"
+            errors.append({"loc": loc, "msg": f"must be {choices}{got}", "type": "value_error"})
             return None
         return value
     if origin is tuple:
