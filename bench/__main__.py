@@ -280,9 +280,13 @@ def main() -> int:
             for run in range(RUNS):
                 for n in (1, 2):
                     with load:
-                        rate = multi.run_instances(server, pg, n, MULTI_FEEDS, MULTI_ITEMS, f"{n}-{run}")
-                    table.figure(f"multi-{n}", sec, f"{n} instance{'s' if n > 1 else ''}: deliveries/s", "/s",
-                                 digits=0).values.append(rate)
+                        got = multi.run_instances(server, pg, n, MULTI_FEEDS, MULTI_ITEMS, f"{n}-{run}")
+                    label = f"{n} instance{'s' if n > 1 else ''}"
+                    table.figure(f"multi-{n}", sec, f"{label}: deliveries/s", "/s", digits=0).values.append(got.rate)
+                    table.figure(f"multi-cpu-{n}", sec, f"{label}: tagrelay CPU, % of one core (sum)", "%",
+                                 digits=0).values.append(got.instances_cpu)
+                    table.figure(f"multi-busy-{n}", sec, f"{label}: machine busy (both cores, all processes)", "%",
+                                 digits=0).values.append(got.machine_busy)
             ratio = table.figures["multi-2"].median / table.figures["multi-1"].median
             table.text_row(sec, "2 instances ÷ 1", f"{ratio:.2f}x", "target ≥ 1.8x where the fakes are not the limit")
             table.text_row(sec, "fake server CPU (max)", f"{load.worst:.0f} %",

@@ -1,4 +1,4 @@
-"""Pure timing decisions: poll jitter, failing-source backoff, delivery retries."""
+"""Pure timing decisions: poll jitter, failing-source backoff, delivery retries, shared-mode fair share."""
 
 from __future__ import annotations
 
@@ -35,3 +35,11 @@ def source_backoff(interval: float, failures: int, cap: float = 6 * 3600.0) -> f
     if failures <= 0:
         return interval
     return float(min(cap, max(interval, interval * (2 ** min(failures, 16) / 2))))
+
+
+def fair_share(due: int, live: int, concurrency: int) -> int:
+    """How many of ``due`` channels one of ``live`` instances sends to at a time (at least 1, at most
+    ``concurrency``): the smallest number that, taken by every live instance, covers them all."""
+    if due <= 0:
+        return 0
+    return max(1, min(concurrency, -(-due // max(1, live))))

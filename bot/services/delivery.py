@@ -25,7 +25,7 @@ from typing import Any
 
 from bot.domain.models import DeliveryStatus, Post
 from bot.domain.pacing import parse_rate
-from bot.domain.schedule import RetryPolicy
+from bot.domain.schedule import RetryPolicy, fair_share
 from bot.errors import (
     AmbiguousPublishError,
     ChatMigratedError,
@@ -193,7 +193,15 @@ class Deliverer:
         names = [n for n in await self.store.due_channels(self.clock.now()) if n in self.channels]
         if not names:
             return []
-        gate = asyncio.Semaphore(self.config.concurrency)
+        limit = self.config.concurrency
+        if self.lease_ttl is not None and len(names) > 1:
+            # Shared mode: a channel's lease is kept until its backlog is sent, so an instance that took
+            # every due channel at once would leave the others idle. Each takes its fair share at a time
+            # (the rest as its slots free up, so nothing waits on an instance that is gone or slow) and
+            # tries them in its own order, so two instances rarely race for the same lease.
+            limit = fair_share(len(names), await self.store.live_instances(self.clock.now()), limit)
+            self.rng.shuffle(names)
+        gate = asyncio.Semaphore(limit)
 
         async def run(name: str) -> list[DeliveryOutcome]:
             async with gate:

@@ -927,6 +927,11 @@ class Store:
 
         await self._write(work)
 
+    async def live_instances(self, now: datetime) -> int:
+        """How many registered instances have not expired (shared mode)."""
+        stmt = select(func.count()).select_from(t.instances).where(t.instances.c.expires_at > now)
+        return int(await self._read(lambda conn: conn.execute(stmt).scalar() or 0))
+
     async def instances(self) -> list[InstanceInfo]:
         """Registered instances with what each holds (sources being polled, channels being sent to)."""
 

@@ -329,3 +329,53 @@ async def test_inside_the_key_window_the_resend_needs_no_lookup(backlog: Store, 
     await deliverer.deliver_channel("tg")
     assert pub.lookups == 0
     assert [s.text.splitlines()[0] for s in pub.sent] == [f"Post {n}" for n in range(1, 7)]
+
+
+class GatedPublisher(RecordingPublisher):
+    """Holds every send until ``gate`` opens, counting how many channels are mid-send at once."""
+
+    def __init__(self, options: RecordingOptions, gate: asyncio.Event, load: list[int]) -> None:
+        super().__init__(options)
+        self.gate, self.load = gate, load  # load: [now in flight, most ever in flight]
+
+    async def publish(self, message: RenderedMessage, *, idempotency_key: str) -> PublishResult:
+        self.load[0] += 1
+        self.load[1] = max(self.load[1], self.load[0])
+        try:
+            await self.gate.wait()
+            return await super().publish(message, idempotency_key=idempotency_key)
+        finally:
+            self.load[0] -= 1
+
+
+@pytest.mark.parametrize(("live", "at_once"), [(1, 4), (2, 2), (3, 2), (4, 1)])
+async def test_in_shared_mode_an_instance_takes_its_fair_share_of_the_due_channels(
+        store: Store, clock: FakeClock, live: int, at_once: int) -> None:
+    """A channel's lease is kept until its backlog is sent: an instance taking every due channel at once
+    would leave the other instances idle. With ``live`` instances registered, one takes ceil(4 / live)
+    channels at a time, and still sends to all four in the end (nothing waits on an absent instance)."""
+    names = [f"c{i}" for i in range(4)]
+    await store.sync_config([("archive", "https://a.example/feed/", "rss")], [(n, "recording") for n in names],
+                            [Subscription("mek", "MEK", n) for n in names], clock.now())
+    await poll(store, clock, [])
+    await poll(store, clock, [post(1, "MEK")])
+    for i in range(live):
+        await store.register_instance(f"i{i}", "1.0", clock.now(), 60)
+    gate, load = asyncio.Event(), [0, 0]
+    plugin = RecordingPlugin()
+    channels = {n: ChannelRuntime(n, "recording", plugin, RecordingOptions(name=n, platform="recording"),
+                                  GatedPublisher(RecordingOptions(name=n, platform="recording"), gate, load))
+                for n in names}
+    deliverer = Deliverer(store, channels, clock, DeliveryConfig(pacing=False, concurrency=4), Metrics(),
+                          owner="i0")
+    deliverer.lease_ttl = 60.0
+    task = asyncio.create_task(deliverer.deliver_due())
+    deadline = asyncio.get_running_loop().time() + 10
+    while load[0] < at_once:  # the sends start on the database thread's schedule: poll, with a deadline
+        assert asyncio.get_running_loop().time() < deadline, f"only {load[0]} channels started"
+        await asyncio.sleep(0.01)
+    gate.set()
+    outcomes = await task
+    assert load[1] == at_once
+    assert sorted(o.channel for o in outcomes) == names
+    assert all(len(ch.publisher.sent) == 1 for ch in channels.values())  # type: ignore[attr-defined]

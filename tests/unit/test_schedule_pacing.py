@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.domain.pacing import TokenBucket, parse_rate
-from bot.domain.schedule import RetryPolicy, jittered, source_backoff
+from bot.domain.schedule import RetryPolicy, fair_share, jittered, source_backoff
 
 
 @given(st.integers(min_value=1, max_value=40), st.integers(min_value=0, max_value=2**32))
@@ -78,3 +78,18 @@ def test_parse_rate(text: str, value: tuple[float, float]) -> None:
 def test_parse_rate_rejects_nonsense(text: str) -> None:
     with pytest.raises(ValueError, match=r"rate|unit|positive|could not convert"):
         parse_rate(text)
+
+
+@given(due=st.integers(0, 500), live=st.integers(0, 50), concurrency=st.integers(1, 64))
+def test_fair_share_covers_every_due_channel_without_exceeding_the_limit(due: int, live: int,
+                                                                          concurrency: int) -> None:
+    share = fair_share(due, live, concurrency)
+    if due == 0:
+        assert share == 0
+        return
+    assert 1 <= share <= concurrency
+    instances = max(1, live)
+    if share < concurrency:  # not capped: together the instances cover every channel, with no spare slot
+        assert share * instances >= due
+        assert (share - 1) * instances < due
+    assert fair_share(due, 1, concurrency) == min(due, concurrency)  # alone: as before, the limit only
