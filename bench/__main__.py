@@ -27,6 +27,8 @@ POLL_SOURCES = 1000
 DELIVERY_FEEDS, DELIVERY_ITEMS = 100, 1
 SCALING = [(1_000, 10), (10_000, 10), (100_000, 10), (10_000, 1_000), (10_000, 10_000), (100_000, 10_000)]
 MULTI_FEEDS, MULTI_ITEMS = 100, 3
+MULTI_CHANNELS = int(os.environ.get("BENCH_MULTI_CHANNELS", "4"))
+"""Channels of phase 6 (Mastodon, Telegram, X in turn); each instance's delivery concurrency is the same."""
 BENCH_ONLY = ("httpx2",)
 
 
@@ -271,7 +273,7 @@ def main() -> int:
 
         # -- 6. several instances --------------------------------------------------------------------
         def phase_multi() -> None:
-            sec = "6 scale-out on PostgreSQL (300 posts × 4 channels)"
+            sec = f"6 scale-out on PostgreSQL ({MULTI_FEEDS * MULTI_ITEMS} posts × {MULTI_CHANNELS} channels)"
             pg = multi.postgres_url()
             if pg is None:
                 table.text_row(sec, "skipped", "n/a", "no PostgreSQL reachable (set BENCH_POSTGRES_URL)")
@@ -280,7 +282,8 @@ def main() -> int:
             for run in range(RUNS):
                 for n in (1, 2):
                     with load:
-                        got = multi.run_instances(server, pg, n, MULTI_FEEDS, MULTI_ITEMS, f"{n}-{run}")
+                        got = multi.run_instances(server, pg, n, MULTI_FEEDS, MULTI_ITEMS, f"{n}-{run}",
+                                                  channels=MULTI_CHANNELS, concurrency=MULTI_CHANNELS)
                     label = f"{n} instance{'s' if n > 1 else ''}"
                     table.figure(f"multi-{n}", sec, f"{label}: deliveries/s", "/s", digits=0).values.append(got.rate)
                     table.figure(f"multi-cpu-{n}", sec, f"{label}: tagrelay CPU, % of one core (sum)", "%",
