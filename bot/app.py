@@ -170,10 +170,8 @@ class App:
             [(c.name, c.platform) for c in cfg.channels], subs, self.clock.now())
         for state in await self.store.channels():
             chan = self.parts.channels.get(state.name)
-            if (chan is not None and state.target_override and chan.rebuild is not None
-                    and "chat_id" in chan.options.model_fields):
-                chan.options = chan.options.model_copy(update={"chat_id": state.target_override})
-                chan.publisher = chan.rebuild(chan.options)
+            if chan is not None and state.target_override and chan.can_move:
+                chan.move_to(state.target_override)
 
     async def aclose(self) -> None:
         for chan in self.parts.channels.values():

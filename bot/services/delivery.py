@@ -76,6 +76,18 @@ class ChannelRuntime:
     rebuild: Callable[[Any], Publisher] | None = None
 
     @property
+    def can_move(self) -> bool:
+        """Can the channel be pointed at another chat (it has a ``chat_id`` and a way to rebuild)?"""
+        return self.rebuild is not None and "chat_id" in self.options.model_fields
+
+    def move_to(self, chat_id: str) -> None:
+        """Point the channel at another chat (a Telegram group became a supergroup): new options and a
+        new publisher. The caller closes the old publisher and initializes the new one."""
+        assert self.rebuild is not None and self.can_move
+        self.options = self.options.model_copy(update={"chat_id": chat_id})
+        self.publisher = self.rebuild(self.options)
+
+    @property
     def resend_when_unsure(self) -> bool:
         """May a send whose outcome is unknown be sent again?"""
         return bool(self.publisher.idempotent or getattr(self.options, "at_least_once", False))
@@ -328,13 +340,13 @@ class Deliverer:
                 return await self._finish(chan, claimed, DeliveryStatus.DEAD, error=exc.reason,
                                           reason="rejected")
             except ChatMigratedError as exc:
-                if migrated or chan.rebuild is None or "chat_id" not in chan.options.model_fields:
+                if migrated or not chan.can_move:
                     return await self._on_error(chan, claimed, exc)
                 migrated = True
                 await self.store.set_target_override(chan.name, str(exc.new_chat_id))
-                chan.options = chan.options.model_copy(update={"chat_id": str(exc.new_chat_id)})
-                await chan.publisher.aclose()
-                chan.publisher = chan.rebuild(chan.options)
+                old = chan.publisher
+                chan.move_to(str(exc.new_chat_id))
+                await old.aclose()
                 await chan.publisher.initialize()
                 event(log, logging.WARNING, "channel.migrated", channel=chan.name,
                       new_chat_id=exc.new_chat_id, action="retrying once")

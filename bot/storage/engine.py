@@ -58,9 +58,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _create_folder(url: URL) -> None:
-    path = sqlite_path(url.render_as_string(hide_password=False))
-    if path is None:
+    if not url.database or url.database == ":memory:":
         return
+    path = Path(url.database)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -72,11 +72,11 @@ def make_engine(url: str, *, create_dirs: bool = True) -> AsyncEngine:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     parsed = parse_url(url)
-    if is_sqlite(url) and is_private_to_process(parsed):
-        engine = create_async_engine(parsed)  # SQLAlchemy keeps the one connection (and so the database)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
     if is_sqlite(url):
+        if is_private_to_process(parsed):
+            engine = create_async_engine(parsed)  # SQLAlchemy keeps the one connection (and so the database)
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            return engine
         if create_dirs:
             _create_folder(parsed)
         # One connection: SQLite has one writer anyway, and several pooled connections of one process

@@ -195,7 +195,6 @@ class PollRecord:
     backfilled: int
 
 
-
 class Store:
     """All database access. Open with ``Store.open(url)`` (or give it a ``Database``); call
     ``aclose`` at the end."""
