@@ -9,6 +9,11 @@ rolled back if it raises) or as one read.
 - ``AsyncDatabase`` (PostgreSQL, in-memory SQLite): an ``AsyncEngine``, the work run through
   ``run_sync`` (asyncpg / aiosqlite underneath).
 
+On PostgreSQL a write transaction that loses a deadlock or a serialization check (SQLSTATE
+40P01, 40001) is rolled back by the server; ``AsyncDatabase`` runs it again, up to
+``TRANSIENT_ATTEMPTS`` times in all. So a ``Work`` must have no effect outside its connection
+(every Store method's body is like that: it only builds its result from what it reads).
+
 ``open_database(url)`` chooses. ``async_engine()`` gives an ``AsyncEngine`` on the same database
 for the tools that need one (migrations, ``db copy``, tests); on a SQLite file it is built on the
 first call and disposed of with the database.
@@ -17,21 +22,39 @@ first call and disposed of with the database.
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
+from bot.log import event
 from bot.storage.engine import is_private_to_process, make_engine, make_sqlite_engine, parse_url
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+log = logging.getLogger("tagrelay.storage")
+
 T = TypeVar("T")
 Work = Callable[[Connection], T]
 """A Store method's body: every statement of its transaction, on a synchronous connection."""
+
+TRANSIENT_SQLSTATES = {"40P01": "deadlock", "40001": "serialization failure"}
+"""Errors after which PostgreSQL has rolled the transaction back and running it again may succeed."""
+TRANSIENT_ATTEMPTS = 3
+
+
+def transient_reason(exc: BaseException) -> str | None:
+    """``deadlock`` / ``serialization failure`` when ``exc`` is one (the transaction may be rerun), else None."""
+    if not isinstance(exc, DBAPIError):
+        return None
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return TRANSIENT_SQLSTATES.get(code) if isinstance(code, str) else None
 
 
 class Database(Protocol):
@@ -116,11 +139,23 @@ class AsyncDatabase:
         self.dialect = engine.dialect.name
 
     async def run(self, work: Work[T], *, write: bool) -> T:
-        if write:
-            async with self.engine.begin() as conn:
+        if not write:
+            async with self.engine.connect() as conn:
                 return await conn.run_sync(work)
-        async with self.engine.connect() as conn:
-            return await conn.run_sync(work)
+        attempt = 1
+        while True:
+            try:
+                async with self.engine.begin() as conn:
+                    return await conn.run_sync(work)
+            except DBAPIError as exc:
+                reason = transient_reason(exc)
+                if reason is None or attempt >= TRANSIENT_ATTEMPTS:
+                    raise
+                event(log, logging.WARNING, "db.retry", reason=reason, attempt=attempt,
+                      note="the database rolled the transaction back; running it again")
+                # apart, so the transactions that collided do not collide again at once
+                await asyncio.sleep(random.uniform(0.005, 0.05) * attempt)
+                attempt += 1
 
     def async_engine(self) -> AsyncEngine:
         return self.engine

@@ -416,8 +416,10 @@ class Store:
         unique = {tag.slug: tag for tag in tags}
         if not unique:
             return {}
+        # in slug order: tags are shared by every source, and two polls inserting the same new tags
+        # in different orders wait on each other's unique-index entries (a deadlock on PostgreSQL)
         conn.execute(self._insert_ignore(t.tags, ["slug"]),
-                     [{"slug": s, "name": tag.name[:255]} for s, tag in unique.items()])
+                     [{"slug": s, "name": unique[s].name[:255]} for s in sorted(unique)])
         ids: dict[str, int] = {}
         for part in _chunks(list(unique)):
             rows = conn.execute(select(t.tags.c.slug, t.tags.c.id).where(t.tags.c.slug.in_(part)))
