@@ -6,7 +6,9 @@ committed right after the answer. On a channel without pacing the outcome and
 the next delivery's claim are one transaction (``Store.finish_and_claim_next``):
 still committed before the next request leaves, at one commit per delivery; a
 delivery claimed that way but never sent (the service stopping) is handed back
-as queued, its attempt not counted. Adapters only classify errors; every decision
+as queued, its attempt not counted. An outcome the database cannot take (it is
+down, or refuses connections) is kept and written again until it can be, before
+anything more is sent to that channel (``_record``). Adapters only classify errors; every decision
 about attempts, backoff, holds and pauses is made here, in ``_on_error``.
 """
 
@@ -21,7 +23,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.domain.models import DeliveryStatus, Post
 from bot.domain.pacing import parse_rate
@@ -50,6 +54,12 @@ IDEMPOTENCY_MARGIN = 300.0
 unsafe (clocks differ, and the key's TTL starts when the platform saw the request)."""
 
 Notify = Callable[[str], Awaitable[None]]
+T = TypeVar("T")
+
+RECORD_RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+"""Seconds between attempts to write an outcome the database refused; the last one repeats."""
+DATABASE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
+"""What a store call raises when the database is unreachable, down or refusing work."""
 
 
 def idempotency_key(channel: str, post: Post) -> str:
@@ -192,6 +202,7 @@ class Deliverer:
         self.rng = rng or random.Random()
         self._locks: dict[str, asyncio.Lock] = {}
         self.stopping = False
+        self.record_retry_delays: tuple[float, ...] = RECORD_RETRY_DELAYS
         self.lease_ttl: float | None = None
         """Shared mode (several instances): send to a channel only while holding its lease, this long."""
         self._lease_locks: dict[str, asyncio.Lock] = {}
@@ -442,17 +453,32 @@ class Deliverer:
                       note: str | None = None, ms: float | None = None,
                       message: RenderedMessage | None = None, uncertain: bool = False) -> DeliveryOutcome:
         now = self.clock.now()
+        values: dict[str, Any] = {"remote_id": remote_id, "remote_url": remote_url, "error": error,
+                                  "next_attempt_at": next_at, "reason": reason, "attempts_delta": attempts_delta,
+                                  "uncertain": uncertain}
+
+        async def chained() -> ClaimedDelivery | None:
+            return await self.store.finish_and_claim_next(claimed.id, status, now, channel=chan.name,
+                                                          owner=self.owner, **values)
+
+        async def alone() -> None:
+            await self.store.finish(claimed.id, status, now, **values)
+
         if chan.name in self._chaining and status in (DeliveryStatus.SENT, DeliveryStatus.DEAD) and not self.stopping:
-            ahead = await self.store.finish_and_claim_next(
-                claimed.id, status, now, channel=chan.name, owner=self.owner, remote_id=remote_id,
-                remote_url=remote_url, error=error, next_attempt_at=next_at, reason=reason,
-                attempts_delta=attempts_delta, uncertain=uncertain)
-            if ahead is not None:
-                self._ahead[chan.name] = ahead
+            try:
+                ahead = await chained()
+            except DATABASE_ERRORS as exc:
+                # the next claim is not retried with it: had the commit gone through unacknowledged, a
+                # second claim would leave the first one stranded in `sending`
+                await self._record(chan, claimed, status, exc, alone)
+            else:
+                if ahead is not None:
+                    self._ahead[chan.name] = ahead
         else:
-            await self.store.finish(claimed.id, status, now, remote_id=remote_id, remote_url=remote_url,
-                                    error=error, next_attempt_at=next_at, reason=reason,
-                                    attempts_delta=attempts_delta, uncertain=uncertain)
+            try:
+                await alone()
+            except DATABASE_ERRORS as exc:
+                await self._record(chan, claimed, status, exc, alone)
         self.metrics.delivery(chan.platform, chan.name, status.value)
         if status is DeliveryStatus.SENT and claimed.post.published is not None:
             self.metrics.delivered_after(chan.platform, (now - claimed.post.published).total_seconds())
@@ -474,8 +500,44 @@ class Deliverer:
         event(log, level, "deliver", **fields)
         return DeliveryOutcome(claimed.id, chan.name, status, error if status is not DeliveryStatus.SENT else None)
 
+    async def _record(self, chan: ChannelRuntime, claimed: ClaimedDelivery, status: DeliveryStatus,
+                      exc: BaseException, write: Callable[[], Awaitable[T]]) -> T:
+        """Write an outcome the database just refused, again and again until it takes it.
+
+        Only this process knows the outcome (the platform has answered): given up on, the delivery
+        would stay ``sending`` until a restart recovers it as unsure, and a Telegram post that is
+        live would become ``unknown``. The channel sends nothing meanwhile (it waits here), so its
+        order holds. A stop ends the wait; the row is then recovered at the next start."""
+        delays = iter(self.record_retry_delays)
+        last = self.record_retry_delays[-1] if self.record_retry_delays else 1.0
+        while True:
+            if self.stopping:
+                raise exc
+            delay = next(delays, last)
+            event(log, logging.ERROR, "deliver.unrecorded", channel=chan.name, delivery=claimed.id,
+                  status=status.value, error=_database_error(exc), retry_in=delay,
+                  note="the database refused the outcome; it is kept and written again, and this channel "
+                       "waits until then")
+            await asyncio.sleep(delay)
+            try:
+                result = await write()
+            except DATABASE_ERRORS as again:
+                exc = again
+                continue
+            event(log, logging.WARNING, "deliver.recorded", channel=chan.name, delivery=claimed.id,
+                  status=status.value, note="the database took the outcome; the channel goes on")
+            return result
+
     async def refresh_queue_metrics(self) -> None:
         now = self.clock.now()
         for channel, (depth, oldest) in (await self.store.queue_depths()).items():  # ∝ waiting rows, not history
             age = (now - oldest).total_seconds() if oldest else 0.0
             self.metrics.set_queue(channel, depth, age)
+
+
+def _database_error(exc: BaseException) -> str:
+    """``Type: first line`` of a database error, short (the SQL and its parameters are left out)."""
+    orig = getattr(exc, "orig", None)
+    shown = orig if isinstance(orig, BaseException) else exc
+    first = (str(shown).strip().splitlines() or [""])[0]
+    return f"{type(shown).__name__}: {first[:200]}" if first else type(shown).__name__

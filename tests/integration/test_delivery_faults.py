@@ -18,6 +18,7 @@ import logging
 import random
 import re
 import socket
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -644,3 +645,54 @@ async def test_telegram_at_least_once_resends_a_lost_answer(make_rig: RigFactory
     await rig.deliver()
     assert await rig.states() == {2: ("sent", 2), 3: ("sent", 1)}
     assert rig.posted_numbers() == [2, 2, 3]  # at least once: the price is this duplicate
+
+
+# -- the database goes away between the answer and its record ------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # a database server that goes away
+@pytest.mark.parametrize("platform", PLATFORMS)
+async def test_an_outcome_the_database_refuses_is_kept_and_written_when_it_is_back(
+        make_rig: RigFactory, platform: str, caplog: pytest.LogCaptureFixture) -> None:
+    """PostgreSQL stops taking connections while the first post is being made: its answer cannot be
+    recorded. The outcome is kept and written once the database is back; nothing else is sent to
+    the channel meanwhile, and nothing is sent twice (a Telegram post is not left `unknown`)."""
+    from tests.conftest import _pg_exec
+
+    rig = await make_rig(platform)
+    url = rig.store.url
+    database = url.database
+    maintenance = url.set(database="postgres").render_as_string(hide_password=False)
+    rig.deliverer.record_retry_delays = (0.02, 0.05)
+    down = threading.Event()
+
+    def take_the_database_away(request: Request) -> None:
+        if request.method == "POST" and not down.is_set():
+            others = f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"  # noqa: S608
+            asyncio.run(_pg_exec(maintenance, f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false',
+                                 f"{others} AND pid <> pg_backend_pid()"))
+            down.set()
+
+    rig.fake.on_request = take_the_database_away
+    caplog.set_level(logging.WARNING, logger="tagrelay.deliver")
+    delivering = asyncio.create_task(rig.deliver())
+    try:
+        deadline = asyncio.get_running_loop().time() + 10
+        while sum(r.getMessage() == "deliver.unrecorded" for r in caplog.records) < 2:  # kept, tried again
+            assert asyncio.get_running_loop().time() < deadline, "the outcome was never retried"
+            assert not delivering.done(), delivering
+            await asyncio.sleep(0.01)
+        assert rig.posted_numbers() == [2]  # the channel waits for its record
+        assert len(rig.requests()) == 1
+    finally:
+        rig.fake.on_request = None
+        await _pg_exec(maintenance, f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+    outcomes = await delivering
+    assert [(o.status, o.error) for o in outcomes] == [(DeliveryStatus.SENT, None)] * 2
+    assert await rig.states() == {2: ("sent", 1), 3: ("sent", 1)}
+    assert rig.posted_numbers() == [2, 3] and len(rig.requests()) == 2
+    unrecorded = [getattr(r, "kv", {}) for r in caplog.records if r.getMessage() == "deliver.unrecorded"]
+    assert {kv["status"] for kv in unrecorded} == {"sent"}
+    assert "not currently accepting connections" in str(unrecorded[-1]["error"])
+    assert [r.getMessage() for r in caplog.records].count("deliver.recorded") == 1
