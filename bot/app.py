@@ -19,7 +19,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -29,7 +29,7 @@ from bot.errors import PermanentPublishError, StorageError
 from bot.log import event
 from bot.observability import Metrics
 from bot.publishers.api import Clock, PublisherPlugin
-from bot.services.delivery import ChannelRuntime, Deliverer, DeliveryOutcome
+from bot.services.delivery import ChannelRuntime, Deliverer, DeliveryOutcome, Run
 from bot.services.polling import Poller, PollOutcome
 from bot.settings import Config
 from bot.sources.base import Source
@@ -254,28 +254,59 @@ class App:
     # -- forever --------------------------------------------------------------------------
 
     async def _delivery_loop(self) -> None:
-        while not self.stop_event.is_set():
-            self.wake.clear()
-            try:
-                await self.deliverer.deliver_due()
-            except Exception:
-                log.exception("delivery cycle failed; retrying in 5s")
-                await self._wait(5.0)
-                continue
-            nxt = await self.store.next_due_at()
-            # idle at most IDLE_WAIT: a `retry` or `channels resume` from the CLI (another process)
-            # changes the database without waking us, and must take effect within seconds
-            timeout = IDLE_WAIT
-            if nxt is not None:
-                timeout = min(IDLE_WAIT, max(0.05, (nxt - self.clock.now()).total_seconds()))
-            if self.shared:  # other instances queue work without waking us, or hold a due channel's lease
-                timeout = min(SHARED_IDLE_WAIT, max(0.25, timeout))
-            await self._wait(timeout)
+        """The dispatcher: starts a run for each due channel (``Deliverer.start_due``) and wakes when
+        posts are queued, a run ends, something becomes due, or the service stops. Runs are not
+        waited for as a batch, so one channel's long (paced) backlog never holds up another's post."""
+        running: dict[str, Run] = {}
+        try:
+            while not self.stop_event.is_set():
+                self.wake.clear()
+                try:
+                    await self.deliverer.start_due(running)
+                    timeout = await self._idle_timeout(running)
+                except Exception:
+                    log.exception("delivery cycle failed; retrying in 5s")
+                    timeout = 5.0
+                await self._wait(timeout, *running.values())
+                if self.deliverer.reap(running):
+                    try:
+                        await self.deliverer.refresh_queue_metrics()
+                    except Exception as exc:  # noqa: BLE001 - metrics only; the next round tries again
+                        log.warning("could not refresh the queue metrics: %s", type(exc).__name__)
+        finally:
+            await self._end_runs(running)
 
-    async def _wait(self, timeout: float) -> None:
+    async def _idle_timeout(self, running: dict[str, Run]) -> float:
+        """How long the dispatcher may sleep: until a channel it is not sending to has something due."""
+        nxt = await self.store.next_due_at(exclude=running)
+        # at most IDLE_WAIT: a `retry` or `channels resume` from the CLI (another process) changes the
+        # database without waking us, and must take effect within seconds
+        timeout = IDLE_WAIT
+        if nxt is not None:
+            timeout = min(IDLE_WAIT, max(0.05, (nxt - self.clock.now()).total_seconds()))
+        if self.shared:  # other instances queue work without waking us, or hold a due channel's lease
+            timeout = min(SHARED_IDLE_WAIT, max(0.25, timeout))
+        return timeout
+
+    async def _end_runs(self, running: dict[str, Run]) -> None:
+        """Stopping: each run ends after its current send (``deliverer.stopping``). Cancelled (the
+        grace period is over): the runs are cancelled too, and their claims recovered by the caller."""
+        if not running:
+            return
+        try:
+            await asyncio.gather(*running.values(), return_exceptions=True)
+        except asyncio.CancelledError:
+            for task in running.values():
+                task.cancel()
+            await asyncio.gather(*running.values(), return_exceptions=True)
+            raise
+        self.deliverer.reap(running)
+
+    async def _wait(self, timeout: float, *also: asyncio.Future[Any]) -> None:
+        """Until ``wake``, ``stop_event``, any of ``also`` done, or ``timeout`` seconds."""
         waiters = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(self.stop_event.wait())]
         try:
-            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([*waiters, *also], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waiters:
                 w.cancel()

@@ -56,6 +56,13 @@ unsafe (clocks differ, and the key's TTL starts when the platform saw the reques
 Notify = Callable[[str], Awaitable[None]]
 T = TypeVar("T")
 
+LEASE_RECHECK = 1.0
+"""Seconds before ``start_due`` tries again a channel whose lease another instance holds."""
+FAILED_RUN_COOLDOWN = 5.0
+"""Seconds before ``start_due`` starts again a channel whose run failed (the database, a bug)."""
+EMPTY_RUN_RECHECK = 0.25
+"""Seconds before ``start_due`` starts again a channel whose run found nothing to send."""
+
 RECORD_RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 """Seconds between attempts to write an outcome the database refused; the last one repeats."""
 DATABASE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
@@ -174,6 +181,10 @@ class DeliveryOutcome:
     error: str | None = None
 
 
+Run = asyncio.Task[list[DeliveryOutcome]]
+"""One channel's run (``deliver_channel``) started by ``start_due``."""
+
+
 class Deliverer:
     """Delivers due deliveries. One task per channel at a time; channels run concurrently."""
 
@@ -203,6 +214,8 @@ class Deliverer:
         self._locks: dict[str, asyncio.Lock] = {}
         self.stopping = False
         self.record_retry_delays: tuple[float, ...] = RECORD_RETRY_DELAYS
+        self._not_before: dict[str, float] = {}
+        """Channels ``start_due`` leaves alone until this ``time.monotonic()`` (held elsewhere, failed, empty)."""
         self.lease_ttl: float | None = None
         """Shared mode (several instances): send to a channel only while holding its lease, this long."""
         self._lease_locks: dict[str, asyncio.Lock] = {}
@@ -234,6 +247,47 @@ class Deliverer:
         await self.refresh_queue_metrics()
         return [o for group in results for o in group]
 
+    async def start_due(self, running: dict[str, Run]) -> list[str]:
+        """Start a run (``deliver_channel``) for each due channel that has none in ``running``, up to
+        ``concurrency`` runs in all (in shared mode: the fair share), and add it there. Returns the
+        channels started. ``run_forever``'s dispatcher: unlike ``deliver_due`` it does not wait for
+        the runs, so a channel whose posts arrive while another works through a long, paced backlog
+        starts at once instead of after that backlog."""
+        now = time.monotonic()
+        due = [n for n in await self.store.due_channels(self.clock.now()) if n in self.channels]
+        idle = [n for n in due if n not in running and self._not_before.get(n, 0.0) <= now]
+        if not idle:
+            return []
+        limit = self.config.concurrency
+        if self.lease_ttl is not None:
+            busy = len(set(due) | set(running))
+            if busy > 1:
+                limit = fair_share(busy, await self.store.live_instances(self.clock.now()), limit)
+                self.rng.shuffle(idle)
+        started = idle[:max(0, limit - len(running))]
+        for name in started:
+            running[name] = asyncio.create_task(self.deliver_channel(name), name=f"deliver:{name}")
+        return started
+
+    def reap(self, running: dict[str, Run]) -> list[str]:
+        """Take the finished runs out of ``running`` (returns their channels). A run that failed is
+        logged with its traceback and its channel rests ``FAILED_RUN_COOLDOWN`` seconds; one that
+        found nothing to send rests ``EMPTY_RUN_RECHECK`` (no tight loop on a channel that looks due)."""
+        finished = [name for name, task in running.items() if task.done()]
+        now = time.monotonic()
+        for name in finished:
+            task = running.pop(name)
+            if task.cancelled():
+                continue
+            exc = task.exception()
+            if exc is not None:
+                self._not_before[name] = now + FAILED_RUN_COOLDOWN
+                log.error("delivery to channel %s failed; trying it again in %.0fs", name, FAILED_RUN_COOLDOWN,
+                          exc_info=exc)
+            elif not task.result():
+                self._not_before[name] = max(self._not_before.get(name, 0.0), now + EMPTY_RUN_RECHECK)
+        return finished
+
     async def deliver_channel(self, name: str) -> list[DeliveryOutcome]:
         """Send the channel's due deliveries one by one, oldest post first, until none is due,
         the channel is held or paused, or the service is stopping.
@@ -251,6 +305,7 @@ class Deliverer:
         async with gate:
             lease, ttl = CHANNEL_LEASE + name, self.lease_ttl
             if not await self.store.try_lease(lease, self.owner, self.clock.now(), ttl):
+                self._not_before[name] = time.monotonic() + LEASE_RECHECK  # another instance sends to it
                 return []
             keeper = asyncio.create_task(self._keep_lease(lease, ttl), name=f"lease:{name}")
             try:

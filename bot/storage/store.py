@@ -18,7 +18,7 @@ of one per statement); on PostgreSQL, the async engine through ``run_sync``
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -550,18 +550,18 @@ class Store:
 
         return await self._read(work)
 
-    async def next_due_at(self) -> datetime | None:
-        """The earliest time a queued/failed delivery of an unpaused channel becomes due."""
+    async def next_due_at(self, exclude: Collection[str] = ()) -> datetime | None:
+        """The earliest time a queued/failed delivery of an unpaused channel becomes due: for each
+        channel its earliest delivery, or the end of its hold if that is later. ``exclude``: channels
+        left out (those the caller is sending to already). Cost ∝ waiting deliveries, not history."""
 
-        def work(conn: Connection) -> tuple[Any, Any]:
-            return conn.execute(_NEXT_DUE).scalar(), conn.execute(_NEXT_HOLD).scalar()
+        def work(conn: Connection) -> Any:
+            stmt = _NEXT_DUE
+            if exclude:
+                stmt = stmt.where(t.channels.c.name.not_in(list(exclude)))
+            return conn.execute(stmt).scalar()
 
-        value, hold = await self._read(work)
-        due = utc(value)
-        held = utc(hold)
-        if due is not None and held is not None and held > due:
-            return held
-        return due
+        return utc(await self._read(work))
 
     async def has_due(self, channel: str, now: datetime) -> bool:
         """Is a delivery of this (unpaused, unheld) channel due now? Cheap; does not claim."""
@@ -1140,11 +1140,15 @@ _DUE_DELIVERY = select(t.deliveries.c.id).where(
     t.deliveries.c.channel_id == bindparam("due_channel_id", type_=t.ID),
     t.deliveries.c.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.FAILED.value]),
     t.deliveries.c.next_attempt_at <= bindparam("due_now", type_=t.TS)).limit(1)
-_NEXT_DUE = (select(func.min(func.coalesce(t.deliveries.c.next_attempt_at, t.deliveries.c.created_at)))
-             .join(t.channels, t.channels.c.id == t.deliveries.c.channel_id)
-             .where(t.deliveries.c.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.FAILED.value]),
-                    t.channels.c.paused.is_(False)))
-_NEXT_HOLD = select(func.min(t.channels.c.hold_until)).where(t.channels.c.hold_until.is_not(None))
+_WAITING_BY_CHANNEL = (
+    select(t.deliveries.c.channel_id,
+           func.min(func.coalesce(t.deliveries.c.next_attempt_at, t.deliveries.c.created_at)).label("due"))
+    .where(text(t.PENDING_SQL)).group_by(t.deliveries.c.channel_id).subquery())
+_NEXT_DUE = (
+    select(func.min(case((t.channels.c.hold_until > _WAITING_BY_CHANNEL.c.due, t.channels.c.hold_until),
+                         else_=_WAITING_BY_CHANNEL.c.due)))
+    .select_from(_WAITING_BY_CHANNEL.join(t.channels, t.channels.c.id == _WAITING_BY_CHANNEL.c.channel_id))
+    .where(t.channels.c.paused.is_(False)))
 _CHANNEL_NAMES = select(t.channels.c.id, t.channels.c.name)
 _WAITING = (select(t.deliveries.c.channel_id, func.count().label("n"),
                    func.min(t.deliveries.c.created_at).label("oldest"))

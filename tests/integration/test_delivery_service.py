@@ -25,7 +25,7 @@ from bot.errors import (
 )
 from bot.observability import Metrics
 from bot.publishers.api import PublishResult, RenderedMessage
-from bot.services.delivery import ChannelRuntime, Deliverer, Pacer
+from bot.services.delivery import ChannelRuntime, Deliverer, DeliveryOutcome, Pacer
 from bot.settings import DeliveryConfig
 from bot.storage.store import Store
 from bot.testing import RecordingOptions, RecordingPlugin, RecordingPublisher
@@ -379,3 +379,21 @@ async def test_in_shared_mode_an_instance_takes_its_fair_share_of_the_due_channe
     assert load[1] == at_once
     assert sorted(o.channel for o in outcomes) == names
     assert all(len(ch.publisher.sent) == 1 for ch in channels.values())  # type: ignore[attr-defined]
+
+
+async def test_start_due_runs_each_due_channel_once_within_the_concurrency(queued: Store, clock: FakeClock) -> None:
+    plugin = RecordingPlugin()
+    deliverer = make(queued, clock, plugin, config=DeliveryConfig(pacing=False, concurrency=1))
+    running: dict[str, asyncio.Task[list[DeliveryOutcome]]] = {}
+    first = await deliverer.start_due(running)
+    assert len(first) == 1 and list(running) == first  # concurrency 1: one channel at a time
+    assert await deliverer.start_due(running) == []  # not twice, and no second slot
+    await asyncio.gather(*running.values())
+    assert deliverer.reap(running) == first and running == {}
+    second = await deliverer.start_due(running)
+    assert second != first and len(second) == 1  # the other channel's turn
+    await asyncio.gather(*running.values())
+    deliverer.reap(running)
+    assert await deliverer.start_due(running) == []  # nothing due any more
+    for name in ("tg", "masto"):
+        assert await statuses(queued, name) == [("Post 2", "sent", 1), ("Post 3", "sent", 1)]

@@ -107,6 +107,23 @@ async def test_paused_or_held_channel_is_not_claimed(store: Store, clock: FakeCl
     assert await store.claim_next("tg", clock.now(), "me") is not None
 
 
+async def test_next_due_at_is_per_channel_and_can_leave_channels_out(store: Store, clock: FakeClock) -> None:
+    await setup(store, clock)
+    await poll(store, clock, [])
+    assert await store.next_due_at() is None  # nothing waiting
+    await poll(store, clock, [parsed(5, "MEK")])  # one delivery each for tg and masto, due now
+    now = clock.now()
+    assert await store.next_due_at() == now
+    await store.set_hold("tg", now + timedelta(seconds=600))
+    assert await store.next_due_at() == now  # masto's is still due now: one channel's hold is not everyone's
+    assert await store.next_due_at(exclude={"masto"}) == now + timedelta(seconds=600)  # tg: when its hold ends
+    assert await store.next_due_at(exclude={"masto", "tg"}) is None
+    await store.set_paused("masto", True, "bot was kicked", now)
+    assert await store.next_due_at() == now + timedelta(seconds=600)  # a paused channel is never due
+    await store.set_hold("tg", now - timedelta(seconds=1))  # a hold that is over
+    assert await store.next_due_at() == now
+
+
 async def test_recover_sending_requeues_idempotent_and_marks_others_unknown(store: Store, clock: FakeClock) -> None:
     await setup(store, clock)
     await poll(store, clock, [])
