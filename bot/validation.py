@@ -260,11 +260,8 @@ def _validate_model(cls: type[Model], data: object, loc: tuple[int | str, ...], 
 def _field(cls: type[Model], spec: _Spec, raw: Any, loc: tuple[int | str, ...],
            errors: list[ErrorDetail]) -> tuple[bool, Any]:
     checks = [c for c in cls._field_checks if spec.name in c.fields]
-    value = raw
     try:
-        for check in checks:
-            if check.mode == "before":
-                value = check.method.__get__(None, cls)(value)
+        value = _apply(cls, checks, "before", raw)
     except ValueError as exc:
         errors.append({"loc": loc, "msg": str(exc), "type": "value_error"})
         return False, None
@@ -277,13 +274,19 @@ def _field(cls: type[Model], spec: _Spec, raw: Any, loc: tuple[int | str, ...],
         errors.append({"loc": loc, "msg": problem, "type": "value_error"})
         return False, None
     try:
-        for check in checks:
-            if check.mode == "after":
-                value = check.method.__get__(None, cls)(value)
+        value = _apply(cls, checks, "after", value)
     except ValueError as exc:
         errors.append({"loc": loc, "msg": str(exc), "type": "value_error"})
         return False, None
     return True, value
+
+
+def _apply(cls: type[Model], checks: list[_FieldCheck], mode: str, value: Any) -> Any:
+    """Run the field's ``mode`` ("before"/"after") validators in order, each on the last one's result."""
+    for check in checks:
+        if check.mode == mode:
+            value = check.method.__get__(None, cls)(value)
+    return value
 
 
 _NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", Path: "a path"}
