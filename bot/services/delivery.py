@@ -229,15 +229,7 @@ class Deliverer:
         names = [n for n in await self.store.due_channels(self.clock.now()) if n in self.channels]
         if not names:
             return []
-        limit = self.config.concurrency
-        if self.lease_ttl is not None and len(names) > 1:
-            # Shared mode: a channel's lease is kept until its backlog is sent, so an instance that took
-            # every due channel at once would leave the others idle. Each takes its fair share at a time
-            # (the rest as its slots free up, so nothing waits on an instance that is gone or slow) and
-            # tries them in its own order, so two instances rarely race for the same lease.
-            limit = fair_share(len(names), await self.store.live_instances(self.clock.now()), limit)
-            self.rng.shuffle(names)
-        gate = asyncio.Semaphore(limit)
+        gate = asyncio.Semaphore(await self._share(len(names), names))
 
         async def run(name: str) -> list[DeliveryOutcome]:
             async with gate:
@@ -258,16 +250,25 @@ class Deliverer:
         idle = [n for n in due if n not in running and self._not_before.get(n, 0.0) <= now]
         if not idle:
             return []
-        limit = self.config.concurrency
-        if self.lease_ttl is not None:
-            busy = len(set(due) | set(running))
-            if busy > 1:
-                limit = fair_share(busy, await self.store.live_instances(self.clock.now()), limit)
-                self.rng.shuffle(idle)
+        limit = await self._share(len(set(due) | set(running)), idle)
         started = idle[:max(0, limit - len(running))]
         for name in started:
             running[name] = asyncio.create_task(self.deliver_channel(name), name=f"deliver:{name}")
         return started
+
+    async def _share(self, busy: int, names: list[str]) -> int:
+        """How many of ``busy`` due channels this instance sends to at once: ``concurrency``.
+
+        Shared mode: a channel's lease is kept until its backlog is sent, so an instance that took
+        every due channel at once would leave the others idle. Each takes its fair share at a time
+        (the rest as its slots free up, so nothing waits on an instance that is gone or slow) and
+        tries them in its own order (``names`` is shuffled), so two instances rarely race for the
+        same lease."""
+        limit = self.config.concurrency
+        if self.lease_ttl is not None and busy > 1:
+            limit = fair_share(busy, await self.store.live_instances(self.clock.now()), limit)
+            self.rng.shuffle(names)
+        return limit
 
     def reap(self, running: dict[str, Run]) -> list[str]:
         """Take the finished runs out of ``running`` (returns their channels). A run that failed is
