@@ -11,6 +11,14 @@ feedparser instead when
 * the XML declaration names an encoding other than UTF-8 and the body holds
   non-ASCII bytes (fastfeedparser trusts the declaration; feedparser checks).
 
+Before either, ``integrity.repair_encoding`` turns a body labelled UTF-8 that
+is not valid UTF-8 into valid UTF-8 (bad bytes as U+FFFD where they stand, or a
+mislabelled windows-1256/1252 document decoded as such), so both parsers read
+the same text and one bad byte never re-decodes the whole document. A document
+the strict parser rejects is used only when its root element is closed (else
+it is truncated and refused whole), and only its closed items are used; posts
+whose tags or identity hold U+FFFD are held back (see ``bot.sources.integrity``).
+
 Both paths map through the same normaliser, so a feed that switches between
 them keeps every post's identity: title (entity references decoded), link,
 guid (``None`` when absent or equal to the link), every ``<category>`` as a tag
@@ -45,6 +53,13 @@ from bot.settings import HttpConfig, SourceConfig
 from bot.sources.base import CacheState, Fetched, NotModified, PollResult
 from bot.sources.discover import not_a_feed_reason, sniff
 from bot.sources.http import FetchOutcome, fetch
+from bot.sources.integrity import (
+    UTF8_NAMES,
+    declared_encoding,
+    hold_back_damaged,
+    repair_encoding,
+    scan_structure,
+)
 
 ParserName = Literal["fastfeedparser", "feedparser", "orjson"]
 
@@ -53,8 +68,6 @@ RSS_ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml;q=
 
 _ENTITY_REF = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _IMG_SRC = re.compile(r"""<img\b[^>]*?\bsrc\s*=\s*(?:"([^"]+)"|'([^']+)'|([^\s>"']+))""", re.IGNORECASE)
-_XML_DECL_ENCODING = re.compile(rb"""^<\?xml[^>]*?\bencoding\s*=\s*["']([A-Za-z0-9._\-]+)["']""")
-_UTF8_NAMES = frozenset({"utf-8", "utf8", "utf_8"})
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".bmp", ".svg")
 _SUMMARY_NAMES = frozenset({"description", "summary"})
 _CONTENT_NAMES = frozenset({"encoded", "content"})
@@ -76,16 +89,41 @@ class FeedDocument:
     title: str = ""
     skipped: int = 0
     """Entries dropped because they had no title, link or id (a broken item's remains)."""
+    held_back: int = 0
+    """Posts not returned because their tags, guid or link hold U+FFFD (read again next poll)."""
+    unclosed: int = 0
+    """Items dropped because their element is not closed (in a document that is)."""
+    decoding: str | None = None
+    """What ``repair_encoding`` did to the body, if anything."""
 
     def notes(self) -> tuple[str, ...]:
         """Human-readable remarks for ``Fetched.notes``."""
         out = []
+        if self.decoding:
+            out.append(self.decoding)
         if self.fallback_reason:
             out.append(f"parsed with {self.parser}: {self.fallback_reason}")
         if self.skipped:
             out.append(f"skipped {self.skipped} entr{'y' if self.skipped == 1 else 'ies'} "
                        f"without title, link or id")
+        if self.unclosed:
+            out.append(f"skipped {_items(self.unclosed)} that {'is' if self.unclosed == 1 else 'are'} not closed")
+        if self.held_back:
+            out.append(f"held back {_items(self.held_back)} whose tags, guid or link hold undecodable text "
+                       f"(U+FFFD); read again on every poll until the feed is fixed")
         return tuple(out)
+
+    @classmethod
+    def of(cls, posts: Sequence[ParsedPost], parser: ParserName, fallback_reason: str | None = None,
+           title: str = "", *, skipped: int = 0, unclosed: int = 0, decoding: str | None = None) -> FeedDocument:
+        """The document of these parsed posts: unidentifiable ones dropped, damaged ones held back."""
+        identifiable, unidentified = keep_identifiable(posts)
+        kept, held_back = hold_back_damaged(identifiable)
+        return cls(kept, parser, fallback_reason, title, skipped + unidentified, held_back, unclosed, decoding)
+
+
+def _items(count: int) -> str:
+    return f"{count} item{'' if count == 1 else 's'}"
 
 
 def keep_identifiable(posts: Sequence[ParsedPost]) -> tuple[tuple[ParsedPost, ...], int]:
@@ -334,11 +372,9 @@ def fallback_reason(body: bytes) -> tuple[str | None, etree._Element | None]:
     head = body[3:] if body.startswith(b"\xef\xbb\xbf") else body
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) or head.startswith(b"<\x00") or head.startswith(b"\x00<"):
         return "the feed is UTF-16 encoded", None
-    declared = _XML_DECL_ENCODING.match(head)
-    if declared:
-        name = declared.group(1).decode("ascii").lower()
-        if name not in _UTF8_NAMES and not head.isascii():
-            return f"the XML declaration names {name}, not UTF-8", None
+    name = declared_encoding(head)
+    if name is not None and name not in UTF8_NAMES and not head.isascii():
+        return f"the XML declaration names {name}, not UTF-8", None
     try:
         root = etree.fromstring(body, parser=_STRICT)
     except etree.XMLSyntaxError as exc:
@@ -361,15 +397,18 @@ def parse_rss(body: bytes, *, source: str, base_url: str | None = None, content_
     kind = sniff(body, content_type)
     if kind != "rss" and not (kind == "unknown" and body.lstrip()[:1] == b"<"):
         raise FeedParseError(source, not_a_feed_reason(kind, body, expected=expected, hint=hint))
-    data = trim_prolog(bytes(body))
+    data, decoding = repair_encoding(trim_prolog(bytes(body)))
     reason, root = fallback_reason(data)
     try:
         if reason is None and root is not None:
             if etree.QName(root).localname.lower() not in ("rss", "feed", "rdf"):
                 raise FeedParseError(source, not_a_feed_reason("unknown", data, expected=expected, hint=hint))
             posts, title = parse_fast(data, base_url=base_url, root=root)
-            kept, skipped = keep_identifiable(posts)
-            return FeedDocument(kept, "fastfeedparser", None, title, skipped)
+            return FeedDocument.of(posts, "fastfeedparser", None, title, decoding=decoding)
+        structure = scan_structure(data)
+        if structure.root is not None and not structure.root_closed:
+            raise FeedParseError(source, f"the document ends early (truncated at byte {len(body)}); "
+                                         f"nothing recorded")
         posts, title = parse_compat(data, base_url=base_url)
     except FeedParseError:
         raise
@@ -379,8 +418,15 @@ def parse_rss(body: bytes, *, source: str, base_url: str | None = None, content_
         if kind != "rss":
             raise FeedParseError(source, not_a_feed_reason(kind, data, expected=expected, hint=hint))
         raise FeedParseError(source, f"the feed is broken and no entry could be read from it: {reason}")
-    kept, skipped = keep_identifiable(posts)
-    return FeedDocument(kept, "feedparser", reason, title, skipped)
+    if structure.unclosed_items:
+        if len(posts) != len(structure.items):
+            unclosed = structure.unclosed_items
+            raise FeedParseError(source, f"{_items(unclosed)} of the feed {'is' if unclosed == 1 else 'are'} not "
+                                         f"closed and cannot be told apart from the others; nothing recorded")
+        closed = tuple(p for p, ok in zip(posts, structure.items, strict=True) if ok)
+        return FeedDocument.of(closed, "feedparser", reason, title, unclosed=len(posts) - len(closed),
+                               decoding=decoding)
+    return FeedDocument.of(posts, "feedparser", reason, title, decoding=decoding)
 
 
 # --- sources --------------------------------------------------------------

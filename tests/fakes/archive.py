@@ -18,7 +18,9 @@ Every 200 carries ``ETag`` and ``Last-Modified``; a matching ``If-None-Match``
 (or, without it, ``If-Modified-Since``) gets a 304 with no body.
 
 Faults (``inject``/``fail_next``): a status (with ``Retry-After``), an HTML
-page instead of the feed, a cut-off XML body, a body cut on the wire, a huge
+page instead of the feed, a cut-off body (at ``cut`` bytes, else half; it carries
+the whole document's ``ETag`` and ``Last-Modified``, as an origin that crashed
+mid-response would), a body cut on the wire, a huge
 body, a gzip bomb, garbage, a dropped connection; ``hold()`` returns a
 ``threading.Event`` that stalls responses until set (no sleeping in tests).
 Counters: ``count(path=..., status=...)``, ``not_modified``.
@@ -81,6 +83,7 @@ class Fault:
     status: int = 500
     retry_after: str | None = None
     body: bytes | None = None
+    cut: int | None = None
 
     def matches(self, path: str) -> bool:
         return self.path is None or self.path == path
@@ -112,6 +115,10 @@ def _http_date(value: datetime) -> str:
 
 def _gmt(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _etag(body: bytes) -> str:
+    return '"' + hashlib.sha1(body, usedforsecurity=False).hexdigest()[:20] + '"'
 
 
 def _wp_error(status: int, code: str, message: str) -> Response:
@@ -212,16 +219,17 @@ class ArchiveServer(LoopbackServer):
     # -- faults -------------------------------------------------------------
 
     def inject(self, kind: str, *, path: str | None = None, times: int | None = 1, status: int = 500,
-               retry_after: str | None = None, body: bytes | None = None) -> None:
+               retry_after: str | None = None, body: bytes | None = None, cut: int | None = None) -> None:
         """Add a fault for requests to ``path`` (any path if None), ``times`` times (None: until cleared).
 
-        kinds: status, html, truncated (valid HTTP, XML cut in half), short_body
+        kinds: status, html, truncated (valid HTTP, the body cut at ``cut`` bytes or in half, with the
+        whole body's validators), short_body
         (Content-Length promises more than is sent), huge, gzip_bomb, garbage, drop.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; one of {FAULT_KINDS}")
         with self.lock:
-            self._faults.append(Fault(kind, path, times, status, retry_after, body))
+            self._faults.append(Fault(kind, path, times, status, retry_after, body, cut))
 
     def fail_next(self, status: int, *, path: str | None = None, times: int = 1,
                   retry_after: str | None = None, body: bytes | None = None) -> None:
@@ -347,8 +355,8 @@ class ArchiveServer(LoopbackServer):
         full = self._dispatch(Request("GET", route, {}, {}, b""), route)
         assert isinstance(full, Response)
         if fault.kind == "truncated":
-            cut = full.body[: len(full.body) // 2]
-            return Response(200, cut, dict(full.headers))
+            cut = full.body[: len(full.body) // 2 if fault.cut is None else fault.cut]
+            return Response(200, cut, {**full.headers, "ETag": _etag(full.body)})
         # short_body: promise the whole length, send half, close the connection
         return Response(200, full.body[: len(full.body) // 2],
                         {**full.headers, "Content-Length": str(len(full.body)), "Connection": "close"})
@@ -379,7 +387,7 @@ class ArchiveServer(LoopbackServer):
     def _conditional(self, request: Request, response: Response) -> Response:
         if request.method != "GET" or response.status != 200:
             return response
-        etag = '"' + hashlib.sha1(response.body, usedforsecurity=False).hexdigest()[:20] + '"'
+        etag = _etag(response.body)
         stamp = max((p.modified for p in self.visible()), default=START)
         last_modified = _http_date(stamp)
         response.headers.setdefault("ETag", etag)

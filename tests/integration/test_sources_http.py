@@ -265,13 +265,11 @@ async def test_html_instead_of_feed(archive: ArchiveServer, client: httpx.AsyncC
                                  'set kind = "auto" to discover the feed')
 
 
-async def test_truncated_xml_body_is_read_by_the_fallback(archive: ArchiveServer,
-                                                         client: httpx.AsyncClient) -> None:
+async def test_truncated_xml_body_is_refused_whole(archive: ArchiveServer, client: httpx.AsyncClient) -> None:
     seed(archive, 8)
     archive.inject("truncated", path="/feed/")
-    result = fetched(await source(client, archive.url + "/feed/", "rss").poll(CacheState(), first_poll=True))
-    assert 1 <= len(result.posts) < 8
-    assert any("feedparser" in n for n in result.notes)
+    with pytest.raises(FeedParseError, match=r"the document ends early \(truncated at byte \d+\); nothing recorded"):
+        await source(client, archive.url + "/feed/", "rss").poll(CacheState(), first_poll=True)
 
 
 async def test_body_cut_on_the_wire_is_a_fetch_error(archive: ArchiveServer, client: httpx.AsyncClient) -> None:

@@ -4,8 +4,12 @@
   (Hypothesis), both parsers give identical ``ParsedPost`` values: title, link,
   guid, categories, dates, summaries, content, image, author.
 * On every malformed corpus feed, ``parse_rss`` returns exactly what feedparser
-  returns, field by field: the fallback kicked in. And on most of them the
-  fast path alone would have been wrong, which is why the fallback exists.
+  returns, field by field: the fallback kicked in (a UTF-8 label on other
+  bytes is repaired first, after which either path gives that answer; a
+  truncated feed is refused). And on most of them the fast path alone would
+  have been wrong, which is why the fallback exists.
+* Bad bytes in one item of a generated feed: both paths read the repaired
+  body alike, and every other item keeps its text.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.domain.models import ParsedPost
+from bot.errors import FeedParseError
+from bot.sources.integrity import repair_encoding
 from bot.sources.rss import fallback_reason, parse_compat, parse_fast, parse_rss, trim_prolog
 
 FEEDS = Path(__file__).resolve().parents[1] / "data" / "feeds"
@@ -73,10 +79,15 @@ def test_well_formed_feeds_parse_identically_both_ways(name: str) -> None:
 @pytest.mark.parametrize("name", MALFORMED)
 def test_malformed_feeds_give_exactly_the_feedparser_result(name: str) -> None:
     body = (FEEDS / name).read_bytes()
+    if name == "truncated.xml":
+        with pytest.raises(FeedParseError, match="ends early"):
+            parse_rss(body, source="corpus")
+        return
     ours = parse_rss(body, source="corpus")
     reference, _ = parse_compat(trim_prolog(body))
     reference = tuple(p for p in reference if p.title or p.url or p.guid)
-    assert ours.parser == "feedparser"
+    # windows-1252 labelled UTF-8 is decoded before parsing: well-formed then, it takes the fast path
+    assert ours.parser == ("fastfeedparser" if name == "utf8-declared-cp1252.xml" else "feedparser")
     assert field_diffs(ours.posts, reference) == []
 
 
@@ -161,3 +172,29 @@ def test_where_feedparser_repairs_good_text_the_fast_path_keeps_it() -> None:
     ours = parse_rss(body, source="t")
     assert ours.parser != "feedparser"
     assert ours.posts[0].title == "Maß 100"  # the no-break space normalised, as on every path
+
+
+_BAD = st.sampled_from([b"\xff", b"\x80", b"\xc3", b"\xe2\x80", b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_bad_bytes_in_one_item_leave_the_other_items_alone_on_both_paths(data: st.DataObject) -> None:
+    # an Arabic channel title: the document is mostly UTF-8, so bad bytes are repaired, not re-decoded
+    body = data.draw(feeds().filter(lambda b: b.count(b"<item>") >= 2)).replace(
+        b"<title>T</title>", "<title>أرشيف الأخبار</title>".encode(), 1)
+    starts = [i for i in range(len(body)) if body.startswith(b"<description><![CDATA[", i)]
+    if not starts:
+        return
+    at = data.draw(st.sampled_from(starts)) + len(b"<description><![CDATA[")
+    broken = body[:at] + data.draw(_BAD) + body[at:]
+    clean, _ = parse_compat(body)
+    ours = parse_rss(broken, source="t")
+    repaired, note = repair_encoding(broken)
+    assert note is not None and "U+FFFD" in note
+    slow, _ = parse_compat(repaired)
+    assert field_diffs(ours.posts, slow) == []  # whichever path parse_rss took, feedparser agrees
+    damaged = [i for i, (a, b) in enumerate(zip(ours.posts, clean, strict=True)) if a != b]
+    assert len(damaged) == 1  # only the item that holds the bad bytes differs ...
+    assert "\ufffd" in ours.posts[damaged[0]].summary_html  # ... and only by U+FFFD in its summary
+    assert ours.posts[damaged[0]].tags == clean[damaged[0]].tags

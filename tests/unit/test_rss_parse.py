@@ -98,8 +98,8 @@ def test_empty_feed_is_no_posts_not_an_error() -> None:
 
 
 @pytest.mark.parametrize("name", [
-    "truncated.xml", "unescaped-amp.xml", "undefined-entities.xml", "missing-title-close.xml",
-    "missing-category-close.xml", "latin1-declared-utf8.xml", "utf8-declared-cp1252.xml",
+    "unescaped-amp.xml", "undefined-entities.xml", "missing-title-close.xml",
+    "missing-category-close.xml", "latin1-declared-utf8.xml",
 ])
 def test_malformed_feeds_fall_back_to_feedparser(name: str) -> None:
     doc = parse(name)
@@ -109,8 +109,19 @@ def test_malformed_feeds_fall_back_to_feedparser(name: str) -> None:
     assert doc.posts
 
 
-@pytest.mark.parametrize("name", ["latin1-declared-utf8.xml", "utf8-declared-cp1252.xml", "truncated.xml"])
-def test_encoding_lies_and_truncation_still_give_the_true_text(name: str) -> None:
+def test_a_truncated_feed_is_refused_not_read_in_part() -> None:
+    with pytest.raises(FeedParseError, match="ends early"):
+        parse("truncated.xml")
+
+
+def test_windows_1252_declared_as_utf8_is_decoded_first_and_takes_the_fast_path() -> None:
+    doc = parse("utf8-declared-cp1252.xml")
+    assert doc.parser == "fastfeedparser"
+    assert doc.notes()[0].endswith("decoded as windows-1252")
+
+
+@pytest.mark.parametrize("name", ["latin1-declared-utf8.xml", "utf8-declared-cp1252.xml"])
+def test_encoding_lies_still_give_the_true_text(name: str) -> None:
     doc = parse(name)
     assert len(doc.posts) == 10
     for post, want in zip(doc.posts, EXPECTED, strict=True):
@@ -177,7 +188,7 @@ def test_html_without_doctype_and_with_hint_off() -> None:
     (b"   \n", "empty body"),
     (b"\x89PNG\r\n\x1a\n....", "did not return an RSS or Atom feed"),
     (b"<notafeed><x/></notafeed>", "did not return an RSS or Atom feed"),
-    (b"<rss version='2.0'><channel><title>cut", "no entry could be read"),
+    (b"<rss version='2.0'><channel><title>cut", "the document ends early (truncated at byte 38)"),
 ])
 def test_non_feeds_raise_feed_parse_error_with_a_reason(body: bytes, words: str) -> None:
     with pytest.raises(FeedParseError) as info:
