@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.domain.schedule import source_retry_delay
 from bot.domain.urls import FOLLOWED_SCHEMES, MAX_URL_LENGTH, url_refusal
 from bot.sources.discover import discover_links, not_a_feed_reason
 from bot.sources.http import MAX_RETRY_AFTER, parse_retry_after
@@ -133,3 +134,15 @@ def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
 def test_parse_retry_after_is_always_bounded(value: str) -> None:
     seconds = parse_retry_after(value, now=0)
     assert seconds is None or (math.isfinite(seconds) and 0 <= seconds <= MAX_RETRY_AFTER)
+
+
+@given(backoff=st.floats(1, 10**5), retry_after=st.none() | st.floats(allow_nan=True, allow_infinity=True),
+       cap=st.floats(1, 10**6))
+def test_a_source_waits_at_least_its_retry_after_and_at_most_the_cap(backoff: float, retry_after: float | None,
+                                                                   cap: float) -> None:
+    wait = source_retry_delay(backoff, retry_after, cap)
+    assert math.isfinite(wait) and wait >= backoff
+    if retry_after is not None and math.isfinite(retry_after) and retry_after > backoff:
+        assert wait == max(backoff, min(retry_after, cap))
+    else:
+        assert wait == backoff
