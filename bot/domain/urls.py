@@ -33,6 +33,8 @@ _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 def _has_control(url: str) -> bool:
+    if url.isascii():  # the usual case, without a per-character lookup: only C0 and DEL can be bad
+        return not url.isprintable()
     return any(unicodedata.category(c) in _REFUSED_CATEGORIES for c in url)
 
 
