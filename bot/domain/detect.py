@@ -15,12 +15,13 @@ from bot.domain.identity import post_key
 from bot.domain.models import Detection, ParsedPost, Post, Subscription
 from bot.domain.routing import route
 from bot.domain.tags import make_tags
+from bot.domain.urls import followable_or_none
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def to_post(source: str, parsed: ParsedPost) -> Post:
-    """Normalise a parsed post: identity, tags, title whitespace."""
+    """Normalise a parsed post: identity, tags, title whitespace; an image URL only if http(s)."""
     return Post(
         key=post_key(parsed),
         source=source,
@@ -30,7 +31,7 @@ def to_post(source: str, parsed: ParsedPost) -> Post:
         content_html=parsed.content_html,
         tags=make_tags(list(parsed.tags)),
         published=parsed.published,
-        image_url=parsed.image_url,
+        image_url=followable_or_none(parsed.image_url),  # fetched by a platform: never a local file
         author=parsed.author,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -35,6 +36,15 @@ def source_backoff(interval: float, failures: int, cap: float = 6 * 3600.0) -> f
     if failures <= 0:
         return interval
     return float(min(cap, max(interval, interval * (2 ** min(failures, 16) / 2))))
+
+
+def source_retry_delay(backoff: float, retry_after: float | None, cap: float) -> float:
+    """Delay before polling a failed source again: its (jittered) ``backoff``, or the source's own
+    ``Retry-After`` when that is longer, but never more than ``cap`` (``service.max_backoff``).
+    A missing, zero, negative or non-finite ``retry_after`` leaves the backoff alone."""
+    if retry_after is None or not math.isfinite(retry_after) or retry_after <= backoff:
+        return backoff
+    return max(backoff, min(retry_after, cap))
 
 
 def fair_share(due: int, live: int, concurrency: int) -> int:

@@ -2,7 +2,9 @@
 
 A failing source never raises out of here: the error is recorded on the source
 (kept for ``status``), its backoff moves forward, and its earlier state (known
-posts, validators, cursor) is untouched.
+posts, validators, cursor) is untouched. When the source answered 429 or 503
+with ``Retry-After``, the next poll waits at least that long, but never longer
+than ``service.max_backoff`` (``domain.schedule.source_retry_delay``).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from datetime import datetime, timedelta
 
 from bot.domain.detect import detect, normalise
 from bot.domain.models import ParsedPost
-from bot.domain.schedule import jittered, source_backoff
-from bot.errors import SourceError
+from bot.domain.schedule import jittered, source_backoff, source_retry_delay
+from bot.errors import FetchError, SourceError
 from bot.log import event, redact_url
 from bot.observability import Metrics
 from bot.publishers.api import Clock
@@ -60,10 +62,11 @@ class Poller:
         self.metrics = metrics
         self.on_queued = on_queued
 
-    def _next_poll(self, name: str, now: datetime, failures: int = 0) -> datetime:
+    def _next_poll(self, name: str, now: datetime, failures: int = 0, retry_after: float | None = None) -> datetime:
         interval = self.configs[name].interval
         delay = source_backoff(interval, failures, self.service.max_backoff) if failures else interval
-        return now + timedelta(seconds=jittered(delay, self.service.jitter))
+        wait = source_retry_delay(jittered(delay, self.service.jitter), retry_after, self.service.max_backoff)
+        return now + timedelta(seconds=wait)
 
     async def poll_source(self, name: str, *, force: bool = False) -> PollOutcome:
         """Poll one source. Skips (outcome "skipped") while a failing source is backing off."""
@@ -76,7 +79,8 @@ class Poller:
             result = await self.sources[name].poll(state.cache, first_poll=not state.baseline_done)
         except SourceError as exc:
             # the reason may quote the URL; a password in it must not reach the database or `status`
-            return await self._failed(state, redact_url(exc.reason), started)
+            retry_after = exc.retry_after if isinstance(exc, FetchError) else None
+            return await self._failed(state, redact_url(exc.reason), started, retry_after)
         now = self.clock.now()
         if isinstance(result, NotModified):
             next_at = self._next_poll(name, now)
@@ -111,10 +115,13 @@ class Poller:
         return PollOutcome(state.name, outcome, posts=len(posts), new_posts=record.new_posts,
                            queued=record.queued, backfilled=record.backfilled, next_poll_at=next_at)
 
-    async def _failed(self, state: SourceState, reason: str, started: float) -> PollOutcome:
+    async def _failed(self, state: SourceState, reason: str, started: float,
+                      retry_after: float | None = None) -> PollOutcome:
         now = self.clock.now()
         failures = state.consecutive_failures + 1
-        next_at = self._next_poll(state.name, now, failures)
+        next_at = self._next_poll(state.name, now, failures, retry_after)
+        if retry_after is not None and retry_after > self.service.max_backoff:
+            reason = f"{reason} (waiting {self.service.max_backoff:.0f}s: service.max_backoff caps it)"
         await self.store.record_poll_failure(state.id, reason, now, next_at)
         self.metrics.poll(state.name, "error")
         event(log, logging.WARNING, "poll", source=state.name, outcome="error", error=reason,

@@ -8,7 +8,9 @@ often send feeds as ``text/html`` and error pages as ``application/rss+xml``.
 ``discover_links`` reads an HTML page's ``<head>`` (and the ``Link`` header
 WordPress sends on every page) for the REST API root
 (``rel="https://api.w.org/"``) and for ``rel="alternate"`` feeds, resolving
-relative hrefs against ``<base href>`` or the page URL.
+relative hrefs against ``<base href>`` or the page URL. A link the URL policy
+refuses (``bot.domain.urls``: anything but http/https, e.g. ``file:``) is not
+kept; its refusal is listed in ``Discovery.refused``.
 
 ``not_a_feed_reason`` turns a sniffed kind into the one-sentence reason a
 ``FeedParseError`` carries. The ``auto`` source that uses all this lives in
@@ -26,6 +28,8 @@ from urllib.parse import urljoin
 
 import orjson
 
+from bot.domain.urls import url_refusal
+
 BodyKind = Literal["rss", "jsonfeed", "wordpress", "wp-index", "html", "json", "empty", "unknown"]
 """``rss`` covers RSS 0.9x/2.0, RSS 1.0 (RDF) and Atom: one parser reads them all."""
 
@@ -42,6 +46,8 @@ FEED_TYPES: dict[str, FeedKind] = {
 """``<link rel="alternate" type=...>`` values that announce a feed, in order of preference."""
 
 _SNIFF_BYTES = 4096
+_SNIPPET_BYTES = 40
+"""How much of an unrecognised body a reason quotes (escaped by ``repr``: no control characters)."""
 _PROLOG = re.compile(
     rb"(?:\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE(?:[^>\[]|\[.*?\])*>)*", re.DOTALL | re.IGNORECASE
 )
@@ -130,8 +136,15 @@ def not_a_feed_reason(kind: BodyKind, body: bytes, *, expected: str, hint: bool 
             f"the URL returned an RSS/Atom feed, not {expected}"
     if kind == "json":
         return f"the URL returned JSON that is not {expected}"
-    start = _head_bytes(body).lstrip()[:40].decode("utf-8", errors="replace")
-    return f"the URL did not return {expected} (the body starts with {start!r})"
+    return f"the URL did not return {expected} (the body starts with {body_snippet(body)})"
+
+
+def body_snippet(body: bytes) -> str:
+    """The first bytes of ``body`` as a quoted Python literal: at most ``_SNIPPET_BYTES`` bytes, every
+    control, format or non-printable character escaped (``repr`` escapes all that ``isprintable``
+    refuses), so a hostile body can neither flood nor forge a status line or a log record."""
+    start = _head_bytes(body).lstrip()[:_SNIPPET_BYTES].decode("utf-8", errors="replace")
+    return repr(start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +158,14 @@ class FeedLink:
 
 @dataclass(frozen=True, slots=True)
 class Discovery:
-    """What an HTML page announces. ``best`` picks what a source should poll."""
+    """What an HTML page announces. ``best`` picks what a source should poll.
+
+    ``refused`` holds why each link the URL policy refused was dropped (it names the scheme,
+    never the link itself)."""
 
     rest_api: str | None = None
     feeds: tuple[FeedLink, ...] = field(default=())
+    refused: tuple[str, ...] = field(default=())
 
     def best(self) -> tuple[FeedKind, str] | None:
         """The REST API when announced (tags and categories apart, stable ids,
@@ -203,17 +220,35 @@ def _api_from_link_header(value: str, page_url: str) -> str | None:
         params: str = match.group(2) or ""
         rel = _REL_PARAM.search(params)
         if rel and WP_API_REL in rel.group(1).split():
-            return urljoin(page_url, target.strip())
+            return _join(page_url, target)
     return None
+
+
+def _join(base: str, href: str) -> str:
+    """``href`` resolved against ``base``; a link too broken to resolve is kept as written (the URL
+    policy then refuses it)."""
+    try:
+        return urljoin(base, href.strip())
+    except ValueError:
+        return href.strip()
 
 
 def discover_links(html: bytes, page_url: str, headers: Mapping[str, str] | None = None) -> Discovery:
     """Find the REST API root and alternate feeds an HTML page announces."""
+    refused: list[str] = []
+
+    def followable(url: str) -> bool:
+        reason = url_refusal(url, trusted=page_url)
+        if reason is not None:
+            refused.append(reason)
+        return reason is None
+
     rest_api = None
     for key, value in (headers or {}).items():
         if key.lower() == "link":
-            rest_api = _api_from_link_header(value, page_url)
-            if rest_api:
+            announced = _api_from_link_header(value, page_url)
+            if announced and followable(announced):
+                rest_api = announced
                 break
     body_at = _BODY_TAG.search(html)
     head = html[: body_at.start()] if body_at else html[:512 * 1024]
@@ -223,7 +258,7 @@ def discover_links(html: bytes, page_url: str, headers: Mapping[str, str] | None
         parser.close()
     except AssertionError:  # HTMLParser asserts on some broken markup; keep what it found
         pass
-    base = urljoin(page_url, parser.base) if parser.base else page_url
+    base = _join(page_url, parser.base) if parser.base else page_url
     feeds: list[FeedLink] = []
     for attrs in parser.links:
         rels = attrs.get("rel", "").lower().split()
@@ -231,9 +266,13 @@ def discover_links(html: bytes, page_url: str, headers: Mapping[str, str] | None
         if not href:
             continue
         if WP_API_REL in rels and rest_api is None:
-            rest_api = urljoin(base, href)
+            url = _join(base, href)
+            if followable(url):
+                rest_api = url
         elif "alternate" in rels:
             kind = FEED_TYPES.get(attrs.get("type", "").split(";", 1)[0].strip().lower())
             if kind is not None:
-                feeds.append(FeedLink(kind, urljoin(base, href), attrs.get("title", "")))
-    return Discovery(rest_api=rest_api, feeds=tuple(feeds))
+                url = _join(base, href)
+                if followable(url):
+                    feeds.append(FeedLink(kind, url, attrs.get("title", "")))
+    return Discovery(rest_api=rest_api, feeds=tuple(feeds), refused=tuple(refused))

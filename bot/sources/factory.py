@@ -16,6 +16,12 @@ so the polling service stores it with the posts):
 When the resolved URL later answers 404 or 410, discovery runs again, once per
 poll, from ``cfg.url``. Each source is stateless apart from caches; failures are
 ``SourceError`` naming the source with one reason.
+
+What discovery finds came from the network, so it only ever leads to http/https
+(``bot.domain.urls``; docs/operations.md, "What a source may lead to"): a page
+announcing nothing else is a ``FetchError`` naming the refused scheme, and the
+source's stored state is left as it was. A stored ``resolved_url`` the policy
+refuses (written before that rule) is re-discovered rather than polled.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import ClassVar
 
 import httpx
 
+from bot.domain.urls import url_refusal
 from bot.errors import FeedParseError, FetchError, SourceError
 from bot.settings import HttpConfig, SourceConfig
 from bot.sources.base import CacheState, Fetched, PollResult, Source
@@ -77,19 +84,30 @@ class AutoSource:
 
     async def poll(self, cache: CacheState, *, first_poll: bool) -> PollResult:
         if cache.resolved_url and cache.resolved_kind in ("rss", "jsonfeed", "wordpress"):
-            source = self.delegate(cache.resolved_kind, cache.resolved_url)
-            try:
-                return await source.poll(cache, first_poll=first_poll)
-            except FetchError as exc:
-                if exc.status not in REDISCOVER_STATUSES:
-                    raise
-                gone = f"{cache.resolved_url} answered {exc.status}"
+            refusal = self._stored_refusal(cache.resolved_url)
+            if refusal is not None:
+                gone = f"the stored resolved URL is not followed ({refusal})"
+            else:
+                source = self.delegate(cache.resolved_kind, cache.resolved_url)
+                try:
+                    return await source.poll(cache, first_poll=first_poll)
+                except FetchError as exc:
+                    if exc.status not in REDISCOVER_STATUSES:
+                        raise
+                    gone = f"{cache.resolved_url} answered {exc.status}"
             # The old validators and cursor belonged to the old URL.
             result = await self.discover(CacheState(), first_poll=first_poll)
             resolved = result.cache
             return _with_note(result, f"re-discovered: {gone}; now {resolved.resolved_kind} "
                                       f"{resolved.resolved_url}")
         return await self.discover(cache, first_poll=first_poll)
+
+    def _stored_refusal(self, resolved_url: str) -> str | None:
+        """Why a stored ``resolved_url`` may not be polled: it is not ``cfg.url`` (the operator's own,
+        which may be a file) and the URL policy refuses it."""
+        if resolved_url == self.cfg.url:
+            return None
+        return url_refusal(resolved_url, trusted=self.cfg.url)
 
     async def discover(self, cache: CacheState, *, first_poll: bool) -> PollResult:
         """Fetch ``cfg.url``, decide what it is, and poll that."""
@@ -116,6 +134,9 @@ class AutoSource:
     async def _from_page(self, page: FetchOutcome, cache: CacheState, first_poll: bool) -> PollResult:
         found = discover_links(page.body, page.url, page.headers)
         best = found.best()
+        if best is None and found.refused:
+            raise FetchError(self.name, f"the page {page.url} announces no feed that may be followed: "
+                                        f"{found.refused[0]}")
         if best is None:
             raise FeedParseError(self.name, f"the page {page.url} announces no feed and no WordPress REST API "
                                             f'(no <link rel="alternate"> feed, no rel="https://api.w.org/")')

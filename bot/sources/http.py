@@ -16,7 +16,14 @@ under a hard byte cap and turns every failure (network, timeout, redirect loop,
 as ``FetchOutcome(not_modified=True)`` with no body, so callers parse nothing.
 
 ``file://`` URLs are read from disk; the file's mtime and size form the
-validator, so an unchanged file reads as "not modified" just like a 304.
+validator, so an unchanged file reads as "not modified" just like a 304. Only a
+URL the operator configured reaches ``fetch`` as ``file:``: what the network
+hands over is checked by ``bot.domain.urls.url_refusal`` first, and the feed
+client checks every redirect's ``Location`` with it (``_refuse_unfollowable_redirect``),
+so a redirect leads only to http/https, never to a local file (docs/operations.md,
+"What a source may lead to"). The publishers' client has no such hook: httpx itself
+refuses a redirect to a scheme it cannot send, and a POST's outcome must stay
+classifiable by httpx's own exceptions.
 """
 
 from __future__ import annotations
@@ -25,18 +32,20 @@ import asyncio
 import email.utils
 import mimetypes
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 from urllib.request import url2pathname
 
 import aiohttp
 import httpx
 import orjson
 
+from bot.domain.urls import url_refusal
 from bot.errors import FetchError
 from bot.settings import HttpConfig
 
@@ -54,6 +63,19 @@ CONNECT_TIMEOUT_CAP = 10.0
 
 _ERROR_BODY_PEEK = 4096
 """How much of an error answer is read to quote its JSON ``code``/``message``."""
+
+MAX_RETRY_AFTER = 7 * 86400.0
+"""A ``Retry-After`` beyond this (a week) counts as this; polling then waits at most
+``service.max_backoff`` anyway."""
+
+_DELTA_SECONDS = re.compile(r"([0-9]+)(?:\.[0-9]+)?")
+_HTTP_DATE_MAX_LENGTH = 64
+"""An HTTP-date is 29 characters; longer text is not parsed as one."""
+
+
+class _RedirectRefused(httpx.UnsupportedProtocol):
+    """A redirect the URL policy refuses (raised by the feed client's response hook; ``fetch`` turns
+    it into ``FetchError``, so it never leaves this module)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +136,31 @@ def make_feed_client(cfg: HttpConfig, *, version: str) -> httpx.AsyncClient:
     from httpx_aiohttp import HttpxAiohttpClient
 
     return HttpxAiohttpClient(**client_settings(cfg, version=version),
-                              event_hooks={"request": [_prepare_for_aiohttp]})
+                              event_hooks={"request": [_prepare_for_aiohttp],
+                                           "response": [_refuse_unfollowable_redirect]})
+
+
+async def _refuse_unfollowable_redirect(response: httpx.Response) -> None:
+    """Refuse to follow a redirect whose target the URL policy refuses (``bot.domain.urls``): any
+    scheme but http/https, credentials in the ``Location``, control characters, an absurd length.
+
+    httpx calls response hooks before it builds the redirected request, so nothing is sent (or
+    read) for a refused target. Another host or port is followed; httpx drops the
+    ``Authorization`` header when the origin changes.
+    """
+    if not response.has_redirect_location:
+        return
+    base = response.request.url
+    if base.userinfo:
+        base = base.copy_with(username=None, password=None)
+    location = response.headers["location"]
+    try:
+        target = urljoin(str(base), location.strip())
+    except ValueError:
+        target = location
+    reason = url_refusal(target)
+    if reason is not None:
+        raise _RedirectRefused(reason, request=response.request)
 
 
 async def _prepare_for_aiohttp(request: httpx.Request) -> None:
@@ -133,22 +179,28 @@ async def _prepare_for_aiohttp(request: httpx.Request) -> None:
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds (ASCII digits, a fraction
+    tolerated) or an HTTP-date (GMT). At most ``MAX_RETRY_AFTER``; a date in the past is 0.
+    Anything else (negative, ``nan``, ``1e400``, ``0x20``, non-ASCII digits, a zone-less date)
+    is None: the caller's own backoff applies."""
     if not value or not value.strip():
         return None
     text = value.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
+    number = _DELTA_SECONDS.fullmatch(text)
+    if number is not None:
+        if len(number.group(1)) > 12:  # more seconds than MAX_RETRY_AFTER, whatever the digits
+            return MAX_RETRY_AFTER
+        return min(float(text), MAX_RETRY_AFTER)
+    if len(text) > _HTTP_DATE_MAX_LENGTH:
+        return None
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         return None
     current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
+    return min(max(0.0, when.timestamp() - current), MAX_RETRY_AFTER)
 
 
 def _media_type(value: str | None) -> str:
@@ -196,6 +248,8 @@ def _transport_reason(exc: Exception, url: str) -> str:
     aiohttp_reason = _aiohttp_reason(exc.__cause__, url)
     if aiohttp_reason is not None:
         return aiohttp_reason
+    if isinstance(exc, _RedirectRefused):
+        return f"{url} answered with a redirect that is not followed: {exc}"
     if isinstance(exc, httpx.TooManyRedirects):
         return f"too many redirects fetching {url}"
     if isinstance(exc, httpx.ConnectTimeout):

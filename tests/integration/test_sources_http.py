@@ -233,7 +233,7 @@ async def test_429_and_503_carry_retry_after(archive: ArchiveServer, client: htt
 def test_parse_retry_after() -> None:
     assert parse_retry_after("30") == 30
     assert parse_retry_after(" 1.5 ") == 1.5
-    assert parse_retry_after("-5") == 0
+    assert parse_retry_after("-5") is None  # delta-seconds are digits: garbage, not "now"
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480 - 60) == 60
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480 + 60) == 0
     assert parse_retry_after("soon") is None
