@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from bot.errors import ConfigError
+from bot.humanize import json_visible_controls, visible_controls
 
 _URL_PASSWORD = re.compile(r"(?P<pre>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@/\s]+)(?P<post>@)", re.I)
 # Telegram bot tokens: <bot id>:<35 characters>, also inside URLs (".../bot123:AA.../sendMessage")
@@ -117,11 +118,11 @@ class KeyValueFormatter(logging.Formatter):
         fields = getattr(record, "kv", None)
         if isinstance(fields, Mapping):
             parts.extend(f"{k}={_fmt_value(v)}" for k, v in fields.items())
-        line = " ".join(parts)
+        line = visible_controls(" ".join(parts))  # one line; a feed's ESC[2J or U+202E is shown, never obeyed
         if record.exc_text:
-            line += "\n" + record.exc_text
+            line += "\n" + visible_controls(record.exc_text, multiline=True)
         if record.stack_info:
-            line += "\n" + record.stack_info
+            line += "\n" + visible_controls(record.stack_info, multiline=True)
         return line
 
 
@@ -144,7 +145,7 @@ class JsonFormatter(logging.Formatter):
             data["exception"] = record.exc_text
         if record.stack_info:
             data["stack"] = record.stack_info
-        return json.dumps(data, ensure_ascii=False)
+        return json_visible_controls(json.dumps(data, ensure_ascii=False))
 
 
 ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None], Any]

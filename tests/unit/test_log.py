@@ -134,6 +134,20 @@ def test_key_value_line_quotes_values_with_spaces() -> None:
     assert line.endswith('deliver channel=tg delivery=7 error="too long" note=- ms=12.5')
 
 
+@pytest.mark.parametrize("formatter", [KeyValueFormatter(), JsonFormatter()])
+def test_log_lines_show_control_and_bidi_characters_as_escapes(formatter: logging.Formatter) -> None:
+    hostile = "Breaking\x1b[2J\x1b]0;pwned\x07\u202etxt.exe\x9b31m\x7f"
+    record = _record(f"title {hostile}", kv={"title": hostile, "tag": "a\u2066b"})
+    RedactingFilter().filter(record)
+    line = formatter.format(record)
+    raw = set(line) & {"\x1b", "\x07", "\u202e", "\x9b", "\x7f", "\u2066"}
+    assert not raw, f"raw controls in the log line: {raw!r}"
+    if isinstance(formatter, JsonFormatter):
+        assert json.loads(line)["title"] == hostile  # same value, escaped as JSON
+    else:
+        assert "\\x1b[2J" in line and "\\u202etxt.exe" in line
+
+
 def test_json_formatter_emits_one_parseable_object_with_the_fields() -> None:
     record = _record("poll", kv={"source": "archive", "outcome": "new", "new": 3, "ms": 1.5, "ok": True,
                                  "event": "clash", "level": "clash"})
