@@ -57,6 +57,15 @@ _MULTI_LINE = str.maketrans({c: _escape(c) for c in _UNSAFE - {"\n", "\t"}})
 _JSON = str.maketrans({c: f"\\u{ord(c):04x}" for c in _UNSAFE if ord(c) >= 0x20})  # C0: json.dumps did
 
 
+_REMOVE = str.maketrans({c: " " if c.isspace() else None for c in _UNSAFE})
+
+
+def without_controls(text: str) -> str:
+    """``text`` with control and bidi characters removed (line breaks and tabs become spaces): for
+    text kept as data, such as a platform's error description, rather than shown as it came."""
+    return text.translate(_REMOVE)
+
+
 def visible_controls(text: str, *, multiline: bool = False) -> str:
     """``text`` with every control character shown as an escape (``\\x1b``, ``\\u202e``); linear time.
 

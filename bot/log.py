@@ -47,9 +47,27 @@ _RESERVED = ("ts", "level", "event", "logger", "exception")
 """JSON keys of the envelope; a field with one of these names is written as ``field_<name>``."""
 
 
+SECRET_PART_MIN = 8
+"""Shortest ``:``-separated component of a secret that is redacted on its own."""
+
+
+def secret_values(secrets: Iterable[str]) -> set[str]:
+    """The values to redact for ``secrets``: each secret, and each of its ``:``-separated components
+    of ``SECRET_PART_MIN``+ characters that is not only digits. A Telegram token ``id:secret`` thus
+    also registers ``secret``, which a Bot API server may echo alone; the bot id is public. A URL's
+    parts are not registered (its scheme is no secret; ``redact_url`` covers its password)."""
+    values: set[str] = set()
+    for secret in secrets:
+        if secret:
+            values.add(secret)
+            if ":" in secret and "://" not in secret:
+                values.update(p for p in secret.split(":") if len(p) >= SECRET_PART_MIN and not p.isdigit())
+    return values
+
+
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
-    """Remove secret values and secret-shaped substrings (URL passwords, bot tokens, bearer tokens)."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+    """Remove secret values (and their parts) and secret-shaped substrings (URL passwords, bot tokens, ...)."""
+    for secret in sorted(secret_values(secrets), key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     text = redact_url(text)
     text = _BOT_TOKEN.sub(REDACTED, text)

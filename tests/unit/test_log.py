@@ -100,6 +100,19 @@ def test_known_secret_values_are_replaced_longest_first() -> None:
     assert out == f"a={REDACTED} b={REDACTED}"
 
 
+def test_the_secret_part_of_a_token_is_redacted_on_its_own() -> None:
+    bot_id, part = BOT_TOKEN.split(":", 1)
+    assert redact_text(f"Forbidden: bot token part {part} rejected", [BOT_TOKEN]) == \
+        f"Forbidden: bot token part {REDACTED} rejected"
+    # any secret: each ':'-separated component of 8+ characters that is not just digits (a bot id is public)
+    assert redact_text("user x-key-12345678 and 1234567890", ["x-key-12345678:1234567890:short"]) == \
+        f"user {REDACTED} and 1234567890"
+    assert redact_text(f"bot {bot_id} says hi", [BOT_TOKEN]) == f"bot {bot_id} says hi"
+    record = _record("deliver", kv={"error": f"403: {part}"})
+    RedactingFilter([BOT_TOKEN]).filter(record)
+    assert part not in KeyValueFormatter().format(record)
+
+
 def _record(msg: str, *args: object, kv: dict[str, object] | None = None,
             exc: BaseException | None = None) -> logging.LogRecord:
     exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
