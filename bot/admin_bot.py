@@ -72,7 +72,7 @@ from telegram.request import HTTPXRequest
 
 from bot import __version__
 from bot.errors import ConfigError, NotFoundError, TagrelayError
-from bot.humanize import ago
+from bot.humanize import CUT_MARK, ago, cut, visible_controls
 from bot.localhttp import READ_TIMEOUT, HttpError, LocalHttpServer, read_head, write_answer
 from bot.log import event, redact_text, redact_url
 from bot.publishers.api import RenderEnv
@@ -93,8 +93,17 @@ ADMIN_IDS_ENV = "TAGRELAY_ADMIN_IDS"
 ALLOWED_UPDATES = ("message", "callback_query")
 SECRET_HEADER = "x-telegram-bot-api-secret-token"  # noqa: S105 - a header name, not a secret
 
+MAX_MESSAGE = 4096
+"""Telegram's limit on a message's text after entity parsing, counted here in UTF-16 code units (the
+stricter reading of the Bot API's "characters": an emoji counts 2) — see docs/admin-bot.md."""
 MAX_REPLY = 3900
-"""Longest reply we build, in characters of HTML source (Telegram's limit, 4096, counts visible text)."""
+"""Longest reply we build, in UTF-16 code units of HTML source (never less than what Telegram counts)."""
+QUOTE_LIMIT = 200
+"""Most characters of one piece of someone else's text (an argument, a tag, a stored reason) in a reply."""
+DETAIL_LIMIT = 300
+"""Most characters of a stored error or reason quoted in /status, /sources and /channels."""
+ERROR_LIMIT = 400
+"""Most characters of an error message (which may quote the command's argument) in a reply."""
 NOTIFY_TIMEOUT = 15.0
 """How long one announcement to one chat may take before it is given up (logged)."""
 RETRY_DELAYS = (5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -283,6 +292,59 @@ def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+def quote(value: object, limit: int = QUOTE_LIMIT, *, tail: int = 0) -> str:
+    """Someone else's text (an admin's argument, a feed's tag, a platform's error) for an HTML reply:
+    control and bidi characters shown as escapes (``\\u202e``), cut to ``limit`` characters with
+    "… (cut)" (keeping the last ``tail``), HTML-escaped."""
+    return esc(cut(visible_controls(str(value)), limit, tail=tail))
+
+
+def safe_label(value: str, limit: int) -> str:
+    """A button label: like ``quote`` but plain text (labels are not parsed as HTML)."""
+    return clip(visible_controls(value), limit)
+
+
+def utf16_len(text: str) -> int:
+    """Length in UTF-16 code units, as Telegram counts message entities (an emoji counts 2)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _utf16_prefix(text: str, units: int) -> str:
+    """The longest prefix of ``text`` of at most ``units`` UTF-16 code units (no half surrogate pair)."""
+    return text.encode("utf-16-le", "surrogatepass")[: 2 * units].decode("utf-16-le", "ignore")
+
+
+_TAG = re.compile(r"<[^<>]*>")
+
+
+def visible_text(reply: str) -> str:
+    """What Telegram counts of an HTML reply built here: the text without tags, entities decoded."""
+    return html.unescape(_TAG.sub("", reply))
+
+
+def bounded_reply(reply: str) -> str:
+    """``reply`` (HTML) as it can be sent: at most ``MAX_MESSAGE`` UTF-16 code units after entity parsing.
+
+    Replies are built to fit (``fit`` drops whole lines, ``quote`` cuts what it quotes); this is the
+    guarantee behind them. A reply whose visible text is still too long is sent as that text, cut
+    and marked "… (cut)", without markup — valid HTML in any case.
+    """
+    if utf16_len(reply) <= MAX_MESSAGE:  # the HTML source is never shorter than its visible text
+        return reply
+    shown = visible_text(reply)
+    if utf16_len(shown) <= MAX_MESSAGE:
+        return reply
+    return esc(_utf16_prefix(shown, MAX_MESSAGE - utf16_len("\n" + CUT_MARK)) + "\n" + CUT_MARK)
+
+
+def format_error(exc: TagrelayError) -> str:
+    """An error for a reply; what it quotes of the command's argument is cut."""
+    if isinstance(exc, NotFoundError):
+        text = f"unknown {esc(exc.kind)} {quote(repr(exc.name))}"
+        return f"{text}; {quote(exc.hint, ERROR_LIMIT)}" if exc.hint else text
+    return quote(str(exc), ERROR_LIMIT)
+
+
 # -- formatting (pure) --------------------------------------------------------------------------
 
 
@@ -296,15 +358,16 @@ def every(seconds: float) -> str:
 
 
 def fit(lines: Sequence[str], limit: int = MAX_REPLY) -> str:
-    """Join lines, dropping the tail (with a note) beyond ``limit`` characters. Each line is balanced HTML."""
+    """Join lines, dropping the tail (with a note) beyond ``limit`` UTF-16 code units. Each line is balanced HTML."""
     out: list[str] = []
     size = 0
     for i, line in enumerate(lines):
-        if size + len(line) + 1 > limit - 40:
+        length = utf16_len(line)
+        if size + length + 1 > limit - 40:
             out.append(f"<i>… and {len(lines) - i} more line(s)</i>")
             break
         out.append(line)
-        size += len(line) + 1
+        size += length + 1
     return "\n".join(out)
 
 
@@ -325,27 +388,27 @@ def format_help(channels: Sequence[str]) -> str:
 
 
 def format_changes(changes: Sequence[Change]) -> str:
-    return "\n".join(f"{'✅' if c.done else '•'} {esc(c.text)}" for c in changes)
+    return "\n".join(f"{'✅' if c.done else '•'} {quote(c.text, QUOTE_LIMIT + 100, tail=60)}" for c in changes)
 
 
 def format_tags(page: TagPage) -> str:
-    match = f" matching “{esc(page.search)}”" if page.search else ""
+    match = f" matching “{quote(page.search)}”" if page.search else ""
     head = f"<b>Known tags</b>{match} · page {page.page}"
     if not page.items:
         empty = "no tags match" if page.search else "no tags yet (no source has been polled)"
         return f"{head}\n<i>{'nothing on this page' if page.page > 1 else empty}</i>"
     first = (page.page - 1) * page.size + 1
-    lines = [head] + [f"{first + i}. {esc(t.name)} — {t.posts} post{'s' if t.posts != 1 else ''}"
+    lines = [head] + [f"{first + i}. {quote(t.name)} — {t.posts} post{'s' if t.posts != 1 else ''}"
                       for i, t in enumerate(page.items)]
     return fit(lines)
 
 
 def format_subscriptions(subs: Sequence[tuple[Subscription, str]], channel: str | None) -> str:
-    where = f" of <b>{esc(channel)}</b>" if channel else ""
+    where = f" of <b>{quote(channel)}</b>" if channel else ""
     if not subs:
         return f"<b>Subscriptions</b>{where}: none."
     lines = [f"<b>Subscriptions</b>{where} ({len(subs)})"]
-    lines += [f"• {esc(s.tag_name)} → <b>{esc(s.channel)}</b> <i>({esc(origin)})</i>" for s, origin in subs]
+    lines += [f"• {quote(s.tag_name)} → <b>{esc(s.channel)}</b> <i>({esc(origin)})</i>" for s, origin in subs]
     return fit(lines)
 
 
@@ -360,7 +423,7 @@ def format_channels(items: Sequence[tuple[Any, ChannelCounts | None]]) -> str:
         return "<b>Channels</b>: none configured."
     lines = ["<b>Channels</b>"]
     for opts, counts in items:
-        state = f"⏸ PAUSED: {esc(counts.paused_reason or '')}" if counts and counts.paused else "active"
+        state = f"⏸ PAUSED: {quote(counts.paused_reason or '', DETAIL_LIMIT)}" if counts and counts.paused else "active"
         sent = counts.counts.get("sent", 0) if counts else 0
         lines.append(f"• <b>{esc(opts.name)}</b> ({esc(opts.platform)}) — {state} · waiting {_waiting(counts)}"
                      f" · sent {sent}")
@@ -380,7 +443,7 @@ def format_status(report: StatusReport) -> str:
         lines.append(f"• <b>{esc(st.name)}</b>: {health} · last poll {ago(st.last_poll_at, now)}"
                      f" · {st.post_count} posts")
         if st.last_error:
-            lines.append(f"   last error: {esc(clip(st.last_error, 300))}")
+            lines.append(f"   last error: {quote(st.last_error, DETAIL_LIMIT)}")
     lines += ["", "<b>Channels</b>"]
     if not report.channels:
         lines.append("<i>none</i>")
@@ -392,9 +455,9 @@ def format_status(report: StatusReport) -> str:
                      f"{k.get('queued', 0)} · retrying {k.get('failed', 0)} · sent today {c.counts.sent_today}"
                      f" · failures {k.get('dead', 0) + k.get('unknown', 0)}")
         if c.counts.paused:
-            lines.append(f"   paused: {esc(clip(c.counts.paused_reason or 'no reason given', 300))}")
+            lines.append(f"   paused: {quote(c.counts.paused_reason or 'no reason given', DETAIL_LIMIT)}")
     if problems:
-        lines += ["", "<b>Problems</b>"] + [f"⚠️ {esc(clip(p, 300))}" for p in problems]
+        lines += ["", "<b>Problems</b>"] + [f"⚠️ {quote(p, DETAIL_LIMIT)}" for p in problems]
     return fit(lines)
 
 
@@ -410,17 +473,17 @@ def format_sources(config_sources: Sequence[Any], states: Sequence[SourceState],
         lines.append(f"• <b>{esc(src.name)}</b> — {esc(kind)}, every {every(src.interval)} · "
                      f"{st.post_count if st else 0} posts{off}")
         outcome = (st.last_outcome or "-") if st else "-"
-        lines.append(f"   last poll {ago(st.last_poll_at if st else None, now)}: {esc(outcome)}")
+        lines.append(f"   last poll {ago(st.last_poll_at if st else None, now)}: {quote(outcome)}")
         if st and st.last_error and st.last_outcome == "error":
-            lines.append(f"   last error ({st.consecutive_failures}× in a row): {esc(clip(st.last_error, 300))}")
-        lines.append(f"   <code>{esc(redact_url(src.url))}</code>")
+            lines.append(f"   last error ({st.consecutive_failures}× in a row): {quote(st.last_error, DETAIL_LIMIT)}")
+        lines.append(f"   <code>{quote(redact_url(src.url), DETAIL_LIMIT)}</code>")
     return fit(lines)
 
 
 def format_preview_head(item: PreviewItem) -> str:
     limit = f"/{item.limit}" if item.limit else ""
     verdict = "fits" if item.fits else "TOO LONG"
-    title = esc(item.post_title)
+    title = quote(item.post_title)
     post = f'<a href="{esc(item.post_url)}">{title}</a>' if item.post_url else title
     photo = " · sent as a photo with caption" if item.image_url else ""
     return (f"Preview for <b>{esc(item.channel)}</b> ({esc(item.platform)}, {esc(item.format)}) — "
@@ -804,7 +867,7 @@ class AdminBot:
             event(log, logging.WARNING, "admin.announcement_dropped", reason="the admin bot is not connected",
                   text=text)
             return
-        body = f"⚠️ {esc(text)}"
+        body = bounded_reply(f"⚠️ {quote(text, MAX_REPLY)}")
         # all chats at once: the delivery service waits for this, so it takes one timeout at most
         await asyncio.gather(*(self._announce_to(chat_id, body) for chat_id in
                                dict.fromkeys([*self.settings.admin_ids, *self._group()])))
@@ -890,9 +953,9 @@ class AdminBot:
         try:
             await handler(request)
         except (UsageError, NotFoundError) as exc:
-            await self._send(message, f"⚠️ {esc(exc)}\nUsage: <code>{esc(spec.usage)}</code>")
+            await self._send(message, f"⚠️ {format_error(exc)}\nUsage: <code>{esc(spec.usage)}</code>")
         except TagrelayError as exc:
-            await self._send(message, f"⚠️ /{esc(name)} failed: {esc(self._scrub(str(exc)))}")
+            await self._send(message, f"⚠️ /{esc(name)} failed: {quote(self._scrub(str(exc)), ERROR_LIMIT)}")
 
     async def _on_unknown(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.message
@@ -915,7 +978,8 @@ class AdminBot:
                 await self._send(update.effective_message, "⚠️ Something went wrong; the error was logged.")
 
     async def _send(self, message: Message, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
-        await message.reply_text(text, parse_mode=ParseMode.HTML, reply_markup=markup,
+        """Every reply goes out here (edits through ``_edit``): bounded to what Telegram accepts."""
+        await message.reply_text(bounded_reply(text), parse_mode=ParseMode.HTML, reply_markup=markup,
                                  link_preview_options=_NO_PREVIEW)
 
     def _channel_names(self) -> list[str]:
@@ -999,7 +1063,7 @@ class AdminBot:
     async def _send_preview(self, message: Message, item: PreviewItem) -> None:
         head = format_preview_head(item)
         if item.platform != "telegram":
-            body = clip(item.text, MAX_REPLY - 600)
+            body = cut(visible_controls(item.text, multiline=True), MAX_REPLY - 600)
             await self._send(message, f"{head}\n<pre>{esc(body)}</pre>")
             return
         await self._send(message, head)
@@ -1012,7 +1076,7 @@ class AdminBot:
                 await message.reply_text(item.text, parse_mode=parse_mode, link_preview_options=preview)
         except tg.BadRequest as exc:
             await self._send(message, f"⚠️ Telegram refused this message, so {esc(item.channel)} would not "
-                                      f"get it either: {esc(self._scrub(exc.message))}")
+                                      f"get it either: {quote(self._scrub(exc.message), ERROR_LIMIT)}")
 
     # -- inline keyboards -----------------------------------------------------------------------
 
@@ -1028,15 +1092,15 @@ class AdminBot:
             text, markup = await self._run(action, actor_of(user))
             note = ""
         except (UsageError, NotFoundError) as exc:
-            text, markup, note = f"⚠️ {esc(exc)}", None, "Not done"
+            text, markup, note = f"⚠️ {format_error(exc)}", None, "Not done"
         except TagrelayError as exc:
-            text, markup, note = f"⚠️ Failed: {esc(self._scrub(str(exc)))}", None, "Failed"
+            text, markup, note = f"⚠️ Failed: {quote(self._scrub(str(exc)), ERROR_LIMIT)}", None, "Failed"
         await query.answer(note or None)
         await self._edit(query, text, markup)
 
     async def _edit(self, query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | None) -> None:
         try:
-            await query.edit_message_text(text, parse_mode=ParseMode.HTML, reply_markup=markup,
+            await query.edit_message_text(bounded_reply(text), parse_mode=ParseMode.HTML, reply_markup=markup,
                                           link_preview_options=_NO_PREVIEW)
         except tg.BadRequest as exc:
             if "not modified" not in exc.message.lower():
@@ -1066,7 +1130,7 @@ class AdminBot:
         return self._tags_view(TagsPage(None, 1, pick=action), page)
 
     def _button(self, label: str, action: MenuAction) -> InlineKeyboardButton:
-        return InlineKeyboardButton(clip(label, 48), callback_data=self.menus.add(action))
+        return InlineKeyboardButton(safe_label(label, 48), callback_data=self.menus.add(action))
 
     def _nav(self, prev: MenuAction | None, nxt: MenuAction | None) -> list[InlineKeyboardButton]:
         row = []
@@ -1083,7 +1147,7 @@ class AdminBot:
         pick = state.pick
         if pick is None:
             return format_tags(page), InlineKeyboardMarkup([nav]) if nav else None
-        where = f" <b>{esc(pick.channel)}</b>" if pick.channel else ""
+        where = f" <b>{quote(pick.channel)}</b>" if pick.channel else ""
         verb = "Subscribe" if pick.action == "subscribe" else "Unsubscribe"
         text = f"{verb}{where}: choose a tag (page {page.page})."
         if not page.items:
@@ -1105,11 +1169,11 @@ class AdminBot:
                    for opts, _ in channels]
         rows = [buttons[i:i + 2] for i in range(0, len(buttons), 2)]
         rows.append([self._button("Cancel", Cancel())])
-        return f"{verb} <b>{esc(choice.tag)}</b> {prep} which channel?", InlineKeyboardMarkup(rows)
+        return f"{verb} <b>{quote(choice.tag)}</b> {prep} which channel?", InlineKeyboardMarkup(rows)
 
     def _subs_view(self, state: SubsPage, subs: Sequence[tuple[Subscription, str]]
                    ) -> tuple[str, InlineKeyboardMarkup | None]:
-        where = f" of <b>{esc(state.channel)}</b>" if state.channel else ""
+        where = f" of <b>{quote(state.channel)}</b>" if state.channel else ""
         if not subs:
             return f"There are no subscriptions{where} to remove.", None
         size = self.settings.page_size

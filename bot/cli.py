@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from bot import __version__
 from bot.errors import ConfigError, NotFoundError, PluginError, TagrelayError
 from bot.humanize import ago as _ago
+from bot.humanize import json_visible_controls, visible_controls
 from bot.log import configure_logging, event, redact_text
 from bot.services.admin import UsageError
 from bot.settings import Config, EnvSettings, Secrets, load_config
@@ -31,12 +32,25 @@ DEFAULT_CONFIG = Path("config/tagrelay.toml")
 
 
 # -- formatting -------------------------------------------------------------------------------
+#
+# Reports quote what feeds, platforms and people wrote. Every command's output goes through
+# ``_emit`` (``main`` buffers it), which shows control and bidi characters as visible escapes
+# (bot.humanize.visible_controls), so no command can print ESC[2J or U+202E raw. Table cells
+# are escaped on their own too, newlines and tabs included, so that one row stays one line.
+# JSON output is parsed by programs: it keeps the exact text (json_visible_controls only
+# writes the characters json.dumps leaves raw as \uXXXX escapes).
+
+
+def _emit(text: str, out: TextIO, secrets: Sequence[str]) -> None:
+    """The one place a command's output is written: secrets redacted, controls made visible."""
+    out.write(visible_controls(redact_text(text, secrets), multiline=True))
 
 
 def _table(rows: Sequence[Sequence[str]], headers: Sequence[str], out: TextIO) -> None:
     if not rows:
         out.write("(none)\n")
         return
+    rows = [[visible_controls(str(c)) for c in row] for row in rows]
     widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
     out.write("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip() + "\n")
     for row in rows:
@@ -58,7 +72,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _print_json(data: Any, out: TextIO) -> None:
-    out.write(json.dumps(_jsonable(data), ensure_ascii=False, indent=2) + "\n")
+    out.write(json_visible_controls(json.dumps(_jsonable(data), ensure_ascii=False, indent=2)) + "\n")
 
 
 # -- context ----------------------------------------------------------------------------------
@@ -582,17 +596,17 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
             return int(asyncio.run(result))
         return int(result)
     except ConfigError as exc:
-        err.write(f"tagrelay: config error: {redact_text(str(exc), secrets)}\n")
+        _emit(f"tagrelay: config error: {exc}\n", err, secrets)
         return EXIT_CONFIG
     except (UsageError, NotFoundError, PluginError) as exc:
-        err.write(f"tagrelay: {redact_text(str(exc), secrets)}\n")
+        _emit(f"tagrelay: {exc}\n", err, secrets)
         return EXIT_CONFIG
     except TagrelayError as exc:
-        err.write(f"tagrelay: {redact_text(str(exc), secrets)}\n")
+        _emit(f"tagrelay: {exc}\n", err, secrets)
         return EXIT_FAIL
     except KeyboardInterrupt:
         err.write("tagrelay: interrupted\n")
         return EXIT_INTERRUPTED
     finally:
         if buffer is not None:
-            out.write(redact_text(buffer.getvalue(), secrets))
+            _emit(buffer.getvalue(), out, secrets)

@@ -88,6 +88,7 @@ class NotFoundError(TagrelayError):
     def __init__(self, kind: str, name: str, hint: str = "") -> None:
         self.kind = kind
         self.name = name
+        self.hint = hint
         text = f"unknown {kind} {name!r}"
         super().__init__(f"{text}; {hint}" if hint else text)
 

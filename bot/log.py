@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from bot.errors import ConfigError
+from bot.humanize import json_visible_controls, visible_controls
 
 _URL_PASSWORD = re.compile(r"(?P<pre>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@/\s]+)(?P<post>@)", re.I)
 # Telegram bot tokens: <bot id>:<35 characters>, also inside URLs (".../bot123:AA.../sendMessage")
@@ -46,9 +47,27 @@ _RESERVED = ("ts", "level", "event", "logger", "exception")
 """JSON keys of the envelope; a field with one of these names is written as ``field_<name>``."""
 
 
+SECRET_PART_MIN = 8
+"""Shortest ``:``-separated component of a secret that is redacted on its own."""
+
+
+def secret_values(secrets: Iterable[str]) -> set[str]:
+    """The values to redact for ``secrets``: each secret, and each of its ``:``-separated components
+    of ``SECRET_PART_MIN``+ characters that is not only digits. A Telegram token ``id:secret`` thus
+    also registers ``secret``, which a Bot API server may echo alone; the bot id is public. A URL's
+    parts are not registered (its scheme is no secret; ``redact_url`` covers its password)."""
+    values: set[str] = set()
+    for secret in secrets:
+        if secret:
+            values.add(secret)
+            if ":" in secret and "://" not in secret:
+                values.update(p for p in secret.split(":") if len(p) >= SECRET_PART_MIN and not p.isdigit())
+    return values
+
+
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
-    """Remove secret values and secret-shaped substrings (URL passwords, bot tokens, bearer tokens)."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+    """Remove secret values (and their parts) and secret-shaped substrings (URL passwords, bot tokens, ...)."""
+    for secret in sorted(secret_values(secrets), key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     text = redact_url(text)
     text = _BOT_TOKEN.sub(REDACTED, text)
@@ -117,11 +136,11 @@ class KeyValueFormatter(logging.Formatter):
         fields = getattr(record, "kv", None)
         if isinstance(fields, Mapping):
             parts.extend(f"{k}={_fmt_value(v)}" for k, v in fields.items())
-        line = " ".join(parts)
+        line = visible_controls(" ".join(parts))  # one line; a feed's ESC[2J or U+202E is shown, never obeyed
         if record.exc_text:
-            line += "\n" + record.exc_text
+            line += "\n" + visible_controls(record.exc_text, multiline=True)
         if record.stack_info:
-            line += "\n" + record.stack_info
+            line += "\n" + visible_controls(record.stack_info, multiline=True)
         return line
 
 
@@ -144,7 +163,7 @@ class JsonFormatter(logging.Formatter):
             data["exception"] = record.exc_text
         if record.stack_info:
             data["stack"] = record.stack_info
-        return json.dumps(data, ensure_ascii=False)
+        return json_visible_controls(json.dumps(data, ensure_ascii=False))
 
 
 ExceptHook = Callable[[type[BaseException], BaseException, TracebackType | None], Any]

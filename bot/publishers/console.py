@@ -1,4 +1,9 @@
-"""The console publisher: prints rendered messages; optionally appends JSON lines to a file."""
+"""The console publisher: prints rendered messages; optionally appends JSON lines to a file.
+
+A post's text is someone else's: control and bidi characters are printed as visible escapes
+(``\\x1b``, ``\\u202e``; newlines and tabs kept), never raw, so a feed cannot drive the terminal.
+The JSON lines keep the exact text (those characters as ``\\uXXXX`` escapes).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any, Literal, TextIO
 
 from bot.domain.models import Post
 from bot.errors import RetryablePublishError
+from bot.humanize import json_visible_controls, visible_controls
 from bot.publishers.api import (
     API_VERSION,
     AccountInfo,
@@ -48,14 +54,14 @@ class ConsolePublisher:
         stream = self._stream or (sys.stdout if self._options.stream == "stdout" else sys.stderr)
         self._count += 1
         bar = f"── {self._options.name} ─ delivery {idempotency_key} "
-        stream.write(f"{bar}{'─' * max(3, 72 - len(bar))}\n{message.text}\n\n")
+        stream.write(visible_controls(f"{bar}{'─' * max(3, 72 - len(bar))}\n{message.text}\n\n", multiline=True))
         stream.flush()
         if self._options.jsonl is not None:
             record = {"channel": self._options.name, "delivery": idempotency_key,
                       "text": message.text, "link": message.link}
             try:
                 with self._options.jsonl.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    fh.write(json_visible_controls(json.dumps(record, ensure_ascii=False)) + "\n")
             except OSError as exc:
                 raise RetryablePublishError(self._options.name,
                                             f"cannot append to {self._options.jsonl}: {exc.strerror}") from exc

@@ -30,7 +30,8 @@ from bot.errors import (
     RetryablePublishError,
     RetryAfter,
 )
-from bot.log import REDACTED
+from bot.humanize import without_controls
+from bot.log import REDACTED, secret_values
 from bot.publishers.api import PublisherContext
 
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -44,6 +45,12 @@ DEFAULT_RETRY_DELAY = 60.0
 
 MAX_DETAIL = 300
 """Longest piece of a server's error text copied into an error message."""
+
+LOCATION_LIMIT = 200
+"""Longest ``Location`` header quoted in an error message."""
+
+KIND_LIMIT = 60
+"""Longest problem type (X's ``type``) quoted in an error message."""
 
 NOT_SENT_ERRORS: tuple[type[Exception], ...] = (
     httpx.ConnectError,
@@ -77,8 +84,8 @@ def require_secret(ctx: PublisherContext, channel: str, env_name: str) -> str:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret value replaced by ``***``."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+    """``text`` with every secret value, and each part of one (``bot.log.secret_values``), replaced by ``***``."""
+    for secret in sorted(secret_values(secrets), key=len, reverse=True):
         text = text.replace(secret, REDACTED)
     return text
 
@@ -87,6 +94,17 @@ def shorten(text: str, limit: int = MAX_DETAIL) -> str:
     """One line of at most ``limit`` characters."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def platform_text(text: str, secrets: Iterable[str], limit: int = MAX_DETAIL) -> str:
+    """A text a platform sent (an error description, a problem type, a ``Location``) made fit to be a
+    ``PublishError`` reason, which is stored (``deliveries.last_error``, a channel's pause reason),
+    logged, announced and shown: control and bidi characters removed, secrets and their parts
+    redacted, one line of at most ``limit`` characters. Linear in ``len(text)``.
+
+    Controls go first, so that a token split by them is whole again when it is redacted.
+    """
+    return shorten(redact(without_controls(text), secrets), limit)
 
 
 # -- rate-limit headers ------------------------------------------------------------------------

@@ -63,15 +63,15 @@ from bot.publishers.api import (
 from bot.publishers.http import (
     ENV_NAME_PATTERN,
     HTTP_URL_PATTERN,
+    LOCATION_LIMIT,
     classify_status,
     describe_exception,
     describe_status,
     json_body,
     parse_reset_iso,
     parse_retry_after,
-    redact,
+    platform_text,
     require_secret,
-    shorten,
     transport_error,
 )
 from bot.render.options import MastodonRenderOptions
@@ -352,7 +352,7 @@ class MastodonPublisher:
         status = response.status_code
         body = json_body(response)
         error = body.get("error") if isinstance(body, dict) else None
-        text = redact(shorten(str(error) if error else response.reason_phrase or ""), [self._token])
+        text = platform_text(str(error) if error else response.reason_phrase or "", [self._token])
         what = f"{describe_status(status)}: {text}" if text else describe_status(status)
         channel, host = self._channel, self._host
         now = self._clock.now()
@@ -374,7 +374,7 @@ class MastodonPublisher:
         if status == 422:
             return ContentRejectedError(channel, f"{host} rejected the status ({what})")
         if 300 <= status < 400:
-            location = response.headers.get("Location", "?")
+            location = platform_text(response.headers.get("Location", "?"), [self._token], LOCATION_LIMIT)
             return PermanentPublishError(channel, f"{host} redirected {action} to {location} ({what}); "
                                                   "set `instance` to the final URL")
         retry = parse_retry_after(response.headers.get("Retry-After"), now) if status >= 500 else None

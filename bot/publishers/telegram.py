@@ -37,8 +37,12 @@ timeout or dropped connection after sending         ``AmbiguousPublishError``
 ==================================================  ============================================
 
 The bot token is part of every Bot API URL. No error raised here chains an
-httpx exception (``from None``) or quotes a URL, and every server text is
-scrubbed of the token before anything else is done with it.
+httpx exception (``from None``) or quotes a URL. What an error says of the
+server's answer is reduced to what an operator needs — its description (or the
+HTTP status phrase), the HTTP status and Telegram's ``error_code`` when it
+differs — and passed through ``platform_text``: control characters removed, the
+token and its secret part (after ``<bot id>:``) redacted, one bounded line. A
+body that is not JSON and unknown ``parameters`` are not quoted.
 """
 
 from __future__ import annotations
@@ -76,11 +80,11 @@ from bot.publishers.api import (
 from bot.publishers.http import (
     ENV_NAME_PATTERN,
     HTTP_URL_PATTERN,
+    MAX_DETAIL,
     NOT_SENT_ERRORS,
     describe_exception,
-    redact,
+    platform_text,
     require_secret,
-    shorten,
 )
 from bot.render.options import TelegramRenderOptions
 from bot.validation import Field, field_validator
@@ -173,6 +177,13 @@ class _Failure:
     kind: str
     message: str
     cause: BaseException | None = None
+
+
+def _phrase(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "Unknown HTTPError"
 
 
 def _api_text(message: str) -> str:
@@ -322,35 +333,37 @@ class TelegramPublisher:
         raise self._api_error(response, action=action, sending=sending)
 
     def _api_error(self, response: httpx.Response, *, action: str, sending: bool) -> PublishError:
-        """Classify a non-2xx answer as python-telegram-bot did: parameters first, then the HTTP status."""
+        """Classify a non-2xx answer as python-telegram-bot did: parameters first, then the HTTP status.
+
+        The failure's text is the description (else the status phrase) and the codes; nothing else of
+        the answer (a non-JSON body, unknown parameters) is quoted.
+        """
         code = response.status_code
         channel = self._channel
         try:
-            message = f"{HTTPStatus(code).phrase} ({code})"
-        except ValueError:
-            message = f"Unknown HTTPError ({code})"
-        try:
             body = _parse(response.content)
         except ValueError:
-            message += f". Parsing the server response {response.content!r} failed"
             body = None
-        if isinstance(body, dict):
-            description = body.get("description")
-            if isinstance(description, str) and description:
-                message = description
-            parameters = body.get("parameters")
-            if parameters:
-                if isinstance(parameters, dict):
-                    new_chat = _chat_id(parameters.get("migrate_to_chat_id"))
-                    if new_chat is not None:
-                        return ChatMigratedError(channel, new_chat)
-                    delay = _seconds(parameters.get("retry_after"))
-                    if delay is not None:
-                        return RetryAfter(channel, delay,
-                                          f"Telegram flood control on {action}; retry after {delay:.0f}s")
-                message += f". The server response contained unknown parameters: {parameters}"
+        if not isinstance(body, dict):
+            body = {}
+        parameters = body.get("parameters")
+        if isinstance(parameters, dict):
+            new_chat = _chat_id(parameters.get("migrate_to_chat_id"))
+            if new_chat is not None:
+                return ChatMigratedError(channel, new_chat)
+            delay = _seconds(parameters.get("retry_after"))
+            if delay is not None:
+                return RetryAfter(channel, delay, f"Telegram flood control on {action}; retry after {delay:.0f}s")
+        description = body.get("description")
+        # scrubbed before _api_text, which changes the case of all but the first letter
+        text = (_api_text(platform_text(description, [self._token], MAX_DETAIL - 40))
+                if isinstance(description, str) and description.strip() else _phrase(code))
+        error_code = body.get("error_code")
+        codes = f"HTTP {code}"
+        if isinstance(error_code, int) and not isinstance(error_code, bool) and error_code != code:
+            codes += f", error_code {error_code}"
         kind = _KIND_BY_STATUS.get(code, "NetworkError")
-        return self._classify(_Failure(kind, _api_text(self._scrub(message))), action=action, sending=sending)
+        return self._classify(_Failure(kind, f"{text} ({codes})"), action=action, sending=sending)
 
     def _preview(self, message: RenderedMessage) -> dict[str, Any]:
         """``link_preview_options``: off, a card for the post link, or Telegram's own choice."""
@@ -370,12 +383,12 @@ class TelegramPublisher:
         return f"https://t.me/{username}/{message_id}" if username else None
 
     def _scrub(self, text: str) -> str:
-        return redact(text, [self._token])
+        return platform_text(text, [self._token])
 
     def _classify(self, failure: _Failure, *, action: str, sending: bool) -> PublishError:
         """Map a failed call to a ``PublishError`` (the rules of the PTB adapter this module replaced)."""
         channel = self._channel
-        text = self._scrub(shorten(self._scrub(failure.message)))
+        text = self._scrub(failure.message)
         kind = failure.kind
         if kind == "InvalidToken":
             return CredentialsError(channel, f"Telegram rejected the bot token in {self._options.token_env} "

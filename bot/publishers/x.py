@@ -58,15 +58,16 @@ from bot.publishers.api import (
 from bot.publishers.http import (
     ENV_NAME_PATTERN,
     HTTP_URL_PATTERN,
+    KIND_LIMIT,
+    LOCATION_LIMIT,
     classify_status,
     describe_exception,
     describe_status,
     json_body,
     parse_reset_epoch,
     parse_retry_after,
-    redact,
+    platform_text,
     require_secret,
-    shorten,
     transport_error,
 )
 from bot.render.options import XRenderOptions
@@ -265,7 +266,8 @@ class XPublisher:
     def _classify(self, response: httpx.Response, *, action: str) -> PublishError:
         status = response.status_code
         detail, kind = _problem_text(json_body(response))
-        detail = redact(shorten(detail), self._secrets)
+        detail = platform_text(detail, self._secrets)
+        kind = platform_text(kind, self._secrets, KIND_LIMIT)
         what = describe_status(status) + (f": {detail}" if detail else "") + (f" [{kind}]" if kind else "")
         channel = self._channel
         now = self._clock.now()
@@ -293,7 +295,7 @@ class XPublisher:
         if status == 400:
             return ContentRejectedError(channel, f"X rejected the post ({what})")
         if 300 <= status < 400:
-            location = response.headers.get("Location", "?")
+            location = platform_text(response.headers.get("Location", "?"), self._secrets, LOCATION_LIMIT)
             return PermanentPublishError(channel, f"{self._host} redirected {action} to {location}; check api_base")
         retry = parse_retry_after(response.headers.get("Retry-After"), now) if status >= 500 else None
         return classify_status(channel, status, f"X: {detail}" if detail else "X", retry_delay=retry)

@@ -20,7 +20,14 @@ Quick use::
 Validation it does like Telegram: unknown token → 401 Unauthorized; unknown
 chat → 400 "chat not found"; ``parse_mode=HTML`` with a tag outside Telegram's
 list → 400 "can't parse entities"; visible text > 4096 → "message is too
-long"; caption > 1024 → "message caption is too long".
+long"; caption > 1024 → "message caption is too long". The Bot API documents
+these limits in "characters after entities parsing"; ``utf16=True`` (the
+default of ``FakeChatBotApi``) counts them in UTF-16 code units like message
+entities do, the stricter reading (an emoji counts 2).
+
+``fake.error_echoing_token_part(403, "Forbidden: bot {part} was kicked")``
+scripts an error whose description quotes the secret part of the token (after
+``<bot id>:``) the way a careless Bot API server could.
 
 Extending (e.g. ``getUpdates`` for the admin bot): add a handler to
 ``fake.methods`` (``name -> callable(params) -> result``), or subclass and
@@ -263,14 +270,20 @@ class _EntityChecker(HTMLParser):
         self.visible.append(data)
 
 
-def visible_length(text: str, parse_mode: str | None) -> tuple[int, str | None]:
-    """(length after entity parsing, parse problem or None)."""
+def utf16_length(text: str) -> int:
+    """Length in UTF-16 code units (a character outside the BMP counts 2)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def visible_length(text: str, parse_mode: str | None, *, utf16: bool = False) -> tuple[int, str | None]:
+    """(length after entity parsing, in characters or UTF-16 code units; parse problem or None)."""
+    measure = utf16_length if utf16 else len
     if (parse_mode or "").upper() != "HTML":
-        return len(text), None
+        return measure(text), None
     checker = _EntityChecker()
     checker.feed(text)
     checker.close()
-    return len("".join(checker.visible)), checker.problem
+    return measure("".join(checker.visible)), checker.problem
 
 
 class FakeBotApi(ScriptedServer):
@@ -278,9 +291,11 @@ class FakeBotApi(ScriptedServer):
 
     def __init__(self, token: str = DEFAULT_TOKEN, *, bot_id: int = 123456789,
                  bot_username: str = "tagrelay_test_bot", chats: Iterable[Chat] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, utf16: bool = False) -> None:
         super().__init__()
         self.token = token
+        self.utf16 = utf16
+        """Count text limits in UTF-16 code units instead of characters."""
         self.bot_id = bot_id
         self.bot_username = bot_username
         self.clock = clock
@@ -312,6 +327,11 @@ class FakeBotApi(ScriptedServer):
               match: str | None = "sendMessage", times: int = 1) -> None:
         """The next ``times`` calls of ``match`` (a method name; None: any) fail with this Bot API error."""
         self.add_fault(Fault(response=bot_api_error(code, description, parameters), match=match, times=times))
+
+    def error_echoing_token_part(self, code: int, description: str, *, match: str | None = "sendMessage",
+                                 times: int = 1) -> None:
+        """Like ``error``, with ``{part}`` in ``description`` replaced by the token's secret part (after ``id:``)."""
+        self.error(code, description.format(part=self.token.split(":", 1)[-1]), match=match, times=times)
 
     def flood(self, retry_after: int, *, match: str | None = "sendMessage", times: int = 1) -> None:
         """429 "Too Many Requests: retry after N" with ``parameters.retry_after``."""
@@ -425,7 +445,7 @@ class FakeBotApi(ScriptedServer):
         parse_mode = params.get("parse_mode")
         if not text.strip():
             raise BotApiError(400, "Bad Request: message text is empty")
-        length, problem = visible_length(text, parse_mode)
+        length, problem = visible_length(text, parse_mode, utf16=self.utf16)
         if problem:
             raise BotApiError(400, f"Bad Request: can't parse entities: {problem}")
         if length > MAX_TEXT_LENGTH:
@@ -451,7 +471,7 @@ class FakeBotApi(ScriptedServer):
         caption = params.get("caption")
         parse_mode = params.get("parse_mode")
         if caption:
-            length, problem = visible_length(str(caption), parse_mode)
+            length, problem = visible_length(str(caption), parse_mode, utf16=self.utf16)
             if problem:
                 raise BotApiError(400, f"Bad Request: can't parse entities: {problem}")
             if length > MAX_CAPTION_LENGTH:
@@ -523,8 +543,9 @@ class FakeChatBotApi(FakeBotApi):
     ``edits``; an edit that changes nothing is 400 "message is not modified".
     """
 
-    def __init__(self, token: str = DEFAULT_TOKEN, *, max_wait: float = 0.2, **kwargs: Any) -> None:
-        super().__init__(token, **kwargs)
+    def __init__(self, token: str = DEFAULT_TOKEN, *, max_wait: float = 0.2, utf16: bool = True,
+                 **kwargs: Any) -> None:
+        super().__init__(token, utf16=utf16, **kwargs)
         self.max_wait = max_wait
         self._queue: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
@@ -686,7 +707,7 @@ class FakeChatBotApi(FakeBotApi):
         parse_mode = params.get("parse_mode")
         if not text.strip():
             raise BotApiError(400, "Bad Request: message text is empty")
-        length, problem = visible_length(text, parse_mode)
+        length, problem = visible_length(text, parse_mode, utf16=self.utf16)
         if problem:
             raise BotApiError(400, f"Bad Request: can't parse entities: {problem}")
         if length > MAX_TEXT_LENGTH:

@@ -40,7 +40,17 @@ from bot.settings import Secrets, load_config
 from bot.sidecars import make_sidecars
 from bot.storage.store import TagCount
 from tests.fakes.archive import ArchiveServer
-from tests.fakes.telegram_api import DEFAULT_CHANNEL_ID, DEFAULT_TOKEN, Chat, FakeChatBotApi, FakeUser, SentMessage
+from tests.fakes.telegram_api import (
+    DEFAULT_CHANNEL_ID,
+    DEFAULT_TOKEN,
+    MAX_TEXT_LENGTH,
+    Chat,
+    FakeChatBotApi,
+    FakeUser,
+    SentMessage,
+    utf16_length,
+    visible_length,
+)
 
 TOKEN = DEFAULT_TOKEN
 SECRET = "hook-Secret_0123456789"
@@ -440,6 +450,58 @@ async def test_a_channel_paused_by_an_error_is_announced_to_the_admins(
     failed = [r for r in caplog.records if r.getMessage() == "admin.announce_failed"]
     assert [r.kv["chat_id"] for r in failed] == [GHOST]  # type: ignore[attr-defined]
     assert "PAUSED" in await h.say(ALICE, "/status")
+
+
+# -- replies Telegram accepts --------------------------------------------------------------------
+
+HUGE = "Ab😀" * 3400  # one 10,200-character word: 13,600 UTF-16 code units
+BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def assert_fits(message: SentMessage) -> str:
+    """The reply's text, after checking Telegram took it as it is: valid HTML within 4,096 UTF-16 units."""
+    text = message.text or ""
+    length, problem = visible_length(text, message.parse_mode, utf16=True)
+    assert problem is None and 0 < length <= MAX_TEXT_LENGTH, (length, problem)
+    assert "Something went wrong" not in text
+    assert not BIDI & set(text), "a bidi control reached the admin's chat"
+    return text
+
+
+@pytest.mark.parametrize("command", [
+    f"/subscribe {HUGE}",                # asks for the channel, quoting the tag
+    f"/subscribe {HUGE} news-tg",        # unknown tag
+    f"/subscribe! {HUGE} news-tg",       # a new tag: subscribed, and the change quotes it
+    f"/unsubscribe {HUGE} news-tg",      # was not subscribed
+    f"/pause {HUGE}",                    # unknown channel
+    f"/pause news-tg {HUGE}",            # paused with a huge reason, which /channels and /status quote
+    f"/tags {HUGE}",                     # the search is quoted
+    f"/preview {HUGE}",                  # unknown tag
+    f"/retry {HUGE}",                    # unknown channel
+])
+async def test_replies_to_a_10000_character_argument_fit_telegram_and_say_what_was_cut(
+        h: Harness, command: str) -> None:
+    assert utf16_length(command) > 2 * MAX_TEXT_LENGTH
+    replies = [assert_fits((await h.ask(ALICE, command))[0])]
+    for view in ("/channels", "/status", "/subscriptions", "/tags Ab"):
+        replies.append(assert_fits((await h.ask(ALICE, view))[0]))
+    quoting = [r for r in replies if HUGE[:50] in r]
+    assert quoting, "the argument was quoted somewhere"
+    for text in quoting:  # quoted, but only its beginning, and saying so
+        assert "… (cut)" in text and HUGE[:300] not in text
+
+
+async def test_bidi_controls_in_arguments_and_stored_text_are_shown_neutralised(h: Harness) -> None:
+    evil = "Evil\u202eGat\u2066x"
+    text = assert_fits((await h.ask(ALICE, f"/subscribe! {evil} news-tg"))[0])
+    assert "subscribed" in text and "Evil\\u202eGat\\u2066x" in text
+    text = assert_fits((await h.ask(ALICE, "/pause news-tg because \u202dmaintenance\u202c"))[0])
+    assert "paused" in text
+    for view in ("/channels", "/status", "/subscriptions", f"/unsubscribe {evil}"):
+        shown = assert_fits((await h.ask(ALICE, view))[0])
+        assert "\\u202" in shown or "\\u2066" in shown, (view, shown)
+    text = assert_fits((await h.ask(ALICE, f"/pause {evil}"))[0])
+    assert "unknown channel" in text
 
 
 # -- lifecycle, webhook, config -----------------------------------------------------------------

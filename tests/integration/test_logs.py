@@ -196,3 +196,31 @@ def test_an_unreachable_database_is_reported_without_its_password(world: World, 
     assert "cannot open or migrate the database" in result.stderr
     assert "Traceback" not in result.stderr
     assert_no_secret(result.stdout + result.stderr)
+
+
+def test_a_token_part_echoed_by_the_bot_api_is_stored_and_shown_nowhere(world: World, tmp_path: Path) -> None:
+    import sqlite3
+
+    part = TG_TOKEN.split(":", 1)[1]
+    # the Bot API's error quotes only the part of the token after "123456789:": the channel is paused with it
+    world.telegram.error_echoing_token_part(403, "Forbidden: bot {part} was kicked from the channel chat",
+                                            times=5)
+    env = {**SECRETS, "TAGRELAY_HEALTH_PORT": "0"}
+    run = run_cli(tmp_path, "--config", str(world.config), "run", "--once", env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "channel.paused" in run.stderr
+    assert part not in run.stdout + run.stderr
+
+    with sqlite3.connect(world.db) as db:
+        (reason,) = db.execute("SELECT paused_reason FROM channels WHERE name = 'tg'").fetchone()
+        errors = [e for (e,) in db.execute("SELECT last_error FROM deliveries WHERE last_error IS NOT NULL")]
+    assert reason and "was kicked from the channel chat" in reason and "403" in reason
+    assert errors and not [e for e in errors if part in e]
+    assert part not in reason
+
+    for command in (["status"], ["deliveries"], ["channels", "list"]):
+        for extra in ([], ["--json"]):
+            shown = run_cli(tmp_path, "--config", str(world.config), *command, *extra, env=env)
+            assert shown.returncode == 0, shown.stderr
+            assert "kicked" in shown.stdout or command == ["deliveries"]
+            assert part not in shown.stdout + shown.stderr, (command, extra)

@@ -299,6 +299,24 @@ async def test_redirect_is_reported(fake: FakeMastodon, publisher: MastodonPubli
     assert "elsewhere.example" in str(exc)
 
 
+UNSAFE = {*map(chr, range(0x20)), "\x7f", *map(chr, range(0x80, 0xA0)), *"\u202a\u202b\u202c\u202d\u202e\u2066\u2069"}
+
+
+@pytest.mark.parametrize(("status", "body", "headers"), [
+    (422, {"error": f"Validation failed\x1b[2J\u202e: {'x' * 20_000}"}, {}),
+    (403, {"error": f"token {TOKEN} \x1b]0;pwned\x07 refused"}, {}),
+    (301, {}, {"Location": f"https://elsewhere.example/?access={TOKEN}&pad={'p' * 9000}"}),
+])
+async def test_error_text_is_one_bounded_clean_line_without_the_token(
+        fake: FakeMastodon, publisher: MastodonPublisher, status: int, body: dict[str, Any],
+        headers: dict[str, str]) -> None:
+    fake.fail_next(status, body, headers, match=STATUSES)
+    exc = await publish_error(publisher)
+    assert_clean(exc, TOKEN)
+    assert str(status) in exc.reason
+    assert len(exc.reason) <= 800 and not set(exc.reason) & UNSAFE, exc.reason
+
+
 # -- the Idempotency-Key's one-hour window and find_published ------------------------------------------
 
 VERIFY = "/api/v1/accounts/verify_credentials"

@@ -288,6 +288,33 @@ async def test_server_error_with_html_body_is_retryable(fake: FakeBotApi, publis
     assert type(exc) is RetryablePublishError
 
 
+PART = TOKEN.split(":", 1)[1]
+UNSAFE = {*map(chr, range(0x20)), "\x7f", *map(chr, range(0x80, 0xA0)), *"\u202a\u202b\u202c\u202d\u202e\u2066\u2069"}
+
+
+@pytest.mark.parametrize("answer", [
+    # the description echoes the secret part of the token, with terminal escapes and bidi controls
+    Response.json({"ok": False, "error_code": 403,
+                   "description": f"Forbidden: bot {PART} was kicked\x1b[2J\u202e from the channel chat"}, 403),
+    # unknown parameters, dumped by the PTB-compatible text before
+    Response.json({"ok": False, "error_code": 400, "description": "Bad Request: odd",
+                   "parameters": {"token_part": PART, "junk": "x" * 5000}}, 400),
+    # a body that is not JSON, quoted by the PTB-compatible text before
+    Response.text(f"<html>bad gateway {PART} \x1b]0;pwned\x07</html>" + "y" * 5000, 502, "text/html"),
+    # a huge description
+    Response.json({"ok": False, "error_code": 400, "description": "Bad Request: " + "z" * 20_000 + PART}, 400),
+])
+async def test_error_text_is_reduced_to_status_code_and_description(
+        fake: FakeBotApi, publisher: TelegramPublisher, answer: Response) -> None:
+    fake.add_fault(Fault(response=answer))
+    exc = await publish_error(publisher)
+    assert_clean(exc, TOKEN, PART)
+    reason = exc.reason
+    assert len(reason) <= 600, len(reason)
+    assert not set(reason) & UNSAFE, reason
+    assert "junk" not in reason and "xxxxx" not in reason and "yyyyy" not in reason and "<html>" not in reason
+
+
 async def test_wrong_token(fake: FakeBotApi, http: httpx.AsyncClient) -> None:
     bad = "987654321:AAWrongTokenWrongTokenWrongToken123"
     ctx = PublisherContext(http=http, secret=DictSecrets({"TG_BOT_TOKEN": bad}),

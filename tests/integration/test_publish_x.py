@@ -279,6 +279,23 @@ async def test_status_classification(fake: FakeX, publisher: XPublisher, status:
     assert str(status) in str(exc)
 
 
+UNSAFE = {*map(chr, range(0x20)), "\x7f", *map(chr, range(0x80, 0xA0)), *"\u202a\u202b\u202c\u202d\u202e\u2066\u2069"}
+
+
+@pytest.mark.parametrize("body", [
+    {"title": "Forbidden", "detail": f"no\x1b[2J\u202e {ACCESS_TOKEN_SECRET} " + "d" * 20_000, "status": 403,
+     "type": "about:blank\x1b]0;pwned\x07" + "t" * 5000},
+    {"errors": [{"message": f"bad {CONSUMER_SECRET}\x9b31m " + "m" * 20_000}]},
+])
+async def test_error_text_is_one_bounded_clean_line_without_secrets(fake: FakeX, publisher: XPublisher,
+                                                                   body: dict[str, Any]) -> None:
+    fake.fail_next(403, body, match=TWEETS)
+    exc = await publish_error(publisher)
+    assert_clean(exc, *ALL_SECRETS)
+    assert "403" in exc.reason
+    assert len(exc.reason) <= 800 and not set(exc.reason) & UNSAFE, exc.reason
+
+
 async def test_timeout_is_ambiguous_and_a_retry_meets_the_duplicate(fake: FakeX, publisher: XPublisher) -> None:
     release = fake.hold_next(TWEETS)
     try:

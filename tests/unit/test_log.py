@@ -100,6 +100,19 @@ def test_known_secret_values_are_replaced_longest_first() -> None:
     assert out == f"a={REDACTED} b={REDACTED}"
 
 
+def test_the_secret_part_of_a_token_is_redacted_on_its_own() -> None:
+    bot_id, part = BOT_TOKEN.split(":", 1)
+    assert redact_text(f"Forbidden: bot token part {part} rejected", [BOT_TOKEN]) == \
+        f"Forbidden: bot token part {REDACTED} rejected"
+    # any secret: each ':'-separated component of 8+ characters that is not just digits (a bot id is public)
+    assert redact_text("user x-key-12345678 and 1234567890", ["x-key-12345678:1234567890:short"]) == \
+        f"user {REDACTED} and 1234567890"
+    assert redact_text(f"bot {bot_id} says hi", [BOT_TOKEN]) == f"bot {bot_id} says hi"
+    record = _record("deliver", kv={"error": f"403: {part}"})
+    RedactingFilter([BOT_TOKEN]).filter(record)
+    assert part not in KeyValueFormatter().format(record)
+
+
 def _record(msg: str, *args: object, kv: dict[str, object] | None = None,
             exc: BaseException | None = None) -> logging.LogRecord:
     exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
@@ -132,6 +145,20 @@ def test_key_value_line_quotes_values_with_spaces() -> None:
     line = KeyValueFormatter().format(record)
     assert line.split(" ", 2)[1] == "WARNING"
     assert line.endswith('deliver channel=tg delivery=7 error="too long" note=- ms=12.5')
+
+
+@pytest.mark.parametrize("formatter", [KeyValueFormatter(), JsonFormatter()])
+def test_log_lines_show_control_and_bidi_characters_as_escapes(formatter: logging.Formatter) -> None:
+    hostile = "Breaking\x1b[2J\x1b]0;pwned\x07\u202etxt.exe\x9b31m\x7f"
+    record = _record(f"title {hostile}", kv={"title": hostile, "tag": "a\u2066b"})
+    RedactingFilter().filter(record)
+    line = formatter.format(record)
+    raw = set(line) & {"\x1b", "\x07", "\u202e", "\x9b", "\x7f", "\u2066"}
+    assert not raw, f"raw controls in the log line: {raw!r}"
+    if isinstance(formatter, JsonFormatter):
+        assert json.loads(line)["title"] == hostile  # same value, escaped as JSON
+    else:
+        assert "\\x1b[2J" in line and "\\u202etxt.exe" in line
 
 
 def test_json_formatter_emits_one_parseable_object_with_the_fields() -> None:
