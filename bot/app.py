@@ -1,13 +1,16 @@
 """The service lifecycle: initialize → run (forever, or once) → shut down.
 
-``initialize`` migrates the schema, takes the instance lease (a second instance
-on the same database refuses to start), applies the config, starts the
-publishers and recovers deliveries a crash left in ``sending``. ``run_forever``
-runs the poll schedule, the delivery loop, the lease heartbeat and any sidecars
-(health server, admin bot) until SIGTERM/SIGINT; ``run_once`` does one full
+``initialize`` takes the instance guard (``bot.storage.instance_lock``: on a SQLite
+file a lock the OS drops when the process dies, so a second live instance refuses
+to start while a restart after a crash starts at once; on PostgreSQL a session
+advisory lock beside the instance's registration), migrates the schema, applies
+the config, starts the publishers and recovers deliveries a crash left in
+``sending``. ``run_forever`` runs the poll schedule, the delivery loop, any
+sidecars (health server, admin bot) and, on PostgreSQL, the heartbeat and the
+watch for dead instances, until SIGTERM/SIGINT; ``run_once`` does one full
 poll-and-deliver cycle. Shutdown stops taking new work, lets in-flight sends
 finish for ``service.shutdown_timeout`` seconds, makes abandoned ones
-resumable, releases the lease and closes everything.
+resumable, releases the guard and closes everything.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from bot import __version__
 from bot.domain.models import Subscription
 from bot.domain.tags import make_tag
 from bot.errors import PermanentPublishError, StorageError
@@ -35,11 +39,13 @@ from bot.settings import Config
 from bot.sources.base import Source
 from bot.storage import migrate
 from bot.storage.engine import is_sqlite
+from bot.storage.instance_lock import FileLock, Holder, SessionLock, lock_path
 from bot.storage.store import Store
 
 log = logging.getLogger("tagrelay")
 
-LEASE = "main"
+PEER_CHECK = 1.0
+"""Shared mode: how often (seconds) an instance looks for instances whose advisory lock is gone (dead)."""
 IDLE_WAIT = 5.0
 """Longest sleep of the delivery loop between database checks, in seconds."""
 SHARED_IDLE_WAIT = 2.0
@@ -113,8 +119,13 @@ class App:
         one instance holding the database alone (SQLite)."""
         if self.shared:
             self.deliverer.lease_ttl = parts.config.storage.lease_ttl
+        path = lock_path(parts.store.url)  # the store's own database (a test or the bench may hand one in)
+        self.file_lock = FileLock(path) if path is not None and not self.shared else None
+        """SQLite file: the single-instance guard (none for in-memory SQLite: no other process can open it)."""
+        self.session_lock = SessionLock(parts.store.database.async_engine(), parts.owner) if self.shared else None
+        """Shared mode: held while this instance lives; the others see it dead at once when it is gone."""
         self.scheduler: object | None = None
-        self._lease_held = False
+        self._registered = False
         self._initialized = False
         self.started_at: datetime | None = None
 
@@ -125,17 +136,18 @@ class App:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def initialize(self) -> None:
+        # SQLite: the guard first, so a second instance does not even migrate the schema under a running one
+        if self.file_lock is not None:
+            await self.file_lock.acquire(Holder.me(self.owner, self.clock.now()))
         before, after = await upgrade_schema(self.store)
         if before != after:
             event(log, logging.INFO, "db.migrated", from_revision=before or "empty", to_revision=after)
+        if self.session_lock is not None:  # PostgreSQL (any number of instances): once the database answers
+            await self.session_lock.acquire()
         now = self.clock.now()
-        if self.shared:
-            from bot import __version__
-
+        if self.shared:  # registered after its advisory lock is taken: a registered instance without one is dead
             await self.store.register_instance(self.owner, __version__, now, self.config.storage.lease_ttl)
-        else:
-            await self.store.acquire_lease(LEASE, self.owner, now, self.config.storage.lease_ttl)
-        self._lease_held = True
+            self._registered = True
         await self.sync_config()
         for chan in self.parts.channels.values():
             try:
@@ -149,7 +161,8 @@ class App:
                 await self.store.set_paused(chan.name, True, "paused in the configuration", now)
         resend = {c.name for c in self.parts.channels.values() if c.resend_when_unsure}
         if self.shared:  # only the claims of instances that are gone: the live ones are still sending
-            _dead, requeued, unknown = await self.store.reap_instances(now, resend_channels=resend)
+            _dead, requeued, unknown = await self.store.reap_instances(now, resend_channels=resend,
+                                                                       **self._lock_reaping)
         else:
             requeued, unknown = await self.store.recover_sending(now, resend_channels=resend)
         if requeued or unknown:
@@ -177,20 +190,24 @@ class App:
         for chan in self.parts.channels.values():
             with contextlib.suppress(Exception):
                 await chan.publisher.aclose()
-        if self._lease_held:
+        if self._registered:
             with contextlib.suppress(Exception):
-                if self.shared:
-                    await self.store.unregister_instance(self.owner)
-                else:
-                    await self.store.release_lease(LEASE, self.owner)
-            self._lease_held = False
-        if self.parts.close_http:
-            try:
-                await self.parts.http.aclose()
-            finally:
-                if self.parts.feed_http is not None and self.parts.feed_http is not self.parts.http:
-                    await self.parts.feed_http.aclose()
-        await self.store.aclose()
+                await self.store.unregister_instance(self.owner)
+            self._registered = False
+        if self.session_lock is not None:  # after unregistering: registered without its lock reads as dead
+            with contextlib.suppress(Exception):
+                await self.session_lock.release()
+        try:
+            if self.parts.close_http:
+                try:
+                    await self.parts.http.aclose()
+                finally:
+                    if self.parts.feed_http is not None and self.parts.feed_http is not self.parts.http:
+                        await self.parts.feed_http.aclose()
+            await self.store.aclose()
+        finally:
+            if self.file_lock is not None:  # last: the database is closed (WAL checkpointed) before a next start
+                self.file_lock.release()
 
     async def __aenter__(self) -> App:
         try:
@@ -232,11 +249,11 @@ class App:
     async def run_once(self) -> CycleReport:
         """Poll every source once, then deliver everything that is due, then return.
 
-        The instance lease is renewed meanwhile, as in ``run_forever``: a long backlog
-        (pacing, a slow platform) outlives ``lease_ttl``, and an expired lease would let a
-        second instance start beside this one. Should it be lost anyway, no new batch starts.
+        The instance guard is held throughout, however long a backlog takes (on SQLite a second
+        instance is refused until this process ends). Shared mode: the registration is renewed
+        meanwhile, as in ``run_forever``; should it be lost anyway, no new batch starts.
         """
-        heartbeat = asyncio.create_task(self._heartbeat(), name="lease-heartbeat")
+        heartbeat = asyncio.create_task(self._heartbeat(), name="instance-heartbeat")
         try:
             polls = await self.poll_all(force=True)
             deliveries: list[DeliveryOutcome] = []
@@ -312,29 +329,64 @@ class App:
                 w.cancel()
 
     async def _heartbeat(self) -> None:
+        """Shared mode: renew the registration every ``lease_ttl / 3`` and reap expired instances. (On SQLite
+        there is nothing to renew: the file lock is held by the process itself.)"""
+        if not self.shared:
+            return
         ttl = self.config.storage.lease_ttl
         while not self.stop_event.is_set():
             await self._wait_stop(ttl / 3)
             if self.stop_event.is_set():
                 return
             try:
-                if self.shared:
-                    ok = await self.store.heartbeat_instance(self.owner, self.clock.now(), ttl)
-                    if ok:
-                        await self._reap()
-                else:
-                    ok = await self.store.renew_lease(LEASE, self.owner, self.clock.now(), ttl)
+                ok = await self.store.heartbeat_instance(self.owner, self.clock.now(), ttl)
+                if ok:
+                    await self._reap()
             except Exception as exc:  # noqa: BLE001 - a blip must not stop the service
-                log.warning("could not renew the instance lease: %s", type(exc).__name__)
+                log.warning("could not renew the instance registration: %s", type(exc).__name__)
                 continue
             if not ok:
-                log.error("lost the instance lease to another instance; stopping")
-                self.stop_event.set()
+                self._taken_over()
+
+    async def _watch_peers(self) -> None:
+        """Shared mode: every ``PEER_CHECK`` seconds, keep this instance's advisory lock (taken again if its
+        connection broke) and take over at once the work of instances whose lock is gone: they are dead,
+        whatever their heartbeat says."""
+        if self.session_lock is None:
+            return
+        ttl = self.config.storage.lease_ttl
+        while not self.stop_event.is_set():
+            await self._wait_stop(min(PEER_CHECK, ttl / 3))
+            if self.stop_event.is_set():
+                return
+            try:
+                if not await self.session_lock.check():  # lost for a moment: the others may have taken over
+                    log.warning("the instance's advisory lock connection broke; took the lock again")
+                    if not await self.store.heartbeat_instance(self.owner, self.clock.now(), ttl):
+                        self._taken_over()
+                        return
+                if await self.store.unlocked_instances(__version__, exclude=self.owner):
+                    await self._reap()
+            except Exception as exc:  # noqa: BLE001 - a blip must not stop the service; the next round retries
+                log.warning("could not check the other instances: %s", type(exc).__name__)
+
+    def _taken_over(self) -> None:
+        log.error("this instance was taken over by another one (its registration expired or its lock was "
+                  "lost); stopping")
+        self.stop_event.set()
+
+    @property
+    def _lock_reaping(self) -> dict[str, str]:
+        """``reap_instances`` arguments: instances of this version hold an advisory lock while alive (an older
+        version's do not, so they are left to the heartbeat expiry); this one is never its own reaper."""
+        return {"lock_version": __version__, "me": self.owner} if self.session_lock is not None else {}
 
     async def _reap(self) -> None:
-        """Shared mode: take over the in-flight work of instances whose heartbeat expired."""
+        """Shared mode: take over the in-flight work of instances that are dead (advisory lock gone) or whose
+        heartbeat expired."""
         resend = {c.name for c in self.parts.channels.values() if c.resend_when_unsure}
-        dead, requeued, unknown = await self.store.reap_instances(self.clock.now(), resend_channels=resend)
+        dead, requeued, unknown = await self.store.reap_instances(self.clock.now(), resend_channels=resend,
+                                                                  **self._lock_reaping)
         if dead or requeued or unknown:
             event(log, logging.WARNING, "instance.taken_over", dead=",".join(dead) or "-", requeued=requeued,
                   unknown=unknown, note="their sources and channels are polled and sent by the others now")
@@ -403,7 +455,8 @@ class App:
         event(log, logging.INFO, "started", sources=len(enabled), channels=len(self.parts.channels),
               storage=self.config.storage.url.split("://", 1)[0], instance=self.owner)
         delivery = asyncio.create_task(self._delivery_loop(), name="delivery")
-        heartbeat = asyncio.create_task(self._heartbeat(), name="lease-heartbeat")
+        heartbeat = asyncio.create_task(self._heartbeat(), name="instance-heartbeat")
+        watch = asyncio.create_task(self._watch_peers(), name="instance-watch")
         try:
             await self.stop_event.wait()
         finally:
@@ -416,9 +469,10 @@ class App:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await heartbeat
+            for task in (heartbeat, watch):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
                     log.error("delivery loop ended with %r", task.exception())

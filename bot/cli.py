@@ -136,8 +136,7 @@ async def cmd_run(ctx: Context) -> int:
     app = build_app(ctx.config, secrets=ctx.secrets, sidecars=make_sidecars(ctx.config, ctx.secrets))
     if not ctx.args.once:
         # before start-up, not after: a SIGTERM/SIGINT while starting (e.g. waiting for a platform) then ends
-        # in a clean stop that releases the instance lease, instead of a death that leaves it to block the
-        # next start for lease_ttl
+        # in a clean stop (in-flight work recovered, the instance unregistered), instead of a death
         app.install_signal_handlers()
     async with app:
         if ctx.args.once:
@@ -287,7 +286,7 @@ async def cmd_status(ctx: Context) -> int:
     async def go(store: Any) -> int:
         report = await ctx.admin(store).status()
         if ctx.args.json:
-            _print_json({"now": report.now, "storage": report.storage, "lease": report.lease,
+            _print_json({"now": report.now, "storage": report.storage, "holder": report.holder,
                          "instances": report.instances, "problems": report.problems,
                          "sources": [{"name": s.state.name, "last_poll": s.state.last_poll_at,
                                       "last_outcome": s.state.last_outcome, "last_error": s.state.last_error,
@@ -312,10 +311,11 @@ def write_status(report: Any, out: TextIO) -> None:
     headline = "OK" if not problems else f"{len(problems)} PROBLEM{'S' if len(problems) > 1 else ''}"
     out.write(f"tagrelay {__version__} — {headline}\n")
     out.write(f"storage: {report.storage}\n")
-    if report.lease:
-        owner, heartbeat, expires = report.lease
-        alive = "running" if expires > now else "not running (lease expired)"
-        out.write(f"instance: {owner} — {alive}, heartbeat {_ago(heartbeat, now)}\n")
+    if report.holder:  # SQLite: whoever holds the instance lock is running (the OS drops it when it dies)
+        holder = report.holder
+        since = f", started {_ago(holder.since, now)}" if holder.since else ""
+        where = f" (pid {holder.pid} on {holder.host})" if holder.pid is not None else ""
+        out.write(f"instance: {holder.owner or 'unknown (just starting)'} — running{since}{where}\n")
     elif report.instances:  # shared mode: several instances on one PostgreSQL database
         for inst in report.instances:
             alive = "running" if inst.expires_at > now else "not running (heartbeat expired; being taken over)"

@@ -10,7 +10,7 @@ a default message. Third-party exceptions are wrapped at the adapter edge with
     ├── ConfigError(key, reason)            exit code 2, nothing written
     ├── PluginError(entry_point, reason)    a publisher plugin failed to load
     ├── StorageError                        database unreachable / schema too new
-    │   └── InstanceLockedError(holder)     another instance holds the lease
+    │   └── InstanceLockedError(holder)     another instance holds the instance lock
     ├── NotFoundError(kind, name)           unknown tag, channel, source, delivery
     ├── SourceError(source)
     │   ├── FetchError                      network, HTTP status, size cap, redirects
@@ -71,15 +71,16 @@ class StorageError(TagrelayError):
 
 
 class InstanceLockedError(StorageError):
-    """Another tagrelay instance works on this database right now."""
+    """Another tagrelay instance works on this database right now (it holds the instance lock ``where``)."""
 
-    def __init__(self, holder: str, expires_in: float) -> None:
+    default_action = ("stop it first: only one instance may work on a SQLite database (several need PostgreSQL); "
+                      "a crashed or killed instance holds nothing, so a start after it succeeds at once")
+
+    def __init__(self, holder: str, *, where: str, action: str | None = None) -> None:
         self.holder = holder
-        self.expires_in = expires_in
-        super().__init__(
-            f"another tagrelay instance ({holder}) is running on this database; "
-            f"stop it first, or wait {expires_in:.0f}s for its lease to expire if it crashed"
-        )
+        self.where = where
+        super().__init__(f"another tagrelay instance ({holder}) is running on this database (it holds {where}); "
+                         f"{action or self.default_action}")
 
 
 class NotFoundError(TagrelayError):

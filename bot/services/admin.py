@@ -19,6 +19,7 @@ from bot.errors import NotFoundError, TagrelayError
 from bot.log import redact_url
 from bot.publishers.api import Clock, PublisherPlugin, RenderEnv
 from bot.settings import Config
+from bot.storage.instance_lock import Holder, lock_path, probe
 from bot.storage.store import ChannelCounts, DeliveryView, InstanceInfo, SourceState, Store, TagCount
 
 
@@ -87,7 +88,8 @@ class ChannelStatus:
 class StatusReport:
     now: datetime
     storage: str
-    lease: tuple[str, datetime, datetime] | None
+    holder: Holder | None
+    """SQLite file: the instance holding the database's instance lock (None: none running)."""
     sources: list[SourceStatus]
     channels: list[ChannelStatus]
     instances: list[InstanceInfo] = field(default_factory=list)
@@ -247,8 +249,6 @@ class AdminService:
         return await self.store.sources()
 
     async def status(self, next_polls: Mapping[str, datetime | None] | None = None) -> StatusReport:
-        from bot.app import LEASE
-
         now = self.clock.now()
         sources = []
         configured = {s.name for s in self.config.sources if s.enabled}
@@ -273,8 +273,9 @@ class AdminService:
                 problem = (f"{counts.counts.get('dead', 0)} dead, {counts.counts.get('unknown', 0)} unknown "
                            "deliveries need a look (tagrelay deliveries --status dead)")
             channels.append(ChannelStatus(counts, problem))
-        lease = await self.store.lease_holder(LEASE)
-        return StatusReport(now=now, storage=redact_url(self.config.storage.url), lease=lease,
+        path = lock_path(self.config.storage.url)
+        return StatusReport(now=now, storage=redact_url(self.config.storage.url),
+                            holder=probe(path) if path is not None else None,
                             sources=sources, channels=channels, instances=await self.store.instances())
 
     async def preview(self, target: str, channel: str | None = None) -> list[PreviewItem]:

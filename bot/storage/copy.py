@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import DateTime, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bot.errors import StorageError
 from bot.storage import migrate
 from bot.storage import tables as t
+from bot.storage.instance_lock import lock_path, probe
 
 SKIPPED = ("instance_leases", "instances")
 """Runtime state of the old database's processes: never copied."""
@@ -64,20 +65,25 @@ def _fixer(tbl: Table) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return fix
 
 
+def _refuse_running(who: str) -> NoReturn:
+    raise StorageError(f"tagrelay is running on the source database ({who}); stop it before copying, "
+                       "so no delivery changes during the copy")
+
+
 async def copy_database(source: AsyncEngine, target: AsyncEngine, *, now: datetime,
                         progress: Callable[[str, int], object] | None = None) -> CopyReport:
     """Copy ``source`` into ``target`` (see the module docstring). Raises ``StorageError`` with the reason."""
     if source.url == target.url:
         raise StorageError("the source and the target are the same database")
+    path = lock_path(source.url)
+    holder = probe(path) if path is not None else None  # before migrating: never under a running instance
+    if holder is not None:
+        _refuse_running(holder.describe())
     await migrate.upgrade(source)
     async with source.connect() as conn:
-        holder = (await conn.execute(select(t.instance_leases).where(
-            t.instance_leases.c.name == "main", t.instance_leases.c.expires_at > now))).first()
         live = (await conn.execute(select(t.instances.c.owner).where(t.instances.c.expires_at > now))).first()
-    if holder is not None or live is not None:
-        who = holder.owner if holder is not None else live.owner  # type: ignore[union-attr]
-        raise StorageError(f"tagrelay is running on the source database ({who}); stop it before copying, "
-                           "so no delivery changes during the copy")
+    if live is not None:
+        _refuse_running(live.owner)
     await migrate.upgrade(target)
     tables = copied_tables()
     async with target.connect() as conn:

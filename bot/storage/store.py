@@ -52,10 +52,11 @@ from sqlalchemy.sql.base import Executable
 from bot.domain.detect import pick_backfill
 from bot.domain.models import DeliveryIntent, DeliveryStatus, Post, Subscription, Tag
 from bot.domain.pacing import bucket_shape, reserve
-from bot.errors import InstanceLockedError, NotFoundError, StorageError
+from bot.errors import NotFoundError, StorageError
 from bot.sources.base import CacheState
 from bot.storage import tables as t
 from bot.storage.database import Database, Work, open_database
+from bot.storage.instance_lock import advisory_key, held_keys
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -843,63 +844,21 @@ class Store:
 
         return await self._read(work)
 
-    # -- instance lease -------------------------------------------------------------------
-
-    async def acquire_lease(self, name: str, owner: str, now: datetime, ttl: float) -> None:
-        """Take the named lease or raise ``InstanceLockedError`` while another owner's is alive."""
-        expires = now + timedelta(seconds=ttl)
-
-        def work(conn: Connection) -> None:
-            row = conn.execute(select(t.instance_leases).where(t.instance_leases.c.name == name)).first()
-            if row is None:
-                conn.execute(self._insert_ignore(t.instance_leases, ["name"]).values(
-                    name=name, owner=owner, acquired_at=now, heartbeat_at=now, expires_at=expires))
-                row = conn.execute(select(t.instance_leases).where(t.instance_leases.c.name == name)).first()
-                assert row is not None
-                if row.owner != owner:
-                    raise InstanceLockedError(row.owner, ttl)
-                return
-            held_until = utc(row.expires_at)
-            assert held_until is not None
-            if row.owner != owner and held_until > now:
-                raise InstanceLockedError(row.owner, (held_until - now).total_seconds())
-            result = conn.execute(update(t.instance_leases).where(
-                t.instance_leases.c.name == name, t.instance_leases.c.owner == row.owner,
-                t.instance_leases.c.expires_at == row.expires_at).values(
-                owner=owner, acquired_at=now if row.owner != owner else row.acquired_at, heartbeat_at=now,
-                expires_at=expires))
-            if result.rowcount != 1:
-                raise InstanceLockedError("another instance", ttl)
-
-        await self._write(work)
-
-    async def renew_lease(self, name: str, owner: str, now: datetime, ttl: float) -> bool:
-        stmt = update(t.instance_leases).where(
-            t.instance_leases.c.name == name, t.instance_leases.c.owner == owner).values(
-            heartbeat_at=now, expires_at=now + timedelta(seconds=ttl))
-        return await self._write(lambda conn: bool(conn.execute(stmt).rowcount))
+    # -- named leases -------------------------------------------------------------------
 
     async def release_lease(self, name: str, owner: str) -> None:
         await self._execute(delete(t.instance_leases).where(
             t.instance_leases.c.name == name, t.instance_leases.c.owner == owner))
-
-    async def lease_holder(self, name: str) -> tuple[str, datetime, datetime] | None:
-        row = await self._read(lambda conn: conn.execute(
-            select(t.instance_leases).where(t.instance_leases.c.name == name)).first())
-        if row is None:
-            return None
-        heartbeat, expires = utc(row.heartbeat_at), utc(row.expires_at)
-        assert heartbeat is not None and expires is not None
-        return row.owner, heartbeat, expires
 
     # -- several instances on one database (PostgreSQL) -----------------------------------
     #
     # On PostgreSQL any number of instances share the database: each registers in
     # ``instances`` and renews a heartbeat; a source is polled under a lease
     # (``sources.lease_owner/lease_expires_at``), a channel is sent to under a named
-    # lease (``instance_leases`` row ``channel:<name>``), and whoever sees an instance's
-    # heartbeat expire recovers its in-flight deliveries. Every step is one statement or
-    # one short transaction, safe against the other instances doing the same.
+    # lease (``instance_leases`` row ``channel:<name>``), and whoever sees an instance dead
+    # (its heartbeat expired, or its session advisory lock gone: ``bot.storage.instance_lock``)
+    # recovers its in-flight deliveries. Every step is one statement or one short
+    # transaction, safe against the other instances doing the same.
 
     async def register_instance(self, owner: str, version: str, now: datetime, ttl: float) -> None:
         expires = now + timedelta(seconds=ttl)
@@ -962,8 +921,25 @@ class Store:
                                     channels=tuple(channels.get(r.owner, ()))))
         return out
 
-    async def reap_instances(self, now: datetime, *, resend_channels: set[str]) -> tuple[list[str], int, int]:
-        """Take over the work of instances whose heartbeat expired.
+    async def unlocked_instances(self, version: str, *, exclude: str) -> list[str]:
+        """Registered instances of ``version`` (other than ``exclude``) whose advisory lock no session
+        holds: dead, whatever their heartbeat says (PostgreSQL; see ``bot.storage.instance_lock``)."""
+        return await self._read(lambda conn: self._unlocked(conn, version, exclude))
+
+    def _unlocked(self, conn: Connection, version: str, exclude: str | None) -> list[str]:
+        if self.dialect != "postgresql":
+            return []
+        rows = conn.execute(select(t.instances.c.owner).where(
+            t.instances.c.version == version[:32], t.instances.c.owner != (exclude or ""))).all()
+        if not rows:
+            return []
+        held = held_keys(conn)
+        return [r.owner for r in rows if advisory_key(r.owner) not in held]
+
+    async def reap_instances(self, now: datetime, *, resend_channels: set[str], lock_version: str | None = None,
+                             me: str | None = None) -> tuple[list[str], int, int]:
+        """Take over the work of instances whose heartbeat expired, and (with ``lock_version``) at once of
+        those of that version whose advisory lock is gone (``unlocked_instances``; never ``me``).
 
         Their registrations are deleted (one statement, so two reapers never both act on
         one), their source and channel leases freed, and every ``sending`` delivery whose
@@ -973,8 +949,12 @@ class Store:
         """
 
         def work(conn: Connection) -> tuple[list[str], int, int]:
+            gone: ColumnElement[bool] = t.instances.c.expires_at < now
+            unlocked = self._unlocked(conn, lock_version, me) if lock_version is not None else []
+            if unlocked:
+                gone = or_(gone, t.instances.c.owner.in_(unlocked))
             dead = [r.owner for r in conn.execute(
-                delete(t.instances).where(t.instances.c.expires_at < now).returning(t.instances.c.owner)).all()]
+                delete(t.instances).where(gone).returning(t.instances.c.owner)).all()]
             if dead:
                 conn.execute(update(t.sources).where(t.sources.c.lease_owner.in_(dead)).values(
                     lease_owner=None, lease_expires_at=None))

@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bot.storage.instance_lock import SUFFIX, Holder, probe
 from tests.fakes.archive import ArchiveServer
 from tests.fakes.http import LoopbackServer
 from tests.fakes.mastodon_api import DEFAULT_TOKEN as MASTODON_TOKEN
@@ -303,19 +303,6 @@ class Db:
         rows = self.query("SELECT baseline_done FROM sources WHERE name = 'archive'")
         return bool(rows and rows[0][0])
 
-    def lease(self) -> tuple[str, datetime, datetime] | None:
-        """(owner, acquired_at, expires_at) of the single-instance lease, or None."""
-        rows = self.query("SELECT owner, acquired_at, expires_at FROM instance_leases WHERE name = 'main'")
-        if not rows:
-            return None
-        owner, acquired, expires = rows[0]
-        return owner, _ts(acquired), _ts(expires)
-
-    def lease_expired(self) -> bool:
-        lease = self.lease()
-        return lease is None or lease[2] <= datetime.now(UTC)
-
-
-def _ts(value: str) -> datetime:
-    when = datetime.fromisoformat(value)
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+    def holder(self) -> Holder | None:
+        """Who holds the database's instance lock (``<db>.lock``) right now, or None."""
+        return probe(self.path.with_name(self.path.name + SUFFIX))

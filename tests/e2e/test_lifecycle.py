@@ -1,4 +1,4 @@
-"""The service as a real process: one instance per SQLite file, lease expiry after a kill, graceful signals.
+"""The service as a real process: one instance per SQLite file, an immediate restart after a kill, graceful signals.
 
 Everything waits on events (log lines, requests reaching a fake, the process exiting) or polls the database
 with a deadline; nothing sleeps.
@@ -44,64 +44,59 @@ def test_a_second_instance_on_the_same_file_refuses_while_the_first_runs(fakes: 
     db = Db(config)
     first = start(config, db)
     try:
-        lease = db.lease()
-        assert lease is not None
+        holder = db.holder()
+        assert holder is not None and holder.pid == first.pid
         second = Service(config).start()
         code = second.wait(60)
         assert code == 1
         message = "\n".join(second.other)
         assert "another tagrelay instance" in message and "is running on this database" in message
-        assert first.proc.poll() is None  # the first one is untouched and still holds the lease
-        assert db.lease() is not None and db.lease()[0] == lease[0]  # type: ignore[index]
+        assert holder.owner in message and f"pid {first.pid}" in message
+        assert first.proc.poll() is None  # the first one is untouched and still holds the lock
+        assert db.holder() == holder
+        status = run_cli(config, "status")  # commands that do not run the service still work beside it
+        assert status.returncode == 0 and f"instance: {holder.owner} — running" in status.stdout, status.stdout
+        assert run_cli(config, "channels", "pause", "x").returncode == 0
+        assert run_cli(config, "channels", "resume", "x").returncode == 0
         once = run_cli(config, "run", "--once")  # the one-shot mode is an instance too
         assert once.returncode == 1 and "another tagrelay instance" in once.stderr
         first.signal(signal.SIGTERM)
         assert first.wait(SHUTDOWN_TIMEOUT + MARGIN) == 0
     finally:
         first.stop()
-    assert db.lease() is None  # released on a clean stop: the next start need not wait
+    assert db.holder() is None  # released on a clean stop
+    assert "instance: none running" in run_cli(config, "status").stdout
 
 
-def test_a_killed_instance_lease_expires_then_a_restart_takes_over(fakes: Platforms, tmp_path: Path) -> None:
-    ttl = 5.0
-    config = write_config(tmp_path, fakes, lease_ttl=ttl)
+def test_a_restart_right_after_a_sigkill_starts_at_once_and_a_live_one_still_refuses(
+        fakes: Platforms, tmp_path: Path) -> None:
+    """A supervisor (Docker ``restart:``, systemd, Kubernetes) restarts a SIGKILLed/OOM-killed instance at once: the
+    restart must start, not be refused until the dead one's lease_ttl (60 s here) runs out. A second instance
+    beside the live restarted one is still refused, naming it and saying what to do."""
+    config = write_config(tmp_path, fakes, lease_ttl=60)
     db = Db(config)
     first = start(config, db)
-    lease = db.lease()
-    assert lease is not None
     first.kill()
-    held_until = db.lease()[2]  # type: ignore[index]  # the heartbeat stopped; the row stays until it expires
-
-    early = Service(config).start()  # at once: the dead instance's lease is still alive for seconds
+    restarted = Service(config).start()  # at once: no waiting for anything of the dead one's
     try:
-        wait_until(lambda: early.proc.poll() is not None or early.has_event("started"), 60, "the early start")
-        if early.proc.poll() is not None:  # the usual case: refused, saying what to do about it
-            assert early.wait(10) == 1
-            message = "\n".join(early.other)
-            assert "another tagrelay instance" in message and "lease to expire if it crashed" in message
-        else:  # a very slow start: then it may only have taken the lease after it expired
-            taken = db.lease()
-            assert taken is not None and taken[0] != lease[0] and taken[1] >= held_until
-            early.signal(signal.SIGTERM)
-            assert early.wait(SHUTDOWN_TIMEOUT + MARGIN) == 0
-    finally:
-        early.stop()
-
-    wait_until(db.lease_expired, ttl + 10, "the killed instance's lease to expire")
-    restarted = start(config, db)
-    try:
-        new = db.lease()
-        assert new is not None and new[0] != lease[0] and new[1] >= held_until
+        restarted.wait_event("started", timeout=30)  # within the deadline, far below lease_ttl
+        owner = next(e["instance"] for e in restarted.events if e.get("event") == "started")
+        second = Service(config).start()
+        assert second.wait(60) == 1
+        message = "\n".join(second.other)
+        assert "another tagrelay instance" in message and "is running on this database" in message, message
+        assert owner in message and f"pid {restarted.pid}" in message and "stop it first" in message, message
+        assert restarted.proc.poll() is None  # untouched by the refused start
         restarted.signal(signal.SIGTERM)
         assert restarted.wait(SHUTDOWN_TIMEOUT + MARGIN) == 0
     finally:
         restarted.stop()
 
 
-def test_a_long_run_once_keeps_its_lease_alive(fakes: Platforms, tmp_path: Path) -> None:
-    """``run --once`` working longer than lease_ttl (a big backlog, a slow platform) must renew its lease like
-    ``run`` does; else a second instance (the next cron run) starts beside it."""
-    ttl = 1.5
+def test_a_long_run_once_keeps_the_guard(fakes: Platforms, tmp_path: Path) -> None:
+    """``run --once`` working longer than lease_ttl (a big backlog, a slow platform) still holds the guard: a
+    second instance (the next cron run) is refused beside it, however long it takes."""
+    ttl = 1.0
     config = write_config(tmp_path, fakes, lease_ttl=ttl, read_timeout=60)
     db = Db(config)
     assert run_cli(config, "run", "--once").returncode == 0  # the baseline
@@ -110,21 +105,18 @@ def test_a_long_run_once_keeps_its_lease_alive(fakes: Platforms, tmp_path: Path)
     once = Service(config, args=("run", "--once")).start()
     try:
         wait_in_flight(fakes, "masto", fault)
-        first = db.lease()
-        assert first is not None
-        # wait (polling the row) until the lease was renewed, or has run out
-        wait_until(lambda: db.lease_expired() or db.lease()[2] > first[2], ttl + 10,  # type: ignore[index]
-                   "the lease to be renewed or to expire")
-        assert not db.lease_expired(), "run --once let its lease expire while still working"
-        second = run_cli(config, "run", "--once")
+        holder = db.holder()
+        assert holder is not None and holder.pid == once.pid
+        second = run_cli(config, "run", "--once")  # no lease to expire: refused for as long as it runs
         assert second.returncode == 1 and "another tagrelay instance" in second.stderr
+        assert f"pid {once.pid}" in second.stderr
     finally:
         assert fault.hold is not None
         fault.hold.set()
         code = once.wait(60)
         once.stop()
     assert code == 0, once.tail()
-    assert db.lease() is None
+    assert db.holder() is None
 
 
 # -- SIGTERM / SIGINT ----------------------------------------------------------------------------
@@ -184,7 +176,7 @@ def test_a_stop_signal_abandons_a_stuck_send_resumably_and_exits_0(
     assert service.has_event("abandoned")
     assert statuses_by_channel(db)[chan] == [abandoned_as, "queued"]  # post 2 was never started
     assert fakes.posting_requests(chan) == 1
-    assert db.lease() is None
+    assert db.holder() is None
 
     # resumable: the next run finishes the job without a duplicate
     assert run_cli(config, "run", "--once").returncode == 0
@@ -215,12 +207,12 @@ def test_a_send_that_answers_during_the_grace_period_is_finished(fakes: Platform
     assert not service.has_event("abandoned")
     assert statuses_by_channel(db)["tg"] == ["sent", "queued"]  # finished; no new work taken after the signal
     assert fakes.posting_requests("tg") == 1
-    assert db.lease() is None
+    assert db.holder() is None
 
 
-def test_a_stop_signal_during_start_up_exits_0_and_releases_the_lease(fakes: Platforms, tmp_path: Path) -> None:
+def test_a_stop_signal_during_start_up_exits_0_and_releases_the_lock(fakes: Platforms, tmp_path: Path) -> None:
     """SIGTERM while start-up waits for Telegram's getMe: the start-up ends, then the service stops cleanly
-    (killed by the signal instead, it would leave its lease to block the next start for lease_ttl)."""
+    (exit 0, nothing sent, the instance lock released)."""
     config = write_config(tmp_path, fakes, lease_ttl=60, shutdown_timeout=SHUTDOWN_TIMEOUT)
     db = Db(config)
     getme = Fault(hold=threading.Event(), process=True, match="getMe")
@@ -228,7 +220,7 @@ def test_a_stop_signal_during_start_up_exits_0_and_releases_the_lease(fakes: Pla
     service = Service(config).start()
     try:
         assert fakes.telegram.wait_for(lambda: getme.times == 0, 30), service.tail()
-        assert db.lease() is not None
+        assert db.holder() is not None
         service.signal(signal.SIGTERM)
         service.wait_event("stopping")
         assert getme.hold is not None
@@ -239,5 +231,5 @@ def test_a_stop_signal_during_start_up_exits_0_and_releases_the_lease(fakes: Pla
         assert getme.hold is not None
         getme.hold.set()
     assert code == 0, service.tail()
-    assert db.lease() is None
+    assert db.holder() is None
     assert fakes.posting_requests("tg") == 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -70,14 +71,14 @@ def database() -> Iterator[str]:
 
 
 def write_config(folder: Path, url: str, archives: list[ArchiveServer], tg: FakeBotApi, masto: FakeMastodon,
-                 x: FakeX) -> Path:
+                 x: FakeX, *, lease_ttl: float = LEASE_TTL) -> Path:
     sources = "\n".join(f'[[sources]]\nname = "site{i}"\nurl = "{a.url}/feed/"\nkind = "rss"\ninterval = {INTERVAL}\n'
                         for i, a in enumerate(archives))
     path = folder / "tagrelay.toml"
     path.write_text(f"""
 [storage]
 url = "{url}"
-lease_ttl = {LEASE_TTL}
+lease_ttl = {lease_ttl}
 
 [http]
 timeout = 5
@@ -205,3 +206,50 @@ def test_three_instances_split_the_work_and_survive_a_sigkill(tmp_path: Path, da
             assert service.wait(30) == 0
         assert pg(database, "SELECT owner FROM instances") == []
         assert pg(database, "SELECT name FROM sources WHERE lease_owner IS NOT NULL") == []
+
+
+def test_a_sigkilled_instance_is_taken_over_at_once_not_after_lease_ttl(tmp_path: Path, database: str) -> None:
+    """Its session (and so its advisory lock) ends with the process: the survivor takes over its channel and
+    its in-flight status within a second or two, not after lease_ttl (60 s here)."""
+    ttl = 60.0
+    with ExitStack() as stack:
+        archive = stack.enter_context(ArchiveServer(feed_size=100))
+        tg, masto, x = (stack.enter_context(FakeBotApi()), stack.enter_context(FakeMastodon()),
+                        stack.enter_context(FakeX()))
+        archive.add_post(title="Old", tags=["News"])
+        config = write_config(tmp_path, database, [archive], tg, masto, x, lease_ttl=ttl)
+        services = [Service(config).start() for _ in range(2)]
+        for service in services:
+            stack.callback(service.stop)
+        for service in services:
+            service.wait_event("started", timeout=30)
+        wait_until(lambda: bool(pg(database, "SELECT 1 FROM sources WHERE baseline_done")), 30, "the baseline")
+
+        held = masto.hold_next(STATUSES)  # the status is made, its answer held: its sender dies mid-send
+        archive.add_post(title="Post 1", tags=["News"])
+        wait_until(lambda: len(masto.seen("POST", STATUSES)) >= 1, 30, "the Mastodon status")
+        [(owner,)] = pg(database, "SELECT owner FROM instance_leases WHERE name = 'channel:masto'")
+        victim = next(s for s in services if owner.split(":")[1] == str(s.pid))
+        survivor = next(s for s in services if s is not victim)
+        victim.kill()
+        killed = time.monotonic()
+        held.set()
+
+        survivor.wait_event("instance.taken_over", timeout=ttl / 4, dead=owner)
+        taken_over = time.monotonic() - killed
+
+        def all_sent() -> bool:
+            counts = dict(pg(database, "SELECT status, count(*) FROM deliveries GROUP BY status"))
+            return counts == {"sent": len(CHANNELS)}
+
+        wait_until(all_sent, ttl / 4, "the dead instance's status re-sent by the survivor", interval=0.1)
+        resent = time.monotonic() - killed
+        print(f"\ntake-over after SIGKILL: {taken_over:.2f}s, in-flight status re-sent after {resent:.2f}s "
+              f"(lease_ttl {ttl:.0f}s)")
+        assert taken_over < ttl / 4 and resent < ttl / 4
+        with masto.lock:
+            assert len(masto.statuses) == 1 and masto.idempotent_replays == 1  # re-sent, not posted twice
+        assert [o for (o,) in pg(database, "SELECT owner FROM instances")] == [
+            next(e["instance"] for e in survivor.events if e.get("event") == "started")]
+        survivor.signal(signal.SIGTERM)
+        assert survivor.wait(30) == 0

@@ -15,6 +15,7 @@ from bot.errors import StorageError
 from bot.storage import migrate
 from bot.storage.copy import copy_database
 from bot.storage.engine import make_engine
+from bot.storage.instance_lock import FileLock, Holder, lock_path
 from bot.storage.store import Store
 from tests.integration.test_store import parsed, poll, setup
 
@@ -34,7 +35,7 @@ async def _history(store: Store, clock: FakeClock) -> None:
     assert await store.claim_next("masto", now, "old") is not None  # left in `sending`
     await store.audit("alice@cli", "cli", "pause", "tg", now)
     await store.reserve_tokens([("channel:tg", 1, 1)], now.timestamp())
-    await store.acquire_lease("main", "old", now - timedelta(hours=1), 60)  # a stopped instance's lease
+    assert await store.try_lease("channel:tg", "old", now - timedelta(hours=1), 60)  # a stopped instance's lease
 
 
 @pytest.fixture
@@ -69,7 +70,6 @@ async def test_copy_keeps_the_delivery_history_and_refuses_a_non_empty_target(ol
 
         assert key(await after.deliveries(limit=100)) == key(await before.deliveries(limit=100))
         assert [s.cache for s in await after.sources()] == [s.cache for s in await before.sources()]
-        assert await after.lease_holder("main") is None
         # the copy is a working database: known posts stay known, new ids continue after the old ones
         state = await after.source("archive")
         assert len(await after.known_keys(state.id, [f"p{n}" for n in range(1, 6)])) == 5
@@ -85,14 +85,16 @@ async def test_copy_keeps_the_delivery_history_and_refuses_a_non_empty_target(ol
 
 
 async def test_copy_refuses_while_tagrelay_runs_on_the_source(old: str, tmp_path: Path, clock: FakeClock) -> None:
-    store = Store.open(old)
-    await store.acquire_lease("main", "running-one", clock.now(), 60)
-    await store.aclose()
+    path = lock_path(old)
+    assert path is not None
+    running = FileLock(path)
+    assert running.try_acquire(Holder.me("running-one", clock.now())) is None  # what `tagrelay run` holds
     source, target = make_engine(old), make_engine(f"sqlite+aiosqlite:///{tmp_path / 'new.db'}")
     try:
         with pytest.raises(StorageError, match="running-one"):
             await copy_database(source, target, now=clock.now())
     finally:
+        running.release()
         await source.dispose()
         await target.dispose()
 

@@ -11,7 +11,7 @@ from bot.clock import FakeClock
 from bot.domain.detect import detect, to_post
 from bot.domain.models import DeliveryStatus, ParsedPost, Subscription
 from bot.domain.tags import slugify
-from bot.errors import InstanceLockedError, NotFoundError
+from bot.errors import NotFoundError
 from bot.sources.base import CacheState
 from bot.storage import migrate
 from bot.storage import tables as t
@@ -173,21 +173,6 @@ async def test_failure_keeps_cache_state(store: Store, clock: FakeClock) -> None
     assert failures == 2
     assert after.cache.etag == '"keep"' and after.cache.cursor == "c1"
     assert after.last_error == "HTTP 502" and after.baseline_done
-
-
-async def test_instance_lease_refuses_a_second_owner_until_expiry(store: Store, clock: FakeClock) -> None:
-    await store.acquire_lease("main", "host:1", clock.now(), ttl=60)
-    with pytest.raises(InstanceLockedError, match="host:1"):
-        await store.acquire_lease("main", "host:2", clock.now(), ttl=60)
-    clock.advance(30)
-    assert await store.renew_lease("main", "host:1", clock.now(), ttl=60)
-    clock.advance(61)
-    await store.acquire_lease("main", "host:2", clock.now(), ttl=60)  # the crashed one's lease expired
-    assert not await store.renew_lease("main", "host:1", clock.now(), ttl=60)
-    holder = await store.lease_holder("main")
-    assert holder is not None and holder[0] == "host:2"
-    await store.release_lease("main", "host:2")
-    assert await store.lease_holder("main") is None
 
 
 def test_head_constant_matches_the_migration_scripts() -> None:
