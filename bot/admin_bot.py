@@ -84,7 +84,7 @@ if TYPE_CHECKING:
     from bot.app import App
     from bot.domain.models import Subscription
     from bot.services.delivery import ChannelRuntime
-    from bot.storage.store import ChannelCounts, SourceState
+    from bot.storage.store import ChannelCounts, HoldView, SourceState
 
 log = logging.getLogger("tagrelay.admin")
 
@@ -265,6 +265,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("status", "", "sources, channels and problems"),
     CommandSpec("retry", "<channel|delivery id>", "requeue failed, dead or unknown deliveries"),
     CommandSpec("sources", "", "sources and their last poll"),
+    CommandSpec("hold", "[release|drop <source>]", "bursts held for an admin; send or drop one"),
 )
 _SPECS = {c.name: c for c in COMMANDS}
 
@@ -439,7 +440,8 @@ def format_status(report: StatusReport) -> str:
         lines.append("<i>none</i>")
     for s in report.sources:
         st = s.state
-        health = "ERROR" if s.problem else ("ok" if st.last_poll_at else "not polled yet")
+        health = "ERROR" if s.problem else ("BURST HELD" if s.hold else ("ok" if st.last_poll_at
+                                                                          else "not polled yet"))
         lines.append(f"• <b>{esc(st.name)}</b>: {health} · last poll {ago(st.last_poll_at, now)}"
                      f" · {st.post_count} posts")
         if st.last_error:
@@ -458,6 +460,8 @@ def format_status(report: StatusReport) -> str:
             lines.append(f"   paused: {quote(c.counts.paused_reason or 'no reason given', DETAIL_LIMIT)}")
     if problems:
         lines += ["", "<b>Problems</b>"] + [f"⚠️ {quote(p, DETAIL_LIMIT)}" for p in problems]
+    if report.warnings:
+        lines += ["", "<b>Warnings</b>"] + [f"• {quote(w, DETAIL_LIMIT)}" for w in report.warnings]
     return fit(lines)
 
 
@@ -477,6 +481,18 @@ def format_sources(config_sources: Sequence[Any], states: Sequence[SourceState],
         if st and st.last_error and st.last_outcome == "error":
             lines.append(f"   last error ({st.consecutive_failures}× in a row): {quote(st.last_error, DETAIL_LIMIT)}")
         lines.append(f"   <code>{quote(redact_url(src.url), DETAIL_LIMIT)}</code>")
+    return fit(lines)
+
+
+def format_holds(holds: Sequence[HoldView]) -> str:
+    if not holds:
+        return "<b>Held bursts</b>: none."
+    lines = ["<b>Held bursts</b>"]
+    for h in holds:
+        usual = f"usual {h.usual_new:.0f}" if h.usual_new is not None else "no usual volume yet"
+        lines.append(f"• <b>{esc(h.source)}</b>: {h.posts} new posts, {h.deliveries} deliveries held ({usual}) "
+                     f"for {esc(', '.join(h.channels))}")
+        lines.append(f"   <code>/hold release {esc(h.source)}</code> · <code>/hold drop {esc(h.source)}</code>")
     return fit(lines)
 
 
@@ -681,7 +697,7 @@ class AdminBot:
             "help": self._help, "start": self._help, "tags": self._tags, "subscribe": self._subscribe,
             "unsubscribe": self._unsubscribe, "subscriptions": self._subscriptions, "channels": self._channels,
             "pause": self._pause, "resume": self._resume, "preview": self._preview, "status": self._status,
-            "retry": self._retry_cmd, "sources": self._sources,
+            "retry": self._retry_cmd, "sources": self._sources, "hold": self._hold,
         }
         self.up = False
         """True while updates are being received."""
@@ -1048,6 +1064,17 @@ class AdminBot:
         assert self._app is not None
         states = await self.service.sources()
         await self._send(req.message, format_sources(self._app.config.sources, states, self._app.clock.now()))
+
+    async def _hold(self, req: Request) -> None:
+        words = req.args.split()
+        if not words:
+            await self._send(req.message, format_holds(await self.service.holds()))
+            return
+        if len(words) != 2 or words[0] not in ("release", "drop"):
+            raise UsageError("/hold lists held bursts; /hold release <source> sends one, /hold drop <source> "
+                             "never sends it")
+        action = self.service.release_hold if words[0] == "release" else self.service.drop_hold
+        await self._send(req.message, format_changes([await action(words[1], actor=req.actor, via=VIA)]))
 
     async def _preview(self, req: Request) -> None:
         target, channel = split_tag_channel(req.args, self._channel_names())

@@ -111,7 +111,7 @@ class App:
         self.stop_event = asyncio.Event()
         self.notify: Callable[[str], Awaitable[None]] | None = None
         self.poller = Poller(parts.store, parts.sources, {s.name: s for s in parts.config.sources}, parts.clock,
-                             parts.config.service, parts.metrics, on_queued=self.wake.set)
+                             parts.config.service, parts.metrics, on_queued=self.wake.set, notify=self._notify)
         self.deliverer = Deliverer(parts.store, parts.channels, parts.clock, parts.config.delivery, parts.metrics,
                                    owner=parts.owner, notify=self._notify)
         self.shared = not is_sqlite(parts.config.storage.url)

@@ -288,10 +288,20 @@ async def cmd_status(ctx: Context) -> int:
         if ctx.args.json:
             _print_json({"now": report.now, "storage": report.storage, "holder": report.holder,
                          "instances": report.instances, "problems": report.problems,
+                         "warnings": report.warnings,
                          "sources": [{"name": s.state.name, "last_poll": s.state.last_poll_at,
                                       "last_outcome": s.state.last_outcome, "last_error": s.state.last_error,
                                       "failures": s.state.consecutive_failures, "next_poll": s.next_poll_at,
-                                      "posts": s.state.post_count} for s in report.sources],
+                                      "posts": s.state.post_count,
+                                      "guid_churn": {"last_poll": s.state.guid_churn_last,
+                                                     "total": s.state.guid_churn_total,
+                                                     "last_seen": s.state.guid_churn_at},
+                                      "warning": s.warning,
+                                      "held": None if s.hold is None else {
+                                          "posts": s.hold.posts, "deliveries": s.hold.deliveries,
+                                          "since": s.hold.since, "usual_new": s.hold.usual_new,
+                                          "burst_limit": s.burst_limit, "channels": s.hold.channels}}
+                                     for s in report.sources],
                          "channels": [{"name": c.counts.channel, "platform": c.counts.platform,
                                        "paused": c.counts.paused, "paused_reason": c.counts.paused_reason,
                                        "hold_until": c.counts.hold_until, "counts": c.counts.counts,
@@ -329,7 +339,8 @@ def write_status(report: Any, out: TextIO) -> None:
     rows = []
     for s in report.sources:
         st = s.state
-        health = "ERROR" if s.problem else ("ok" if st.last_poll_at else "not polled yet")
+        health = "ERROR" if s.problem else ("BURST HELD" if s.hold else ("ok" if st.last_poll_at
+                                                                          else "not polled yet"))
         rows.append([st.name, health, _ago(st.last_poll_at, now), st.last_outcome or "-",
                      _ago(s.next_poll_at, now) if s.next_poll_at else "-", str(st.post_count),
                      st.last_error or ""])
@@ -350,6 +361,31 @@ def write_status(report: Any, out: TextIO) -> None:
         out.write("\nPROBLEMS\n")
         for p in problems:
             out.write(f"  ! {p}\n")
+    if report.warnings:
+        out.write("\nWARNINGS\n")
+        for w in report.warnings:
+            out.write(f"  ~ {w}\n")
+
+
+async def cmd_hold(ctx: Context) -> int:
+    async def go(store: Any) -> int:
+        admin = ctx.admin(store)
+        if ctx.args.hold_cmd == "list":
+            holds = await admin.holds()
+            if ctx.args.json:
+                _print_json(holds, ctx.out)
+                return EXIT_OK
+            _table([[h.source, str(h.posts), str(h.deliveries), ", ".join(h.channels),
+                     f"{h.usual_new:.0f}" if h.usual_new is not None else "-", str(admin.burst_limit(h.source)),
+                     h.since.strftime("%Y-%m-%d %H:%M:%S") if h.since else "-"] for h in holds],
+                   ["source", "posts", "deliveries", "channels", "usual", "limit", "held since (UTC)"], ctx.out)
+            return EXIT_OK
+        action = admin.release_hold if ctx.args.hold_cmd == "release" else admin.drop_hold
+        change = await action(ctx.args.source, actor=ctx.actor(), via="cli")
+        ctx.out.write(change.text + "\n")
+        return EXIT_OK
+
+    return await ctx.with_store(go)
 
 
 async def cmd_deliveries(ctx: Context) -> int:
@@ -541,6 +577,17 @@ def build_parser() -> argparse.ArgumentParser:
     deliveries.add_argument("--limit", type=int, default=50)
     deliveries.add_argument("--json", action="store_true")
     deliveries.set_defaults(func=cmd_deliveries)
+
+    hold = sub.add_parser("hold", help="bursts held for an admin: list, release (send) or drop (never send)")
+    hsub = hold.add_subparsers(dest="hold_cmd", required=True, metavar="ACTION")
+    hl = hsub.add_parser("list", help="held bursts per source")
+    hl.add_argument("--json", action="store_true")
+    hl.set_defaults(func=cmd_hold)
+    for name, helptext in (("release", "send a source's held burst (paced, oldest post first)"),
+                           ("drop", "never send a source's held burst (its deliveries are marked dropped)")):
+        hp = hsub.add_parser(name, help=helptext)
+        hp.add_argument("source")
+        hp.set_defaults(func=cmd_hold)
 
     retry = sub.add_parser("retry", help="requeue failed/dead/unknown deliveries of a channel, or one by id")
     retry.add_argument("target", metavar="CHANNEL|DELIVERY_ID")

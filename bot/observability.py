@@ -6,7 +6,7 @@ Services call the small methods below; the health server's ``/metrics`` renders
 Exported series (counters get the ``_total`` suffix on the wire)::
 
     tagrelay_info{version}                                    1, carries the version
-    tagrelay_polls_total{source, outcome}                      baseline|new|unchanged|not_modified|error
+    tagrelay_polls_total{source, outcome}                      baseline|new|held|unchanged|not_modified|error
     tagrelay_source_last_poll_timestamp_seconds{source}        any outcome
     tagrelay_source_last_success_timestamp_seconds{source}     any outcome but error
     tagrelay_new_posts_total{source}
@@ -42,7 +42,7 @@ LATENCY_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 12 * 3
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """``text/plain; version=0.0.4; charset=utf-8``: what ``render`` produces."""
 
-POLL_OUTCOMES = ("baseline", "new", "unchanged", "not_modified", "error")
+POLL_OUTCOMES = ("baseline", "new", "held", "unchanged", "not_modified", "error")
 
 
 class Metrics:
@@ -60,7 +60,7 @@ class Metrics:
         self.info = Gauge("tagrelay_info", "Always 1; the labels describe this tagrelay", ["version"], registry=r)
         self.info.labels(__version__).set(1)
         self.polls = Counter("tagrelay_polls", "Polls by source and outcome "
-                             "(baseline, new, unchanged, not_modified, error)", ["source", "outcome"], registry=r)
+                             "(baseline, new, held, unchanged, not_modified, error)", ["source", "outcome"], registry=r)
         self.last_poll = Gauge("tagrelay_source_last_poll_timestamp_seconds",
                                "Unix time of the source's last poll, whatever its outcome", ["source"], registry=r)
         self.last_success = Gauge("tagrelay_source_last_success_timestamp_seconds",

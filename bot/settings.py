@@ -80,6 +80,8 @@ class SourceConfig(Model):
     baseline_depth: int = Field(default=100, ge=1, le=1000)
     """How many of the latest posts the first poll reads and records."""
     enabled: bool = True
+    burst_limit: int | None = Field(default=None, ge=0)
+    """More new posts than this in one poll are held for an admin (None: ``[service] burst_limit``; 0: never)."""
 
     @field_validator("url")
     @classmethod
@@ -117,6 +119,9 @@ class ServiceConfig(Model):
     """Longest delay between polls of a failing source."""
     shutdown_timeout: Duration = 20.0
     """How long SIGTERM waits for in-flight sends before abandoning them (resumably)."""
+    burst_limit: int = Field(default=50, ge=0)
+    """A poll with more new posts than this holds their deliveries for an admin (0: never); a source's
+    own ``burst_limit`` overrides it."""
 
 
 class Config(Model):

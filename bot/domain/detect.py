@@ -4,14 +4,25 @@ The first poll of a source records everything it sees as known and publishes
 nothing, so a new source never floods its channels. Later polls publish posts
 whose identity was never seen before. Backfill (the N latest matching posts of
 a subscription) is chosen by ``pick_backfill``.
+
+Guid churn: a post whose guid is new but whose canonical link is already known
+for the source is the same post (``classify``), so a feed that changes its
+guids on every request publishes nothing again. The link counts only when one
+identity in the poll carries it: several items sharing one link in a feed (a
+live blog's updates, items that all link to the home page) are told apart by
+their guids.
+
+Bursts: a poll with more new posts than the source's burst limit (``is_burst``)
+is recorded, but its deliveries are held for an admin instead of being sent.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 
-from bot.domain.identity import post_key
+from bot.domain.identity import link_key, post_key
 from bot.domain.models import Detection, ParsedPost, Post, Subscription
 from bot.domain.routing import route
 from bot.domain.tags import make_tags
@@ -24,6 +35,7 @@ def to_post(source: str, parsed: ParsedPost) -> Post:
     """Normalise a parsed post: identity, tags, title whitespace; an image URL only if http(s)."""
     return Post(
         key=post_key(parsed),
+        link_key=link_key(parsed.url),
         source=source,
         title=" ".join(parsed.title.split()),
         url=parsed.url.strip() if parsed.url else None,
@@ -45,6 +57,46 @@ def normalise(source: str, parsed: Iterable[ParsedPost]) -> tuple[Post, ...]:
     return tuple(seen.values())
 
 
+def classify(posts: Sequence[Post], known_keys: Collection[str], known_links: Collection[str] = ()
+             ) -> tuple[tuple[Post, ...], tuple[Post, ...], tuple[Post, ...]]:
+    """(new, known, churned) of normalised posts; ``churned`` ⊆ ``known``: a new guid for a known link.
+
+    ``known_keys``/``known_links``: the identities and canonical links already stored for the source.
+    A link counts only when exactly one post of this poll carries it (see the module docstring).
+    """
+    carriers = Counter(p.link_key for p in posts if p.link_key is not None)
+    new: list[Post] = []
+    known: list[Post] = []
+    churned: list[Post] = []
+    for post in posts:
+        if post.key in known_keys:
+            known.append(post)
+        elif post.link_key is not None and carriers[post.link_key] == 1 and post.link_key in known_links:
+            known.append(post)
+            churned.append(post)
+        else:
+            new.append(post)
+    return tuple(new), tuple(known), tuple(churned)
+
+
+def is_burst(new_posts: int, limit: int) -> bool:
+    """Is a poll with ``new_posts`` new posts a burst to hold? ``limit`` 0 never holds."""
+    return limit > 0 and new_posts > limit
+
+
+def hold_message(source: str, new_posts: int, usual: float | None, limit: int) -> str:
+    """What ``status`` and the admins are told about a held burst of ``source``."""
+    usual_text = f"usual {usual:.0f}" if usual is not None else "no usual volume yet"
+    return (f"burst of {new_posts} new posts held ({usual_text}; limit {limit}); run `tagrelay hold release "
+            f"{source}` or `tagrelay hold drop {source}`")
+
+
+def churn_message(last_poll: int, total: int) -> str:
+    """What ``status`` says about a source whose guids churn."""
+    return (f"guids change between polls ({last_poll} known post(s) in the last poll, {total} in all); "
+            "identity falls back to the link")
+
+
 def detect(
     source: str,
     parsed: Iterable[ParsedPost],
@@ -52,14 +104,30 @@ def detect(
     subscriptions: Iterable[Subscription],
     *,
     first_poll: bool,
+    known_links: Collection[str] = (),
+    burst_limit: int = 0,
 ) -> Detection:
-    """Decide what a poll found. ``known_keys``: identities already stored for the source."""
-    posts = normalise(source, parsed)
-    new = tuple(p for p in posts if p.key not in known_keys)
-    known = tuple(p for p in posts if p.key in known_keys)
-    if first_poll:
-        return Detection(new_posts=new, known_posts=known, intents=(), baseline=True)
-    return Detection(new_posts=new, known_posts=known, intents=route(new, subscriptions))
+    """Decide what a poll found. ``known_keys``/``known_links``: identities and canonical links already
+    stored for the source; ``burst_limit``: more new posts than this are a burst (0: no limit)."""
+    return detect_posts(normalise(source, parsed), known_keys, subscriptions, first_poll=first_poll,
+                        known_links=known_links, burst_limit=burst_limit)
+
+
+def detect_posts(
+    posts: Sequence[Post],
+    known_keys: Collection[str],
+    subscriptions: Iterable[Subscription],
+    *,
+    first_poll: bool,
+    known_links: Collection[str] = (),
+    burst_limit: int = 0,
+) -> Detection:
+    """``detect`` for posts already normalised (``normalise``)."""
+    new, known, churned = classify(posts, known_keys, known_links)
+    if first_poll:  # a baseline publishes nothing, so it is never a burst
+        return Detection(new_posts=new, known_posts=known, intents=(), baseline=True, churned=churned)
+    return Detection(new_posts=new, known_posts=known, intents=route(new, subscriptions), churned=churned,
+                     burst=is_burst(len(new), burst_limit))
 
 
 def newest_first(posts: Iterable[Post]) -> list[Post]:

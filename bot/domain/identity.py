@@ -3,6 +3,10 @@
 A feed that re-dates an item, reorders items or appends tracking parameters to
 links must not make an old post look new. Identity is computed once, when a
 post is first seen, and never changes afterwards.
+
+A post is also known by its canonical link (``link_key``), per source: a feed
+whose guids change between requests while the links stay (guid churn) does
+not make its posts new again (``bot.domain.detect``).
 """
 
 from __future__ import annotations
@@ -45,6 +49,13 @@ def canonical_url(url: str) -> str:
     )
     path = parts.path or "/"
     return urlunsplit((scheme, netloc, path, query, ""))
+
+
+def link_key(url: str | None) -> str | None:
+    """The canonical form of a post's link, its second identity (None: no link)."""
+    if url is None or not url.strip():
+        return None
+    return canonical_url(url)
 
 
 def post_key(post: ParsedPost) -> str:

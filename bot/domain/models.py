@@ -51,6 +51,8 @@ class Post:
     image_url: str | None = None
     author: str | None = None
     id: int | None = None
+    link_key: str | None = None
+    """The canonical link (``bot.domain.identity.link_key``): the post's identity when its guid churns."""
 
     @property
     def tag_slugs(self) -> frozenset[str]:
@@ -81,7 +83,9 @@ class DeliveryStatus(enum.StrEnum):
 
     queued → sending → sent; sending → failed (retryable, has next attempt) →
     sending …; failed → dead after the last attempt; sending → unknown when the
-    request left and no answer came on a platform without idempotency.
+    request left and no answer came on a platform without idempotency. A burst
+    (``bot.domain.detect.is_burst``) is recorded ``held``: held → queued when an
+    admin releases it, held → dropped (never sent) when an admin drops it.
     """
 
     QUEUED = "queued"
@@ -90,10 +94,12 @@ class DeliveryStatus(enum.StrEnum):
     FAILED = "failed"
     DEAD = "dead"
     UNKNOWN = "unknown"
+    HELD = "held"
+    DROPPED = "dropped"
 
     @property
     def is_final(self) -> bool:
-        return self in (DeliveryStatus.SENT, DeliveryStatus.DEAD, DeliveryStatus.UNKNOWN)
+        return self in (DeliveryStatus.SENT, DeliveryStatus.DEAD, DeliveryStatus.UNKNOWN, DeliveryStatus.DROPPED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,3 +111,7 @@ class Detection:
     intents: tuple[DeliveryIntent, ...]
     baseline: bool = False
     backfilled: tuple[Subscription, ...] = field(default=())
+    churned: tuple[Post, ...] = ()
+    """Known posts that came with a new guid for their known link (guid churn): not new."""
+    burst: bool = False
+    """More new posts than the source's burst limit: their deliveries are held for an admin."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.domain.detect import churn_message, hold_message
 from bot.domain.models import DeliveryStatus, Subscription
 from bot.domain.tags import make_tag, slugify
 from bot.errors import NotFoundError, TagrelayError
@@ -20,7 +21,7 @@ from bot.log import redact_url
 from bot.publishers.api import Clock, PublisherPlugin, RenderEnv
 from bot.settings import Config
 from bot.storage.instance_lock import Holder, lock_path, probe
-from bot.storage.store import ChannelCounts, DeliveryView, InstanceInfo, SourceState, Store, TagCount
+from bot.storage.store import ChannelCounts, DeliveryView, HoldView, InstanceInfo, SourceState, Store, TagCount
 
 
 class UsageError(TagrelayError):
@@ -76,6 +77,17 @@ class SourceStatus:
     state: SourceState
     next_poll_at: datetime | None
     problem: str | None
+    warning: str | None = None
+    """Worth knowing, nothing to do (guid churn)."""
+    hold: HoldView | None = None
+    """A burst held for an admin (also one of ``problems``)."""
+    burst_limit: int = 0
+
+    @property
+    def hold_problem(self) -> str | None:
+        if self.hold is None:
+            return None
+        return hold_message(self.state.name, self.hold.posts, self.hold.usual_new, self.burst_limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +110,13 @@ class StatusReport:
     @property
     def problems(self) -> list[str]:
         out = [f"source {s.state.name}: {s.problem}" for s in self.sources if s.problem]
+        out += [f"source {s.state.name}: {s.hold_problem}" for s in self.sources if s.hold_problem]
         out += [f"channel {c.counts.channel}: {c.problem}" for c in self.channels if c.problem]
         return out
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"source {s.state.name}: {s.warning}" for s in self.sources if s.warning]
 
 
 class AdminService:
@@ -248,10 +265,50 @@ class AdminService:
     async def sources(self) -> list[SourceState]:
         return await self.store.sources()
 
+    # -- held bursts ----------------------------------------------------------------------
+
+    def _check_source(self, source: str) -> None:
+        names = [s.name for s in self.config.sources]
+        if source not in names:
+            close = difflib.get_close_matches(source, names, n=3)
+            hint = f"did you mean {', '.join(close)}?" if close else f"sources: {', '.join(names) or 'none'}"
+            raise NotFoundError("source", source, hint)
+
+    def burst_limit(self, source: str) -> int:
+        """The source's ``burst_limit``, else ``[service] burst_limit``."""
+        own = next((s.burst_limit for s in self.config.sources if s.name == source), None)
+        return self.config.service.burst_limit if own is None else own
+
+    async def holds(self) -> list[HoldView]:
+        """The bursts held for an admin, per source."""
+        return await self.store.holds()
+
+    async def release_hold(self, source: str, *, actor: str, via: str) -> Change:
+        """Send a source's held burst: its deliveries are queued, and go out paced, oldest post first."""
+        self._check_source(source)
+        now = self.clock.now()
+        count = await self.store.release_hold(source, now)
+        if count:
+            await self.store.audit(actor, via, "hold.release", f"{source}: {count} deliveries queued", now)
+        return Change(source, bool(count), f"{source}: {count} held deliveries released; they go out paced, "
+                                           "oldest post first" if count else f"{source}: nothing is held")
+
+    async def drop_hold(self, source: str, *, actor: str, via: str) -> Change:
+        """Never send a source's held burst: its deliveries are marked ``dropped`` (kept, visible)."""
+        self._check_source(source)
+        now = self.clock.now()
+        count = await self.store.drop_hold(source, now)
+        if count:
+            await self.store.audit(actor, via, "hold.drop", f"{source}: {count} deliveries dropped", now)
+        return Change(source, bool(count), f"{source}: {count} held deliveries dropped; they will never be sent "
+                                           "(tagrelay deliveries --status dropped)" if count
+                      else f"{source}: nothing is held")
+
     async def status(self, next_polls: Mapping[str, datetime | None] | None = None) -> StatusReport:
         now = self.clock.now()
         sources = []
         configured = {s.name for s in self.config.sources if s.enabled}
+        holds = {h.source: h for h in await self.store.holds()}
         for state in await self.store.sources():
             if state.name not in configured:
                 continue
@@ -261,7 +318,9 @@ class AdminService:
             elif state.last_poll_at is None:
                 problem = None
             nxt = (next_polls or {}).get(state.name, state.next_poll_at)
-            sources.append(SourceStatus(state, nxt, problem))
+            warning = churn_message(state.guid_churn_last, state.guid_churn_total) if state.guid_churn_last else None
+            sources.append(SourceStatus(state, nxt, problem, warning=warning, hold=holds.get(state.name),
+                                        burst_limit=self.burst_limit(state.name)))
         channels = []
         for counts in await self.store.channel_counts(now):
             if self.config.channel(counts.channel) is None:

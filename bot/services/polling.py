@@ -5,17 +5,21 @@ A failing source never raises out of here: the error is recorded on the source
 posts, validators, cursor) is untouched. When the source answered 429 or 503
 with ``Retry-After``, the next poll waits at least that long, but never longer
 than ``service.max_backoff`` (``domain.schedule.source_retry_delay``).
+
+A poll with more new posts than the source's burst limit is recorded with its
+deliveries ``held`` (nothing is sent) and the admins are told once through
+``notify``; ``tagrelay hold release|drop`` (or the admin bot's /hold) ends it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.domain.detect import detect, normalise
+from bot.domain.detect import classify, detect_posts, hold_message, normalise
 from bot.domain.models import ParsedPost
 from bot.domain.schedule import jittered, source_backoff, source_retry_delay
 from bot.errors import FetchError, SourceError
@@ -32,17 +36,20 @@ log = logging.getLogger("tagrelay.poll")
 @dataclass(frozen=True, slots=True)
 class PollOutcome:
     source: str
-    outcome: str  # baseline | new | unchanged | not_modified | error | skipped
+    outcome: str  # baseline | new | held | unchanged | not_modified | error | skipped
     posts: int = 0
     new_posts: int = 0
     queued: int = 0
     backfilled: int = 0
+    held: int = 0
+    churned: int = 0
     error: str | None = None
     next_poll_at: datetime | None = None
 
 
 class Poller:
-    """Polls sources by name. ``on_queued`` is called when deliveries were queued."""
+    """Polls sources by name. ``on_queued`` is called when deliveries were queued; ``notify`` tells the
+    admins about a burst that was held (it must not raise)."""
 
     def __init__(
         self,
@@ -53,6 +60,7 @@ class Poller:
         service: ServiceConfig,
         metrics: Metrics,
         on_queued: Callable[[], None] = lambda: None,
+        notify: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.sources = sources
@@ -61,6 +69,12 @@ class Poller:
         self.service = service
         self.metrics = metrics
         self.on_queued = on_queued
+        self.notify = notify
+
+    def burst_limit(self, name: str) -> int:
+        """The source's own ``burst_limit``, else ``[service] burst_limit`` (0: never hold)."""
+        own = self.configs[name].burst_limit
+        return self.service.burst_limit if own is None else own
 
     def _next_poll(self, name: str, now: datetime, failures: int = 0, retry_after: float | None = None) -> datetime:
         interval = self.configs[name].interval
@@ -96,24 +110,48 @@ class Poller:
     async def _record(self, state: SourceState, items: Sequence[ParsedPost], cache: CacheState,
                       started: float) -> PollOutcome:
         posts = normalise(state.name, items)
-        known = await self.store.known_keys(state.id, [p.key for p in posts])
-        new_tags = {slug for p in posts if p.key not in known for slug in p.tag_slugs}
+        known = await self.store.known_identities(state.id, posts)  # index lookups: ∝ posts, not history
+        new, _known, _churned = classify(posts, known.keys, known.links)
+        new_tags = {slug for p in new for slug in p.tag_slugs}
         subs = await self.store.subscriptions_for_tags(new_tags)  # only what routing can match: ∝ new posts
-        detection = detect(state.name, items, known, subs, first_poll=not state.baseline_done)
+        limit = self.burst_limit(state.name)
+        detection = detect_posts(posts, known.keys, subs, first_poll=not state.baseline_done,
+                                 known_links=known.links, burst_limit=limit)
         now = self.clock.now()
         next_at = self._next_poll(state.name, now)
+        note = hold_message(state.name, len(detection.new_posts), state.usual_new, limit)
         record = await self.store.record_poll(state, detection.new_posts, detection.intents, cache, now,
-                                              next_at, baseline=detection.baseline)
-        outcome = "baseline" if detection.baseline else ("new" if detection.new_posts else "unchanged")
+                                              next_at, baseline=detection.baseline, churned=len(detection.churned),
+                                              hold=detection.burst, hold_note=note)
+        outcome = "baseline" if detection.baseline else (
+            "held" if record.held else ("new" if detection.new_posts else "unchanged"))
         self.metrics.poll(state.name, outcome)
         self.metrics.new_posts(state.name, 0 if detection.baseline else record.new_posts)
         event(log, logging.INFO, "poll", source=state.name, outcome=outcome, posts=len(posts),
-              new=record.new_posts, queued=record.queued, backfilled=record.backfilled,
-              ms=round((time.perf_counter() - started) * 1000, 1))
+              new=record.new_posts, queued=record.queued, held=record.held, churned=len(detection.churned),
+              backfilled=record.backfilled, ms=round((time.perf_counter() - started) * 1000, 1))
+        if detection.churned:
+            event(log, logging.WARNING, "poll.guid_churn", source=state.name, churned=len(detection.churned),
+                  note="guids change between polls; identity falls back to the link")
+        if record.held:
+            event(log, logging.WARNING, "poll.burst_held", source=state.name, new=record.new_posts,
+                  held=record.held, limit=limit, action=f"tagrelay hold release|drop {state.name}")
+            if record.hold_started:
+                await self._announce(state.name, f"Source {state.name}: {note} (or here: /hold release "
+                                                 f"{state.name}, /hold drop {state.name}).")
         if record.queued or record.backfilled:
             self.on_queued()
         return PollOutcome(state.name, outcome, posts=len(posts), new_posts=record.new_posts,
-                           queued=record.queued, backfilled=record.backfilled, next_poll_at=next_at)
+                           queued=record.queued, backfilled=record.backfilled, held=record.held,
+                           churned=len(detection.churned), next_poll_at=next_at)
+
+    async def _announce(self, source: str, text: str) -> None:
+        if self.notify is None:
+            return
+        try:
+            await self.notify(text)
+        except Exception:  # noqa: BLE001 - a failing admin chat must not fail the poll (already recorded)
+            log.warning("could not notify admins about the burst held on source %s", source)
 
     async def _failed(self, state: SourceState, reason: str, started: float,
                       retry_after: float | None = None) -> PollOutcome:

@@ -101,6 +101,12 @@ class SourceState:
     next_poll_at: datetime | None
     lease_owner: str | None
     post_count: int = 0
+    guid_churn_last: int = 0
+    """Posts of the last parsed poll that came with a new guid for a known link."""
+    guid_churn_total: int = 0
+    guid_churn_at: datetime | None = None
+    usual_new: float | None = None
+    """Moving average of new posts per poll that found some (held bursts left out)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +200,34 @@ class PollRecord:
     new_posts: int
     queued: int
     backfilled: int
+    held: int = 0
+    """Deliveries recorded ``held`` (a burst)."""
+    hold_started: bool = False
+    """The source had no held deliveries before this poll (admins are told once per hold)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KnownIdentities:
+    """Which identities and canonical links of a poll's posts are already stored for the source."""
+
+    keys: set[str]
+    links: set[str]
+
+
+@dataclass(frozen=True, slots=True)
+class HoldView:
+    """A source's held burst: its deliveries waiting for an admin to release or drop them."""
+
+    source: str
+    posts: int
+    deliveries: int
+    since: datetime | None
+    usual_new: float | None
+    channels: tuple[str, ...] = ()
+
+
+USUAL_WEIGHT = 0.2
+"""Weight of a poll's new posts in a source's moving average (``usual_new``)."""
 
 
 class Store:
@@ -333,7 +367,9 @@ class Store:
             baseline_done=bool(row.baseline_done), last_poll_at=utc(row.last_poll_at),
             last_success_at=utc(row.last_success_at), last_outcome=row.last_outcome,
             last_error=row.last_error, consecutive_failures=row.consecutive_failures or 0,
-            next_poll_at=utc(row.next_poll_at), lease_owner=row.lease_owner, post_count=post_count)
+            next_poll_at=utc(row.next_poll_at), lease_owner=row.lease_owner, post_count=post_count,
+            guid_churn_last=row.guid_churn_last or 0, guid_churn_total=row.guid_churn_total or 0,
+            guid_churn_at=utc(row.guid_churn_at), usual_new=row.usual_new)
 
     async def source(self, name: str) -> SourceState:
         row = await self._read(lambda conn: conn.execute(_SOURCE, {"source_name": name}).first())
@@ -360,6 +396,24 @@ class Store:
                 rows = conn.execute(select(t.posts.c.key).where(
                     t.posts.c.source_id == source_id, t.posts.c.key.in_(part)))
                 found.update(r.key for r in rows)
+            return found
+
+        return await self._read(work)
+
+    async def known_identities(self, source_id: int, posts: Sequence[Post]) -> KnownIdentities:
+        """Which of the posts' keys and canonical links are stored for the source, in one read: index
+        lookups (``source_id, key`` and ``ix_posts_source_link``), cost ∝ len(posts), not history."""
+        keys = list(dict.fromkeys(p.key for p in posts))
+        links = list(dict.fromkeys(p.link_key for p in posts if p.link_key is not None))
+
+        def work(conn: Connection) -> KnownIdentities:
+            found = KnownIdentities(set(), set())
+            for part in _chunks(keys):
+                found.keys.update(r.key for r in conn.execute(select(t.posts.c.key).where(
+                    t.posts.c.source_id == source_id, t.posts.c.key.in_(part))))
+            for part in _chunks(links):
+                found.links.update(r.link_key for r in conn.execute(select(t.posts.c.link_key).where(
+                    t.posts.c.source_id == source_id, t.posts.c.link_key.in_(part)).distinct()))
             return found
 
         return await self._read(work)
@@ -397,19 +451,47 @@ class Store:
         next_poll_at: datetime,
         *,
         baseline: bool,
+        churned: int = 0,
+        hold: bool = False,
+        hold_note: str = "",
     ) -> PollRecord:
-        """Write a successful poll atomically (see module docstring)."""
+        """Write a successful poll atomically (see module docstring).
+
+        ``churned``: known posts that came with a new guid (counted on the source for ``status``).
+        ``hold``: the poll is a burst; its deliveries are recorded ``held`` (never sent until an
+        admin releases them) and the hold is written to the audit log (``hold_note``) in the same
+        transaction. Backfills are never held.
+        """
 
         def work(conn: Connection) -> PollRecord:
             post_ids = self._insert_posts(conn, source.id, new_posts, now)
-            queued = self._queue(conn, [(post_ids[i.post_key], i.channel) for i in intents
-                                        if i.post_key in post_ids], now)
+            pairs = [(post_ids[i.post_key], i.channel) for i in intents if i.post_key in post_ids]
+            held, started = 0, False
+            if hold and pairs:
+                started = conn.execute(_HELD_OF_SOURCE, {"held_source_id": source.id}).first() is None
+                held = self._queue(conn, pairs, now, status=DeliveryStatus.HELD)
+                conn.execute(insert(t.audit_log).values(at=now, actor="tagrelay", via="poll", action="hold",
+                                                        detail=f"{source.name}: {hold_note}"[:2000]))
+                queued = 0
+            else:
+                queued = self._queue(conn, pairs, now)
             backfilled = self._backfill(conn, source, now)
+            values: dict[str, Any] = {}
+            if not baseline:
+                values.update(guid_churn_last=churned, guid_churn_total=t.sources.c.guid_churn_total + churned)
+                if churned:
+                    values["guid_churn_at"] = now
+                if new_posts and not hold:
+                    usual = source.usual_new
+                    n = len(new_posts)
+                    values["usual_new"] = n if usual is None else usual + USUAL_WEIGHT * (n - usual)
+            outcome = "baseline" if baseline else ("held" if held else ("new" if new_posts else "unchanged"))
             conn.execute(update(t.sources).where(t.sources.c.id == source.id).values(
                 **_cache_values(cache), baseline_done=True, last_poll_at=now, last_success_at=now,
-                last_outcome="baseline" if baseline else ("new" if new_posts else "unchanged"),
-                last_error=None, consecutive_failures=0, next_poll_at=next_poll_at, **_NO_LEASE))
-            return PollRecord(new_posts=len(new_posts), queued=queued, backfilled=backfilled)
+                last_outcome=outcome, last_error=None, consecutive_failures=0, next_poll_at=next_poll_at,
+                **values, **_NO_LEASE))
+            return PollRecord(new_posts=len(new_posts), queued=queued, backfilled=backfilled, held=held,
+                              hold_started=started)
 
         return await self._write(work)
 
@@ -434,7 +516,8 @@ class Store:
         conn.execute(self._insert_ignore(t.posts, ["source_id", "key"]), [
             {"source_id": source_id, "key": p.key, "url": p.url, "title": p.title,
              "summary_html": p.summary_html, "content_html": p.content_html, "image_url": p.image_url,
-             "author": p.author, "published_at": p.published, "first_seen_at": now} for p in posts])
+             "author": p.author, "published_at": p.published, "first_seen_at": now, "link_key": p.link_key}
+            for p in posts])
         ids: dict[str, int] = {}
         for part in _chunks([p.key for p in posts]):
             rows = conn.execute(select(t.posts.c.key, t.posts.c.id).where(
@@ -446,11 +529,13 @@ class Store:
             conn.execute(self._insert_ignore(t.post_tags, ["post_id", "tag_id"]), links)
         return ids
 
-    def _queue(self, conn: Connection, pairs: Sequence[tuple[int, str]], now: datetime) -> int:
+    def _queue(self, conn: Connection, pairs: Sequence[tuple[int, str]], now: datetime, *,
+               status: DeliveryStatus = DeliveryStatus.QUEUED) -> int:
+        """Insert deliveries (``queued``, or ``held`` for a burst) with their send order (``post_at``)."""
         if not pairs:
             return 0
         chan_ids = {r.name: r.id for r in conn.execute(select(t.channels.c.name, t.channels.c.id))}
-        rows = [{"post_id": post_id, "channel_id": chan_ids[channel], "status": DeliveryStatus.QUEUED.value,
+        rows = [{"post_id": post_id, "channel_id": chan_ids[channel], "status": status.value,
                  "attempts": 0, "next_attempt_at": now, "created_at": now, "updated_at": now}
                 for post_id, channel in pairs if channel in chan_ids]
         if not rows:
@@ -674,6 +759,59 @@ class Store:
             result = conn.execute(update(t.deliveries).where(and_(*cond)).values(
                 status=DeliveryStatus.QUEUED.value, next_attempt_at=now, attempts=0, updated_at=now,
                 reason="retry"))
+            return int(result.rowcount or 0)
+
+        return await self._write(work)
+
+    # -- held bursts ---------------------------------------------------------------------
+
+    async def holds(self) -> list[HoldView]:
+        """Each source's held burst (only sources that have one). Reads only the held deliveries
+        (``ix_deliveries_status``), never the delivery history."""
+        held = t.deliveries.c.status == DeliveryStatus.HELD.value
+        joined = (t.deliveries.join(t.posts, t.posts.c.id == t.deliveries.c.post_id)
+                  .join(t.sources, t.sources.c.id == t.posts.c.source_id))
+        per_source = (select(t.sources.c.name, t.sources.c.usual_new,
+                             func.count(func.distinct(t.deliveries.c.post_id)).label("posts"),
+                             func.count().label("n"), func.min(t.deliveries.c.created_at).label("since"))
+                      .select_from(joined).where(held)
+                      .group_by(t.sources.c.id, t.sources.c.name, t.sources.c.usual_new).order_by(t.sources.c.name))
+        per_channel = (select(t.sources.c.name.label("source"), t.channels.c.name.label("channel"))
+                       .select_from(joined.join(t.channels, t.channels.c.id == t.deliveries.c.channel_id))
+                       .where(held).distinct())
+
+        def work(conn: Connection) -> tuple[Sequence[Any], Sequence[Any]]:
+            return conn.execute(per_source).all(), conn.execute(per_channel).all()
+
+        rows, chans = await self._read(work)
+        by_source: dict[str, list[str]] = {}
+        for r in chans:
+            by_source.setdefault(r.source, []).append(r.channel)
+        return [HoldView(source=r.name, posts=int(r.posts), deliveries=int(r.n), since=utc(r.since),
+                         usual_new=r.usual_new, channels=tuple(sorted(by_source.get(r.name, ()))))
+                for r in rows]
+
+    async def release_hold(self, source: str, now: datetime) -> int:
+        """A source's held deliveries become ``queued`` (due now; sent paced, oldest post first).
+        Returns how many. Raises ``NotFoundError`` for an unknown source."""
+        return await self._end_hold(source, {
+            "status": DeliveryStatus.QUEUED.value, "next_attempt_at": now, "updated_at": now, "reason": "released"})
+
+    async def drop_hold(self, source: str, now: datetime) -> int:
+        """A source's held deliveries become ``dropped``: recorded, never sent. Returns how many."""
+        return await self._end_hold(source, {
+            "status": DeliveryStatus.DROPPED.value, "next_attempt_at": None, "updated_at": now,
+            "reason": "dropped", "last_error": "a held burst, dropped by an admin; never sent"})
+
+    async def _end_hold(self, source: str, values: dict[str, Any]) -> int:
+        def work(conn: Connection) -> int:
+            row = conn.execute(select(t.sources.c.id).where(t.sources.c.name == source)).first()
+            if row is None:
+                raise NotFoundError("source", source)
+            of_source = select(t.posts.c.id).where(t.posts.c.source_id == row.id)
+            result = conn.execute(update(t.deliveries).where(
+                t.deliveries.c.status == DeliveryStatus.HELD.value, t.deliveries.c.post_id.in_(of_source))
+                .values(values))
             return int(result.rowcount or 0)
 
         return await self._write(work)
@@ -1104,6 +1242,10 @@ def _cache_values(cache: CacheState) -> dict[str, str | None]:
 # statements of every delivery, delivery round and unchanged poll are built once, here.
 
 _SOURCE = select(t.sources).where(t.sources.c.name == bindparam("source_name", type_=String))
+_HELD_OF_SOURCE = (select(t.deliveries.c.id).join(t.posts, t.posts.c.id == t.deliveries.c.post_id)
+                   .where(t.deliveries.c.status == DeliveryStatus.HELD.value,
+                          t.posts.c.source_id == bindparam("held_source_id", type_=t.ID)).limit(1))
+"""Does the source have a held burst already (``record_poll``: admins are told once per hold)?"""
 _NOT_MODIFIED = update(t.sources).where(t.sources.c.id == bindparam("nm_source_id", type_=t.ID)).values(
     **{key: bindparam(f"nm_{key}", type_=t.sources.c[key].type) for key in _cache_values(CacheState())},
     last_poll_at=bindparam("nm_now", type_=t.TS), last_success_at=bindparam("nm_now", type_=t.TS),

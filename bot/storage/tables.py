@@ -65,6 +65,11 @@ sources = Table(
     Column("lease_owner", String(128)),
     Column("lease_expires_at", TS),
     Column("created_at", TS, nullable=False),
+    # guid churn: known posts that came back with a new guid for their known link (migration 0005)
+    Column("guid_churn_last", Integer, nullable=False, default=0, server_default=text("0")),  # the last parsed poll
+    Column("guid_churn_total", Integer, nullable=False, default=0, server_default=text("0")),
+    Column("guid_churn_at", TS),  # when churn was last seen
+    Column("usual_new", Float),  # moving average of new posts per poll that found some (bursts left out)
 )
 
 posts = Table(
@@ -81,9 +86,11 @@ posts = Table(
     Column("author", Text),
     Column("published_at", TS),
     Column("first_seen_at", TS, nullable=False),
+    Column("link_key", Text),  # the canonical link, the post's identity when its guid churns (0005)
     UniqueConstraint("source_id", "key"),
     Index("ix_posts_source_published", "source_id", "published_at"),
     Index("ix_posts_url", "url"),
+    Index("ix_posts_source_link", "source_id", "link_key"),
 )
 
 tags = Table(

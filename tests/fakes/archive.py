@@ -23,7 +23,8 @@ the whole document's ``ETag`` and ``Last-Modified``, as an origin that crashed
 mid-response would), a body cut on the wire, a huge
 body, a gzip bomb, garbage, a dropped connection; ``hold()`` returns a
 ``threading.Event`` that stalls responses until set (no sleeping in tests).
-Counters: ``count(path=..., status=...)``, ``not_modified``.
+Counters: ``count(path=..., status=...)``, ``not_modified``. ``guid_churn=True`` gives every
+item a new guid in every RSS/JSON Feed rendering (title, link and date stay the same).
 
 Usage::
 
@@ -130,7 +131,7 @@ class ArchiveServer(LoopbackServer):
 
     def __init__(self, *, feed_size: int = 10, home_links: Iterable[str] = ("rest", "rss", "comments", "json"),
                  rest_form: str = "pretty", link_header: bool = False, rest_status: int | None = None,
-                 users_status: int | None = None, modified_after_supported: bool = True,
+                 users_status: int | None = None, modified_after_supported: bool = True, guid_churn: bool = False,
                  site_title: str = "Iraq protest against Iran’s meddling – Archive") -> None:
         super().__init__()
         self.posts: list[ArchivePost] = []
@@ -146,6 +147,9 @@ class ArchiveServer(LoopbackServer):
         self.users_status = users_status
         self.modified_after_supported = modified_after_supported
         self.site_title = site_title
+        self.guid_churn = guid_churn
+        """Every RSS/JSON Feed rendering gives every item a new guid (title, link and date stay)."""
+        self._renders = 0
         self.clock = START
         self._next_id = 3001
         self._tag_ids: dict[str, int] = {}
@@ -445,8 +449,18 @@ class ArchiveServer(LoopbackServer):
     def _newest(self) -> list[ArchivePost]:
         return sorted(self.visible(), key=lambda p: (p.published, p.id), reverse=True)
 
+    def _guid_maker(self) -> Callable[[ArchivePost], str]:
+        """Each post's guid in this rendering (a new one per rendering when ``guid_churn``)."""
+        with self.lock:
+            self._renders += 1
+            render = self._renders
+        if not self.guid_churn:
+            return lambda p: p.guid(self.site)
+        return lambda p: f"{p.guid(self.site)}&rev={render}"
+
     def rss(self) -> str:
         site = self.site
+        guid = self._guid_maker()
         items = []
         for p in self._newest()[: self.feed_size]:
             cats = "".join(f"\n\t\t<category><![CDATA[{t}]]></category>" for t in [*p.categories, *p.tags])
@@ -456,7 +470,7 @@ class ArchiveServer(LoopbackServer):
 \t\t<link>{p.link(site)}</link>
 \t\t<dc:creator><![CDATA[{p.author}]]></dc:creator>
 \t\t<pubDate>{format_datetime(p.published)}</pubDate>{cats}
-\t\t<guid isPermaLink="false">{p.guid(site)}</guid>
+\t\t<guid isPermaLink="false">{html.escape(guid(p))}</guid>
 \t\t<description><![CDATA[{p.excerpt_html}]]></description>
 \t\t<content:encoded><![CDATA[{p.content_html}]]></content:encoded>{media}
 \t</item>""")
@@ -480,13 +494,14 @@ class ArchiveServer(LoopbackServer):
 
     def json_feed(self) -> dict[str, Any]:
         site = self.site
+        guid = self._guid_maker()
         return {
             "version": "https://jsonfeed.org/version/1.1",
             "title": self.site_title,
             "home_page_url": site,
             "feed_url": f"{site}/feed/json",
             "items": [{
-                "id": p.guid(site),
+                "id": guid(p),
                 "url": p.link(site),
                 "title": p.title,
                 "content_html": p.content_html,
