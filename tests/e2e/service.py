@@ -100,7 +100,7 @@ def platforms(feed_size: int = 1000) -> Iterator[Platforms]:
 
 def write_config(folder: Path, fakes: Platforms, *, lease_ttl: float = 2.0, shutdown_timeout: float = 2.0,
                  read_timeout: float = 5.0, interval: float = 1.0, retry_base: float = 0.2,
-                 telegram_extra: str = "") -> Path:
+                 telegram_extra: str = "", burst_limit: int = 0) -> Path:
     """A config with one channel per platform on the fakes, pacing off, no health server."""
     db = folder / "tagrelay.db"
     subs = "\n".join(f'[[subscriptions]]\ntag = "{tag}"\nchannels = {json.dumps(list(chans))}\n'
@@ -116,6 +116,7 @@ timeout = {read_timeout}
 [service]
 jitter = 0
 shutdown_timeout = {shutdown_timeout}
+burst_limit = {burst_limit}
 
 [delivery]
 pacing = false
