@@ -91,7 +91,7 @@ def _number(value: object) -> str:
 def describe_seconds(seconds: float) -> str:
     """``90`` → ``"90s"``, ``3600`` → ``"1h"``, ``2592000`` → ``"30d"``, ``0.1`` → ``"0.1s"``."""
     for unit, size in (("d", DAY), ("h", HOUR), ("m", MINUTE)):
-        if seconds >= size and (seconds / size).is_integer():
+        if size <= seconds < 1e12 and (seconds / size).is_integer():
             return f"{seconds / size:g}{unit}"
     return f"{seconds:g}s"
 
