@@ -155,6 +155,8 @@ HTTP_MAX_BYTES = Span(1024, 2**30)
 HTTP_CONCURRENCY = Span(1, 1024)
 BASELINE_DEPTH = Span(1, 1000)
 BACKFILL = Span(0, 100)
+BURST_LIMIT = Span(0, 100_000)
+"""[service] and [[sources]] burst_limit: new posts in one poll before they are held (0: never held)."""
 MAX_ATTEMPTS = Span(1, 100)
 DELIVERY_CONCURRENCY = Span(1, 256)
 MAX_HASHTAGS = Span(0, 30)
