@@ -71,6 +71,8 @@ from telegram.ext import (
 from telegram.request import HTTPXRequest
 
 from bot import __version__
+from bot import config_bounds as bounds
+from bot.config_bounds import within
 from bot.errors import ConfigError, NotFoundError, TagrelayError
 from bot.humanize import CUT_MARK, ago, cut, visible_controls
 from bot.localhttp import READ_TIMEOUT, HttpError, LocalHttpServer, read_head, write_answer
@@ -125,20 +127,20 @@ class AdminSettings(Model):
     """Environment variable holding the bot token; may be the same bot as a Telegram channel's."""
     api_base: str = Field(default="https://api.telegram.org", pattern=HTTP_URL_PATTERN)
     """Bot API server (a self-hosted telegram-bot-api server, or a test fake)."""
-    admin_ids: tuple[Annotated[int, Rules(gt=0)], ...] = ()
+    admin_ids: tuple[Annotated[int, Rules(ge=bounds.TELEGRAM_USER_ID.lo, le=bounds.TELEGRAM_USER_ID.hi)], ...] = ()
     """Telegram user ids allowed to use the bot."""
-    admin_chat_id: int | None = None
+    admin_chat_id: int | None = within(bounds.TELEGRAM_CHAT_ID, None)
     """One group (negative id) where admins may also give commands; announcements go there too."""
     mode: Literal["polling", "webhook"] = "polling"
     webhook_url: str | None = None
     """Public HTTPS URL Telegram posts updates to (webhook mode); its path is the path served."""
     webhook_listen: str = "127.0.0.1"
     """Address the webhook listener binds (behind a TLS-terminating reverse proxy)."""
-    webhook_port: int = Field(default=8443, ge=0, le=65535)
+    webhook_port: int = within(bounds.PORT, 8443)
     """Port the webhook listener binds; 0 picks a free one."""
     secret_token_env: str = Field(default="TAGRELAY_ADMIN_WEBHOOK_SECRET", pattern=ENV_NAME_PATTERN)
     """Environment variable holding the webhook secret token (required in webhook mode)."""
-    page_size: int = Field(default=10, ge=1, le=50)
+    page_size: int = within(bounds.ADMIN_PAGE_SIZE, 10)
     """Tags per page in /tags and in the tag keyboards."""
 
     @field_validator("api_base")
@@ -178,8 +180,10 @@ def parse_admin_ids(text: str) -> tuple[int, ...]:
         part = part.strip()
         if not part:
             continue
-        if not part.isdigit() or int(part) <= 0:
-            raise ConfigError(ADMIN_IDS_ENV, f"{part!r} is not a Telegram user id (comma-separated positive numbers)")
+        if not (part.isascii() and part.isdigit()) or len(part) > 19 or not (  # "²".isdigit() is True too
+                bounds.TELEGRAM_USER_ID.lo <= int(part) <= bounds.TELEGRAM_USER_ID.hi):
+            raise ConfigError(ADMIN_IDS_ENV,
+                              f"{part[:24]!r} is not a Telegram user id (comma-separated positive numbers)")
         ids.append(int(part))
     return tuple(ids)
 

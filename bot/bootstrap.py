@@ -11,7 +11,9 @@ import logging
 import os
 import secrets as _secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -23,11 +25,62 @@ from bot.observability import Metrics
 from bot.publishers.api import Clock, PublisherContext, PublisherPlugin
 from bot.publishers.registry import load_plugins
 from bot.services.delivery import ChannelRuntime
-from bot.settings import Config, Secrets
+from bot.settings import Config, EnvSettings, Secrets, build_config, read_toml
+from bot.sidecars import check_sidecars
 from bot.sources.base import Source
 from bot.sources.factory import make_source
 from bot.sources.http import make_feed_client, make_http_client
 from bot.storage.store import Store
+
+
+def load_service_config(path: Path, *, env: EnvSettings, secrets: Secrets,
+                        plugins: Mapping[str, PublisherPlugin] | None = None, credentials: bool = True) -> Config:
+    """The one way every command loads its configuration (``run``, ``config check``, ``status``, …).
+
+    Reads ``path`` and hands it to ``validate_service_config``: every table, every bound, and what the
+    environment must provide. Raises ``ConfigError`` naming the key or variable; writes nothing.
+    """
+    return validate_service_config(read_toml(path), path=path.resolve(), secrets=secrets,
+                                   storage_url=env.storage_url, plugins=plugins, credentials=credentials)
+
+
+def validate_service_config(raw: Mapping[str, Any], *, path: Path | None, secrets: Secrets,
+                            storage_url: str | None = None, plugins: Mapping[str, PublisherPlugin] | None = None,
+                            credentials: bool = True) -> Config:
+    """A parsed config file → a ``Config`` that ``tagrelay run`` starts with, or ``ConfigError``.
+
+    Checks, in the order ``run`` would meet them: the core tables, sources, channels (each plugin's
+    options model) and subscriptions (``build_config``); the ``[health]`` and ``[admin]`` tables with
+    their environment overrides (``check_sidecars``); every channel's credentials, by building its
+    publisher as ``run`` does, with a client that sends nothing (``make_channels``) - unless
+    ``credentials`` is false (``tagrelay x-auth``, which is how the X tokens are obtained).
+    """
+    config = build_config(raw, plugins, path=path, storage_url=storage_url)
+    check_sidecars(config, secrets)
+    if not credentials:
+        return config
+    chosen = dict(plugins) if plugins is not None else load_plugins({c.platform for c in config.channels})
+    check_credentials(config, chosen, secrets)
+    return config
+
+
+def check_credentials(config: Config, plugins: dict[str, PublisherPlugin], secrets: Secrets) -> None:
+    """``ConfigError`` (exit 2) naming the channel and the variable when a channel's secret is not set.
+
+    Builds each publisher as ``build_app`` does (constructors do no I/O) over a client whose every
+    request fails, and drops them: the plugin itself decides which variables it needs (an X channel
+    with ``bearer_token_env`` needs only that one).
+    """
+    if not config.channels:
+        return
+    offline = httpx.AsyncClient(transport=httpx.MockTransport(_no_request), trust_env=False)
+    ctx = PublisherContext(http=offline, secret=_SecretLookup(secrets, "?"),
+                           logger=logging.getLogger("tagrelay.publish"), clock=SystemClock())
+    make_channels(config, plugins, ctx, secrets)
+
+
+def _no_request(request: httpx.Request) -> httpx.Response:
+    raise httpx.ConnectError("checking the configuration sends no request", request=request)
 
 
 def make_owner() -> str:

@@ -25,7 +25,7 @@ from bot.humanize import ago as _ago
 from bot.humanize import json_visible_controls, visible_controls
 from bot.log import configure_logging, event, redact_text
 from bot.services.admin import UsageError
-from bot.settings import Config, EnvSettings, Secrets, load_config
+from bot.settings import Config, EnvSettings, Secrets
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_CONFIG = Path("config/tagrelay.toml")
@@ -88,7 +88,12 @@ class Context:
         self.env = EnvSettings.load()
         self.secrets = Secrets(self.env.env_file)
         path = args.config or self.env.config or DEFAULT_CONFIG
-        self.config: Config = load_config(Path(path), storage_url=self.env.storage_url)
+        # deliberately lazy, like every composition-root import here: `--help` and usage errors need none of it
+        from bot.bootstrap import load_service_config
+
+        # every command validates the same way, `config check` included: each table, each bound, the secrets
+        self.config: Config = load_service_config(Path(path), env=self.env, secrets=self.secrets,
+                                                  credentials=getattr(args, "credentials", True))
 
     def admin(self, store: Any) -> Any:
         from bot.clock import SystemClock
@@ -619,7 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     xa = sub.add_parser("x-auth", help="get X user tokens for a channel (interactive)")
     xa.add_argument("--consumer-key-env", default="X_CONSUMER_KEY")
     xa.add_argument("--consumer-secret-env", default="X_CONSUMER_SECRET")
-    xa.set_defaults(func=cmd_x_auth)
+    xa.set_defaults(func=cmd_x_auth, credentials=False)  # it is how the X channel's tokens are obtained
     return p
 
 

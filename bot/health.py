@@ -29,15 +29,17 @@ import json
 import logging
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 from urllib.parse import urlsplit
 
+from bot import config_bounds as bounds
+from bot.config_bounds import within
 from bot.errors import ConfigError
 from bot.localhttp import READ_TIMEOUT, HttpError, LocalHttpServer, read_head, write_answer
 from bot.log import event, redact_text
 from bot.observability import CONTENT_TYPE, Metrics
-from bot.settings import Config, Duration
-from bot.validation import Field, Model, ValidationError, field_validator
+from bot.settings import Config
+from bot.validation import Before, Model, ValidationError, field_validator
 
 log = logging.getLogger("tagrelay.health")
 
@@ -57,9 +59,9 @@ class HealthSettings(Model):
     enabled: bool = True
     host: str = "127.0.0.1"
     """Address to listen on: an IP address or a host name (``0.0.0.0`` for all IPv4 interfaces)."""
-    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
+    port: int = within(bounds.PORT, DEFAULT_PORT)
     """TCP port; 0 picks a free one."""
-    timeout: Duration = 2.0
+    timeout: Annotated[float, Before(bounds.HEALTH_TIMEOUT)] = 2.0
     """How long a probe waits for the database before answering 503."""
 
     @field_validator("host")
@@ -98,9 +100,10 @@ def load_health_settings(raw: object, env: Callable[[str], str | None] = lambda 
         overrides["host"] = host
     port = env(PORT_ENV)
     if port is not None and port.strip():
-        if not port.strip().isdigit():
-            raise ConfigError(PORT_ENV, f"{port!r} is not a port number (0-65535)")
-        overrides["port"] = int(port)
+        digits = port.strip()
+        if not (digits.isascii() and digits.isdigit()) or len(digits) > 9:  # "²".isdigit() is True too
+            raise ConfigError(PORT_ENV, f"{digits[:20]!r} is not a port number (0-65535)")
+        overrides["port"] = int(digits)
     if overrides:
         try:
             settings = HealthSettings.model_validate({**settings.model_dump(), **overrides})

@@ -1,9 +1,11 @@
 """Configuration: a TOML file for structure, the environment (and ``.env``) for secrets.
 
-``load_config`` is the only entry point. It validates everything, including each
-channel's platform-specific keys against its plugin's options model, before
-anything is written, and raises ``ConfigError(key, reason)`` naming the dotted
-key (``channels[1].chat_id``) on the first problem.
+``build_config`` (``load_config`` for a file) validates the structure: the core tables, sources,
+each channel's platform-specific keys against its plugin's options model, and subscriptions,
+before anything is written, and raises ``ConfigError(key, reason)`` naming the dotted key
+(``channels[1].chat_id``) on the first problem. The commands load through
+``bot.bootstrap.load_service_config``, which adds the ``[health]``/``[admin]`` tables and the
+environment (secrets) on top. Every bound lives in ``bot.config_bounds``.
 """
 
 from __future__ import annotations
@@ -17,40 +19,21 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from dotenv import dotenv_values
 
+from bot import config_bounds as bounds
+from bot.config_bounds import Rate, within
+from bot.config_bounds import parse_duration as parse_duration  # re-exported: the models' duration parser
 from bot.errors import ConfigError, CredentialsError, PluginError
 from bot.publishers.api import ChannelOptions, PublisherPlugin
 from bot.validation import Before, Field, Model, ValidationError, field_validator
 
-_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*"
-                       r"(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")
-
-
-def parse_duration(value: object) -> float:
-    """``"10m"``, ``"1h30m"``, ``"45s"``, ``"2d"`` or a number of seconds → seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as '10m' or a number of seconds")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        match = _DURATION.match(value)
-        if not value.strip() or not match or not any(match.groups()):
-            raise ValueError(f"{value!r} is not a duration (use e.g. '30s', '10m', '1h30m')")
-        d, h, m, s = (float(g) if g else 0.0 for g in match.groups())
-        seconds = d * 86400 + h * 3600 + m * 60 + s
-    else:
-        raise ValueError("expected a duration such as '10m' or a number of seconds")
-    if seconds <= 0:
-        raise ValueError("must be longer than zero")
-    return seconds
-
-
 Duration = Annotated[float, Before(parse_duration)]
+"""Any finite duration above zero; the keys below use the bounded ones from ``bot.config_bounds``."""
 
 
 class StorageConfig(Model):
     url: str = "sqlite+aiosqlite:///data/tagrelay.db"
     """SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://..."""
-    lease_ttl: Duration = 60.0
+    lease_ttl: Annotated[float, Before(bounds.LEASE_TTL)] = 60.0
     """How long an instance's lease lasts without a heartbeat."""
 
     @field_validator("url")
@@ -64,23 +47,23 @@ class StorageConfig(Model):
 class HttpConfig(Model):
     user_agent: str = ""
     """Empty means ``tagrelay/<version> (+https://github.com/tagrelay/tagrelay)``."""
-    timeout: Duration = 20.0
-    max_redirects: int = Field(default=5, ge=0, le=20)
-    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
-    concurrency: int = Field(default=16, ge=1, le=1024)
+    timeout: Annotated[float, Before(bounds.HTTP_TIMEOUT)] = 20.0
+    max_redirects: int = within(bounds.HTTP_MAX_REDIRECTS, 5)
+    max_bytes: int = within(bounds.HTTP_MAX_BYTES, 10 * 1024 * 1024)
+    concurrency: int = within(bounds.HTTP_CONCURRENCY, 16)
 
 
 class SourceConfig(Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
     url: str
     kind: Literal["auto", "rss", "wordpress", "jsonfeed"] = "auto"
-    interval: Duration = 600.0
+    interval: Annotated[float, Before(bounds.SOURCE_INTERVAL)] = 600.0
     taxonomies: tuple[Literal["tags", "categories"], ...] = ("tags", "categories")
     """WordPress REST only: which term lists count as tags for matching."""
-    baseline_depth: int = Field(default=100, ge=1, le=1000)
+    baseline_depth: int = within(bounds.BASELINE_DEPTH, 100)
     """How many of the latest posts the first poll reads and records."""
     enabled: bool = True
-    burst_limit: int | None = Field(default=None, ge=0)
+    burst_limit: int | None = within(bounds.BURST_LIMIT, None)
     """More new posts than this in one poll are held for an admin (None: ``[service] burst_limit``; 0: never)."""
 
     @field_validator("url")
@@ -94,32 +77,32 @@ class SourceConfig(Model):
 class SubscriptionConfig(Model):
     tag: str = Field(min_length=1)
     channels: tuple[str, ...] = Field(min_length=1)
-    backfill: int = Field(default=0, ge=0, le=100)
+    backfill: int = within(bounds.BACKFILL, 0)
 
 
 class DeliveryConfig(Model):
-    retry_base: Duration = 30.0
-    retry_cap: Duration = 3600.0
-    max_attempts: int = Field(default=8, ge=1, le=100)
-    concurrency: int = Field(default=4, ge=1, le=256)
+    retry_base: Annotated[float, Before(bounds.RETRY_BASE)] = 30.0
+    retry_cap: Annotated[float, Before(bounds.RETRY_CAP)] = 3600.0
+    max_attempts: int = within(bounds.MAX_ATTEMPTS, 8)
+    concurrency: int = within(bounds.DELIVERY_CONCURRENCY, 4)
     """How many channels deliver at the same time."""
     pacing: bool = True
     """Client-side rate limiting before any 429 (switch off only against test servers)."""
-    account_limits: dict[str, str] = Field(default_factory=lambda: {
+    account_limits: dict[str, Rate] = Field(default_factory=lambda: {
         "telegram": "30/s", "mastodon": "300/5min", "x": "100/15min"})
     """Per platform account (bot token, Mastodon account, X user): requests allowed."""
-    channel_limits: dict[str, str] = Field(default_factory=lambda: {"telegram": "1/s"})
+    channel_limits: dict[str, Rate] = Field(default_factory=lambda: {"telegram": "1/s"})
     """Per channel, by platform, unless the channel sets ``rate_limit``."""
 
 
 class ServiceConfig(Model):
-    jitter: float = Field(default=0.1, ge=0, le=0.5)
+    jitter: float = within(bounds.JITTER, 0.1)
     """Poll interval jitter as a fraction of the interval."""
-    max_backoff: Duration = 6 * 3600.0
+    max_backoff: Annotated[float, Before(bounds.MAX_BACKOFF)] = 6 * 3600.0
     """Longest delay between polls of a failing source."""
-    shutdown_timeout: Duration = 20.0
+    shutdown_timeout: Annotated[float, Before(bounds.SHUTDOWN_TIMEOUT)] = 20.0
     """How long SIGTERM waits for in-flight sends before abandoning them (resumably)."""
-    burst_limit: int = Field(default=50, ge=0)
+    burst_limit: int = within(bounds.BURST_LIMIT, 50)
     """A poll with more new posts than this holds their deliveries for an admin (0: never); a source's
     own ``burst_limit`` overrides it."""
 
@@ -244,6 +227,7 @@ def _first_error(exc: ValidationError, prefix: str = "") -> ConfigError:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """The parsed file, or ``ConfigError`` (key ``""``) naming the file and what is wrong with it as a whole."""
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -251,11 +235,19 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError("", f"config file {path} not found (pass --config PATH or set TAGRELAY_CONFIG)") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("", f"{path} is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"{path} is not UTF-8 text (byte {exc.start}); TOML files must be UTF-8") from None
+    except ValueError as exc:  # tomllib's int()/float(): e.g. an integer of more than 4300 digits
+        raise ConfigError("", f"{path} is not valid TOML: {str(exc)[:100]}") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays/inline tables
+        raise ConfigError("", f"{path}: the TOML file nests too deeply (arrays or inline tables inside each "
+                              "other)") from None
     except OSError as exc:
         raise ConfigError("", f"cannot read {path}: {exc.strerror}") from exc
 
 
-_OWNED_TABLES = ("admin", "health", "telegram_admin")
+_OWNED_TABLES = ("admin", "health")
+"""Validated by their owners (``bot.health``, ``bot.admin_bot``) in ``bot.bootstrap.validate_service_config``."""
 
 
 def resolve_source_url(url: str, base: Path | None) -> str:

@@ -8,7 +8,18 @@ after the database is migrated and stopped after in-flight sends finish.
 from __future__ import annotations
 
 from bot.app import Sidecar
+from bot.health import HealthServer, load_health_settings
 from bot.settings import Config, Secrets
+
+
+def check_sidecars(config: Config, secrets: Secrets) -> None:
+    """Validate the ``[health]`` and ``[admin]`` tables and what they need from the environment, exactly as
+    ``make_sidecars`` will (``ConfigError`` names the key or the variable). Builds and starts nothing."""
+    load_health_settings(config.extra.get("health"), secrets.get)
+    if config.extra.get("admin") is not None:  # PTB's Application costs ~0.3 s to import: only when asked
+        from bot.admin_bot import load_admin_settings
+
+        load_admin_settings(config.extra.get("admin"), secrets.get)
 
 
 def make_sidecars(config: Config, secrets: Secrets) -> list[Sidecar]:
@@ -17,8 +28,6 @@ def make_sidecars(config: Config, secrets: Secrets) -> list[Sidecar]:
 
     Validates each sidecar's table (``ConfigError`` names the key) before anything starts.
     """
-    from bot.health import HealthServer, load_health_settings
-
     sidecars: list[Sidecar] = []
     health = load_health_settings(config.extra.get("health"), secrets.get)
     if health.enabled:

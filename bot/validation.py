@@ -31,6 +31,7 @@ schemas of these models costs ~8 MiB of resident memory, a tenth of the service'
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -93,7 +94,14 @@ class Rules:
 
 
 def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
+    """A number for an error message: short and never raising, whatever its size (10**5000, 1e308, nan)."""
+    if isinstance(value, int):
+        if abs(value) >= 10**24:
+            return f"a number of about {int(value.bit_length() * math.log10(2))} digits"
+        return str(value)
+    if math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:g}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -296,7 +304,7 @@ def _describe(value: object) -> str:
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, int | float):
-        return f"the number {value}"
+        return f"the number {_num(value)}"
     if isinstance(value, str):
         return "a string" if value else "an empty string"
     if isinstance(value, Mapping):
@@ -385,7 +393,11 @@ def _coerce(hint: Any, value: Any, loc: tuple[int | str, ...], errors: list[Erro
         if isinstance(value, bool) or not isinstance(value, int | float):
             _type_error(_NAMES[float], value, loc, errors)
             return None
-        return float(value)
+        number = float(value) if isinstance(value, float) or abs(value) < 2**1000 else math.inf
+        if not math.isfinite(number):
+            errors.append({"loc": loc, "msg": f"must be a finite number (got {_num(value)})", "type": "value_error"})
+            return None
+        return number
     if hint is str:
         if not isinstance(value, str):
             _type_error(_NAMES[str], value, loc, errors)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
@@ -57,19 +58,27 @@ class TokenBucket:
         return wait
 
 
+RATE_SYNTAX = "use e.g. '1/s', '20/min', '300/5min': a whole count, '/', an optional length and a unit " \
+              "(s, min, h, d)"
+"""How a rate is written, for error messages."""
+
+_RATE = re.compile(r"(\d{1,9})/(\d{1,9}(?:\.\d{1,6})?)?(s|sec|second|m|min|minute|h|hour|d|day)", re.ASCII)
+_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
+          "d": 86400, "day": 86400}
+
+
 def parse_rate(text: str) -> tuple[float, float]:
-    """``"20/min"``, ``"1/s"``, ``"300/5min"``, ``"100/15m"`` → (count, seconds)."""
-    count_s, _, period_s = text.replace(" ", "").partition("/")
-    if not count_s or not period_s:
-        raise ValueError(f"{text!r} is not a rate (use e.g. '1/s', '20/min', '300/5min')")
-    count = float(count_s)
-    units = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
-             "d": 86400, "day": 86400}
-    digits = "".join(ch for ch in period_s if ch.isdigit() or ch == ".")
-    unit = period_s[len(digits):]
-    if unit not in units:
-        raise ValueError(f"{text!r}: unknown time unit {unit!r}")
-    seconds = (float(digits) if digits else 1.0) * units[unit]
+    """``"20/min"``, ``"1/s"``, ``"300/5min"``, ``"100/15m"`` → (count, seconds), both above zero.
+
+    Anything else (``"lots"``, ``"0/s"``, ``"-1/m"``, ``"1e309/s"``, ``"1.5/s"``) raises ``ValueError``
+    quoting the text and ``RATE_SYNTAX``.
+    """
+    shown = repr(text[:40] + "…") if len(text) > 40 else repr(text)
+    match = _RATE.fullmatch(text.replace(" ", "")) if len(text) <= 64 else None
+    if match is None:
+        raise ValueError(f"{shown} is not a rate ({RATE_SYNTAX})")
+    count_s, length_s, unit = match.groups()
+    count, seconds = float(count_s), (float(length_s) if length_s else 1.0) * _UNITS[unit]
     if count <= 0 or seconds <= 0:
-        raise ValueError(f"{text!r}: count and period must be positive")
+        raise ValueError(f"{shown} is not a rate: the count and the window must be above zero ({RATE_SYNTAX})")
     return count, seconds

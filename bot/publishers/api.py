@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from bot import config_bounds as bounds
+from bot.config_bounds import Rate, within
 from bot.domain.models import Post
 from bot.validation import Field, Model
 
@@ -39,12 +41,12 @@ class ChannelOptions(Model):
     """Per-channel message template (sandboxed); None means the platform default."""
     hashtags: bool = False
     """Append hashtags made from the post's tags, while they fit."""
-    max_hashtags: int = Field(default=5, ge=0, le=30)
-    excerpt_length: int | None = Field(default=None, ge=0)
+    max_hashtags: int = within(bounds.MAX_HASHTAGS, 5)
+    excerpt_length: int | None = within(bounds.EXCERPT_LENGTH, None)
     """Longest excerpt in characters; None means the platform default."""
     paused: bool = False
     """Start paused (the queue is kept; ``channels resume`` starts it)."""
-    rate_limit: str | None = None
+    rate_limit: Rate | None = None
     """Client-side pacing for this channel, e.g. "1/s" or "20/min"; None: the platform default."""
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from bot import config_bounds as bounds
+from bot.config_bounds import within
 from bot.publishers.api import ChannelOptions
 from bot.render.templates import TemplateError, validate_template
 from bot.validation import Field, field_validator
@@ -54,7 +56,7 @@ class MastodonRenderOptions(ChannelOptions):
     """ISO 639 language code of the statuses."""
     spoiler_text: str | None = None
     """Content warning shown before the status; counts toward the limit."""
-    max_characters: int | None = Field(default=None, ge=50)
+    max_characters: int | None = within(bounds.MASTODON_MAX_CHARACTERS, None)
     """Override the instance's advertised limit (read from /api/v2/instance otherwise)."""
 
     @field_validator("template")

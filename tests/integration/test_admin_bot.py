@@ -12,12 +12,14 @@ import asyncio
 import io
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
 import pytest
@@ -151,7 +153,9 @@ class Harness:
 
     async def cli(self, *args: str) -> str:
         out, err = io.StringIO(), io.StringIO()
-        code = await asyncio.to_thread(main, ["--config", str(self.config_path), *args], out=out, err=err)
+        # every command checks that the channels' secrets are set, as `run` does: give it the bot token
+        with mock.patch.dict(os.environ, {"TG_BOT_TOKEN": TOKEN}):
+            code = await asyncio.to_thread(main, ["--config", str(self.config_path), *args], out=out, err=err)
         assert code == 0, err.getvalue()
         return out.getvalue()
 

@@ -1,0 +1,192 @@
+"""Every bound on a configuration value, in one place (docs/configuration.md, "Bounds", lists them).
+
+The models in ``bot.settings``, ``bot.health``, ``bot.admin_bot``, ``bot.publishers.api`` and
+``bot.render.options`` name these constants instead of repeating numbers, so a move to another
+validation library (pydantic, msgspec) only has to translate this module's three kinds of rule:
+
+* ``Span(lo, hi)`` - a number (int or float) from ``lo`` to ``hi`` inclusive; ``within(SPAN, default)``
+  makes the ``Field``.
+* ``DurationIn(lo, hi)`` - a duration (``"10m"``, ``"1h30m"`` or a number of seconds) from ``lo`` to
+  ``hi`` seconds; used as ``Annotated[float, Before(DURATION)]``.
+* ``check_rate`` - a rate (``"20/min"``): a whole count from 1 to ``RATE_COUNT.hi`` per a window of
+  ``RATE_WINDOW`` seconds; used as ``Annotated[str, Before(check_rate)]`` (``Rate``).
+
+Why bounds at all: every value that loads must survive the service's arithmetic (``timedelta(seconds=…)``,
+backoff doubling, token buckets, lease expiry), so NaN, infinities, 1e308 and 20-digit integers are
+refused at load with the key named, never found later as a traceback.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from bot.domain.pacing import RATE_SYNTAX, parse_rate
+from bot.validation import Before, Field
+
+SECOND, MINUTE, HOUR, DAY = 1.0, 60.0, 3600.0, 86400.0
+
+MAX_DURATION_TEXT = 64
+"""Longest duration text read (``"1d 2h 3m 4s"`` is 11 characters); longer text is refused unread."""
+
+_DURATION_TEXT = re.compile(r"(?:\s*\d+(?:\.\d+)?\s*[dhms])+\s*", re.ASCII)
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms])", re.ASCII)
+_UNIT_SECONDS = {"d": DAY, "h": HOUR, "m": MINUTE, "s": SECOND}
+
+
+def _shown(text: str) -> str:
+    """``text`` for an error message: quoted, one line, at most ~40 characters."""
+    return repr(text[:40] + "…") if len(text) > 40 else repr(text)
+
+
+def parse_duration(value: object) -> float:
+    """``"10m"``, ``"1h30m"``, ``"45s"``, ``"2d"`` or a number of seconds → seconds (finite, above zero).
+
+    Units appear at most once each, in the order d, h, m, s. Text longer than ``MAX_DURATION_TEXT`` is
+    refused before any pattern runs on it.
+    """
+    problem = "expected a duration such as '10m' or a number of seconds"
+    if isinstance(value, bool):
+        raise ValueError(problem)
+    if isinstance(value, int | float):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer beyond a float: far above any bound
+            seconds = math.inf
+    elif isinstance(value, str):
+        seconds = _duration_text(value)
+    else:
+        raise ValueError(problem)
+    if math.isnan(seconds) or math.isinf(seconds):
+        raise ValueError(f"must be a finite duration such as '10m' (got {_number(value)})")
+    if seconds <= 0:
+        raise ValueError("must be longer than zero")
+    return seconds
+
+
+def _duration_text(value: str) -> float:
+    wrong = f"{_shown(value)} is not a duration (use e.g. '30s', '10m', '1h30m')"
+    if len(value) > MAX_DURATION_TEXT or not _DURATION_TEXT.fullmatch(value):
+        raise ValueError(wrong)
+    parts = _DURATION_PART.findall(value)
+    order = ["dhms".index(unit) for _, unit in parts]
+    if order != sorted(set(order)):  # each unit at most once, largest first
+        raise ValueError(wrong)
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+
+
+def _number(value: object) -> str:
+    """A number (or the text it came from) for an error message, short whatever its size."""
+    if isinstance(value, str):
+        return _shown(value)
+    if isinstance(value, int) and abs(value) >= 10**24:
+        return f"a number of about {int(value.bit_length() * math.log10(2))} digits"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def describe_seconds(seconds: float) -> str:
+    """``90`` → ``"90s"``, ``3600`` → ``"1h"``, ``2592000`` → ``"30d"``, ``0.1`` → ``"0.1s"``."""
+    for unit, size in (("d", DAY), ("h", HOUR), ("m", MINUTE)):
+        if size <= seconds < 1e12 and (seconds / size).is_integer():
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A number from ``lo`` to ``hi``, both included."""
+
+    lo: float
+    hi: float
+
+
+def within(span: Span, default: Any) -> Any:
+    """The ``Field`` of a number bounded by ``span``."""
+    return Field(default=default, ge=span.lo, le=span.hi)
+
+
+@dataclass(frozen=True, slots=True)
+class DurationIn:
+    """``Before`` hook: a duration (see ``parse_duration``) from ``lo`` to ``hi`` seconds."""
+
+    lo: float
+    hi: float
+
+    def __call__(self, value: object) -> float:
+        seconds = parse_duration(value)
+        if not self.lo <= seconds <= self.hi:
+            raise ValueError(f"must be from {describe_seconds(self.lo)} to {describe_seconds(self.hi)} "
+                             f"(got {describe_seconds(seconds)})")
+        return seconds
+
+
+# -- durations (seconds) -------------------------------------------------------------------------------
+
+SOURCE_INTERVAL = DurationIn(1 * SECOND, 30 * DAY)
+"""[[sources]] interval. 1 s suits local files and test servers; be polite to real sites (minutes)."""
+LEASE_TTL = DurationIn(1 * SECOND, 1 * HOUR)
+"""[storage] lease_ttl: heartbeats every third of it; a crashed instance's work waits this long."""
+HTTP_TIMEOUT = DurationIn(1 * SECOND, 10 * MINUTE)
+"""[http] timeout, per read/write/pool wait (a whole fetch may take a few times this)."""
+MAX_BACKOFF = DurationIn(1 * MINUTE, 30 * DAY)
+"""[service] max_backoff: the longest delay between polls of a failing source."""
+SHUTDOWN_TIMEOUT = DurationIn(1 * SECOND, 1 * HOUR)
+"""[service] shutdown_timeout: in-flight sends' grace on SIGTERM."""
+RETRY_BASE = DurationIn(0.1 * SECOND, 1 * DAY)
+"""[delivery] retry_base: the first retry delay."""
+RETRY_CAP = DurationIn(1 * SECOND, 7 * DAY)
+"""[delivery] retry_cap: the longest retry delay."""
+HEALTH_TIMEOUT = DurationIn(0.1 * SECOND, 1 * MINUTE)
+"""[health] timeout: how long a probe waits for the database."""
+
+# -- numbers -------------------------------------------------------------------------------------------
+
+PORT = Span(0, 65535)
+"""[health] port, [admin] webhook_port; 0 picks a free port."""
+JITTER = Span(0, 0.5)
+"""[service] jitter, a fraction of the interval."""
+HTTP_MAX_REDIRECTS = Span(0, 20)
+HTTP_MAX_BYTES = Span(1024, 2**30)
+"""[http] max_bytes: 1 KiB to 1 GiB per response body."""
+HTTP_CONCURRENCY = Span(1, 1024)
+BASELINE_DEPTH = Span(1, 1000)
+BACKFILL = Span(0, 100)
+BURST_LIMIT = Span(0, 100_000)
+"""[service] and [[sources]] burst_limit: new posts in one poll before they are held (0: never held)."""
+MAX_ATTEMPTS = Span(1, 100)
+DELIVERY_CONCURRENCY = Span(1, 256)
+MAX_HASHTAGS = Span(0, 30)
+EXCERPT_LENGTH = Span(0, 10_000)
+"""Characters; every platform's message limit is far below (a Mastodon instance's is read at runtime)."""
+MASTODON_MAX_CHARACTERS = Span(50, 100_000)
+ADMIN_PAGE_SIZE = Span(1, 50)
+TELEGRAM_USER_ID = Span(1, 2**63 - 1)
+"""[admin] admin_ids: Telegram ids are positive 64-bit integers."""
+TELEGRAM_CHAT_ID = Span(-(2**63), 2**63 - 1)
+"""[admin] admin_chat_id: a 64-bit integer (and negative: a group; its own check says so)."""
+
+# -- rates ---------------------------------------------------------------------------------------------
+
+RATE_COUNT = Span(1, 10_000)
+"""Requests per window."""
+RATE_WINDOW = DurationIn(1 * SECOND, 7 * DAY)
+"""The window's length."""
+
+
+def check_rate(value: object) -> str:
+    """``Before`` hook for a rate such as ``"20/min"``: the text itself, once it parses within the bounds."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be a rate in quotes ({RATE_SYNTAX})")
+    count, seconds = parse_rate(value)
+    if not RATE_COUNT.lo <= count <= RATE_COUNT.hi or not RATE_WINDOW.lo <= seconds <= RATE_WINDOW.hi:
+        raise ValueError(f"{_shown(value)}: at most {RATE_COUNT.hi:g} requests per window, and windows from "
+                         f"{describe_seconds(RATE_WINDOW.lo)} to {describe_seconds(RATE_WINDOW.hi)} ({RATE_SYNTAX})")
+    return value
+
+
+Rate = Annotated[str, Before(check_rate)]
+"""A validated rate (``ChannelOptions.rate_limit``, ``[delivery] account_limits`` and ``channel_limits``)."""
