@@ -7,19 +7,18 @@ after the database is migrated and stopped after in-flight sends finish.
 
 from __future__ import annotations
 
+from bot.admin.settings import load_admin_settings
 from bot.app import Sidecar
-from bot.health import HealthServer, load_health_settings
-from bot.settings import Config, Secrets
+from bot.health import HealthServer
+from bot.settings import Config, Secrets, load_health_settings
 
 
 def check_sidecars(config: Config, secrets: Secrets) -> None:
     """Validate the ``[health]`` and ``[admin]`` tables and what they need from the environment, exactly as
     ``make_sidecars`` will (``ConfigError`` names the key or the variable). Builds and starts nothing."""
-    load_health_settings(config.extra.get("health"), secrets.get)
-    if config.extra.get("admin") is not None:  # PTB's Application costs ~0.3 s to import: only when asked
-        from bot.admin_bot import load_admin_settings
-
-        load_admin_settings(config.extra.get("admin"), secrets.get)
+    load_health_settings(config.health, secrets.get)
+    if config.admin is not None:
+        load_admin_settings(config.admin, secrets.get)
 
 
 def make_sidecars(config: Config, secrets: Secrets) -> list[Sidecar]:
@@ -29,13 +28,13 @@ def make_sidecars(config: Config, secrets: Secrets) -> list[Sidecar]:
     Validates each sidecar's table (``ConfigError`` names the key) before anything starts.
     """
     sidecars: list[Sidecar] = []
-    health = load_health_settings(config.extra.get("health"), secrets.get)
+    health = load_health_settings(config.health, secrets.get)
     if health.enabled:
         sidecars.append(HealthServer(health))
-    if config.extra.get("admin") is not None:  # PTB's Application costs ~0.3 s to import: only when asked
+    if config.admin is not None:  # PTB's Application costs ~0.3 s to import: only when asked
         from bot.admin_bot import make_admin_bot
 
-        admin = make_admin_bot(config.extra.get("admin"), secrets.get)
+        admin = make_admin_bot(config.admin, secrets.get)
         if admin is not None:
             sidecars.append(admin)
     return sidecars
