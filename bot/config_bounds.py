@@ -38,9 +38,13 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms])", re.ASCII)
 _UNIT_SECONDS = {"d": DAY, "h": HOUR, "m": MINUTE, "s": SECOND}
 
 
+_SHOWABLE = re.compile(r"[0-9a-z .,/+\-]{0,24}", re.ASCII)
+
+
 def _shown(text: str) -> str:
-    """``text`` for an error message: quoted, one line, at most ~40 characters."""
-    return repr(text[:40] + "…") if len(text) > 40 else repr(text)
+    """``text`` for an error message: quoted when it is short and could be a duration or a rate (``'soon'``,
+    ``'5/fortnight'``); otherwise only its length - it may be a secret pasted into the wrong key."""
+    return repr(text) if _SHOWABLE.fullmatch(text) else f"the text given ({len(text)} characters)"
 
 
 def parse_duration(value: object) -> float:
@@ -188,7 +192,12 @@ def check_rate(value: object) -> str:
     """Before-validator for a rate such as ``"20/min"``: the text itself, once it parses within the bounds."""
     if not isinstance(value, str):
         raise ValueError(f"must be a rate in quotes ({RATE_SYNTAX})")
-    count, seconds = parse_rate(value)
+    try:
+        count, seconds = parse_rate(value)
+    except ValueError as exc:
+        if _SHOWABLE.fullmatch(value):
+            raise
+        raise ValueError(f"{_shown(value)} is not a rate ({RATE_SYNTAX})") from exc
     if not RATE_COUNT.lo <= count <= RATE_COUNT.hi or not RATE_WINDOW.lo <= seconds <= RATE_WINDOW.hi:
         raise ValueError(f"{_shown(value)}: at most {RATE_COUNT.hi:g} requests per window, and windows from "
                          f"{describe_seconds(RATE_WINDOW.lo)} to {describe_seconds(RATE_WINDOW.hi)} ({RATE_SYNTAX})")
