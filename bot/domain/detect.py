@@ -12,6 +12,7 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 
 from bot.domain.identity import post_key
+from bot.domain.limits import bounded, rejection
 from bot.domain.models import Detection, ParsedPost, Post, Subscription
 from bot.domain.routing import route
 from bot.domain.tags import make_tags
@@ -20,7 +21,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def to_post(source: str, parsed: ParsedPost) -> Post:
-    """Normalise a parsed post: identity, tags, title whitespace."""
+    """Normalise a parsed post: fields within their bounds (``domain.limits``), identity, tags, title whitespace."""
+    parsed = bounded(parsed)
     return Post(
         key=post_key(parsed),
         source=source,
@@ -36,9 +38,12 @@ def to_post(source: str, parsed: ParsedPost) -> Post:
 
 
 def normalise(source: str, parsed: Iterable[ParsedPost]) -> tuple[Post, ...]:
-    """Posts in feed order, the first occurrence of each identity kept."""
+    """Posts in feed order, the first occurrence of each identity kept; items ``domain.limits``
+    rejects (the poll reports them) left out."""
     seen: dict[str, Post] = {}
     for item in parsed:
+        if rejection(item) is not None:
+            continue
         post = to_post(source, item)
         seen.setdefault(post.key, post)
     return tuple(seen.values())

@@ -7,6 +7,7 @@ posts, validators, cursor) is untouched.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.domain.detect import detect, normalise
+from bot.domain.limits import rejection
 from bot.domain.models import ParsedPost
 from bot.domain.schedule import jittered, source_backoff
 from bot.errors import SourceError
@@ -91,11 +93,14 @@ class Poller:
 
     async def _record(self, state: SourceState, items: Sequence[ParsedPost], cache: CacheState,
                       started: float) -> PollOutcome:
-        posts = normalise(state.name, items)
+        rejected = self._report_rejected(state.name, items)
+        # normalising a big feed is CPU work proportional to it: off the event loop (health, lease heartbeat)
+        posts = await asyncio.to_thread(normalise, state.name, items)
         known = await self.store.known_keys(state.id, [p.key for p in posts])
         new_tags = {slug for p in posts if p.key not in known for slug in p.tag_slugs}
         subs = await self.store.subscriptions_for_tags(new_tags)  # only what routing can match: ∝ new posts
-        detection = detect(state.name, items, known, subs, first_poll=not state.baseline_done)
+        detection = await asyncio.to_thread(detect, state.name, items, known, subs,
+                                            first_poll=not state.baseline_done)
         now = self.clock.now()
         next_at = self._next_poll(state.name, now)
         record = await self.store.record_poll(state, detection.new_posts, detection.intents, cache, now,
@@ -105,11 +110,23 @@ class Poller:
         self.metrics.new_posts(state.name, 0 if detection.baseline else record.new_posts)
         event(log, logging.INFO, "poll", source=state.name, outcome=outcome, posts=len(posts),
               new=record.new_posts, queued=record.queued, backfilled=record.backfilled,
+              **({"rejected": rejected} if rejected else {}),
               ms=round((time.perf_counter() - started) * 1000, 1))
         if record.queued or record.backfilled:
             self.on_queued()
         return PollOutcome(state.name, outcome, posts=len(posts), new_posts=record.new_posts,
                            queued=record.queued, backfilled=record.backfilled, next_poll_at=next_at)
+
+    def _report_rejected(self, source: str, items: Sequence[ParsedPost]) -> int:
+        """Log each item ``domain.limits`` rejects (normalise leaves it out); returns how many."""
+        count = 0
+        for item in items:
+            reason = rejection(item)
+            if reason is not None:
+                count += 1
+                event(log, logging.WARNING, "poll.item_rejected", source=source, reason=reason,
+                      title=item.title, guid=item.guid)
+        return count
 
     async def _failed(self, state: SourceState, reason: str, started: float) -> PollOutcome:
         now = self.clock.now()

@@ -20,6 +20,7 @@ poll, from ``cfg.url``. Each source is stateless apart from caches; failures are
 
 from __future__ import annotations
 
+import asyncio
 from typing import ClassVar
 
 import httpx
@@ -100,7 +101,7 @@ class AutoSource:
             feed = self.delegate(kind, self.cfg.url)
             assert isinstance(feed, FeedSource)
             resolved = cache.but(resolved_url=self.cfg.url, resolved_kind=kind)
-            return feed.result(outcome, resolved, first_poll=first_poll)
+            return await asyncio.to_thread(feed.result, outcome, resolved, first_poll=first_poll)  # CPU: off the loop
         if kind in ("wordpress", "wp-index"):
             return await self._use("wordpress", api_base(outcome.url), cache, first_poll)
         if kind == "html":
@@ -114,7 +115,7 @@ class AutoSource:
         return await self.delegate(kind, url).poll(resolved, first_poll=first_poll)
 
     async def _from_page(self, page: FetchOutcome, cache: CacheState, first_poll: bool) -> PollResult:
-        found = discover_links(page.body, page.url, page.headers)
+        found = await asyncio.to_thread(discover_links, page.body, page.url, page.headers)  # CPU: off the loop
         best = found.best()
         if best is None:
             raise FeedParseError(self.name, f"the page {page.url} announces no feed and no WordPress REST API "
