@@ -46,11 +46,20 @@ def _emit(text: str, out: TextIO, secrets: Sequence[str]) -> None:
     out.write(visible_controls(redact_text(text, secrets), multiline=True))
 
 
+MAX_CELL_CHARS = 120
+"""A table cell longer than this is cut, ending in "…" (``--json`` keeps the whole text)."""
+
+
+def _cell(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
+
+
 def _table(rows: Sequence[Sequence[str]], headers: Sequence[str], out: TextIO) -> None:
     if not rows:
         out.write("(none)\n")
         return
-    rows = [[visible_controls(str(c)) for c in row] for row in rows]
+    rows = [[visible_controls(_cell(c)) for c in row] for row in rows]  # a database may hold megabyte titles
     widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
     out.write("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip() + "\n")
     for row in rows:

@@ -13,6 +13,7 @@ deliveries ``held`` (nothing is sent) and the admins are told once through
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.domain.detect import classify, detect_posts, hold_message, normalise
+from bot.domain.limits import rejection
 from bot.domain.models import ParsedPost
 from bot.domain.schedule import jittered, source_backoff, source_retry_delay
 from bot.errors import FetchError, SourceError
@@ -109,14 +111,16 @@ class Poller:
 
     async def _record(self, state: SourceState, items: Sequence[ParsedPost], cache: CacheState,
                       started: float) -> PollOutcome:
-        posts = normalise(state.name, items)
+        rejected = self._report_rejected(state.name, items)
+        # normalising a big feed is CPU work proportional to it: off the event loop (health, lease heartbeat)
+        posts = await asyncio.to_thread(normalise, state.name, items)
         known = await self.store.known_identities(state.id, posts)  # index lookups: ∝ posts, not history
         new, _known, _churned = classify(posts, known.keys, known.links)
         new_tags = {slug for p in new for slug in p.tag_slugs}
         subs = await self.store.subscriptions_for_tags(new_tags)  # only what routing can match: ∝ new posts
         limit = self.burst_limit(state.name)
-        detection = detect_posts(posts, known.keys, subs, first_poll=not state.baseline_done,
-                                 known_links=known.links, burst_limit=limit)
+        detection = await asyncio.to_thread(detect_posts, posts, known.keys, subs, first_poll=not state.baseline_done,
+                                            known_links=known.links, burst_limit=limit)
         now = self.clock.now()
         next_at = self._next_poll(state.name, now)
         note = hold_message(state.name, len(detection.new_posts), state.usual_new, limit)
@@ -129,7 +133,9 @@ class Poller:
         self.metrics.new_posts(state.name, 0 if detection.baseline else record.new_posts)
         event(log, logging.INFO, "poll", source=state.name, outcome=outcome, posts=len(posts),
               new=record.new_posts, queued=record.queued, held=record.held, churned=len(detection.churned),
-              backfilled=record.backfilled, ms=round((time.perf_counter() - started) * 1000, 1))
+              backfilled=record.backfilled,
+              **({"rejected": rejected} if rejected else {}),
+              ms=round((time.perf_counter() - started) * 1000, 1))
         if detection.churned:
             event(log, logging.WARNING, "poll.guid_churn", source=state.name, churned=len(detection.churned),
                   note="guids change between polls; identity falls back to the link")
@@ -152,6 +158,17 @@ class Poller:
             await self.notify(text)
         except Exception:  # noqa: BLE001 - a failing admin chat must not fail the poll (already recorded)
             log.warning("could not notify admins about the burst held on source %s", source)
+
+    def _report_rejected(self, source: str, items: Sequence[ParsedPost]) -> int:
+        """Log each item ``domain.limits`` rejects (normalise leaves it out); returns how many."""
+        count = 0
+        for item in items:
+            reason = rejection(item)
+            if reason is not None:
+                count += 1
+                event(log, logging.WARNING, "poll.item_rejected", source=source, reason=reason,
+                      title=item.title, guid=item.guid)
+        return count
 
     async def _failed(self, state: SourceState, reason: str, started: float,
                       retry_after: float | None = None) -> PollOutcome:
