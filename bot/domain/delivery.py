@@ -18,7 +18,7 @@ The rows (docs/delivery.md, "What happens on each error", is the same table in w
     RenderFailed              plain rendering after a rejection  dead     counted  —            rejected
     ChatMigrated              channel can move, not moved yet    (send again: the new chat)
     ChatMigrated              otherwise                          dead     counted  —            error
-    RateLimited(delay)        —                                  queued   not      held delay   rate_limited
+    RateLimited(delay)        —                                  queued   not      held ≤ 7 d   rate_limited
     Permanent                 —                                  queued   not      paused       paused
     Ambiguous                 no resend (not idempotent,         unknown  counted  —            ambiguous
                               not at_least_once)

@@ -453,10 +453,11 @@ class Deliverer:
         """One delivery: render → (check an unsure resend) → publish → decide → apply. A decision to
         send again at once (the plain rendering, the chat's new id) loops here, in the same attempt."""
         attempt = Attempt(claimed.attempts, claimed.uncertain_since)
+        facts, traits = chan.facts(self.policy), chan.traits
         key = idempotency_key(chan.name, claimed.post)
         message, outcome = self._render(chan, claimed)
-        if message is not None:
-            outcome = await self._before_resend(chan, claimed, attempt, message)
+        if message is not None and attempt.uncertain_since is not None:
+            outcome = await self._before_resend(chan, claimed, attempt, traits, message)
             if outcome is None and message.extra.get("template_fallback"):
                 event(log, logging.WARNING, "render.template_fallback", channel=chan.name, delivery=claimed.id,
                       reason=message.extra["template_fallback"], note="the channel's default template was used")
@@ -470,8 +471,7 @@ class Deliverer:
                 sends += 1
                 outcome, ms = await self._publish(chan, message, key)
             now = self.clock.now()
-            verdict = decide(outcome, attempt, chan.facts(self.policy), chan.traits, now=now,
-                             jitter=self.rng.random())
+            verdict = decide(outcome, attempt, facts, traits, now=now, jitter=self.rng.random())
             if isinstance(verdict, Decision):
                 return await self._apply(chan, claimed, verdict, now, chain=chain, ms=ms)
             if verdict.how is Again.PLAIN:
@@ -484,6 +484,7 @@ class Deliverer:
                 assert isinstance(outcome, ChatMigrated)
                 attempt = replace(attempt, moved=True)
                 await self._move(chan, outcome.new_chat_id)
+                facts, traits = chan.facts(self.policy), chan.traits  # a new publisher
                 outcome = None
 
     @staticmethod
@@ -523,13 +524,13 @@ class Deliverer:
               action="retrying once")
 
     async def _before_resend(self, chan: ChannelRuntime, claimed: ClaimedDelivery, attempt: Attempt,
-                             message: RenderedMessage) -> Outcome | None:
+                             traits: PlatformTraits, message: RenderedMessage) -> Outcome | None:
         """Before resending a delivery an earlier attempt of which may have reached the platform: if the
         publisher's idempotency key has expired by now (``idempotency_window``), a resend could post
         twice (``before_resend``). Ask the platform (``find_published``): already there → ``Found``; not
         there → None (send it). A publisher that cannot tell → ``KeyExpired``. None too when the key
         still holds (the resend is safe) or nothing was ever unsure."""
-        check = before_resend(attempt, chan.traits, self.clock.now())
+        check = before_resend(attempt, traits, self.clock.now())
         since = attempt.uncertain_since
         if check is BeforeResend.SEND or since is None:
             return None
