@@ -458,9 +458,9 @@ class Deliverer:
         message, outcome = self._render(chan, claimed)
         if message is not None and attempt.uncertain_since is not None:
             outcome = await self._before_resend(chan, claimed, attempt, traits, message)
-            if outcome is None and message.extra.get("template_fallback"):
-                event(log, logging.WARNING, "render.template_fallback", channel=chan.name, delivery=claimed.id,
-                      reason=message.extra["template_fallback"], note="the channel's default template was used")
+        if outcome is None and message is not None and message.extra.get("template_fallback"):
+            event(log, logging.WARNING, "render.template_fallback", channel=chan.name, delivery=claimed.id,
+                  reason=message.extra["template_fallback"], note="the channel's default template was used")
         ms: float | None = None
         sends = 0
         while True:
