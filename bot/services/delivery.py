@@ -44,6 +44,7 @@ from bot.errors import (
 from bot.log import event
 from bot.observability import Metrics
 from bot.publishers.api import Clock, Publisher, PublisherPlugin, RenderedMessage
+from bot.services.notifier import Notifier
 from bot.settings import DeliveryConfig
 from bot.storage.store import CHANNEL_LEASE, ClaimedDelivery, Store
 
@@ -53,7 +54,6 @@ IDEMPOTENCY_MARGIN = 300.0
 """Seconds before the end of a platform's idempotency window from which a resend is treated as
 unsafe (clocks differ, and the key's TTL starts when the platform saw the request)."""
 
-Notify = Callable[[str], Awaitable[None]]
 T = TypeVar("T")
 
 LEASE_RECHECK = 1.0
@@ -197,7 +197,7 @@ class Deliverer:
         metrics: Metrics,
         *,
         owner: str,
-        notify: Notify | None = None,
+        notifier: Notifier | None = None,
         pacer: Pacer | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -207,7 +207,7 @@ class Deliverer:
         self.config = config
         self.metrics = metrics
         self.owner = owner
-        self.notify = notify
+        self.notifier = notifier
         self.pacer = pacer or Pacer(config, store, clock)
         self.policy = RetryPolicy(base=config.retry_base, cap=config.retry_cap, max_attempts=config.max_attempts)
         self.rng = rng or random.Random()
@@ -477,10 +477,10 @@ class Deliverer:
             await self.store.set_paused(chan.name, True, reason, now)
             event(log, logging.ERROR, "channel.paused", channel=chan.name, reason=reason,
                   action=f"fix it, then run: tagrelay channels resume {chan.name}")
-            if self.notify is not None:
+            if self.notifier is not None:
                 kind = "credentials" if isinstance(exc, CredentialsError) else "channel error"
                 try:
-                    await self.notify(f"Channel {chan.name} paused ({kind}): {reason}. "
+                    await self.notifier.notify(f"Channel {chan.name} paused ({kind}): {reason}. "
                                       f"Its queue is kept; resume with /resume {chan.name}.")
                 except Exception:  # noqa: BLE001 - a failing admin chat must not loop
                     log.warning("could not notify admins about channel %s", chan.name)

@@ -24,22 +24,16 @@ from unittest import mock
 import httpx
 import pytest
 
-from bot.admin_bot import (
-    COMMANDS,
-    AdminBot,
-    AdminSettings,
-    format_tags,
-    load_admin_settings,
-    make_admin_bot,
-    split_tag_channel,
-)
+from bot.admin.bot import AdminBot
+from bot.admin.replies import COMMANDS, format_tags, split_tag_channel
+from bot.admin.settings import AdminSettings, load_admin_settings
 from bot.app import App
-from bot.bootstrap import build_app
+from bot.bootstrap import build_app, build_service
 from bot.cli import main
 from bot.errors import ConfigError
 from bot.services.admin import TagPage
 from bot.settings import Secrets, load_config
-from bot.sidecars import make_sidecars
+from bot.sidecars import make_admin_bot, make_sidecars
 from bot.storage.store import TagCount
 from tests.fakes.archive import ArchiveServer
 from tests.fakes.telegram_api import (
@@ -180,7 +174,7 @@ async def running(tmp_path: Path, *, start: bool = True, **admin: Any) -> AsyncI
         assert [s.name for s in sidecars] == ["admin-bot"]
         bot = sidecars[0]
         assert isinstance(bot, AdminBot)
-        app = build_app(config, secrets=secrets(), sidecars=sidecars)
+        app = build_app(config, secrets=secrets(), sidecars=sidecars, notifier=bot)
         async with app:
             await app.run_once()  # the first poll: a baseline, so the tags are known
             if start:
@@ -517,7 +511,10 @@ async def test_a_rejected_token_stops_the_start_with_a_config_error(h: Harness) 
         await other.start(h.app)
     assert info.value.key == "admin.token_env" and "rejected" in info.value.reason
     assert not other.up
-    assert h.app.notify == h.bot.announce  # the running bot still announces
+    assert h.app.parts.notifier is h.bot  # the running bot still announces
+    before = len(h.fake.sent_to(ALICE.id))
+    await h.app.parts.notifier.notify("Channel x paused")
+    assert [m.text for m in h.fake.sent_to(ALICE.id)[before:]] == ["⚠️ Channel x paused"]
 
 
 async def test_an_unreachable_telegram_does_not_stop_the_service_and_the_bot_keeps_trying(
@@ -528,8 +525,8 @@ async def test_an_unreachable_telegram_does_not_stop_the_service_and_the_bot_kee
         with caplog.at_level(logging.WARNING, logger="tagrelay.admin"):
             await h.bot.start(h.app)  # no exception: polling and delivery must go on without the admin bot
             assert not h.bot.up
-            assert h.app.notify is not None
-            await h.app.notify("Channel x paused")  # dropped (logged), not raised
+            assert h.app.parts.notifier is h.bot
+            await h.app.parts.notifier.notify("Channel x paused")  # dropped (logged), not raised
             await eventually(lambda: h.bot.up, "the admin bot to connect on a later attempt")
         events = [r.getMessage() for r in caplog.records]
         assert events.count("admin.unreachable") == 2 and "admin.announcement_dropped" in events
@@ -544,21 +541,23 @@ async def test_run_forever_starts_the_admin_bot_and_stops_it(tmp_path: Path) -> 
         fake.private_chat(ALICE)
         # only ALICE (and BOB from the env), no admin group
         config = load_config(write_config(tmp_path, fake, archive, {"admin_ids": [ALICE.id], "admin_chat_id": None}))
-        app = build_app(config, secrets=secrets(), sidecars=make_sidecars(config, secrets()))
+        app = build_service(config, secrets())  # what `tagrelay run` builds
         [bot] = app.parts.sidecars
         assert isinstance(bot, AdminBot)
         async with app:
             task = asyncio.create_task(app.run_forever())
             try:
                 await eventually(lambda: bot.up and app.running, "the service and the admin bot to start")
-                assert app.notify == bot.announce
+                assert app.parts.notifier is bot
                 fake.send(ALICE, "/status")
                 await eventually(lambda: len(fake.sent_to(ALICE.id)) == 1, "the /status reply")
                 assert "<b>archive</b>" in (fake.sent_to(ALICE.id)[0].text or "")
             finally:
                 app.stop_event.set()
                 await asyncio.wait_for(task, DEADLINE)
-        assert not bot.up and app.notify is None
+        assert not bot.up
+        await bot.notify("Channel x paused")  # after the stop: dropped (logged), nothing sent, nothing raised
+        assert len(fake.sent_to(ALICE.id)) == 1
 
 
 async def test_webhook_mode_accepts_only_updates_with_the_secret_token(tmp_path: Path) -> None:
