@@ -584,6 +584,36 @@ async def test_webhook_mode_accepts_only_updates_with_the_secret_token(tmp_path:
         assert "<b>news-tg</b>" in (h.fake.sent_to(ALICE.id)[0].text or "")
 
 
+async def test_webhook_mode_buttons_work_and_hostile_bodies_are_refused(tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    async with running(tmp_path, mode="webhook", webhook_url="https://bot.example.org/tg/hook",
+                       webhook_port=0, secret_token_env="HOOK_SECRET") as h:
+        right = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{h.bot.webhook_port}", timeout=DEADLINE) as client:
+            async def post(update: dict[str, Any]) -> None:
+                assert (await client.post("/tg/hook", json=update, headers=right)).status_code == 200
+
+            # a button pressed in webhook mode means what it meant when it was sent
+            await post(h.fake.message_update(ALICE, "/subscribe Topic 05"))
+            await eventually(lambda: len(h.fake.sent_to(ALICE.id)) == 1, "the channel keyboard")
+            (menu,) = h.fake.sent_to(ALICE.id)
+            button = next(b for row in h.fake.keyboard(menu) for b in row if b["text"].startswith("console"))
+            await post(h.fake.callback(ALICE, menu, button["callback_data"]))  # (queued too: never polled here)
+            await eventually(lambda: len(h.fake.edits) == 1, "the edit after the button")
+            assert menu.text == "✅ Topic 05 → console: subscribed"
+            assert ("topic-05", "console", "telegram") in await h.subscriptions()
+
+            # nested deeper than the JSON parser goes, larger than an update can be: refused, nothing logged as a bug
+            with caplog.at_level(logging.WARNING):
+                deep = await client.post("/tg/hook", content=b"[" * 200_000 + b"]" * 200_000, headers=right)
+                huge = await client.post("/tg/hook", content=b'{"update_id": 1, "x": "' + b"a" * (2 << 20) + b'"}',
+                                         headers=right)
+            assert (deep.status_code, huge.status_code) == (400, 413)
+            assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+            assert "ok" in (await client.post("/tg/hook", json=h.fake.message_update(ALICE, "/help"),
+                                              headers=right)).text  # still serving
+
+
 def test_the_admin_table_defaults_and_env_admins() -> None:
     settings = load_admin_settings(None)
     assert settings == AdminSettings()
