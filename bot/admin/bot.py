@@ -34,9 +34,8 @@ import contextlib
 import itertools
 import logging
 import re
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 from telegram import (
     BotCommand,
@@ -64,51 +63,21 @@ from telegram.ext import (
 )
 from telegram.request import HTTPXRequest
 
-from bot.admin.keyboards import (
-    Cancel,
-    Choose,
-    Menu,
-    MenuAction,
-    SubsPage,
-    TagsPage,
-    channels_menu,
-    subscriptions_menu,
-    tags_menu,
-)
-from bot.admin.replies import (
-    COMMANDS,
-    ERROR_LIMIT,
-    MAX_REPLY,
-    CommandSpec,
-    bounded_reply,
-    esc,
-    format_changes,
-    format_channels,
-    format_error,
-    format_help,
-    format_holds,
-    format_preview_head,
-    format_sources,
-    format_status,
-    format_subscriptions,
-    quote,
-    split_tag_channel,
-)
+from bot.admin.commands import Commands, Request, actor_of
+from bot.admin.keyboards import Cancel, Choose, SubsPage, TagsPage
+from bot.admin.replies import COMMANDS, ERROR_LIMIT, MAX_REPLY, CommandSpec, bounded_reply, esc, format_error, quote
 from bot.admin.settings import AdminSettings
-from bot.admin.views import channel_listing, source_listing, status_view
 from bot.admin.webhook import RejectedUpdate, WebhookListener
 from bot.errors import ConfigError, NotFoundError, TagrelayError
-from bot.humanize import cut, visible_controls
 from bot.log import event, redact_text
 from bot.publishers.http import describe_exception
-from bot.services.admin import AdminService, PreviewItem, UsageError
+from bot.services.admin import AdminService, UsageError
 
 if TYPE_CHECKING:
     from bot.app import App
 
 log = logging.getLogger("tagrelay.admin")
 
-VIA = "telegram"
 ALLOWED_UPDATES = ("message", "callback_query")
 NOTIFY_TIMEOUT = 15.0
 """How long one announcement to one chat may take before it is given up (logged)."""
@@ -125,12 +94,6 @@ _REFUSAL = ("Sorry, only the administrators of this tagrelay instance can use th
 AnyApplication = Application[Any, Any, Any, Any, Any, Any]
 
 
-def actor_of(user: User) -> str:
-    """How a Telegram user appears in the audit log: ``"111 @alice"`` (or the full name without a username)."""
-    who = f"@{user.username}" if user.username else f"({user.full_name})"
-    return f"{user.id} {who}"[:128]
-
-
 class _ForThisBot(filters.MessageFilter):
     """A command addressed to no bot in particular (``/status``) or to this one (``/status@this_bot``),
     not to another bot in the same group."""
@@ -141,24 +104,6 @@ class _ForThisBot(filters.MessageFilter):
             return False
         target = match["bot"]
         return not target or target.lower() == (message.get_bot().username or "").lower()
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One admin command: who sent it, its argument text (whitespace collapsed), and where to answer."""
-
-    message: Message
-    user: User
-    args: str
-    bang: bool
-    """``/subscribe!``: also a tag no post carries yet."""
-
-    @property
-    def actor(self) -> str:
-        return actor_of(self.user)
-
-
-Command = Callable[[Request], Awaitable[None]]
 
 
 class AdminBot:
@@ -173,21 +118,13 @@ class AdminBot:
         self._token = token
         self._secret = secret_token
         self.admins = frozenset(settings.admin_ids)
-        self._app: App | None = None
         self._service: AdminService | None = None
         self._application: AnyApplication | None = None
         self._requests: tuple[HTTPXRequest, HTTPXRequest] | None = None
         self._webhook: WebhookListener | None = None
         self._retry: asyncio.Task[None] | None = None
         self._commands_missing: set[int] = set()
-        self._commands: dict[str, Command] = {
-            "help": self._cmd_help, "start": self._cmd_help, "tags": self._cmd_tags,
-            "subscribe": self._cmd_subscribe, "unsubscribe": self._cmd_unsubscribe,
-            "subscriptions": self._cmd_subscriptions, "channels": self._cmd_channels, "pause": self._cmd_pause,
-            "resume": self._cmd_resume, "preview": self._cmd_preview, "status": self._cmd_status,
-            "retry": self._cmd_retry, "sources": self._cmd_sources, "hold": self._cmd_hold,
-        }
-        """What each command of ``COMMANDS`` does (one ``CommandHandler`` each)."""
+        self._commands: Commands | None = None
         self.up = False
         """True while updates are being received."""
         self.retry_delays: tuple[float, ...] = RETRY_DELAYS
@@ -220,8 +157,9 @@ class AdminBot:
         while the service runs (announcements meanwhile are logged and dropped).
         """
         assert app.parts.admin is not None, "the composition root (bot.bootstrap.build_app) builds the AdminService"
-        self._app = app
         self._service = app.parts.admin
+        self._commands = Commands(app.parts.admin, app.config, app.clock, page_size=self.settings.page_size,
+                                  send=self._send, scrub=self._scrub)
         self._application = self._build_application()
         try:
             await self._bring_up()
@@ -440,7 +378,8 @@ class AdminBot:
     def _command(self, spec: CommandSpec) -> Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]:
         """The ``CommandHandler`` callback of ``spec``: parse, one service call, one reply; a usage or
         not-found error is answered with the command's usage, any other failure with what failed."""
-        run = self._commands[spec.name]
+        assert self._commands is not None
+        run = self._commands.table[spec.name]
 
         async def handle(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             message, user = update.message, update.effective_user
@@ -485,112 +424,7 @@ class AdminBot:
         await message.reply_text(bounded_reply(text), parse_mode=ParseMode.HTML, reply_markup=markup,
                                  link_preview_options=_NO_PREVIEW)
 
-    def _channel_names(self) -> list[str]:
-        assert self._app is not None
-        return [c.name for c in self._app.config.channels]
-
     # -- commands (one service call each) -------------------------------------------------------
-
-    async def _cmd_help(self, req: Request) -> None:
-        await self._send(req.message, format_help(self._channel_names()))
-
-    async def _cmd_tags(self, req: Request) -> None:
-        page = await self.service.tags_page(req.args or None, page=1, size=self.settings.page_size)
-        await self._send(req.message, *tags_menu(TagsPage(page.search, 1), page))
-
-    async def _cmd_subscribe(self, req: Request) -> None:
-        await self._choose(req, "subscribe", allow_new=req.bang)
-
-    async def _cmd_unsubscribe(self, req: Request) -> None:
-        await self._choose(req, "unsubscribe", allow_new=False)
-
-    async def _choose(self, req: Request, action: Literal["subscribe", "unsubscribe"], *, allow_new: bool) -> None:
-        tag, channel = split_tag_channel(req.args, self._channel_names())
-        choice = Choose(action, tag or None, channel, allow_new)
-        if choice.action == "unsubscribe" and choice.tag is None:
-            text, markup = await self._run(SubsPage(channel, 1), req.actor)
-        else:
-            text, markup = await self._run(choice, req.actor)
-        await self._send(req.message, text, markup)
-
-    async def _cmd_subscriptions(self, req: Request) -> None:
-        words = req.args.split()
-        if len(words) > 1:
-            raise UsageError("name at most one channel")
-        channel = words[0] if words else None
-        await self._send(req.message, format_subscriptions(await self.service.subscriptions(channel), channel))
-
-    async def _cmd_channels(self, req: Request) -> None:
-        await self._send(req.message, format_channels(channel_listing(await self.service.channels())))
-
-    async def _cmd_pause(self, req: Request) -> None:
-        channel, _, reason = req.args.partition(" ")
-        if not channel:
-            raise UsageError("name the channel to pause")
-        change = await self.service.pause(channel, actor=req.actor, via=VIA, reason=reason.strip() or None)
-        await self._send(req.message, format_changes([change]))
-
-    async def _cmd_resume(self, req: Request) -> None:
-        words = req.args.split()
-        if len(words) != 1:
-            raise UsageError("name the one channel to resume")
-        change = await self.service.resume(words[0], actor=req.actor, via=VIA)
-        await self._send(req.message, format_changes([change]))
-
-    async def _cmd_retry(self, req: Request) -> None:
-        words = req.args.split()
-        if len(words) != 1:
-            raise UsageError("name one channel or one delivery id")
-        change = await self.service.retry(words[0], actor=req.actor, via=VIA)
-        await self._send(req.message, format_changes([change]))
-
-    async def _cmd_status(self, req: Request) -> None:
-        await self._send(req.message, format_status(status_view(await self.service.status())))
-
-    async def _cmd_sources(self, req: Request) -> None:
-        assert self._app is not None
-        listing = source_listing(self._app.config.sources, await self.service.sources())
-        await self._send(req.message, format_sources(listing, self._app.clock.now()))
-
-    async def _cmd_hold(self, req: Request) -> None:
-        words = req.args.split()
-        if not words:
-            await self._send(req.message, format_holds(await self.service.holds()))
-            return
-        if len(words) != 2 or words[0] not in ("release", "drop"):
-            raise UsageError("/hold lists held bursts; /hold release <source> sends one, /hold drop <source> "
-                             "never sends it")
-        action = self.service.release_hold if words[0] == "release" else self.service.drop_hold
-        await self._send(req.message, format_changes([await action(words[1], actor=req.actor, via=VIA)]))
-
-    async def _cmd_preview(self, req: Request) -> None:
-        target, channel = split_tag_channel(req.args, self._channel_names())
-        if not target:
-            raise UsageError("name a tag or a post URL")
-        items = await self.service.preview(target, channel)
-        if not items:
-            await self._send(req.message, "Nothing to preview: no configured channel can render this post.")
-            return
-        for item in items:
-            await self._send_preview(req.message, item)
-
-    async def _send_preview(self, message: Message, item: PreviewItem) -> None:
-        head = format_preview_head(item)
-        if item.platform != "telegram":
-            body = cut(visible_controls(item.text, multiline=True), MAX_REPLY - 600)
-            await self._send(message, f"{head}\n<pre>{esc(body)}</pre>")
-            return
-        await self._send(message, head)
-        parse_mode = ParseMode.HTML if item.format == "html" else None
-        preview = LinkPreviewOptions(url=item.link) if item.link else None
-        try:  # the message exactly as the channel gets it: same text, same parse mode
-            if item.image_url:
-                await message.reply_photo(item.image_url, caption=item.text, parse_mode=parse_mode)
-            else:
-                await message.reply_text(item.text, parse_mode=parse_mode, link_preview_options=preview)
-        except tg.BadRequest as exc:
-            await self._send(message, f"⚠️ Telegram refused this message, so {esc(item.channel)} would not "
-                                      f"get it either: {quote(self._scrub(exc.message), ERROR_LIMIT)}")
 
     # -- inline keyboards -----------------------------------------------------------------------
 
@@ -608,7 +442,8 @@ class AdminBot:
             await query.answer("This menu has expired; send the command again.", show_alert=True)
             return
         try:
-            text, markup = await self._run(action, actor_of(user))
+            assert self._commands is not None
+            text, markup = await self._commands.run(action, actor_of(user))
             note = ""
         except (UsageError, NotFoundError) as exc:
             text, markup, note = f"⚠️ {format_error(exc)}", None, "Not done"
@@ -625,25 +460,3 @@ class AdminBot:
             if "not modified" not in exc.message.lower():
                 raise
 
-    async def _run(self, action: MenuAction, actor: str) -> Menu:
-        """What a command or a button press shows next: one service call, then a menu or a reply."""
-        size = self.settings.page_size
-        if isinstance(action, Cancel):
-            return "Cancelled; nothing changed.", None
-        if isinstance(action, TagsPage):
-            page = await self.service.tags_page(action.search, page=action.page, size=size)
-            return tags_menu(action, page)
-        if isinstance(action, SubsPage):
-            return subscriptions_menu(action, await self.service.subscriptions(action.channel), size)
-        if action.tag is not None and action.channel is not None:
-            if action.action == "subscribe":
-                changes = await self.service.subscribe(action.tag, [action.channel], actor=actor, via=VIA,
-                                                       allow_new=action.allow_new)
-            else:
-                changes = await self.service.unsubscribe(action.tag, [action.channel], actor=actor, via=VIA)
-            return format_changes(changes), None
-        if action.tag is not None:
-            channels = [(opts.name, opts.platform) for opts, _ in await self.service.channels()]
-            return channels_menu(action, channels)
-        page = await self.service.tags_page(None, page=1, size=size)
-        return tags_menu(TagsPage(None, 1, pick=action), page)
