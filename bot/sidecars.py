@@ -23,7 +23,8 @@ def check_sidecars(config: Config, secrets: Secrets) -> None:
     """Validate the ``[health]`` and ``[admin]`` tables and what they need from the environment, exactly as
     ``make_sidecars`` will (``ConfigError`` names the key or the variable). Builds and starts nothing."""
     load_health_settings(config.extra.get("health"), secrets.get)
-    load_admin_settings(config.extra.get("admin"), secrets.get)
+    if config.extra.get("admin") is not None:  # no [admin] table: TAGRELAY_ADMIN_IDS alone is not read
+        load_admin_settings(config.extra.get("admin"), secrets.get)
 
 
 def make_health_server(config: Config, secrets: Secrets) -> HealthServer | None:
@@ -33,7 +34,9 @@ def make_health_server(config: Config, secrets: Secrets) -> HealthServer | None:
 
 
 def make_admin_bot(raw: object, env: Callable[[str], str | None]) -> AdminBot | None:
-    """The admin bot for the raw ``[admin]`` table, or None when it is not enabled."""
+    """The admin bot for the raw ``[admin]`` table, or None when there is none or it is not enabled."""
+    if raw is None:  # as check_sidecars: without the table, TAGRELAY_ADMIN_IDS alone is not read
+        return None
     settings = load_admin_settings(raw, env)
     if not settings.enabled:
         return None

@@ -10,5 +10,6 @@
 
 Only ``keyboards``, ``commands`` and ``bot`` import python-telegram-bot, and only ``bot.sidecars``
 imports them (through ``bot``) — lazily, when ``[admin]`` is enabled: PTB costs ~0.3 s and ~10 MiB
-to import, which a service without an admin bot should not pay. This ``__init__`` imports nothing, so ``bot.admin.views`` stays light for the CLI.
+to import, which a service without an admin bot should not pay. This ``__init__`` imports nothing,
+so ``bot.admin.views`` stays light for the CLI.
 """

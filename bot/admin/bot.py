@@ -1,9 +1,9 @@
 """The Telegram admin bot: the ``admin-bot`` sidecar, and the service's ``Notifier`` when enabled.
 
 Administrators manage tag subscriptions and channels by talking to a Telegram bot. Each command
-is one python-telegram-bot ``CommandHandler`` whose callback makes **one** call into
-``bot.services.admin.AdminService`` (the same service the CLI uses, built by the composition root,
-``bot.bootstrap``) and answers with a reply from ``bot.admin.replies``. Changes are audited by that
+is one python-telegram-bot ``CommandHandler`` whose callback (``bot.admin.commands``) makes **one**
+call into ``bot.services.admin.AdminService`` (the same service the CLI uses, built by the
+composition root, ``bot.bootstrap``) and answers with a reply from ``bot.admin.replies``. Changes are audited by that
 service with ``via="telegram"`` and the admin's Telegram id and @username.
 
 PTB's ``Application`` runs inside the service's event loop: ``initialize → start →

@@ -32,7 +32,7 @@ from bot.bootstrap import build_app, build_service
 from bot.cli import main
 from bot.errors import ConfigError
 from bot.services.admin import TagPage
-from bot.settings import Secrets, load_config
+from bot.settings import Secrets, build_config, load_config
 from bot.sidecars import make_admin_bot, make_sidecars
 from bot.storage.store import TagCount
 from tests.fakes.archive import ArchiveServer
@@ -632,6 +632,16 @@ def test_the_admin_table_defaults_and_env_admins() -> None:
     with pytest.raises(ConfigError) as info:
         AdminBot(ok, token=TOKEN)  # webhook mode without a secret
     assert info.value.key == "admin.secret_token_env"
+
+
+def test_without_an_admin_table_the_admin_variables_are_not_read(tmp_path: Path) -> None:
+    env = {"TAGRELAY_ADMIN_IDS": "alice", "TAGRELAY_HEALTH_PORT": "0"}
+    assert make_admin_bot(None, env.get) is None
+    config = build_config({"storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 't.db'}"}})
+    assert [s.name for s in make_sidecars(config, Secrets(environ=env))] == ["health"]
+    with pytest.raises(ConfigError) as info:  # ... and with one, a bad value is a config error
+        make_sidecars(config.model_copy(update={"extra": {"admin": {}}}), Secrets(environ=env))
+    assert info.value.key == "TAGRELAY_ADMIN_IDS"
 
 
 @pytest.mark.parametrize(("raw", "env", "key"), [
