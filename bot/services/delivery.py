@@ -79,12 +79,12 @@ from bot.publishers.api import (
     RenderedMessage,
     abilities,
 )
+from bot.services.notifier import Notifier
 from bot.settings import DeliveryConfig
 from bot.storage.store import CHANNEL_LEASE, ClaimedDelivery, Store
 
 log = logging.getLogger("tagrelay.deliver")
 
-Notify = Callable[[str], Awaitable[None]]
 
 LEASE_RECHECK = 1.0
 """Seconds before ``start_due`` tries again a channel whose lease another instance holds."""
@@ -286,7 +286,7 @@ class Deliverer:
         metrics: Metrics,
         *,
         owner: str,
-        notify: Notify | None = None,
+        notifier: Notifier | None = None,
         pacer: Pacer | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -296,7 +296,7 @@ class Deliverer:
         self.config = config
         self.metrics = metrics
         self.owner = owner
-        self.notify = notify
+        self.notifier = notifier
         self.pacer = pacer or Pacer(config, store, clock)
         self.policy = RetryPolicy(base=config.retry_base, cap=config.retry_cap, max_attempts=config.max_attempts)
         self.rng = rng or random.Random()
@@ -578,9 +578,9 @@ class Deliverer:
         if decision.pause is not None:
             event(log, logging.ERROR, "channel.paused", channel=chan.name, reason=decision.pause,
                   action=f"fix it, then run: tagrelay channels resume {chan.name}")
-        if decision.notify is not None and self.notify is not None:
+        if decision.notify is not None and self.notifier is not None:
             try:
-                await self.notify(decision.notify)
+                await self.notifier.notify(decision.notify)
             except Exception:  # noqa: BLE001 - a failing admin chat must not loop
                 log.warning("could not notify admins about channel %s", chan.name)
         self.metrics.delivery(chan.platform, chan.name, status.value)

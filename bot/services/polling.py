@@ -8,7 +8,7 @@ than ``service.max_backoff`` (``domain.schedule.source_retry_delay``).
 
 A poll with more new posts than the source's burst limit is recorded with its
 deliveries ``held`` (nothing is sent) and the admins are told once through
-``notify``; ``tagrelay hold release|drop`` (or the admin bot's /hold) ends it.
+the ``Notifier``; ``tagrelay hold release|drop`` (or the admin bot's /hold) ends it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -28,6 +28,7 @@ from bot.errors import FetchError, SourceError
 from bot.log import event, redact_url
 from bot.observability import Metrics
 from bot.publishers.api import Clock
+from bot.services.notifier import Notifier
 from bot.settings import ServiceConfig, SourceConfig
 from bot.sources.base import CacheState, NotModified, Source
 from bot.storage.store import SourceState, Store
@@ -50,8 +51,8 @@ class PollOutcome:
 
 
 class Poller:
-    """Polls sources by name. ``on_queued`` is called when deliveries were queued; ``notify`` tells the
-    admins about a burst that was held (it must not raise)."""
+    """Polls sources by name. ``on_queued`` is called when deliveries were queued; ``notifier`` tells
+    the admins about a burst that was held (a failure is logged, never raised)."""
 
     def __init__(
         self,
@@ -62,7 +63,7 @@ class Poller:
         service: ServiceConfig,
         metrics: Metrics,
         on_queued: Callable[[], None] = lambda: None,
-        notify: Callable[[str], Awaitable[None]] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.store = store
         self.sources = sources
@@ -71,7 +72,7 @@ class Poller:
         self.service = service
         self.metrics = metrics
         self.on_queued = on_queued
-        self.notify = notify
+        self.notifier = notifier
 
     def burst_limit(self, name: str) -> int:
         """The source's own ``burst_limit``, else ``[service] burst_limit`` (0: never hold)."""
@@ -152,10 +153,10 @@ class Poller:
                            churned=len(detection.churned), next_poll_at=next_at)
 
     async def _announce(self, source: str, text: str) -> None:
-        if self.notify is None:
+        if self.notifier is None:
             return
         try:
-            await self.notify(text)
+            await self.notifier.notify(text)
         except Exception:  # noqa: BLE001 - a failing admin chat must not fail the poll (already recorded)
             log.warning("could not notify admins about the burst held on source %s", source)
 

@@ -152,11 +152,18 @@ class Rig:
 
 
 def make_deliverer(store: Store, chan: ChannelRuntime, clock: FakeClock, notes: list[str]) -> Deliverer:
-    async def notify(text: str) -> None:
-        notes.append(text)
-
-    return Deliverer(store, {chan.name: chan}, clock, POLICY, Metrics(), owner="test", notify=notify,
+    return Deliverer(store, {chan.name: chan}, clock, POLICY, Metrics(), owner="test", notifier=Notes(notes),
                      rng=random.Random(5))
+
+
+class Notes:
+    """The ``Notifier``: appends what the admins were told to ``texts``."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+
+    async def notify(self, text: str) -> None:
+        self.texts.append(text)
 
 
 def channel_options(platform: str, base: str, **overrides: Any) -> ChannelOptions:

@@ -56,11 +56,18 @@ def make(store: Store, clock: FakeClock, plugin: RecordingPlugin, *, idempotent:
         channels[name] = ChannelRuntime(name, "recording", plugin, opts, plugin.create(opts, None),  # type: ignore[arg-type]
                                         rebuild=rebuild)
 
-    async def sink(text: str) -> None:
-        if notify is not None:
-            notify.append(text)
+    return Deliverer(store, channels, clock, cfg, Metrics(), owner="test", notifier=Notes(notify))
 
-    return Deliverer(store, channels, clock, cfg, Metrics(), owner="test", notify=sink)
+
+class Notes:
+    """The ``Notifier``: appends what the admins were told to ``texts`` (when given)."""
+
+    def __init__(self, texts: list[str] | None) -> None:
+        self.texts = texts
+
+    async def notify(self, text: str) -> None:
+        if self.texts is not None:
+            self.texts.append(text)
 
 
 def post(n: int, *tags: str) -> ParsedPost:
