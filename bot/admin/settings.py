@@ -1,8 +1,9 @@
-"""The ``[admin]`` table: ``AdminSettings`` and what the environment adds to it (docs/admin-bot.md).
+"""The ``[admin]`` table of the config file, and ``TAGRELAY_ADMIN_IDS`` (docs/admin-bot.md).
 
-Kept apart from the admin bot (``bot.admin_bot``) so that loading a configuration never imports
-python-telegram-bot: ``bot.settings.Config.admin`` is an ``AdminSettings``, and the bot is built only
-when ``[admin]`` is configured.
+One small module on purpose: ``bot.settings.Config.admin`` is an ``AdminSettings`` (pydantic, through
+``bot.validation``), so loading a configuration imports this module and never python-telegram-bot:
+``config check`` validates the table without loading the bot (``bot.admin.bot``), which is built
+only when ``[admin]`` is enabled.
 """
 
 from __future__ import annotations

@@ -8,24 +8,27 @@ than ``service.max_backoff`` (``domain.schedule.source_retry_delay``).
 
 A poll with more new posts than the source's burst limit is recorded with its
 deliveries ``held`` (nothing is sent) and the admins are told once through
-``notify``; ``tagrelay hold release|drop`` (or the admin bot's /hold) ends it.
+the ``Notifier``; ``tagrelay hold release|drop`` (or the admin bot's /hold) ends it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.domain.detect import classify, detect_posts, hold_message, normalise
+from bot.domain.limits import rejection
 from bot.domain.models import ParsedPost
 from bot.domain.schedule import jittered, source_backoff, source_retry_delay
 from bot.errors import FetchError, SourceError
 from bot.log import event, redact_url
 from bot.observability import Metrics
 from bot.publishers.api import Clock
+from bot.services.notifier import Notifier
 from bot.settings import ServiceConfig, SourceConfig
 from bot.sources.base import CacheState, NotModified, Source
 from bot.storage.store import SourceState, Store
@@ -48,8 +51,8 @@ class PollOutcome:
 
 
 class Poller:
-    """Polls sources by name. ``on_queued`` is called when deliveries were queued; ``notify`` tells the
-    admins about a burst that was held (it must not raise)."""
+    """Polls sources by name. ``on_queued`` is called when deliveries were queued; ``notifier`` tells
+    the admins about a burst that was held (a failure is logged, never raised)."""
 
     def __init__(
         self,
@@ -60,7 +63,7 @@ class Poller:
         service: ServiceConfig,
         metrics: Metrics,
         on_queued: Callable[[], None] = lambda: None,
-        notify: Callable[[str], Awaitable[None]] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.store = store
         self.sources = sources
@@ -69,7 +72,7 @@ class Poller:
         self.service = service
         self.metrics = metrics
         self.on_queued = on_queued
-        self.notify = notify
+        self.notifier = notifier
 
     def burst_limit(self, name: str) -> int:
         """The source's own ``burst_limit``, else ``[service] burst_limit`` (0: never hold)."""
@@ -109,14 +112,16 @@ class Poller:
 
     async def _record(self, state: SourceState, items: Sequence[ParsedPost], cache: CacheState,
                       started: float) -> PollOutcome:
-        posts = normalise(state.name, items)
+        rejected = self._report_rejected(state.name, items)
+        # normalising a big feed is CPU work proportional to it: off the event loop (health, lease heartbeat)
+        posts = await asyncio.to_thread(normalise, state.name, items)
         known = await self.store.known_identities(state.id, posts)  # index lookups: ∝ posts, not history
         new, _known, _churned = classify(posts, known.keys, known.links)
         new_tags = {slug for p in new for slug in p.tag_slugs}
         subs = await self.store.subscriptions_for_tags(new_tags)  # only what routing can match: ∝ new posts
         limit = self.burst_limit(state.name)
-        detection = detect_posts(posts, known.keys, subs, first_poll=not state.baseline_done,
-                                 known_links=known.links, burst_limit=limit)
+        detection = await asyncio.to_thread(detect_posts, posts, known.keys, subs, first_poll=not state.baseline_done,
+                                            known_links=known.links, burst_limit=limit)
         now = self.clock.now()
         next_at = self._next_poll(state.name, now)
         note = hold_message(state.name, len(detection.new_posts), state.usual_new, limit)
@@ -129,7 +134,9 @@ class Poller:
         self.metrics.new_posts(state.name, 0 if detection.baseline else record.new_posts)
         event(log, logging.INFO, "poll", source=state.name, outcome=outcome, posts=len(posts),
               new=record.new_posts, queued=record.queued, held=record.held, churned=len(detection.churned),
-              backfilled=record.backfilled, ms=round((time.perf_counter() - started) * 1000, 1))
+              backfilled=record.backfilled,
+              **({"rejected": rejected} if rejected else {}),
+              ms=round((time.perf_counter() - started) * 1000, 1))
         if detection.churned:
             event(log, logging.WARNING, "poll.guid_churn", source=state.name, churned=len(detection.churned),
                   note="guids change between polls; identity falls back to the link")
@@ -146,12 +153,23 @@ class Poller:
                            churned=len(detection.churned), next_poll_at=next_at)
 
     async def _announce(self, source: str, text: str) -> None:
-        if self.notify is None:
+        if self.notifier is None:
             return
         try:
-            await self.notify(text)
+            await self.notifier.notify(text)
         except Exception:  # noqa: BLE001 - a failing admin chat must not fail the poll (already recorded)
             log.warning("could not notify admins about the burst held on source %s", source)
+
+    def _report_rejected(self, source: str, items: Sequence[ParsedPost]) -> int:
+        """Log each item ``domain.limits`` rejects (normalise leaves it out); returns how many."""
+        count = 0
+        for item in items:
+            reason = rejection(item)
+            if reason is not None:
+                count += 1
+                event(log, logging.WARNING, "poll.item_rejected", source=source, reason=reason,
+                      title=item.title, guid=item.guid)
+        return count
 
     async def _failed(self, state: SourceState, reason: str, started: float,
                       retry_after: float | None = None) -> PollOutcome:

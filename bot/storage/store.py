@@ -49,6 +49,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.base import Executable
 
+from bot.domain.delivery import Decision
 from bot.domain.detect import pick_backfill
 from bot.domain.models import DeliveryIntent, DeliveryStatus, Post, Subscription, Tag
 from bot.domain.pacing import bucket_shape, reserve
@@ -1229,6 +1230,41 @@ class Store:
             select(t.audit_log).order_by(t.audit_log.c.id.desc()).limit(limit)).all())
         return [AuditEntry(at=utc(r.at) or r.at, actor=r.actor, via=r.via, action=r.action, detail=r.detail)
                 for r in rows]
+
+    # == delivery decisions (issue 16, refactor/delivery) =====================================================
+    # One call applies a ``bot.domain.delivery.Decision``: the delivery's outcome and its channel's hold or
+    # pause in ONE transaction, and on an unpaced channel the claim of the channel's next delivery in it too.
+    # Kept as one block at the end of ``Store`` so that the storage split can move it into the deliveries
+    # module as it is (it uses ``_Outcome`` and ``_claim``).
+
+    async def apply_decision(self, delivery_id: int, decision: Decision, now: datetime, *, channel: str,
+                             claim_for: str | None = None) -> ClaimedDelivery | None:
+        """Record a delivery's outcome (``finish``) together with its channel's effects: ``hold_until``
+        (no delivery of the channel is due before then) and ``pause`` (paused with that reason; its queue
+        is kept). With ``claim_for`` (an owner), also claim the channel's next due delivery for it, as
+        ``finish_and_claim_next`` does; a channel the decision holds or pauses yields none. Returns the
+        claimed delivery, or None. One transaction: a crash leaves all of it or none of it."""
+        outcome = _Outcome(delivery_id, decision.status, now, remote_id=decision.remote_id,
+                           remote_url=decision.remote_url, error=decision.error,
+                           next_attempt_at=decision.next_attempt_at, reason=decision.reason,
+                           attempts_delta=decision.attempts_delta, uncertain=decision.uncertain)
+        effects: list[Executable] = []  # built only when there are any: the sent path stays one UPDATE
+        if decision.hold_until is not None:
+            effects.append(update(t.channels).where(t.channels.c.name == channel)
+                           .values(hold_until=decision.hold_until))
+        if decision.pause is not None:  # as ``set_paused``: an unchanged pause keeps its time
+            effects.append(update(t.channels).where(
+                t.channels.c.name == channel,
+                or_(t.channels.c.paused.is_(False), t.channels.c.paused_reason.is_distinct_from(decision.pause))
+            ).values(paused=True, paused_reason=decision.pause, paused_at=now))
+
+        def work(conn: Connection) -> ClaimedDelivery | None:
+            outcome.record(conn)
+            for statement in effects:
+                conn.execute(statement)
+            return None if claim_for is None else self._claim(conn, channel, now, claim_for)
+
+        return await self._write(work)
 
 
 def _cache_values(cache: CacheState) -> dict[str, str | None]:
