@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from grapheme.grapheme_property_group import GraphemePropertyGroup, get_group
 
 from bot.domain.models import Post
-from bot.publishers.api import RenderedMessage, RenderEnv
 from bot.render.fit import fit, link_text, plain_budget, prepare, template_composer
+from bot.render.message import RenderedMessage, RenderEnv
 from bot.render.options import XRenderOptions
 from bot.render.text import nfc
 from bot.render.twittertext import parse_tweet, url_entities, weight_config

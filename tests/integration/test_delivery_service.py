@@ -24,7 +24,8 @@ from bot.errors import (
     RetryAfter,
 )
 from bot.observability import Metrics
-from bot.publishers.api import PublishResult, RenderedMessage
+from bot.publishers.api import PublishResult
+from bot.render.message import RenderedMessage
 from bot.services.delivery import ChannelRuntime, Deliverer, DeliveryOutcome, Pacer
 from bot.settings import DeliveryConfig
 from bot.storage.store import Store

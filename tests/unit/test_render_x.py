@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.domain.models import Post, Tag
-from bot.publishers.api import RenderEnv
+from bot.render.message import RenderEnv
 from bot.render.options import XRenderOptions
 from bot.render.x import LIMIT, render_x, x_weighted_length
 
