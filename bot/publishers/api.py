@@ -10,6 +10,11 @@ the channel's TOML table when the configuration is loaded (a bad key exits 2
 before anything is written); ``render`` is pure; ``create`` builds one
 ``Publisher`` per channel. Publishers raise only ``bot.errors.PublishError``
 subclasses and never put a secret into an error message.
+
+``RenderedMessage`` and ``RenderEnv`` (defined in ``bot.render.message``) and
+``Clock`` (``bot.clock``) live below render/ and publishers/ so that render/
+never imports publishers/; they are re-exported here, and plugins keep
+importing them from this module.
 """
 
 from __future__ import annotations
@@ -21,8 +26,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bot import config_bounds as bounds
+from bot.clock import Clock as Clock  # re-exported: part of the plugin API, defined below render/ and publishers/
 from bot.config_bounds import Rate, within
 from bot.domain.models import Post
+from bot.render.message import RenderedMessage as RenderedMessage
+from bot.render.message import RenderEnv as RenderEnv
 from bot.validation import Field, Model
 
 if TYPE_CHECKING:  # only an annotation: render/ must not load httpx through this module
@@ -51,27 +59,6 @@ class ChannelOptions(Model):
 
 
 @dataclass(frozen=True, slots=True)
-class RenderEnv:
-    """Limits learnt from the platform at runtime (e.g. a Mastodon instance's)."""
-
-    max_chars: int | None = None
-    url_length: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RenderedMessage:
-    """A message ready to send. ``length`` is measured by the platform's own rules."""
-
-    text: str
-    link: str | None
-    format: str = "plain"  # "plain" or "html"
-    length: int = 0
-    limit: int | None = None
-    image_url: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
 class PublishResult:
     """What the platform answered: its id for the post and a public URL if known."""
 
@@ -85,10 +72,6 @@ class AccountInfo:
 
     display: str
     detail: Mapping[str, Any] = field(default_factory=dict)
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
 
 
 @dataclass(frozen=True, slots=True)
