@@ -1,8 +1,19 @@
-"""Time as a dependency: services ask a clock, tests move a fake one."""
+"""Time as a dependency: services ask a clock, tests move a fake one.
+
+``Clock`` is the port every layer names (services, the composition root, the
+plugin API's ``PublisherContext``); ``bot.publishers.api`` re-exports it.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Something that tells the current time (timezone-aware)."""
+
+    def now(self) -> datetime: ...
 
 
 class SystemClock:

@@ -10,6 +10,11 @@ the channel's TOML table when the configuration is loaded (a bad key exits 2
 before anything is written); ``render`` is pure; ``create`` builds one
 ``Publisher`` per channel. Publishers raise only ``bot.errors.PublishError``
 subclasses and never put a secret into an error message.
+
+``ChannelOptions`` (defined in ``bot.channel_options``), ``RenderedMessage`` and
+``RenderEnv`` (``bot.render.message``) and ``Clock`` (``bot.clock``) live below
+render/ and publishers/ so that render/ never imports publishers/; they are
+re-exported here, and plugins keep importing them from this module.
 """
 
 from __future__ import annotations
@@ -21,34 +26,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bot.channel_options import ChannelOptions as ChannelOptions  # re-exported: plugins subclass it from here
+from bot.clock import Clock as Clock  # re-exported: part of the plugin API, defined below render/ and publishers/
 from bot.domain.models import Post
+from bot.render.message import RenderedMessage as RenderedMessage
+from bot.render.message import RenderEnv as RenderEnv
 
 if TYPE_CHECKING:  # only an annotation: render/ must not load httpx through this module
     import httpx
 
 API_VERSION = 1
 """Bumped when this contract changes incompatibly; plugins declare the one they implement."""
-
-
-@dataclass(frozen=True, slots=True)
-class RenderEnv:
-    """Limits learnt from the platform at runtime (e.g. a Mastodon instance's)."""
-
-    max_chars: int | None = None
-    url_length: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RenderedMessage:
-    """A message ready to send. ``length`` is measured by the platform's own rules."""
-
-    text: str
-    link: str | None
-    format: str = "plain"  # "plain" or "html"
-    length: int = 0
-    limit: int | None = None
-    image_url: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +52,6 @@ class AccountInfo:
 
     display: str
     detail: Mapping[str, Any] = field(default_factory=dict)
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,7 @@ from bot.publishers.http import (
     require_secret,
     transport_error,
 )
+from bot.render.mastodon import render_mastodon
 from bot.render.options import MastodonRenderOptions
 from bot.validation import Field, field_validator
 
@@ -389,8 +390,6 @@ class MastodonPlugin:
     options_model: type[ChannelOptions] = MastodonOptions
 
     def render(self, post: Post, options: Any, env: RenderEnv, *, plain: bool = False) -> RenderedMessage:
-        from bot.render.mastodon import render_mastodon
-
         assert isinstance(options, MastodonOptions)
         return render_mastodon(post, options, env, plain=plain)
 

@@ -87,6 +87,7 @@ from bot.publishers.http import (
     require_secret,
 )
 from bot.render.options import TelegramRenderOptions
+from bot.render.telegram import render_telegram
 from bot.validation import Field, field_validator
 
 _USERNAME = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{2,31}$")
@@ -433,8 +434,6 @@ class TelegramPlugin:
     options_model: type[ChannelOptions] = TelegramOptions
 
     def render(self, post: Post, options: Any, env: RenderEnv, *, plain: bool = False) -> RenderedMessage:
-        from bot.render.telegram import render_telegram
-
         assert isinstance(options, TelegramOptions)
         return render_telegram(post, options, env, plain=plain)
 

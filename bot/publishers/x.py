@@ -71,6 +71,7 @@ from bot.publishers.http import (
     transport_error,
 )
 from bot.render.options import XRenderOptions
+from bot.render.x import render_x
 from bot.validation import Field, field_validator, model_validator
 
 RATE_LIMIT_FALLBACK = 900.0
@@ -309,8 +310,6 @@ class XPlugin:
     options_model: type[ChannelOptions] = XOptions
 
     def render(self, post: Post, options: Any, env: RenderEnv, *, plain: bool = False) -> RenderedMessage:
-        from bot.render.x import render_x
-
         assert isinstance(options, XOptions)
         return render_x(post, options, env, plain=plain)
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 
 from bot.domain.models import Post
-from bot.publishers.api import RenderedMessage, RenderEnv
 from bot.render.fit import RenderError, fit, link_text, plain_budget, prepare, template_composer
+from bot.render.message import RenderedMessage, RenderEnv
 from bot.render.options import MastodonRenderOptions
 from bot.render.text import clean_inline, grapheme_length
 from bot.render.twittertext import url_entities

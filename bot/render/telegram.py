@@ -24,8 +24,8 @@ raises ``TemplateError``; ``RenderError`` when nothing fits.
 from __future__ import annotations
 
 from bot.domain.models import Post
-from bot.publishers.api import RenderedMessage, RenderEnv
 from bot.render.fit import RenderError, fit, link_text, plain_budget, prepare, template_composer
+from bot.render.message import RenderedMessage, RenderEnv
 from bot.render.options import TelegramRenderOptions
 from bot.render.tghtml import (
     telegram_html_problems,

@@ -1,21 +1,22 @@
-"""twitter-text, loaded piecemeal: its URL extractor without its emoji regex, ``parse_tweet`` on demand.
+"""twitter-text through its public API: URL entities cached per token, the v3 weighting, ``parse_tweet``.
 
-Importing any ``twitter_text`` module first runs the package's ``__init__``,
-which imports ``parse_tweet`` and with it the emoji regex (thousands of
-alternatives, compiled at import) and ``pkg_resources``: about 10 MiB of RSS
-and 0.1 s. Mastodon's counting and X's counting of text without emoji need
-only the URL extractor and the weight table. ``_module`` therefore loads
-twitter-text's own ``extract_urls`` and ``config`` files under a private
-package name that points at the installed package's directory, without running
-its ``__init__`` — the same files, the same code, the same regexes. Once
-``twitter_text`` itself is imported (``parse_tweet``, for text that may hold an
-emoji), its modules are used instead.
+Only the names ``twitter_text`` exports are used (``extract_urls_with_indices``
+and ``parse_tweet``), imported on first use: importing the package compiles
+its URL and emoji regexes and loads ``pkg_resources`` (about 0.35 s and
+10 MiB), which loading a configuration with an X or Mastodon channel, or any
+CLI command, need not pay; the first X or Mastodon message rendered does.
+
+``X_WEIGHTING`` is twitter-text's configuration v3 (the table X counts with),
+passed to ``parse_tweet`` as its documented ``options`` so that X's fast count
+(``bot.render.x``) and ``parse_tweet`` read one table;
+``tests/unit/test_render_twittertext.py`` checks it equals ``parse_tweet``'s
+default.
 
 ``url_entities`` is ``extract_urls_with_indices`` made cheap for the fitting
 loop, which measures many candidates that share most of their words: a URL
-match of twitter-text never contains one of its "spaces" (``spaces_group``;
-they are invalid domain characters and in no path or query class) except as the
-one "preceding character" in front of the URL, and every URL has a "." in its
+match of twitter-text never contains one of its "spaces" (``SPACES``; they are
+invalid domain characters and in no path or query class) except as the one
+"preceding character" in front of the URL, and every URL has a "." in its
 domain. So the text is cut into tokens with a "." (each with the space before
 it), twitter-text's extractor runs on each token and the token's result is
 cached. ``tests/unit/test_render_twittertext.py`` checks it against the
@@ -25,86 +26,81 @@ extractor on the whole text.
 from __future__ import annotations
 
 import functools
-import importlib
-import importlib.machinery
-import importlib.util
 import re
-import sys
-import types
+import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-_PRIVATE = "_tagrelay_twitter_text"
-"""The private package name twitter-text's URL modules are loaded under (see the module docstring)."""
+X_WEIGHTING: dict[str, Any] = {
+    "version": 3,
+    "max_weighted_tweet_length": 280,
+    "scale": 100,
+    "default_weight": 200,
+    "emoji_parsing_enabled": True,
+    "transformed_url_length": 23,
+    "ranges": [
+        {"start": 0, "end": 4351, "weight": 100},
+        {"start": 8192, "end": 8205, "weight": 100},
+        {"start": 8208, "end": 8223, "weight": 100},
+        {"start": 8242, "end": 8247, "weight": 100},
+    ],
+}
+"""twitter-text's configuration v3 (``parse_tweet``'s ``options``): what X weighs each character with."""
+
+SPACES = "\\x09-\\x0D\\x20\\x85\\xA0\\u1680\\u180E\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000"
+"""twitter-text's "spaces" (a regex character class body): Unicode White_Space and U+180E. Its URL
+pattern never matches one inside a URL; one may stand just before a URL."""
+
+
+class _TwitterText(NamedTuple):
+    extract_urls_with_indices: Callable[[str, bool], list[dict[str, Any]]]
+    parse_tweet: Callable[[str, dict[str, Any]], Any]
 
 
 @functools.cache
-def twitter_module(name: str) -> types.ModuleType:
-    """``twitter_text.<name>``, without importing the ``twitter_text`` package unless it already is."""
-    loaded = sys.modules.get(f"twitter_text.{name}")
-    if loaded is not None:
-        return loaded
-    if _PRIVATE not in sys.modules:
-        spec = importlib.util.find_spec("twitter_text")  # a top-level name: finds, does not import
-        if spec is None or not spec.submodule_search_locations:
-            raise ImportError("twitter_text is not installed")
-        package_spec = importlib.machinery.ModuleSpec(_PRIVATE, None, is_package=True)
-        package_spec.submodule_search_locations = list(spec.submodule_search_locations)
-        package = importlib.util.module_from_spec(package_spec)
-        sys.modules[_PRIVATE] = package
-    return importlib.import_module(f"{_PRIVATE}.{name}")
+def _twitter_text() -> _TwitterText:
+    # Deliberately lazy (see the module docstring): the package's import costs ~0.35 s and ~10 MiB.
+    # It imports pkg_resources (a declared dependency of ours: twitter-text-parser does not declare it),
+    # which setuptools 67.5+ marks deprecated with a warning at import: not the operator's concern.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*pkg_resources.*")
+        from twitter_text import extract_urls_with_indices, parse_tweet
+
+    return _TwitterText(extract_urls_with_indices, parse_tweet)
 
 
 def parse_tweet(text: str) -> Any:
-    """``twitter_text.parse_tweet`` (imports the whole package, emoji regex included, on first use)."""
-    from twitter_text import parse_tweet as parse
-
-    return parse(text)
-
-
-def weight_config() -> dict[str, Any]:
-    """twitter-text's default (v3) weighting configuration."""
-    config: dict[str, Any] = twitter_module("config").config["defaults"]
-    return config
-
-
-def extract_urls_with_indices(text: str, extract_urls_without_protocol: bool = True) -> list[dict[str, Any]]:
-    """``twitter_text.extract_urls_with_indices`` itself (run on the whole text)."""
-    extract: Callable[[str, bool], list[dict[str, Any]]] = twitter_module("extract_urls").extract_urls_with_indices
-    return extract(text, extract_urls_without_protocol)
+    """``twitter_text.parse_tweet`` with the v3 weighting (``X_WEIGHTING``)."""
+    return _twitter_text().parse_tweet(text, X_WEIGHTING)
 
 
 UrlEntity = tuple[int, int, str]
 """(start, end, url) of one URL entity, as twitter-text reports it (code point indices)."""
 
-
-@functools.cache
-def _dotted_token() -> re.Pattern[str]:
-    spaces: str = twitter_module("regexp.spaces_group").spaces_group
-    return re.compile(f"(?<![^{spaces}])[^{spaces}]*\\.[^{spaces}]*")
-
+_DOTTED_TOKEN = re.compile(f"(?<![^{SPACES}])[^{SPACES}]*\\.[^{SPACES}]*")
+"""A run of non-spaces holding a "." (only such a run can hold a URL), starting after a space or at 0."""
 
 _CACHED_TOKEN_CHARS = 300
 """Longer tokens are not cached (a cache entry keeps its token alive)."""
 
 
-@functools.lru_cache(maxsize=4096)
-def _token_entities(token: str, without_protocol: bool) -> tuple[UrlEntity, ...]:
+def _entities(token: str, without_protocol: bool) -> tuple[UrlEntity, ...]:
     return tuple((found["indices"][0], found["indices"][1], found["url"])
-                 for found in extract_urls_with_indices(token, without_protocol))
+                 for found in _twitter_text().extract_urls_with_indices(token, without_protocol))
+
+
+_cached_entities = functools.lru_cache(maxsize=4096)(_entities)
 
 
 def url_entities(text: str, *, without_protocol: bool = True) -> list[UrlEntity]:
-    """Exactly ``extract_urls_with_indices(text, without_protocol)``, as tuples, in its order; cached per token."""
+    """Exactly ``twitter_text.extract_urls_with_indices(text, without_protocol)``, as tuples, in its order;
+    cached per token."""
     if "." not in text:
         return []
     found: list[UrlEntity] = []
-    for match in _dotted_token().finditer(text):
+    for match in _DOTTED_TOKEN.finditer(text):
         begin = max(0, match.start() - 1)  # the space before the token is the URL's "preceding character"
         token = text[begin:match.end()]
-        if len(token) <= _CACHED_TOKEN_CHARS:
-            entities = _token_entities(token, without_protocol)
-        else:
-            entities = _token_entities.__wrapped__(token, without_protocol)
-        found.extend((begin + start, begin + end, url) for start, end, url in entities)
+        extract = _cached_entities if len(token) <= _CACHED_TOKEN_CHARS else _entities
+        found.extend((begin + start, begin + end, url) for start, end, url in extract(token, without_protocol))
     return found

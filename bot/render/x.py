@@ -1,7 +1,8 @@
 """X (Twitter) rendering: plain text measured by twitter-text v3 weighted length (280).
 
 The length is never a character count: ``x_weighted_length`` uses the
-twitter-text v3 rules through the ``twitter_text`` package — text NFC-normalised,
+twitter-text v3 rules through the ``twitter_text`` package's public API
+(``bot.render.twittertext``) — text NFC-normalised,
 every URL 23, CJK and emoji 2, Latin 1 (platform-apis §2.5). The text itself is
 NFC too, so what we measure is what X counts. ``env`` is not used: the limit is
 the standard 280.
@@ -20,11 +21,11 @@ from collections.abc import Sequence
 from grapheme.grapheme_property_group import GraphemePropertyGroup, get_group
 
 from bot.domain.models import Post
-from bot.publishers.api import RenderedMessage, RenderEnv
 from bot.render.fit import fit, link_text, plain_budget, prepare, template_composer
+from bot.render.message import RenderedMessage, RenderEnv
 from bot.render.options import XRenderOptions
 from bot.render.text import nfc
-from bot.render.twittertext import parse_tweet, url_entities, weight_config
+from bot.render.twittertext import X_WEIGHTING, parse_tweet, url_entities
 
 LIMIT = 280
 """``maxWeightedTweetLength`` of twitter-text config v3."""
@@ -49,7 +50,7 @@ _LINE_ENDINGS = re.compile(r"\r\n|\r|\n")
 @functools.cache
 def _weights() -> tuple[int, int, int, tuple[tuple[int, int, int], ...]]:
     """twitter-text's v3 table: (scale, weight of a URL, default weight, (start, end, weight) ranges)."""
-    defaults = weight_config()
+    defaults = X_WEIGHTING
     scale = int(defaults["scale"])
     ranges = tuple((int(r["start"]), int(r["end"]), int(r["weight"])) for r in defaults["ranges"])
     return scale, int(defaults["transformed_url_length"]) * scale, int(defaults["default_weight"]), ranges

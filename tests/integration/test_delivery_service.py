@@ -27,7 +27,8 @@ from bot.errors import (
     RetryAfter,
 )
 from bot.observability import Metrics
-from bot.publishers.api import PublishResult, RenderedMessage, RenderEnv
+from bot.publishers.api import PublishResult
+from bot.render.message import RenderedMessage, RenderEnv
 from bot.services.delivery import ChannelRuntime, Deliverer, DeliveryOutcome, Pacer
 from bot.settings import DeliveryConfig
 from bot.storage.store import Store

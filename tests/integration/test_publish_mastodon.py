@@ -22,9 +22,10 @@ from bot.errors import (
     RetryAfter,
 )
 from bot.publishers import mastodon as mastodon_module
-from bot.publishers.api import PublisherContext, PublisherPlugin, RenderedMessage
+from bot.publishers.api import PublisherContext, PublisherPlugin
 from bot.publishers.http import parse_reset_iso, parse_retry_after
 from bot.publishers.mastodon import MastodonOptions, MastodonPublisher, plugin
+from bot.render.message import RenderedMessage
 from bot.validation import ValidationError
 from tests.fakes.mastodon_api import DEFAULT_TOKEN, STATUSES, FakeMastodon, status_length
 from tests.publish_support import DictSecrets, assert_clean

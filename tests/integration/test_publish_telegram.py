@@ -21,8 +21,9 @@ from bot.errors import (
     RetryablePublishError,
     RetryAfter,
 )
-from bot.publishers.api import PublisherContext, PublisherPlugin, RenderedMessage
+from bot.publishers.api import PublisherContext, PublisherPlugin
 from bot.publishers.telegram import TelegramOptions, TelegramPublisher, parse_chat_id, plugin
+from bot.render.message import RenderedMessage
 from bot.validation import ValidationError
 from tests.fakes.http import Response
 from tests.fakes.telegram_api import (

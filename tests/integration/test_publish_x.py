@@ -22,10 +22,11 @@ from bot.errors import (
     RetryablePublishError,
     RetryAfter,
 )
-from bot.publishers.api import PublisherContext, PublisherPlugin, RenderedMessage
+from bot.publishers.api import PublisherContext, PublisherPlugin
 from bot.publishers.http import parse_reset_epoch
 from bot.publishers.x import XOptions, XPublisher, plugin, rate_limit_delay
 from bot.publishers.x_auth import x_auth_flow
+from bot.render.message import RenderedMessage
 from bot.validation import ValidationError
 from tests.fakes.x_api import (
     ACCESS_TOKEN,

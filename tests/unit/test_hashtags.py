@@ -7,9 +7,9 @@ import unicodedata
 import pytest
 
 from bot.domain.models import Post, Tag
-from bot.publishers.api import RenderEnv
 from bot.render.hashtags import hashtag, hashtags_for
 from bot.render.mastodon import render_mastodon
+from bot.render.message import RenderEnv
 from bot.render.options import MastodonRenderOptions, XRenderOptions
 from bot.render.x import render_x, x_weighted_length
 

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from bot.domain.models import Post, Tag
-from bot.publishers.api import RenderedMessage, RenderEnv
 from bot.render.console import render_console
 from bot.render.mastodon import mastodon_length, render_mastodon
+from bot.render.message import RenderedMessage, RenderEnv
 from bot.render.options import MastodonRenderOptions, TelegramRenderOptions, XRenderOptions
 from bot.render.telegram import render_telegram, telegram_html_problems, telegram_visible_text
 from bot.render.x import render_x, x_weighted_length

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from bot.domain.models import Post
-from bot.publishers.api import RenderEnv
 from bot.render.fit import RenderError
 from bot.render.mastodon import DEFAULT_LIMIT, mastodon_length, render_mastodon
+from bot.render.message import RenderEnv
 from bot.render.options import MastodonRenderOptions
 
 FAMILY = "👨\u200d👩\u200d👧\u200d👦"

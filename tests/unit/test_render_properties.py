@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from twitter_text import parse_tweet
 
 from bot.domain.models import Post, Tag
-from bot.publishers.api import RenderedMessage, RenderEnv
 from bot.render.fit import RenderError
 from bot.render.mastodon import mastodon_length, render_mastodon
+from bot.render.message import RenderedMessage, RenderEnv
 from bot.render.options import MastodonRenderOptions, TelegramRenderOptions, XRenderOptions
 from bot.render.telegram import (
     render_telegram,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bot.domain.models import Post, Tag
-from bot.publishers.api import RenderEnv
 from bot.render.fit import MAX_TITLE_CHARS
+from bot.render.message import RenderEnv
 from bot.render.options import TelegramRenderOptions
 from bot.render.telegram import (
     CAPTION_LIMIT,

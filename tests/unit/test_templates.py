@@ -8,8 +8,9 @@ import pytest
 
 from bot.domain.models import Post, Tag
 from bot.errors import ConfigError
-from bot.publishers.api import ChannelOptions, RenderEnv
+from bot.publishers.api import ChannelOptions
 from bot.render.mastodon import render_mastodon
+from bot.render.message import RenderEnv
 from bot.render.options import MastodonRenderOptions, TelegramRenderOptions, XRenderOptions
 from bot.render.telegram import render_telegram
 from bot.render.templates import (

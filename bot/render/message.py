@@ -1,0 +1,33 @@
+"""What rendering produces and the platform limits it reads: ``RenderedMessage`` and ``RenderEnv``.
+
+They sit below both ``bot.render`` (which builds them) and ``bot.publishers``
+(which sends them), so render/ never imports publishers/. Plugins keep
+importing them from ``bot.publishers.api``, which re-exports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class RenderEnv:
+    """Limits learnt from the platform at runtime (e.g. a Mastodon instance's)."""
+
+    max_chars: int | None = None
+    url_length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedMessage:
+    """A message ready to send. ``length`` is measured by the platform's own rules."""
+
+    text: str
+    link: str | None
+    format: str = "plain"  # "plain" or "html"
+    length: int = 0
+    limit: int | None = None
+    image_url: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
