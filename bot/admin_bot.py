@@ -85,8 +85,8 @@ from bot.validation import Field, Model, Rules, ValidationError, field_validator
 if TYPE_CHECKING:
     from bot.app import App
     from bot.domain.models import Subscription
+    from bot.domain.state import ChannelCounts, HoldView, SourceState
     from bot.services.delivery import ChannelRuntime
-    from bot.storage.store import ChannelCounts, HoldView, SourceState
 
 log = logging.getLogger("tagrelay.admin")
 

@@ -36,11 +36,11 @@ from bot.admin_bot import (
 from bot.app import App
 from bot.bootstrap import build_app
 from bot.cli import main
+from bot.domain.state import TagCount
 from bot.errors import ConfigError
 from bot.services.admin import TagPage
 from bot.settings import Secrets, load_config
 from bot.sidecars import make_sidecars
-from bot.storage.store import TagCount
 from tests.fakes.archive import ArchiveServer
 from tests.fakes.telegram_api import (
     DEFAULT_CHANNEL_ID,
