@@ -154,7 +154,7 @@ class CoordinationMixin(StoreBase):
         """Lease up to ``limit`` of the named sources for polling by ``owner``.
 
         A source is claimable when no live lease is on it and (with ``due_only``) its
-        ``next_poll_at`` has come. ``record_poll``/``record_not_modified``/
+        ``next_poll_at`` has come. ``apply_poll``/``record_not_modified``/
         ``record_poll_failure`` release the lease; ``release_sources`` releases it
         when a poll ends without a record. On PostgreSQL the rows are picked with
         ``FOR UPDATE SKIP LOCKED``, so concurrent claimers never block each other and
