@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -33,7 +32,9 @@ from bot.errors import PermanentPublishError, StorageError
 from bot.log import event
 from bot.observability import Metrics
 from bot.publishers.api import Clock, PublisherPlugin
+from bot.services.admin import AdminService
 from bot.services.delivery import ChannelRuntime, Deliverer, DeliveryOutcome, Run
+from bot.services.notifier import Notifier
 from bot.services.polling import Poller, PollOutcome
 from bot.settings import Config
 from bot.sources.base import Source
@@ -91,6 +92,10 @@ class Components:
     close_http: bool = True
     feed_http: httpx.AsyncClient | None = None
     """The sources' client when it is not ``http`` (see ``bot.sources.http``); closed with it."""
+    admin: AdminService | None = None
+    """The administration use cases over this store and config (the admin bot's, as the CLI's)."""
+    notifier: Notifier | None = None
+    """Tells the admins about a paused channel or a held burst (the admin bot); None: the log only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +114,10 @@ class App:
         self.owner = parts.owner
         self.wake = asyncio.Event()
         self.stop_event = asyncio.Event()
-        self.notify: Callable[[str], Awaitable[None]] | None = None
         self.poller = Poller(parts.store, parts.sources, {s.name: s for s in parts.config.sources}, parts.clock,
-                             parts.config.service, parts.metrics, on_queued=self.wake.set, notify=self._notify)
+                             parts.config.service, parts.metrics, on_queued=self.wake.set, notifier=parts.notifier)
         self.deliverer = Deliverer(parts.store, parts.channels, parts.clock, parts.config.delivery, parts.metrics,
-                                   owner=parts.owner, notify=self._notify)
+                                   owner=parts.owner, notifier=parts.notifier)
         self.shared = not is_sqlite(parts.config.storage.url)
         """Shared mode (PostgreSQL): instances register, claim sources and lease channels instead of
         one instance holding the database alone (SQLite)."""
@@ -128,10 +132,6 @@ class App:
         self._registered = False
         self._initialized = False
         self.started_at: datetime | None = None
-
-    async def _notify(self, text: str) -> None:
-        if self.notify is not None:
-            await self.notify(text)
 
     # -- lifecycle ------------------------------------------------------------------------
 

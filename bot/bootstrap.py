@@ -11,7 +11,7 @@ import logging
 import os
 import secrets as _secrets
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +22,13 @@ from bot.app import App, Components, Sidecar
 from bot.clock import SystemClock
 from bot.errors import ConfigError, CredentialsError
 from bot.observability import Metrics
-from bot.publishers.api import Clock, PublisherContext, PublisherPlugin
+from bot.publishers.api import Clock, PublisherContext, PublisherPlugin, RenderEnv
 from bot.publishers.registry import load_plugins
+from bot.services.admin import AdminService
 from bot.services.delivery import ChannelRuntime
+from bot.services.notifier import Notifier
 from bot.settings import Config, EnvSettings, Secrets, build_config, read_toml
-from bot.sidecars import check_sidecars
+from bot.sidecars import check_sidecars, make_admin_bot, make_health_server
 from bot.sources.base import Source
 from bot.sources.factory import make_source
 from bot.sources.http import make_feed_client, make_http_client
@@ -114,6 +116,28 @@ def make_channels(config: Config, plugins: dict[str, PublisherPlugin], base: Pub
     return channels
 
 
+def make_admin_service(config: Config, store: Store, *, clock: Clock | None = None,
+                       plugins: Mapping[str, PublisherPlugin] | None = None,
+                       channels: Mapping[str, ChannelRuntime] | None = None) -> AdminService:
+    """The administration use cases, for every CLI command and for the admin bot (through ``build_app``).
+
+    ``channels`` (the running service's): previews use each channel's render limits as its publisher
+    learnt them; without, the defaults. The plugins are loaded for the configured platforms unless given.
+    """
+    plugins = plugins if plugins is not None else load_plugins({c.platform for c in config.channels})
+    envs = _LiveRenderEnvs(channels) if channels is not None else None
+    return AdminService(store, config, clock or SystemClock(), plugins, envs)
+
+
+def build_service(config: Config, secrets: Secrets) -> App:
+    """``tagrelay run``: the app with the sidecars the config asks for; the admin bot, when ``[admin]`` is
+    enabled, is also the ``Notifier`` that tells the admins about paused channels and held bursts."""
+    health = make_health_server(config, secrets)
+    admin = make_admin_bot(config.extra.get("admin"), secrets.get)
+    sidecars: list[Sidecar] = [s for s in (health, admin) if s is not None]
+    return build_app(config, secrets=secrets, sidecars=sidecars, notifier=admin)
+
+
 def build_app(
     config: Config,
     *,
@@ -122,10 +146,14 @@ def build_app(
     http: httpx.AsyncClient | None = None,
     plugins: dict[str, PublisherPlugin] | None = None,
     sidecars: Sequence[Sidecar] = (),
+    notifier: Notifier | None = None,
     owner: str | None = None,
     store: Store | None = None,
 ) -> App:
-    """Wire an ``App`` for ``config``. Call inside a running event loop; use ``async with``."""
+    """Wire an ``App`` for ``config``. Call inside a running event loop; use ``async with``.
+
+    ``notifier`` tells the admins about a paused channel or a held burst (the admin bot; None: only the log).
+    """
     clock = clock or SystemClock()
     secrets = secrets or Secrets()
     close_http = http is None
@@ -138,11 +166,30 @@ def build_app(
     sources: dict[str, Source] = {s.name: make_source(s, feed_client, config.http)
                                   for s in config.sources if s.enabled}
     channels = make_channels(config, plugins, ctx, secrets)
-    parts = Components(config=config, store=store or make_store(config), http=client, feed_http=feed_client,
+    store = store or make_store(config)
+    parts = Components(config=config, store=store, http=client, feed_http=feed_client,
                        sources=sources,
                        channels=channels, plugins=plugins, clock=clock, metrics=Metrics(),
-                       owner=owner or make_owner(), sidecars=list(sidecars), close_http=close_http)
+                       owner=owner or make_owner(), sidecars=list(sidecars), close_http=close_http,
+                       admin=make_admin_service(config, store, clock=clock, plugins=plugins, channels=channels),
+                       notifier=notifier)
     return App(parts)
+
+
+class _LiveRenderEnvs(Mapping[str, RenderEnv]):
+    """Each channel's current render limits, read from its publisher when asked (they are learnt at runtime)."""
+
+    def __init__(self, channels: Mapping[str, ChannelRuntime]) -> None:
+        self._channels = channels
+
+    def __getitem__(self, name: str) -> RenderEnv:
+        return self._channels[name].publisher.render_env
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._channels)
+
+    def __len__(self) -> int:
+        return len(self._channels)
 
 
 class _SecretLookup:

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot import __version__
+from bot.admin.views import channel_listing, source_listing, status_view
 from bot.errors import ConfigError, NotFoundError, PluginError, TagrelayError
 from bot.humanize import ago as _ago
 from bot.humanize import json_visible_controls, visible_controls
 from bot.log import configure_logging, event, redact_text
-from bot.services.admin import UsageError
+from bot.services.admin import StatusReport, UsageError
 from bot.settings import Config, EnvSettings, Secrets
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -46,11 +47,20 @@ def _emit(text: str, out: TextIO, secrets: Sequence[str]) -> None:
     out.write(visible_controls(redact_text(text, secrets), multiline=True))
 
 
+MAX_CELL_CHARS = 120
+"""A table cell longer than this is cut, ending in "…" (``--json`` keeps the whole text)."""
+
+
+def _cell(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
+
+
 def _table(rows: Sequence[Sequence[str]], headers: Sequence[str], out: TextIO) -> None:
     if not rows:
         out.write("(none)\n")
         return
-    rows = [[visible_controls(str(c)) for c in row] for row in rows]
+    rows = [[visible_controls(_cell(c)) for c in row] for row in rows]  # a database may hold megabyte titles
     widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
     out.write("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip() + "\n")
     for row in rows:
@@ -96,12 +106,9 @@ class Context:
                                                   credentials=getattr(args, "credentials", True))
 
     def admin(self, store: Any) -> Any:
-        from bot.clock import SystemClock
-        from bot.publishers.registry import load_plugins
-        from bot.services.admin import AdminService
+        from bot.bootstrap import make_admin_service
 
-        plugins = load_plugins({c.platform for c in self.config.channels})
-        return AdminService(store, self.config, SystemClock(), plugins)
+        return make_admin_service(self.config, store)
 
     async def with_store(self, fn: Callable[[Any], Awaitable[int]]) -> int:
         from bot.app import upgrade_schema
@@ -133,12 +140,10 @@ class Context:
 
 
 async def cmd_run(ctx: Context) -> int:
-    from bot.bootstrap import build_app
+    from bot.bootstrap import build_service
 
     configure_logging(ctx.env.log_level, ctx.args.log_format or ctx.env.log_format, ctx.secret_values())
-    from bot.sidecars import make_sidecars
-
-    app = build_app(ctx.config, secrets=ctx.secrets, sidecars=make_sidecars(ctx.config, ctx.secrets))
+    app = build_service(ctx.config, ctx.secrets)
     if not ctx.args.once:
         # before start-up, not after: a SIGTERM/SIGINT while starting (e.g. waiting for a platform) then ends
         # in a clean stop (in-flight work recovered, the instance unregistered), instead of a death
@@ -161,17 +166,14 @@ async def cmd_sources(ctx: Context) -> int:
         from bot.clock import SystemClock
 
         now = SystemClock().now()
-        states = {s.name: s for s in await ctx.admin(store).sources()}
+        states = await ctx.admin(store).sources()
         if ctx.args.json:
+            by_name = {s.name: s for s in states}
             _print_json([{"name": s.name, "url": s.url, "kind": s.kind, "interval": s.interval,
-                          "state": states.get(s.name)} for s in ctx.config.sources], ctx.out)
+                          "state": by_name.get(s.name)} for s in ctx.config.sources], ctx.out)
             return EXIT_OK
-        rows = []
-        for s in ctx.config.sources:
-            st = states.get(s.name)
-            kind = s.kind if not (st and st.cache.resolved_kind) else f"{s.kind}→{st.cache.resolved_kind}"
-            rows.append([s.name, kind, f"{s.interval:.0f}s", str(st.post_count if st else 0),
-                         _ago(st.last_poll_at if st else None, now), s.url])
+        rows = [[s.name, s.kind, f"{s.interval:.0f}s", str(s.posts), _ago(s.last_poll_at, now), s.url]
+                for s in source_listing(ctx.config.sources, states)]
         _table(rows, ["name", "kind", "interval", "posts", "last poll", "url"], ctx.out)
         return EXIT_OK
 
@@ -184,12 +186,8 @@ async def cmd_channels_list(ctx: Context) -> int:
         if ctx.args.json:
             _print_json([{"name": o.name, "platform": o.platform, "counts": c} for o, c in items], ctx.out)
             return EXIT_OK
-        rows = []
-        for opts, counts in items:
-            state = "PAUSED: " + (counts.paused_reason or "") if counts and counts.paused else "active"
-            c = counts.counts if counts else {}
-            rows.append([opts.name, opts.platform, state, str(c.get("queued", 0) + c.get("failed", 0)),
-                         str(c.get("sent", 0))])
+        rows = [[c.name, c.platform, f"{c.state}: {c.paused_reason or ''}" if c.paused else c.state,
+                 str(c.waiting), str(c.sent)] for c in channel_listing(items)]
         _table(rows, ["name", "platform", "state", "waiting", "sent"], ctx.out)
         return EXIT_OK
 
@@ -320,11 +318,10 @@ async def cmd_status(ctx: Context) -> int:
     return await ctx.with_store(go)
 
 
-def write_status(report: Any, out: TextIO) -> None:
+def write_status(report: StatusReport, out: TextIO) -> None:
     now = report.now
-    problems = report.problems
-    headline = "OK" if not problems else f"{len(problems)} PROBLEM{'S' if len(problems) > 1 else ''}"
-    out.write(f"tagrelay {__version__} — {headline}\n")
+    view = status_view(report)
+    out.write(f"tagrelay {__version__} — {view.headline.upper()}\n")
     out.write(f"storage: {report.storage}\n")
     if report.holder:  # SQLite: whoever holds the instance lock is running (the OS drops it when it dies)
         holder = report.holder
@@ -341,34 +338,23 @@ def write_status(report: Any, out: TextIO) -> None:
     else:
         out.write("instance: none running\n")
     out.write("\nSOURCES\n")
-    rows = []
-    for s in report.sources:
-        st = s.state
-        health = "ERROR" if s.problem else ("BURST HELD" if s.hold else ("ok" if st.last_poll_at
-                                                                          else "not polled yet"))
-        rows.append([st.name, health, _ago(st.last_poll_at, now), st.last_outcome or "-",
-                     _ago(s.next_poll_at, now) if s.next_poll_at else "-", str(st.post_count),
-                     st.last_error or ""])
+    rows = [[s.name, s.health, _ago(s.last_poll_at, now), s.last_outcome or "-",
+             _ago(s.next_poll_at, now) if s.next_poll_at else "-", str(s.posts), s.last_error or ""]
+            for s in view.sources]
     _table(rows, ["source", "health", "last poll", "outcome", "next poll", "posts", "last error"], out)
     out.write("\nCHANNELS\n")
-    rows = []
-    for c in report.channels:
-        k = c.counts.counts
-        state = "PAUSED" if c.counts.paused else ("held" if c.counts.hold_until and c.counts.hold_until > now
-                                                   else "active")
-        oldest = _ago(c.counts.oldest_queued, now) if c.counts.oldest_queued else "-"
-        rows.append([c.counts.channel, c.counts.platform, state, str(k.get("queued", 0)),
-                     str(k.get("failed", 0)), str(k.get("sent", 0)), str(c.counts.sent_today),
-                     str(k.get("dead", 0)), str(k.get("unknown", 0)), oldest])
+    rows = [[c.name, c.platform, c.state, str(c.queued), str(c.retrying), str(c.sent), str(c.sent_today),
+             str(c.dead), str(c.unknown), _ago(c.oldest_waiting, now) if c.oldest_waiting else "-"]
+            for c in view.channels]
     _table(rows, ["channel", "platform", "state", "queued", "retrying", "sent", "today", "dead", "unknown",
                   "oldest waiting"], out)
-    if problems:
+    if view.problems:
         out.write("\nPROBLEMS\n")
-        for p in problems:
+        for p in view.problems:
             out.write(f"  ! {p}\n")
-    if report.warnings:
+    if view.warnings:
         out.write("\nWARNINGS\n")
-        for w in report.warnings:
+        for w in view.warnings:
             out.write(f"  ~ {w}\n")
 
 

@@ -1,6 +1,6 @@
 """Every bound on a configuration value, in one place (docs/configuration.md, "Bounds", lists them).
 
-The models in ``bot.settings``, ``bot.health``, ``bot.admin_bot``, ``bot.publishers.api`` and
+The models in ``bot.settings``, ``bot.health``, ``bot.admin.settings``, ``bot.publishers.api`` and
 ``bot.render.options`` name these constants instead of repeating numbers, so a move to another
 validation library (pydantic, msgspec) only has to translate this module's three kinds of rule:
 

@@ -15,9 +15,9 @@ Configured by the ``[health]`` table (all keys optional)::
     timeout = "2s"          # how long /readyz and /metrics wait for the database
 
 ``TAGRELAY_HEALTH_HOST`` and ``TAGRELAY_HEALTH_PORT`` (environment or ``.env``)
-override ``host`` and ``port``. Built on ``asyncio.start_server``: no web
-framework, nothing listens until ``tagrelay run`` starts the service, and
-``run --once`` never listens.
+override ``host`` and ``port``. Served by ``aiohttp.web`` (``bot.httpserver``);
+nothing listens until ``tagrelay run`` starts the service, and ``run --once``
+never listens.
 """
 
 from __future__ import annotations
@@ -30,12 +30,13 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Protocol
-from urllib.parse import urlsplit
+
+from aiohttp import web
 
 from bot import config_bounds as bounds
 from bot.config_bounds import within
 from bot.errors import ConfigError
-from bot.localhttp import READ_TIMEOUT, HttpError, LocalHttpServer, read_head, write_answer
+from bot.httpserver import Listener, answer
 from bot.log import event, redact_text
 from bot.observability import CONTENT_TYPE, Metrics
 from bot.settings import Config
@@ -150,31 +151,23 @@ class HealthTarget(Protocol):
 # -- HTTP ----------------------------------------------------------------------------------------
 
 
-class _Answer:
-    __slots__ = ("body", "content_type", "headers", "status")
-
-    def __init__(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8",
-                 headers: Mapping[str, str] | None = None) -> None:
-        self.status = status
-        self.body = body
-        self.content_type = content_type
-        self.headers = dict(headers or {})
+def _json(status: int, data: Mapping[str, Any]) -> web.Response:
+    return answer(status, json.dumps(data, sort_keys=True) + "\n", content_type="application/json")
 
 
-def _json(status: int, data: Mapping[str, Any]) -> _Answer:
-    return _Answer(status, (json.dumps(data, sort_keys=True) + "\n").encode(), "application/json")
-
-
-class HealthServer(LocalHttpServer):
+class HealthServer:
     """The ``health`` sidecar. ``port`` holds the bound port once started (useful with port 0)."""
 
     name = "health"
-    label = "health endpoint"
 
     def __init__(self, settings: HealthSettings) -> None:
-        super().__init__()
         self.settings = settings
         self._app: HealthTarget | None = None
+        self._listener = Listener(self._route, label="health endpoint")
+
+    @property
+    def port(self) -> int | None:
+        return self._listener.port
 
     @property
     def url(self) -> str:
@@ -191,45 +184,29 @@ class HealthServer(LocalHttpServer):
         for source in app.config.sources:
             if source.enabled:
                 app.metrics.source_configured(source.name)
-        await self.listen(self.settings.host, self.settings.port, config_key="health.port",
-                          hint=f" (choose another [health] port or set {PORT_ENV})")
+        await self._listener.listen(self.settings.host, self.settings.port, config_key="health.port",
+                                    hint=f" (choose another [health] port or set {PORT_ENV})")
         event(log, logging.INFO, "health.listening", host=self.settings.host, port=self.port,
               endpoints="/healthz /readyz /metrics")
 
-    # -- connection handling --------------------------------------------------------------------
+    async def stop(self) -> None:
+        await self._listener.stop()
 
-    async def respond(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            method, target, _headers = await asyncio.wait_for(read_head(reader), READ_TIMEOUT)
-        except HttpError as exc:
-            await self._write(writer, "GET", _Answer(exc.status, exc.text.encode() + b"\n"))
-            return
-        except TimeoutError:
-            await self._write(writer, "GET", _Answer(408, b"request head not received in time\n"))
-            return
-        answer = await self._route(method, urlsplit(target).path or "/")
-        await self._write(writer, method, answer)
-
-    @staticmethod
-    async def _write(writer: asyncio.StreamWriter, method: str, answer: _Answer) -> None:
-        await write_answer(writer, answer.status, answer.body, content_type=answer.content_type,
-                           headers=answer.headers, head_only=method == "HEAD")
-
-    async def _route(self, method: str, path: str) -> _Answer:
+    async def _route(self, request: web.Request) -> web.Response:
         handlers = {"/healthz": self._healthz, "/readyz": self._readyz, "/metrics": self._metrics}
-        handler = handlers.get(path.rstrip("/") or "/")
+        handler = handlers.get(request.path.rstrip("/") or "/")
         if handler is None:
-            return _Answer(404, b"not found; try /healthz, /readyz or /metrics\n")
-        if method not in ("GET", "HEAD"):
-            return _Answer(405, b"only GET and HEAD\n", headers={"Allow": "GET, HEAD"})
+            return answer(404, "not found; try /healthz, /readyz or /metrics\n")
+        if request.method not in ("GET", "HEAD"):
+            return answer(405, "only GET and HEAD\n", headers={"Allow": "GET, HEAD"})
         return await handler()
 
     # -- endpoints ------------------------------------------------------------------------------
 
-    async def _healthz(self) -> _Answer:
-        return _Answer(200, b"ok\n")
+    async def _healthz(self) -> web.Response:
+        return answer(200, "ok\n")
 
-    async def _readyz(self) -> _Answer:
+    async def _readyz(self) -> web.Response:
         app = self._target()
         checks: dict[str, str] = {}
         problems: list[str] = []
@@ -252,14 +229,14 @@ class HealthServer(LocalHttpServer):
             return _json(503, {"status": "unavailable", "reason": "; ".join(problems), "checks": checks})
         return _json(200, {"status": "ready", "checks": checks})
 
-    async def _metrics(self) -> _Answer:
+    async def _metrics(self) -> web.Response:
         app = self._target()
         try:
             await asyncio.wait_for(app.deliverer.refresh_queue_metrics(), self.settings.timeout)
         except Exception as exc:  # noqa: BLE001 - stale queue gauges beat no metrics at all
             event(log, logging.WARNING, "metrics.refresh_failed", error=redact_text(str(exc) or type(exc).__name__),
                   note="queue gauges show their previous values")
-        return _Answer(200, app.metrics.render(), CONTENT_TYPE)
+        return answer(200, app.metrics.render(), content_type=CONTENT_TYPE)
 
     def _target(self) -> HealthTarget:
         assert self._app is not None, "HealthServer.start was not called"

@@ -7,6 +7,9 @@ library logged it: known secret values (the tokens tagrelay read from the
 environment) and secret-shaped text (passwords in URLs, Telegram bot tokens,
 ``Bearer`` tokens, ``access_token=`` query parameters, OAuth 1.0a header
 values) become ``***`` in the message, the fields and the exception text.
+Each message and field value is cut to ``MAX_LOGGED_CHARS`` (exception text to
+``MAX_LOGGED_TRACE_CHARS``) before it is redacted, so a megabyte of feed text
+costs no more to log than two kilobytes; every redaction pattern is linear.
 ``configure_logging`` also redacts tracebacks of uncaught exceptions.
 
 Formats::
@@ -31,7 +34,11 @@ from typing import Any, TextIO
 from bot.errors import ConfigError
 from bot.humanize import json_visible_controls, visible_controls
 
-_URL_PASSWORD = re.compile(r"(?P<pre>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@/\s]+)(?P<post>@)", re.I)
+# scheme://user:password@ — the match may only start where a run of scheme characters starts (the
+# lookbehind): otherwise a long run such as a 250 KB link path is rescanned from each of its positions
+# (quadratic). ``pre`` then holds the run's leading digits/punctuation too, which are written back.
+_URL_PASSWORD = re.compile(r"(?<![a-z0-9+.\-])(?P<pre>[0-9+.\-]*[a-z][a-z0-9+.\-]*://[^:/@\s]*:)"
+                           r"(?P<pw>[^@/\s]+)(?P<post>@)", re.I)
 # Telegram bot tokens: <bot id>:<35 characters>, also inside URLs (".../bot123:AA.../sendMessage")
 _BOT_TOKEN = re.compile(r"(?<![0-9])\d{5,12}:[A-Za-z0-9_-]{20,}(?![A-Za-z0-9_-])")
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
@@ -40,6 +47,14 @@ _QUERY_SECRET = re.compile(r"(?i)([?&;](?:access_token|refresh_token|token|api_k
 _OAUTH1 = re.compile(r"(?i)(oauth_(?:token|signature|consumer_key|verifier)=\"?)[^\",&\s]+")
 
 REDACTED = "***"
+
+MAX_LOGGED_CHARS = 2_000
+"""A logged message or field value longer than this is cut, with ``…(+N chars)`` appended."""
+MAX_LOGGED_TRACE_CHARS = 20_000
+"""The same bound for exception and stack text (a traceback is many lines)."""
+_REDACTION_LOOKAHEAD = 4_096
+"""Characters past the cut that redaction still reads, so that a secret straddling the cut is
+recognised; the redacted text keeps none of them (see ``redact_bounded``)."""
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -76,6 +91,24 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     return _OAUTH1.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
 
 
+def redact_bounded(text: str, limit: int = MAX_LOGGED_CHARS, secrets: Iterable[str] = ()) -> str:
+    """``text`` redacted and cut to at most ``limit`` characters plus a ``…(+N chars)`` marker.
+
+    Redaction reads only the first ``limit + _REDACTION_LOOKAHEAD`` characters, so its cost is
+    bounded however long ``text`` is. A secret cut at the end of that window is not recognised, so
+    the window's last ``_REDACTION_LOOKAHEAD`` (redacted) characters are never shown: any secret
+    shorter than that is either redacted whole or not shown at all.
+    """
+    window = text[: limit + _REDACTION_LOOKAHEAD]
+    redacted = redact_text(window, secrets)
+    keep = limit if len(window) == len(text) else min(limit, len(redacted) - _REDACTION_LOOKAHEAD)
+    if len(redacted) <= keep:
+        return redacted
+    keep = max(keep, 0)
+    hidden = len(redacted) - keep + len(text) - len(window)
+    return f"{redacted[:keep]}…(+{hidden} chars)"
+
+
 def redact_url(url: str) -> str:
     """A database or service URL with its password replaced."""
     return _URL_PASSWORD.sub(lambda m: f"{m['pre']}{REDACTED}{m['post']}", url)
@@ -93,8 +126,9 @@ class RedactingFilter(logging.Filter):
         super().__init__()
         self.secrets = [s for s in secrets if s]
 
-    def redact(self, text: str) -> str:
-        return redact_text(text, self.secrets)
+    def redact(self, text: str, limit: int = MAX_LOGGED_CHARS) -> str:
+        """``text`` redacted and bounded (``redact_bounded``)."""
+        return redact_bounded(text, limit, self.secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self.redact(record.getMessage())
@@ -104,12 +138,13 @@ class RedactingFilter(logging.Filter):
             record.kv = {k: v if isinstance(v, bool | int | float | type(None)) else self.redact(str(v))
                          for k, v in fields.items()}
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info),
+                                          MAX_LOGGED_TRACE_CHARS)
             record.exc_info = None
         elif record.exc_text:
-            record.exc_text = self.redact(record.exc_text)
+            record.exc_text = self.redact(record.exc_text, MAX_LOGGED_TRACE_CHARS)
         if record.stack_info:
-            record.stack_info = self.redact(record.stack_info)
+            record.stack_info = self.redact(record.stack_info, MAX_LOGGED_TRACE_CHARS)
         return True
 
 

@@ -247,7 +247,7 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 _OWNED_TABLES = ("admin", "health")
-"""Validated by their owners (``bot.health``, ``bot.admin_bot``) in ``bot.bootstrap.validate_service_config``."""
+"""Validated by their owners (``bot.health``, ``bot.admin.settings``) in ``bot.bootstrap.validate_service_config``."""
 
 
 def resolve_source_url(url: str, base: Path | None) -> str:

@@ -7,19 +7,46 @@ after the database is migrated and stopped after in-flight sends finish.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from bot.admin.settings import load_admin_settings
 from bot.app import Sidecar
 from bot.health import HealthServer, load_health_settings
 from bot.settings import Config, Secrets
+
+if TYPE_CHECKING:
+    from bot.admin.bot import AdminBot
 
 
 def check_sidecars(config: Config, secrets: Secrets) -> None:
     """Validate the ``[health]`` and ``[admin]`` tables and what they need from the environment, exactly as
     ``make_sidecars`` will (``ConfigError`` names the key or the variable). Builds and starts nothing."""
     load_health_settings(config.extra.get("health"), secrets.get)
-    if config.extra.get("admin") is not None:  # PTB's Application costs ~0.3 s to import: only when asked
-        from bot.admin_bot import load_admin_settings
-
+    if config.extra.get("admin") is not None:  # no [admin] table: TAGRELAY_ADMIN_IDS alone is not read
         load_admin_settings(config.extra.get("admin"), secrets.get)
+
+
+def make_health_server(config: Config, secrets: Secrets) -> HealthServer | None:
+    """The health server unless ``[health] enabled = false`` (``ConfigError`` names a bad key)."""
+    health = load_health_settings(config.extra.get("health"), secrets.get)
+    return HealthServer(health) if health.enabled else None
+
+
+def make_admin_bot(raw: object, env: Callable[[str], str | None]) -> AdminBot | None:
+    """The admin bot for the raw ``[admin]`` table, or None when there is none or it is not enabled."""
+    if raw is None:  # as check_sidecars: without the table, TAGRELAY_ADMIN_IDS alone is not read
+        return None
+    settings = load_admin_settings(raw, env)
+    if not settings.enabled:
+        return None
+    # deliberately lazy: python-telegram-bot costs ~0.3 s and ~10 MiB to import, paid only when [admin] is on
+    from bot.admin.bot import AdminBot
+
+    token = env(settings.token_env)
+    assert token is not None  # checked by load_admin_settings
+    secret = env(settings.secret_token_env) if settings.mode == "webhook" else None
+    return AdminBot(settings, token=token, secret_token=secret)
 
 
 def make_sidecars(config: Config, secrets: Secrets) -> list[Sidecar]:
@@ -28,14 +55,6 @@ def make_sidecars(config: Config, secrets: Secrets) -> list[Sidecar]:
 
     Validates each sidecar's table (``ConfigError`` names the key) before anything starts.
     """
-    sidecars: list[Sidecar] = []
-    health = load_health_settings(config.extra.get("health"), secrets.get)
-    if health.enabled:
-        sidecars.append(HealthServer(health))
-    if config.extra.get("admin") is not None:  # PTB's Application costs ~0.3 s to import: only when asked
-        from bot.admin_bot import make_admin_bot
-
-        admin = make_admin_bot(config.extra.get("admin"), secrets.get)
-        if admin is not None:
-            sidecars.append(admin)
-    return sidecars
+    health = make_health_server(config, secrets)
+    admin = make_admin_bot(config.extra.get("admin"), secrets.get)
+    return [s for s in (health, admin) if s is not None]

@@ -23,6 +23,7 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 
 from bot.domain.identity import link_key, post_key
+from bot.domain.limits import bounded, rejection
 from bot.domain.models import Detection, ParsedPost, Post, Subscription
 from bot.domain.routing import route
 from bot.domain.tags import make_tags
@@ -32,7 +33,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def to_post(source: str, parsed: ParsedPost) -> Post:
-    """Normalise a parsed post: identity, tags, title whitespace; an image URL only if http(s)."""
+    """Normalise a parsed post: fields within their bounds (``domain.limits``), identity, tags, title whitespace;
+    an image URL only if http(s)."""
+    parsed = bounded(parsed)
     return Post(
         key=post_key(parsed),
         link_key=link_key(parsed.url),
@@ -49,9 +52,12 @@ def to_post(source: str, parsed: ParsedPost) -> Post:
 
 
 def normalise(source: str, parsed: Iterable[ParsedPost]) -> tuple[Post, ...]:
-    """Posts in feed order, the first occurrence of each identity kept."""
+    """Posts in feed order, the first occurrence of each identity kept; items ``domain.limits``
+    rejects (the poll reports them) left out."""
     seen: dict[str, Post] = {}
     for item in parsed:
+        if rejection(item) is not None:
+            continue
         post = to_post(source, item)
         seen.setdefault(post.key, post)
     return tuple(seen.values())

@@ -6,6 +6,9 @@ import math
 import random
 from dataclasses import dataclass
 
+_MAX_DOUBLINGS = 64
+"""Doublings past which a backoff stops growing: 2**64 times the smallest base (0.1 s) is beyond any cap."""
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -17,9 +20,14 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        ceiling = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
-        r = rng or random
-        return float(ceiling / 2 + r.uniform(0, ceiling / 2))
+        return self.delay_for(attempt, (rng or random).random())
+
+    def delay_for(self, attempt: int, jitter: float) -> float:
+        """``delay`` with the randomness given: ``jitter`` is a uniform draw in [0, 1) (0: half the
+        ceiling, the shortest wait; towards 1: the whole ceiling)."""
+        doublings = min(max(0, attempt - 1), _MAX_DOUBLINGS)
+        ceiling = min(self.cap, self.base * 2.0 ** doublings)
+        return float(ceiling / 2 + ceiling / 2 * min(1.0, max(0.0, jitter)))
 
     def exhausted(self, attempts: int) -> bool:
         return attempts >= self.max_attempts

@@ -15,12 +15,16 @@ import html
 import re
 import unicodedata
 
+from bot.domain.limits import TAG_CHARS
 from bot.domain.models import Tag
 
 _APOSTROPHES = "'\u2018\u2019\u201a\u201b\u2032\u02bc\u02b9\u0060\u00b4\uff07"
 _DASHLIKE = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212./"
 _TAGS = re.compile(r"<[^>]*>")
-_SPACES = re.compile(r"[\s_\-]*\s[\s_\-]*|-+")
+_SEPARATORS = re.compile(r"[\s_\-]+")
+"""Maximal runs of separators, each matched once (linear; see ``_separator``)."""
+_WHITESPACE = re.compile(r"\s")
+_DASHES = re.compile(r"-+")
 _LATIN_LIMIT = 0x0250  # Latin-1 Supplement + Latin Extended-A/B
 
 
@@ -33,6 +37,14 @@ def _drop_latin_accents(text: str) -> str:
     return unicodedata.normalize("NFC", "".join(out))
 
 
+def _separator(run: str) -> str:
+    """A run of whitespace, ``_`` and ``-``: "-" when it holds whitespace but no ``_``; with ``_``,
+    the run without its outer whitespace; without whitespace, each dash sequence as one "-"."""
+    if _WHITESPACE.search(run):
+        return run.strip() if "_" in run else "-"
+    return _DASHES.sub("-", run)
+
+
 def clean_tag_name(name: str) -> str:
     """The display form of a tag name: entities decoded, whitespace collapsed."""
     text = html.unescape(_TAGS.sub("", name))
@@ -40,7 +52,10 @@ def clean_tag_name(name: str) -> str:
 
 
 def slugify(name: str) -> str:
-    """Return the normalised slug of a tag name (may be empty for pure punctuation)."""
+    """Return the normalised slug of a tag name (may be empty for pure punctuation).
+
+    At most ``TAG_CHARS`` characters (normalisation can lengthen a name: "ß" → "ss").
+    """
     text = clean_tag_name(name)
     text = unicodedata.normalize("NFKC", text).casefold()
     text = _drop_latin_accents(text)
@@ -50,8 +65,8 @@ def slugify(name: str) -> str:
     for ch in _DASHLIKE:
         text = text.replace(ch, "-")
     kept = "".join(ch for ch in text if ch.isalnum() or ch in " _-" or ch.isspace())
-    kept = _SPACES.sub(lambda m: "-" if "_" not in m.group(0) else m.group(0).strip(), kept)
-    return kept.strip("-_ ")
+    kept = _SEPARATORS.sub(lambda m: _separator(m.group(0)), kept)
+    return kept.strip("-_ ")[:TAG_CHARS].strip("-_ ")
 
 
 def make_tag(name: str) -> Tag | None:

@@ -111,15 +111,18 @@ class Publisher(Protocol):
     post (Mastodon's Idempotency-Key); the delivery service uses it to decide
     what to do with a send whose outcome is unknown.
 
-    Optional, found with ``getattr`` (a plugin without them keeps working):
+    Optional abilities, each declared by its own protocol below (a publisher
+    has one when it has the member; one without them keeps working, with the
+    default in brackets; ``abilities(publisher)`` reads them):
 
-    * ``idempotency_window: float`` - seconds the platform honours a key
-      (Mastodon: 3600). When a delivery's first unconfirmed attempt is older
-      than that, a resend could post twice, so the delivery service asks first:
-    * ``async find_published(message, *, since) -> PublishResult | None`` -
-      the post if it is already on the account (created at or after
-      ``since``), else None. Without it, such a delivery is held as
-      ``unknown`` for an operator instead of being resent.
+    * ``KeyWindow``: ``idempotency_window: float | None`` - seconds the
+      platform honours a key (Mastodon: 3600) [None: for ever]. When a
+      delivery's first unconfirmed attempt is older than that, a resend could
+      post twice, so the delivery service asks first:
+    * ``FindsPublished``: ``async find_published(message, *, since) ->
+      PublishResult | None`` - the post if it is already on the account
+      (created at or after ``since``), else None [none: such a delivery is
+      held as ``unknown`` for an operator instead of being resent].
     """
 
     idempotent: bool
@@ -134,6 +137,38 @@ class Publisher(Protocol):
     async def check(self) -> AccountInfo: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class KeyWindow(Protocol):
+    """Optional publisher ability: the platform honours an idempotency key this many seconds only
+    (None: for ever). Without it, a key is taken to hold for ever."""
+
+    idempotency_window: float | None
+
+
+@runtime_checkable
+class FindsPublished(Protocol):
+    """Optional publisher ability: look a post up on the account (after an unconfirmed attempt whose
+    idempotency key has expired). Raises only ``PublishError`` subclasses, like ``publish``."""
+
+    async def find_published(self, message: RenderedMessage, *, since: datetime) -> PublishResult | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherAbilities:
+    """A publisher's optional abilities (``Publisher``'s docstring), with the defaults filled in."""
+
+    idempotency_window: float | None = None
+    finder: FindsPublished | None = None
+
+
+def abilities(publisher: Publisher) -> PublisherAbilities:
+    """The optional abilities ``publisher`` declares; absent ones take their defaults. Costs a few
+    structural checks: the delivery service reads it once per publisher."""
+    window = publisher.idempotency_window if isinstance(publisher, KeyWindow) else None
+    return PublisherAbilities(idempotency_window=None if window is None else float(window),
+                              finder=publisher if isinstance(publisher, FindsPublished) else None)
 
 
 @runtime_checkable

@@ -26,6 +26,8 @@ from html.parser import HTMLParser
 import grapheme
 from grapheme.grapheme_property_group import GraphemePropertyGroup, get_group
 
+from bot.domain.limits import EXCERPT_CHARS
+
 ELLIPSIS = "…"
 
 Measure = Callable[[str], int]
@@ -59,7 +61,53 @@ _SECOND_LAYER = re.compile(
     r"|bull|middot|copy|reg|trade|euro);"
 )
 
-_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://\S+|\bwww\.\S+")
+# A URL, as break_points protects it: ``\b[A-Za-z][A-Za-z0-9+.\-]*://\S+|\bwww\.\S+``. That pattern,
+# run as one regex, rescans a long run of scheme characters ("a-a-a-…") from each of its word
+# starts (quadratic), so ``url_spans`` finds the same spans in linear time: both alternatives end
+# where the whitespace-free token ends, so a token holds at most one URL, starting at the earliest
+# of its "www." (at a word start) and its first scheme start (a letter at a word start in the run
+# of scheme characters just before "://").
+_TOKEN_RUN = re.compile(r"\S+")
+_WWW = re.compile(r"\bwww\.(?=\S)")
+_SCHEME_RUN = re.compile(r"(?<![A-Za-z0-9+.\-])[A-Za-z0-9+.\-]*://(?=\S)")
+"""A whole run of scheme characters and "://": may start only where such a run starts (linear)."""
+_SCHEME_START = re.compile(r"\b[A-Za-z]")
+
+
+def _url_start(text: str, begin: int, end: int) -> int | None:
+    """Where the URL in the token ``text[begin:end]`` starts, or None."""
+    www = _WWW.search(text, begin, end)
+    first = www.start() if www else end
+    for run in _SCHEME_RUN.finditer(text, begin, end):
+        if run.start() >= first:
+            break
+        start = _SCHEME_START.search(text, run.start(), run.end() - 3)
+        if start is not None:
+            return min(start.start(), first)
+    return www.start() if www else None
+
+
+def url_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each URL-looking token part, in order; linear in ``len(text)``."""
+    spans: list[tuple[int, int]] = []
+    for token in _TOKEN_RUN.finditer(text):
+        start = _url_start(text, token.start(), token.end())
+        if start is not None:
+            spans.append((start, token.end()))
+    return spans
+
+
+def _outside(offsets: Sequence[int], spans: Sequence[tuple[int, int]]) -> list[int]:
+    """The ascending ``offsets`` that fall strictly inside none of the ascending, disjoint ``spans``."""
+    kept: list[int] = []
+    i = 0
+    for offset in offsets:
+        while i < len(spans) and spans[i][1] <= offset:
+            i += 1
+        if i < len(spans) and spans[i][0] < offset:
+            continue
+        kept.append(offset)
+    return kept
 
 
 def clean_text(text: str) -> str:
@@ -145,12 +193,49 @@ class _TextCollector(HTMLParser):
             self.parts.append(data)
 
 
+def defuse_markup(fragment: str) -> str:
+    """``fragment`` with every ``<`` that starts no complete construct written as ``&lt;``.
+
+    The standard library's HTMLParser rescans an unfinished construct ("<a <a <a …", "<!--" with
+    no "-->") once per following character: 20 KB of "<a " took 3.6 s, 64 KB 38 s (issue 15). A
+    ``<`` followed by a letter, ``/``, ``!`` or ``?`` starts a construct that ends at the next
+    ``>`` (a comment: at the next "-->"); when there is no such end, the parser would show the
+    rest as text anyway, so escaping that ``<`` changes nothing visible. A ``<`` inside a complete
+    construct is left alone. Linear: each search result is reused until the scan passes it.
+    """
+    if "<" not in fragment:
+        return fragment
+    out: list[str] = []
+    start = 0
+    next_gt = next_comment_end = -2  # -2: not searched yet; -1: none left
+    lt = fragment.find("<")
+    while lt != -1:
+        opener = fragment[lt + 1:lt + 2]
+        end = -1
+        if fragment.startswith("<!--", lt):
+            if next_comment_end != -1 and next_comment_end < lt + 4:
+                next_comment_end = fragment.find("-->", lt + 4)
+            end = next_comment_end + 3 if next_comment_end != -1 else -1
+        elif opener != "" and ((opener.isascii() and opener.isalpha()) or opener in "/!?"):
+            if next_gt != -1 and next_gt < lt:
+                next_gt = fragment.find(">", lt)
+            end = next_gt + 1 if next_gt != -1 else -1
+        if end == -1:
+            out.append(fragment[start:lt])
+            out.append("&lt;")
+            start = lt + 1
+            end = lt + 1
+        lt = fragment.find("<", end)
+    out.append(fragment[start:])
+    return "".join(out)
+
+
 def html_to_text(fragment: str) -> str:
     """Visible text of an HTML fragment, entities decoded, whitespace collapsed to single spaces."""
     if not fragment:
         return ""
     collector = _TextCollector()
-    collector.feed(fragment)
+    collector.feed(defuse_markup(fragment))
     collector.close()
     text = "".join(collector.parts)
     # Feeds often double-encode ("&amp;#8230;"); the parser decoded one layer.
@@ -159,12 +244,16 @@ def html_to_text(fragment: str) -> str:
 
 # -- trailers ---------------------------------------------------------------------
 
+# Trailers sit at the end, so they are looked for there only (issue 15: searching the whole text
+# on each round of ``strip_trailers`` was quadratic). "(?<!\s)" lets a match start only where a run
+# of whitespace starts, not at each of its positions (same matches); "The post …" is at most
+# ``_APPEARED_FIRST_SPAN`` characters long.
 _APPEARED_FIRST = re.compile(
-    r"\s*The post\s.{1,400}?\sappeared first on\s.{1,300}?\.?\s*$", re.IGNORECASE | re.DOTALL
+    r"(?<!\s)\s*The post\s.{1,400}?\sappeared first on\s.{1,300}?\.?\s*$", re.IGNORECASE | re.DOTALL
 )
-_TRUNCATION_MARK = re.compile(
-    r"\s*(?:[\[(]\s*(?:…|\.\.\.|&hellip;|&#8230;|&#x2026;)\s*[\])]|…|\.\.\.)\s*$", re.IGNORECASE
-)
+_APPEARED_FIRST_SPAN = 1024
+_BARE_MARKS = ("…", "...")
+_BRACKETED_MARKS = ("…", "...", "&hellip;", "&#8230;", "&#x2026;")
 _MORE_TRAILER = re.compile(
     r"(?:[\[(«]\s*)?(?P<phrase>continue reading|read more|read the rest|keep reading"
     r"|read (?:the )?full (?:article|post|story))\b",
@@ -193,6 +282,39 @@ def _is_more_trailer(text: str, match: re.Match[str], title: str | None) -> bool
             and stripped.rstrip(" →»›>.…")[-1:] in _CLOSE_QUOTES)
 
 
+def _drop_appeared_first(text: str) -> str:
+    """``text`` without a final "The post … appeared first on …", right-stripped."""
+    text = text.rstrip()
+    head = max(0, len(text) - _APPEARED_FIRST_SPAN)
+    while head > 0 and text[head - 1].isspace():
+        head -= 1  # a match starts where a run of whitespace starts
+    match = _APPEARED_FIRST.search(text, head)
+    return text[:match.start()].rstrip() if match else text
+
+
+def _truncation_mark_start(text: str) -> int | None:
+    """Where a final truncation mark ("…", "...", "[…]", "(&hellip;)", …) and the whitespace
+    before it start; None without one. Reads only the end of ``text``."""
+    body = text.rstrip()
+    bare = next((mark for mark in _BARE_MARKS if body.endswith(mark)), None)
+    if bare is not None:
+        start = len(body) - len(bare)
+    elif body.endswith(("]", ")")):
+        inner = body[:-1].rstrip()
+        mark = next((m for m in _BRACKETED_MARKS if inner[-len(m):].lower() == m), None)
+        if mark is None:
+            return None
+        opening = inner[:-len(mark)].rstrip()
+        if not opening.endswith(("[", "(")):
+            return None
+        start = len(opening) - 1
+    else:
+        return None
+    while start > 0 and text[start - 1].isspace():
+        start -= 1
+    return start
+
+
 def strip_trailers(text: str, title: str | None = None) -> str:
     """Remove "Continue reading", "Read more", "[…]", "The post … appeared first on …".
 
@@ -205,10 +327,10 @@ def strip_trailers(text: str, title: str | None = None) -> str:
     previous = None
     while previous != text:
         previous = text
-        text = _APPEARED_FIRST.sub("", text).rstrip()
-        mark = _TRUNCATION_MARK.search(text)
-        if mark:
-            text = text[:mark.start()].rstrip()
+        text = _drop_appeared_first(text)
+        mark = _truncation_mark_start(text)
+        if mark is not None:
+            text = text[:mark].rstrip()
             truncated = True
         window_start = max(0, len(text) - 400)
         for match in reversed(list(_MORE_TRAILER.finditer(text, window_start))):
@@ -222,10 +344,14 @@ def strip_trailers(text: str, title: str | None = None) -> str:
 
 
 def excerpt_of(summary_html: str, content_html: str = "", *, title: str | None = None) -> str:
-    """The excerpt as plain text: the summary if it has text, else the content."""
-    text = strip_trailers(html_to_text(summary_html), title)
+    """The excerpt as plain text: the summary if it has text, else the content.
+
+    At most ``EXCERPT_CHARS`` characters: a longer text is cut at a word (with "…") before its
+    trailers are looked for, which keeps the cost of that bounded.
+    """
+    text = strip_trailers(truncate(html_to_text(summary_html), EXCERPT_CHARS), title)
     if not text.strip(ELLIPSIS + " "):
-        text = strip_trailers(html_to_text(content_html), title)
+        text = strip_trailers(truncate(html_to_text(content_html), EXCERPT_CHARS), title)
     return "" if not text.strip(ELLIPSIS + " ") else text
 
 
@@ -322,20 +448,18 @@ def break_points(text: str, *, words: bool = True) -> list[int]:
     """
     if not text:
         return [0]
-    urls = [m.span() for m in _URL.finditer(text)]
+    urls = url_spans(text)
     if words and _CJK.search(text) is None:
         # Fast path (no grapheme segmentation, ~50x cheaper): without CJK, a word cut only goes
         # before whitespace that follows a non-space, and that is always a grapheme boundary
         # unless the previous character is a "Prepend" (UAX #29 GB9b), which is excluded.
         fast = [match.start() for match in _SPACE_AFTER_WORD.finditer(text)]
         if urls:
-            fast = [offset for offset in fast if not any(start < offset < end for start, end in urls)]
+            fast = _outside(fast, urls)
         fast.append(len(text))
         return fast
     points: list[int] = []
-    for offset in _grapheme_offsets(text)[:-1]:
-        if any(start < offset < end for start, end in urls):
-            continue
+    for offset in _outside(_grapheme_offsets(text)[:-1], urls):
         before, after = text[offset - 1], text[offset]
         if before.isspace():
             continue  # cut before the space instead

@@ -1,15 +1,18 @@
-"""deliver_due: claim → render → pace → publish → record, per channel, oldest post first.
+"""deliver_due: claim → render → pace → publish → decide → record, per channel, oldest post first.
 
 The state machine (see ``DeliveryStatus``): the transition to ``sending`` is
 committed before the request leaves (``Store.claim_next``); the outcome is
-committed right after the answer. On a channel without pacing the outcome and
-the next delivery's claim are one transaction (``Store.finish_and_claim_next``):
-still committed before the next request leaves, at one commit per delivery; a
-delivery claimed that way but never sent (the service stopping) is handed back
-as queued, its attempt not counted. An outcome the database cannot take (it is
-down, or refuses connections) is kept and written again until it can be, before
-anything more is sent to that channel (``_record``). Adapters only classify errors; every decision
-about attempts, backoff, holds and pauses is made here, in ``_on_error``.
+committed right after the answer. Adapters only classify errors (``outcome_of``
+maps them to an ``Outcome``); what an outcome means for the delivery and its
+channel (attempts, backoff, holds, pauses, the admins' notice) is decided by the
+pure table ``bot.domain.delivery.decide``, and its ``Decision`` is applied by ONE
+store call (``Store.apply_decision``): the outcome and the channel's hold or
+pause in one transaction. On a channel without pacing that call also claims the
+channel's next delivery: still committed before the next request leaves, at one
+commit per delivery; a delivery claimed that way but never sent (the service
+stopping) is handed back as queued, its attempt not counted. An outcome the
+database cannot take (it is down, or refuses connections) is kept and written
+again until it can be, before anything more is sent to that channel (``_record``).
 """
 
 from __future__ import annotations
@@ -21,10 +24,35 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
 
+from bot.domain.delivery import (
+    Again,
+    Ambiguous,
+    Attempt,
+    BeforeResend,
+    ChannelFacts,
+    ChatMigrated,
+    Decision,
+    Duplicate,
+    Failed,
+    Found,
+    InternalError,
+    KeyExpired,
+    Outcome,
+    Permanent,
+    PlatformTraits,
+    Published,
+    RateLimited,
+    Rejected,
+    RenderFailed,
+    Retryable,
+    before_resend,
+    decide,
+    resend_when_unsure,
+)
 from bot.domain.models import DeliveryStatus, Post
 from bot.domain.pacing import parse_rate
 from bot.domain.schedule import RetryPolicy, fair_share
@@ -43,18 +71,20 @@ from bot.errors import (
 )
 from bot.log import event
 from bot.observability import Metrics
-from bot.publishers.api import Clock, Publisher, PublisherPlugin, RenderedMessage
+from bot.publishers.api import (
+    Clock,
+    Publisher,
+    PublisherAbilities,
+    PublisherPlugin,
+    RenderedMessage,
+    abilities,
+)
+from bot.services.notifier import Notifier
 from bot.settings import DeliveryConfig
 from bot.storage.store import Store
 
 log = logging.getLogger("tagrelay.deliver")
 
-IDEMPOTENCY_MARGIN = 300.0
-"""Seconds before the end of a platform's idempotency window from which a resend is treated as
-unsafe (clocks differ, and the key's TTL starts when the platform saw the request)."""
-
-Notify = Callable[[str], Awaitable[None]]
-T = TypeVar("T")
 
 LEASE_RECHECK = 1.0
 """Seconds before ``start_due`` tries again a channel whose lease another instance holds."""
@@ -92,6 +122,7 @@ class ChannelRuntime:
     options: Any
     publisher: Publisher
     rebuild: Callable[[Any], Publisher] | None = None
+    _abilities: tuple[Publisher, PublisherAbilities] | None = field(default=None, repr=False, compare=False)
 
     @property
     def can_move(self) -> bool:
@@ -106,9 +137,33 @@ class ChannelRuntime:
         self.publisher = self.rebuild(self.options)
 
     @property
+    def abilities(self) -> PublisherAbilities:
+        """The publisher's optional abilities (``bot.publishers.api.abilities``), read once per publisher."""
+        known = self._abilities
+        if known is None or known[0] is not self.publisher:
+            known = self._abilities = (self.publisher, abilities(self.publisher))
+        return known[1]
+
+    @property
+    def traits(self) -> PlatformTraits:
+        """What the delivery decision needs to know of the publisher."""
+        found = self.abilities
+        return PlatformTraits(idempotent=bool(self.publisher.idempotent),
+                              idempotency_window=found.idempotency_window, can_look_up=found.finder is not None)
+
+    @property
+    def at_least_once(self) -> bool:
+        """The channel's ``at_least_once`` option (False where its platform has none)."""
+        return bool(getattr(self.options, "at_least_once", False))
+
+    def facts(self, policy: RetryPolicy) -> ChannelFacts:
+        """What the delivery decision needs to know of the channel."""
+        return ChannelFacts(self.name, policy, at_least_once=self.at_least_once, can_move=self.can_move)
+
+    @property
     def resend_when_unsure(self) -> bool:
         """May a send whose outcome is unknown be sent again?"""
-        return bool(self.publisher.idempotent or getattr(self.options, "at_least_once", False))
+        return resend_when_unsure(self.at_least_once, self.traits)
 
     @property
     def account_key(self) -> str:
@@ -166,12 +221,33 @@ class Pacer:
         return delay
 
 
-def _internal_error(chan: ChannelRuntime, exc: Exception, call: str) -> RetryablePublishError:
-    """A publisher broke its contract (raised something not a ``PublishError``): log the traceback,
-    and treat it as transient, so the delivery is retried rather than lost."""
+def _internal_error(chan: ChannelRuntime, exc: Exception, call: str) -> InternalError:
+    """A publisher broke its contract (raised something not a ``PublishError``): log the traceback;
+    the decision treats it as transient, so the delivery is retried rather than lost."""
     log.exception("publisher %s raised a non-PublishError in %s", chan.platform, call)
-    return RetryablePublishError(
-        chan.name, f"internal error in the {chan.platform} publisher: {type(exc).__name__}: {exc}")
+    return InternalError(chan.platform, f"{type(exc).__name__}: {exc}")
+
+
+def outcome_of(exc: PublishError, *, publishing: bool = True) -> Outcome:
+    """The outcome an adapter's error stands for (the tree in ``bot.errors``). ``publishing=False``: it
+    came from a look-up (``find_published``), where a rejection, a duplicate or a chat move says nothing
+    about the post: final (``Failed``), like any other error outside the tree's classes."""
+    if publishing:
+        if isinstance(exc, ContentRejectedError):
+            return Rejected(exc.reason)
+        if isinstance(exc, ChatMigratedError):
+            return ChatMigrated(exc.reason, exc.new_chat_id)
+        if isinstance(exc, DuplicateContentError):
+            return Duplicate(exc.reason)
+    if isinstance(exc, RetryAfter):
+        return RateLimited(exc.reason, exc.delay)
+    if isinstance(exc, PermanentPublishError):
+        return Permanent(exc.reason, credentials=isinstance(exc, CredentialsError))
+    if isinstance(exc, AmbiguousPublishError):
+        return Ambiguous(exc.reason)
+    if isinstance(exc, RetryablePublishError) or type(exc) is PublishError:
+        return Retryable(exc.reason)
+    return Failed(exc.reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +260,19 @@ class DeliveryOutcome:
 
 Run = asyncio.Task[list[DeliveryOutcome]]
 """One channel's run (``deliver_channel``) started by ``start_due``."""
+
+_CHAINED = (DeliveryStatus.SENT, DeliveryStatus.DEAD)
+"""Outcomes recorded together with the claim of the channel's next delivery (unpaced channels)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Settled:
+    """A delivery done with: its outcome, whether its channel is now held or paused, and the channel's
+    next delivery when it was claimed in the same transaction."""
+
+    outcome: DeliveryOutcome
+    stops_channel: bool
+    ahead: ClaimedDelivery | None
 
 
 class Deliverer:
@@ -198,7 +287,7 @@ class Deliverer:
         metrics: Metrics,
         *,
         owner: str,
-        notify: Notify | None = None,
+        notifier: Notifier | None = None,
         pacer: Pacer | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -208,7 +297,7 @@ class Deliverer:
         self.config = config
         self.metrics = metrics
         self.owner = owner
-        self.notify = notify
+        self.notifier = notifier
         self.pacer = pacer or Pacer(config, store, clock)
         self.policy = RetryPolicy(base=config.retry_base, cap=config.retry_cap, max_attempts=config.max_attempts)
         self.rng = rng or random.Random()
@@ -220,10 +309,6 @@ class Deliverer:
         self.lease_ttl: float | None = None
         """Shared mode (several instances): send to a channel only while holding its lease, this long."""
         self._lease_locks: dict[str, asyncio.Lock] = {}
-        self._chaining: set[str] = set()
-        """Channels whose next delivery may be claimed in the same transaction as an outcome (not paced)."""
-        self._ahead: dict[str, ClaimedDelivery] = {}
-        """A channel's next delivery, claimed together with the previous outcome (``finish_and_claim_next``)."""
 
     async def deliver_due(self) -> list[DeliveryOutcome]:
         """Deliver everything due now on every channel (bounded concurrency). Returns the outcomes."""
@@ -341,9 +426,10 @@ class Deliverer:
             # Unpaced, the next delivery is claimed in the transaction that records an outcome
             # (one commit per delivery instead of two); paced, the token wait must come first.
             chain = not self.pacer.active(chan)
+            ahead: ClaimedDelivery | None = None  # the next delivery, claimed together with the last outcome
             try:
                 while not self.stopping:
-                    claimed = self._ahead.pop(name, None)
+                    claimed, ahead = ahead, None
                     if claimed is None:
                         # has_due guards the token reservation; without pacing, claim_next alone says "nothing due"
                         if not chain and not await self.store.has_due(name, self.clock.now()):
@@ -354,217 +440,179 @@ class Deliverer:
                         claimed = await self.store.claim_next(name, self.clock.now(), self.owner)
                         if claimed is None:
                             break
-                    if chain:
-                        self._chaining.add(name)
-                    try:
-                        outcome = await self._deliver(chan, claimed)
-                    finally:
-                        self._chaining.discard(name)
-                    outcomes.append(outcome)
-                    if outcome.status in (DeliveryStatus.QUEUED, DeliveryStatus.FAILED) and outcome.error:
+                    settled = await self._deliver(chan, claimed, chain=chain)
+                    outcomes.append(settled.outcome)
+                    ahead = settled.ahead
+                    if settled.stops_channel:
                         break  # held (rate limit, backoff) or paused: stop this channel for now
             finally:
-                ahead = self._ahead.pop(name, None)
                 if ahead is not None:  # claimed with the last outcome, but stopping: give it back untouched
                     await self.store.finish(ahead.id, DeliveryStatus.QUEUED, self.clock.now(), attempts_delta=-1)
         return outcomes
 
-    async def _deliver(self, chan: ChannelRuntime, claimed: ClaimedDelivery) -> DeliveryOutcome:
+    async def _deliver(self, chan: ChannelRuntime, claimed: ClaimedDelivery, *, chain: bool) -> _Settled:
+        """One delivery: render → (check an unsure resend) → publish → decide → apply. A decision to
+        send again at once (the plain rendering, the chat's new id) loops here, in the same attempt."""
+        attempt = Attempt(claimed.attempts, claimed.uncertain_since)
+        facts, traits = chan.facts(self.policy), chan.traits
         key = idempotency_key(chan.name, claimed.post)
-        try:
-            message = chan.plugin.render(claimed.post, chan.options, chan.publisher.render_env)
-        except Exception as exc:  # noqa: BLE001 - a render bug must not stop the channel
-            return await self._finish(chan, claimed, DeliveryStatus.DEAD, error=f"cannot render: {exc}",
-                                      reason="render")
-        settled = await self._settle_if_unsure(chan, claimed, message)
-        if settled is not None:
-            return settled
-        if message.extra.get("template_fallback"):
+        message, outcome = self._render(chan, claimed)
+        if message is not None and attempt.uncertain_since is not None:
+            outcome = await self._before_resend(chan, claimed, attempt, traits, message)
+        if outcome is None and message is not None and message.extra.get("template_fallback"):
             event(log, logging.WARNING, "render.template_fallback", channel=chan.name, delivery=claimed.id,
                   reason=message.extra["template_fallback"], note="the channel's default template was used")
-        plain_tried = False
-        migrated = False
-        first = True
+        ms: float | None = None
+        sends = 0
         while True:
-            if not first:
-                await self.pacer.wait(chan)  # the plain / migrated retry is another request
-            first = False
-            started = time.perf_counter()
-            try:
-                result = await chan.publisher.publish(message, idempotency_key=key)
-            except ContentRejectedError as exc:
-                if not plain_tried:
-                    plain_tried = True
-                    event(log, logging.WARNING, "deliver.rejected", channel=chan.name, delivery=claimed.id,
-                          error=exc.reason, action="retrying once with the plain rendering")
-                    try:
-                        message = chan.plugin.render(claimed.post, chan.options, chan.publisher.render_env,
-                                                     plain=True)
-                    except Exception as render_exc:  # noqa: BLE001 - no plain form: give up on this post
-                        return await self._finish(chan, claimed, DeliveryStatus.DEAD,
-                                                  error=f"{exc.reason}; no plain fallback: {render_exc}",
-                                                  reason="rejected")
-                    continue
-                return await self._finish(chan, claimed, DeliveryStatus.DEAD, error=exc.reason,
-                                          reason="rejected")
-            except ChatMigratedError as exc:
-                if migrated or not chan.can_move:
-                    return await self._on_error(chan, claimed, exc)
-                migrated = True
-                await self.store.set_target_override(chan.name, str(exc.new_chat_id))
-                old = chan.publisher
-                chan.move_to(str(exc.new_chat_id))
-                await old.aclose()
-                await chan.publisher.initialize()
-                event(log, logging.WARNING, "channel.migrated", channel=chan.name,
-                      new_chat_id=exc.new_chat_id, action="retrying once")
-                continue
-            except DuplicateContentError as exc:
-                return await self._finish(chan, claimed, DeliveryStatus.SENT, error=None, reason="duplicate",
-                                          note=exc.reason)
-            except PublishError as exc:
-                return await self._on_error(chan, claimed, exc)
-            except Exception as exc:  # noqa: BLE001 - logged with its traceback by _internal_error
-                return await self._on_error(chan, claimed, _internal_error(chan, exc, "publish"))
-            ms = round((time.perf_counter() - started) * 1000, 1)
-            return await self._finish(chan, claimed, DeliveryStatus.SENT, remote_id=result.remote_id,
-                                      remote_url=result.url, ms=ms, message=message)
+            if outcome is None:
+                assert message is not None  # a failed rendering is an outcome
+                if sends:
+                    await self.pacer.wait(chan)  # the plain / migrated retry is another request
+                sends += 1
+                outcome, ms = await self._publish(chan, message, key)
+            now = self.clock.now()
+            verdict = decide(outcome, attempt, facts, traits, now=now, jitter=self.rng.random())
+            if isinstance(verdict, Decision):
+                return await self._apply(chan, claimed, verdict, now, chain=chain, ms=ms)
+            if verdict.how is Again.PLAIN:
+                assert isinstance(outcome, Rejected)
+                attempt = replace(attempt, plain_tried=True)
+                event(log, logging.WARNING, "deliver.rejected", channel=chan.name, delivery=claimed.id,
+                      error=outcome.reason, action="retrying once with the plain rendering")
+                message, outcome = self._render(chan, claimed, rejected=outcome.reason)
+            else:
+                assert isinstance(outcome, ChatMigrated)
+                attempt = replace(attempt, moved=True)
+                await self._move(chan, outcome.new_chat_id)
+                facts, traits = chan.facts(self.policy), chan.traits  # a new publisher
+                outcome = None
 
-    async def _settle_if_unsure(self, chan: ChannelRuntime, claimed: ClaimedDelivery,
-                                message: RenderedMessage) -> DeliveryOutcome | None:
-        """Before resending a delivery an earlier attempt of which may have reached the platform: if
-        the publisher's idempotency key has expired by now (``idempotency_window``), a resend could
-        post twice. Ask the platform (``find_published``): already there → recorded as sent; not
-        there → None (send it). A publisher that cannot tell → ``unknown``, for an operator.
-        None too when the key still holds (the resend is safe) or nothing was ever unsure."""
-        window = getattr(chan.publisher, "idempotency_window", None)
-        if claimed.uncertain_since is None or not chan.publisher.idempotent or window is None:
-            return None
-        now = self.clock.now()
-        age = (now - claimed.uncertain_since).total_seconds()
-        if age < float(window) - IDEMPOTENCY_MARGIN:
-            return None
-        finder = getattr(chan.publisher, "find_published", None)
-        if finder is None:
-            return await self._finish(
-                chan, claimed, DeliveryStatus.UNKNOWN, reason="ambiguous",
-                error=f"an attempt {round(age / 60)} min ago may have been posted, and the platform's "
-                      "idempotency key has expired; check the channel, then `tagrelay retry` if it is missing")
+    @staticmethod
+    def _render(chan: ChannelRuntime, claimed: ClaimedDelivery, *, rejected: str | None = None
+                ) -> tuple[RenderedMessage | None, Outcome | None]:
+        """The message, or the outcome of a rendering that failed. ``rejected``: the platform's reason
+        for refusing the rich rendering; the plain one is asked for."""
         try:
-            found = await finder(message, since=claimed.uncertain_since)
+            if rejected is None:
+                message = chan.plugin.render(claimed.post, chan.options, chan.publisher.render_env)
+            else:
+                message = chan.plugin.render(claimed.post, chan.options, chan.publisher.render_env, plain=True)
+        except Exception as exc:  # noqa: BLE001 - a render bug must not stop the channel
+            return None, RenderFailed(str(exc), rejected)
+        return message, None
+
+    async def _publish(self, chan: ChannelRuntime, message: RenderedMessage, key: str
+                       ) -> tuple[Outcome, float | None]:
+        """Send the message: the outcome, and how long the platform took to answer (ms) when it did."""
+        started = time.perf_counter()
+        try:
+            result = await chan.publisher.publish(message, idempotency_key=key)
         except PublishError as exc:
-            return await self._on_error(chan, claimed, exc)
+            return outcome_of(exc), None
         except Exception as exc:  # noqa: BLE001 - logged with its traceback by _internal_error
-            return await self._on_error(chan, claimed, _internal_error(chan, exc, "find_published"))
+            return _internal_error(chan, exc, "publish"), None
+        return Published(result.remote_id, result.url), round((time.perf_counter() - started) * 1000, 1)
+
+    async def _move(self, chan: ChannelRuntime, new_chat_id: int) -> None:
+        """Point the channel at the chat's new id (kept in the database: it survives restarts)."""
+        await self.store.set_target_override(chan.name, str(new_chat_id))
+        old = chan.publisher
+        chan.move_to(str(new_chat_id))
+        await old.aclose()
+        await chan.publisher.initialize()
+        event(log, logging.WARNING, "channel.migrated", channel=chan.name, new_chat_id=new_chat_id,
+              action="retrying once")
+
+    async def _before_resend(self, chan: ChannelRuntime, claimed: ClaimedDelivery, attempt: Attempt,
+                             traits: PlatformTraits, message: RenderedMessage) -> Outcome | None:
+        """Before resending a delivery an earlier attempt of which may have reached the platform: if the
+        publisher's idempotency key has expired by now (``idempotency_window``), a resend could post
+        twice (``before_resend``). Ask the platform (``find_published``): already there → ``Found``; not
+        there → None (send it). A publisher that cannot tell → ``KeyExpired``. None too when the key
+        still holds (the resend is safe) or nothing was ever unsure."""
+        check = before_resend(attempt, traits, self.clock.now())
+        since = attempt.uncertain_since
+        if check is BeforeResend.SEND or since is None:
+            return None
+        finder = chan.abilities.finder
+        if check is BeforeResend.GIVE_UP or finder is None:
+            return KeyExpired()
+        try:
+            found = await finder.find_published(message, since=since)
+        except PublishError as exc:
+            return outcome_of(exc, publishing=False)
+        except Exception as exc:  # noqa: BLE001 - logged with its traceback by _internal_error
+            return _internal_error(chan, exc, "find_published")
         if found is None:
             event(log, logging.INFO, "deliver.reconciled", channel=chan.name, delivery=claimed.id,
                   note="not on the platform after an unconfirmed attempt: sending it")
             return None
-        return await self._finish(chan, claimed, DeliveryStatus.SENT, remote_id=found.remote_id,
-                                  remote_url=found.url, reason="reconciled",
-                                  note="an earlier unconfirmed attempt had posted it: found on the platform")
+        return Found(found.remote_id, found.url)
 
-    async def _on_error(self, chan: ChannelRuntime, claimed: ClaimedDelivery, exc: PublishError
-                        ) -> DeliveryOutcome:
-        now = self.clock.now()
-        if isinstance(exc, RetryAfter):
-            until = now + timedelta(seconds=exc.delay)
-            await self.store.set_hold(chan.name, until)
+    async def _apply(self, chan: ChannelRuntime, claimed: ClaimedDelivery, decision: Decision, now: datetime, *,
+                     chain: bool, ms: float | None = None) -> _Settled:
+        """Record the decision (one store call: the outcome, the channel's hold or pause, and on an unpaced
+        channel the claim of its next delivery), then log, count and tell the admins."""
+        claim = chain and decision.status in _CHAINED and not self.stopping
+        ahead: ClaimedDelivery | None = None
+        try:
+            ahead = await self.store.apply_decision(claimed.id, decision, now, channel=chan.name,
+                                                    claim_for=self.owner if claim else None)
+        except DATABASE_ERRORS as exc:
+            # the next claim is not retried with it: had the commit gone through unacknowledged, a
+            # second claim would leave the first one stranded in `sending`
+            await self._record(chan, claimed, decision, now, exc)
+        await self._report(chan, claimed, decision, now, ms)
+        status = decision.status
+        outcome = DeliveryOutcome(claimed.id, chan.name, status, decision.error if status is not DeliveryStatus.SENT
+                                  else None)
+        return _Settled(outcome, decision.stops_channel, ahead)
+
+    async def _report(self, chan: ChannelRuntime, claimed: ClaimedDelivery, decision: Decision, now: datetime,
+                      ms: float | None) -> None:
+        status = decision.status
+        if decision.reason == "rate_limited":
             self.metrics.rate_limited(chan.platform, chan.name)
-            return await self._finish(chan, claimed, DeliveryStatus.QUEUED, error=exc.reason, next_at=until,
-                                      reason="rate_limited", attempts_delta=-1)
-        if isinstance(exc, PermanentPublishError):
-            reason = exc.reason
-            await self.store.set_paused(chan.name, True, reason, now)
-            event(log, logging.ERROR, "channel.paused", channel=chan.name, reason=reason,
-                  action=f"fix it, then run: tagrelay channels resume {chan.name}")
-            if self.notify is not None:
-                kind = "credentials" if isinstance(exc, CredentialsError) else "channel error"
-                try:
-                    await self.notify(f"Channel {chan.name} paused ({kind}): {reason}. "
-                                      f"Its queue is kept; resume with /resume {chan.name}.")
-                except Exception:  # noqa: BLE001 - a failing admin chat must not loop
-                    log.warning("could not notify admins about channel %s", chan.name)
-            return await self._finish(chan, claimed, DeliveryStatus.QUEUED, error=reason, next_at=now,
-                                      reason="paused", attempts_delta=-1)
-        if isinstance(exc, AmbiguousPublishError) and not chan.resend_when_unsure:
-            return await self._finish(chan, claimed, DeliveryStatus.UNKNOWN, error=exc.reason, reason="ambiguous",
-                                      uncertain=True)
-        if isinstance(exc, RetryablePublishError | AmbiguousPublishError) or type(exc) is PublishError:
-            unsure = isinstance(exc, AmbiguousPublishError)
-            if self.policy.exhausted(claimed.attempts):
-                return await self._finish(chan, claimed, DeliveryStatus.DEAD,
-                                          error=f"{exc.reason} (gave up after {claimed.attempts} attempts)",
-                                          reason="exhausted", uncertain=unsure)
-            delay = self.policy.delay(claimed.attempts, self.rng)
+        elif decision.reason == "retry":
             self.metrics.retry(chan.platform, chan.name)
-            # hold the whole channel: the platform is failing, and the oldest post must go first
-            await self.store.set_hold(chan.name, now + timedelta(seconds=delay))
-            return await self._finish(chan, claimed, DeliveryStatus.FAILED, error=exc.reason,
-                                      next_at=now + timedelta(seconds=delay), reason="retry", uncertain=unsure)
-        return await self._finish(chan, claimed, DeliveryStatus.DEAD, error=exc.reason, reason="error")
-
-    async def _finish(self, chan: ChannelRuntime, claimed: ClaimedDelivery, status: DeliveryStatus, *,
-                      error: str | None = None, next_at: datetime | None = None, reason: str | None = None,
-                      remote_id: str | None = None, remote_url: str | None = None, attempts_delta: int = 0,
-                      note: str | None = None, ms: float | None = None,
-                      message: RenderedMessage | None = None, uncertain: bool = False) -> DeliveryOutcome:
-        now = self.clock.now()
-        values: dict[str, Any] = {"remote_id": remote_id, "remote_url": remote_url, "error": error,
-                                  "next_attempt_at": next_at, "reason": reason, "attempts_delta": attempts_delta,
-                                  "uncertain": uncertain}
-
-        async def chained() -> ClaimedDelivery | None:
-            return await self.store.finish_and_claim_next(claimed.id, status, now, channel=chan.name,
-                                                          owner=self.owner, **values)
-
-        async def alone() -> None:
-            await self.store.finish(claimed.id, status, now, **values)
-
-        if chan.name in self._chaining and status in (DeliveryStatus.SENT, DeliveryStatus.DEAD) and not self.stopping:
+        if decision.pause is not None:
+            event(log, logging.ERROR, "channel.paused", channel=chan.name, reason=decision.pause,
+                  action=f"fix it, then run: tagrelay channels resume {chan.name}")
+        if decision.notify is not None and self.notifier is not None:
             try:
-                ahead = await chained()
-            except DATABASE_ERRORS as exc:
-                # the next claim is not retried with it: had the commit gone through unacknowledged, a
-                # second claim would leave the first one stranded in `sending`
-                await self._record(chan, claimed, status, exc, alone)
-            else:
-                if ahead is not None:
-                    self._ahead[chan.name] = ahead
-        else:
-            try:
-                await alone()
-            except DATABASE_ERRORS as exc:
-                await self._record(chan, claimed, status, exc, alone)
+                await self.notifier.notify(decision.notify)
+            except Exception:  # noqa: BLE001 - a failing admin chat must not loop
+                log.warning("could not notify admins about channel %s", chan.name)
         self.metrics.delivery(chan.platform, chan.name, status.value)
         if status is DeliveryStatus.SENT and claimed.post.published is not None:
             self.metrics.delivered_after(chan.platform, (now - claimed.post.published).total_seconds())
         level = logging.INFO if status is DeliveryStatus.SENT else logging.WARNING
         fields: dict[str, Any] = {"channel": chan.name, "delivery": claimed.id, "status": status.value,
                                   "attempt": claimed.attempts, "post": claimed.post.url or claimed.post.key}
-        if remote_id:
-            fields["remote_id"] = remote_id
-        if error:
-            fields["error"] = error
-        if reason and reason not in ("retry",):
-            fields["reason"] = reason
-        if next_at is not None and status is not DeliveryStatus.SENT:
-            fields["next_in"] = round((next_at - now).total_seconds())
-        if note:
-            fields["note"] = note
+        if decision.remote_id:
+            fields["remote_id"] = decision.remote_id
+        if decision.error:
+            fields["error"] = decision.error
+        if decision.reason and decision.reason != "retry":
+            fields["reason"] = decision.reason
+        if decision.next_attempt_at is not None and status is not DeliveryStatus.SENT:
+            fields["next_in"] = round((decision.next_attempt_at - now).total_seconds())
+        if decision.note:
+            fields["note"] = decision.note
         if ms is not None:
             fields["ms"] = ms
         event(log, level, "deliver", **fields)
-        return DeliveryOutcome(claimed.id, chan.name, status, error if status is not DeliveryStatus.SENT else None)
 
-    async def _record(self, chan: ChannelRuntime, claimed: ClaimedDelivery, status: DeliveryStatus,
-                      exc: BaseException, write: Callable[[], Awaitable[T]]) -> T:
-        """Write an outcome the database just refused, again and again until it takes it.
+    async def _record(self, chan: ChannelRuntime, claimed: ClaimedDelivery, decision: Decision, now: datetime,
+                      exc: BaseException) -> None:
+        """Write a decision the database just refused, again and again until it takes it.
 
         Only this process knows the outcome (the platform has answered): given up on, the delivery
         would stay ``sending`` until a restart recovers it as unsure, and a Telegram post that is
         live would become ``unknown``. The channel sends nothing meanwhile (it waits here), so its
         order holds. A stop ends the wait; the row is then recovered at the next start."""
+        status = decision.status
         delays = iter(self.record_retry_delays)
         last = self.record_retry_delays[-1] if self.record_retry_delays else 1.0
         while True:
@@ -577,13 +625,13 @@ class Deliverer:
                        "waits until then")
             await asyncio.sleep(delay)
             try:
-                result = await write()
+                await self.store.apply_decision(claimed.id, decision, now, channel=chan.name)
             except DATABASE_ERRORS as again:
                 exc = again
                 continue
             event(log, logging.WARNING, "deliver.recorded", channel=chan.name, delivery=claimed.id,
                   status=status.value, note="the database took the outcome; the channel goes on")
-            return result
+            return
 
     async def refresh_queue_metrics(self) -> None:
         now = self.clock.now()

@@ -8,18 +8,20 @@ than ``service.max_backoff`` (``domain.schedule.source_retry_delay``).
 
 A poll with more new posts than the source's burst limit is recorded with its
 deliveries ``held`` (nothing is sent) and the admins are told once through
-``notify``; ``tagrelay hold release|drop`` (or the admin bot's /hold) ends it.
+the ``Notifier``; ``tagrelay hold release|drop`` (or the admin bot's /hold) ends it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.domain.detect import normalise
+from bot.domain.limits import rejection
 from bot.domain.models import ParsedPost
 from bot.domain.plan import plan_poll
 from bot.domain.schedule import jittered, source_backoff, source_retry_delay
@@ -28,6 +30,7 @@ from bot.errors import FetchError, SourceError
 from bot.log import event, redact_url
 from bot.observability import Metrics
 from bot.publishers.api import Clock
+from bot.services.notifier import Notifier
 from bot.settings import ServiceConfig, SourceConfig
 from bot.sources.base import CacheState, NotModified, Source
 from bot.storage.store import Store
@@ -50,8 +53,8 @@ class PollOutcome:
 
 
 class Poller:
-    """Polls sources by name. ``on_queued`` is called when deliveries were queued; ``notify`` tells the
-    admins about a burst that was held (it must not raise)."""
+    """Polls sources by name. ``on_queued`` is called when deliveries were queued; ``notifier`` tells
+    the admins about a burst that was held (a failure is logged, never raised)."""
 
     def __init__(
         self,
@@ -62,7 +65,7 @@ class Poller:
         service: ServiceConfig,
         metrics: Metrics,
         on_queued: Callable[[], None] = lambda: None,
-        notify: Callable[[str], Awaitable[None]] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.store = store
         self.sources = sources
@@ -71,7 +74,7 @@ class Poller:
         self.service = service
         self.metrics = metrics
         self.on_queued = on_queued
-        self.notify = notify
+        self.notifier = notifier
 
     def burst_limit(self, name: str) -> int:
         """The source's own ``burst_limit``, else ``[service] burst_limit`` (0: never hold)."""
@@ -112,11 +115,14 @@ class Poller:
     async def _record(self, state: SourceState, items: Sequence[ParsedPost], cache: CacheState,
                       started: float) -> PollOutcome:
         """Normalise once → one read of what the decision needs → the pure plan → one write."""
-        posts = normalise(state.name, items)
+        rejected = self._report_rejected(state.name, items)
+        # normalising and planning a big feed is CPU work proportional to it: off the event loop (health,
+        # lease heartbeat)
+        posts = await asyncio.to_thread(normalise, state.name, items)
         facts = await self.store.poll_facts(state, posts)  # index lookups: ∝ the poll's posts, not history
         limit = self.burst_limit(state.name)
-        plan = plan_poll(state.name, posts, facts, first_poll=not state.baseline_done, burst_limit=limit,
-                         usual_new=state.usual_new)
+        plan = await asyncio.to_thread(plan_poll, state.name, posts, facts, first_poll=not state.baseline_done,
+                                       burst_limit=limit, usual_new=state.usual_new)
         now = self.clock.now()
         next_at = self._next_poll(state.name, now)
         record = await self.store.apply_poll(state, plan, cache, now, next_at)
@@ -126,7 +132,9 @@ class Poller:
         self.metrics.new_posts(state.name, 0 if plan.baseline else record.new_posts)
         event(log, logging.INFO, "poll", source=state.name, outcome=outcome, posts=len(posts),
               new=record.new_posts, queued=record.queued, held=record.held, churned=churned,
-              backfilled=record.backfilled, ms=round((time.perf_counter() - started) * 1000, 1))
+              backfilled=record.backfilled,
+              **({"rejected": rejected} if rejected else {}),
+              ms=round((time.perf_counter() - started) * 1000, 1))
         if churned:
             event(log, logging.WARNING, "poll.guid_churn", source=state.name, churned=churned,
                   note="guids change between polls; identity falls back to the link")
@@ -143,12 +151,23 @@ class Poller:
                            churned=churned, next_poll_at=next_at)
 
     async def _announce(self, source: str, text: str) -> None:
-        if self.notify is None:
+        if self.notifier is None:
             return
         try:
-            await self.notify(text)
+            await self.notifier.notify(text)
         except Exception:  # noqa: BLE001 - a failing admin chat must not fail the poll (already recorded)
             log.warning("could not notify admins about the burst held on source %s", source)
+
+    def _report_rejected(self, source: str, items: Sequence[ParsedPost]) -> int:
+        """Log each item ``domain.limits`` rejects (normalise leaves it out); returns how many."""
+        count = 0
+        for item in items:
+            reason = rejection(item)
+            if reason is not None:
+                count += 1
+                event(log, logging.WARNING, "poll.item_rejected", source=source, reason=reason,
+                      title=item.title, guid=item.guid)
+        return count
 
     async def _failed(self, state: SourceState, reason: str, started: float,
                       retry_after: float | None = None) -> PollOutcome:

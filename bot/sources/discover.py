@@ -210,7 +210,9 @@ class _HeadLinks(HTMLParser):
 
 
 _BODY_TAG = re.compile(rb"<body[\s>]", re.IGNORECASE)
-_LINK_HEADER = re.compile(r'<([^>]*)>\s*((?:;\s*[^;,]+)*)')
+# The target may not hold "<" (RFC 8288's URI-Reference cannot): with it, every "<" of a hostile
+# header would scan to the end of the header (quadratic).
+_LINK_HEADER = re.compile(r'<([^<>]*)>\s*((?:;\s*[^;,]+)*)')
 _REL_PARAM = re.compile(r';\s*rel\s*=\s*"?([^";]+)"?', re.IGNORECASE)
 
 

@@ -26,6 +26,7 @@ refuses (written before that rule) is re-discovered rather than polled.
 
 from __future__ import annotations
 
+import asyncio
 from typing import ClassVar
 
 import httpx
@@ -118,7 +119,7 @@ class AutoSource:
             feed = self.delegate(kind, self.cfg.url)
             assert isinstance(feed, FeedSource)
             resolved = cache.but(resolved_url=self.cfg.url, resolved_kind=kind)
-            return feed.result(outcome, resolved, first_poll=first_poll)
+            return await asyncio.to_thread(feed.result, outcome, resolved, first_poll=first_poll)  # CPU: off the loop
         if kind in ("wordpress", "wp-index"):
             return await self._use("wordpress", api_base(outcome.url), cache, first_poll)
         if kind == "html":
@@ -132,7 +133,7 @@ class AutoSource:
         return await self.delegate(kind, url).poll(resolved, first_poll=first_poll)
 
     async def _from_page(self, page: FetchOutcome, cache: CacheState, first_poll: bool) -> PollResult:
-        found = discover_links(page.body, page.url, page.headers)
+        found = await asyncio.to_thread(discover_links, page.body, page.url, page.headers)  # CPU: off the loop
         best = found.best()
         if best is None and found.refused:
             raise FetchError(self.name, f"the page {page.url} announces no feed that may be followed: "

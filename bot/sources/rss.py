@@ -34,6 +34,7 @@ fetch-then-parse base, shared with the JSON Feed source.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -68,6 +69,7 @@ RSS_ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml;q=
 
 _ENTITY_REF = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _IMG_SRC = re.compile(r"""<img\b[^>]*?\bsrc\s*=\s*(?:"([^"]+)"|'([^']+)'|([^\s>"']+))""", re.IGNORECASE)
+_IMG_OPEN = re.compile(r"<img\b", re.IGNORECASE)
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".bmp", ".svg")
 _SUMMARY_NAMES = frozenset({"description", "summary"})
 _CONTENT_NAMES = frozenset({"encoded", "content"})
@@ -165,11 +167,31 @@ def unique_tags(names: Iterable[str | None]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _img_src(html_text: str) -> re.Match[str] | None:
+    """``_IMG_SRC.search(html_text)`` in linear time.
+
+    Searching tries every ``<img`` and scans each up to the next ``>``: on "<img <img <img …"
+    that is quadratic. When one ``<img`` finds no ``src`` before its ``>``, no later ``<img``
+    before that ``>`` can (it would scan a part of the same text), so those are skipped.
+    """
+    skip_until = 0
+    for tag in _IMG_OPEN.finditer(html_text):
+        if tag.start() < skip_until:
+            continue
+        match = _IMG_SRC.match(html_text, tag.start())
+        if match:
+            return match
+        skip_until = html_text.find(">", tag.start())
+        if skip_until < 0:
+            return None
+    return None
+
+
 def first_image(html_text: str, base_url: str | None = None) -> str | None:
     """The ``src`` of the first ``<img>`` in an HTML fragment (absolute when ``base_url`` is given)."""
     if not html_text or "<img" not in html_text.lower():
         return None
-    match = _IMG_SRC.search(html_text)
+    match = _img_src(html_text)
     if not match:
         return None
     src = html.unescape(next(g for g in match.groups() if g)).strip()
@@ -469,7 +491,9 @@ class FeedSource:
         outcome = await fetch(self.client, self.url, source=self.name, etag=cache.etag,
                               last_modified=cache.last_modified, max_bytes=self.http_cfg.max_bytes,
                               extra_headers={"Accept": self.accept})
-        return self.result(outcome, cache, first_poll=first_poll)
+        # parsing a body of up to http.max_bytes takes seconds: in a worker thread, so that the event
+        # loop (health endpoint, instance-lease heartbeat, deliveries) keeps running meanwhile
+        return await asyncio.to_thread(self.result, outcome, cache, first_poll=first_poll)
 
     def result(self, outcome: FetchOutcome, cache: CacheState, *, first_poll: bool) -> PollResult:
         """Turn a fetched body (or a 304) into the poll result; parse errors raise."""

@@ -1,4 +1,5 @@
-"""Deliveries: the queue, claims and outcomes, the views of it (``deliveries``, counts, depths).
+"""Deliveries: the queue, claims and outcomes (``apply_decision``: a delivery decision with its channel's
+effects, in one transaction), the views of it (``deliveries``, counts, depths).
 
 The statements of every delivery and delivery round are built once, here (building a Core statement
 and its cache key costs more CPU than SQLite takes to run it).
@@ -28,7 +29,9 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.sql.base import Executable
 
+from bot.domain.delivery import Decision
 from bot.domain.models import DeliveryStatus
 from bot.domain.state import ChannelCounts, ClaimedDelivery, DeliveryView
 from bot.errors import NotFoundError
@@ -261,6 +264,35 @@ class DeliveriesMixin(StoreBase):
         def work(conn: Connection) -> ClaimedDelivery | None:
             outcome.record(conn)
             return claim(conn, self.dialect, channel, now, owner)
+
+        return await self._write(work)
+
+    async def apply_decision(self, delivery_id: int, decision: Decision, now: datetime, *, channel: str,
+                             claim_for: str | None = None) -> ClaimedDelivery | None:
+        """Record a delivery's outcome (``finish``) together with its channel's effects: ``hold_until``
+        (no delivery of the channel is due before then) and ``pause`` (paused with that reason; its queue
+        is kept). With ``claim_for`` (an owner), also claim the channel's next due delivery for it, as
+        ``finish_and_claim_next`` does; a channel the decision holds or pauses yields none. Returns the
+        claimed delivery, or None. One transaction: a crash leaves all of it or none of it."""
+        outcome = _Outcome(delivery_id, decision.status, now, remote_id=decision.remote_id,
+                           remote_url=decision.remote_url, error=decision.error,
+                           next_attempt_at=decision.next_attempt_at, reason=decision.reason,
+                           attempts_delta=decision.attempts_delta, uncertain=decision.uncertain)
+        effects: list[Executable] = []  # built only when there are any: the sent path stays one UPDATE
+        if decision.hold_until is not None:
+            effects.append(update(t.channels).where(t.channels.c.name == channel)
+                           .values(hold_until=decision.hold_until))
+        if decision.pause is not None:  # as ``set_paused``: an unchanged pause keeps its time
+            effects.append(update(t.channels).where(
+                t.channels.c.name == channel,
+                or_(t.channels.c.paused.is_(False), t.channels.c.paused_reason.is_distinct_from(decision.pause))
+            ).values(paused=True, paused_reason=decision.pause, paused_at=now))
+
+        def work(conn: Connection) -> ClaimedDelivery | None:
+            outcome.record(conn)
+            for statement in effects:
+                conn.execute(statement)
+            return None if claim_for is None else claim(conn, self.dialect, channel, now, claim_for)
 
         return await self._write(work)
 

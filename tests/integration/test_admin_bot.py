@@ -24,23 +24,17 @@ from unittest import mock
 import httpx
 import pytest
 
-from bot.admin_bot import (
-    COMMANDS,
-    AdminBot,
-    AdminSettings,
-    format_tags,
-    load_admin_settings,
-    make_admin_bot,
-    split_tag_channel,
-)
+from bot.admin.bot import AdminBot
+from bot.admin.replies import COMMANDS, format_tags, split_tag_channel
+from bot.admin.settings import AdminSettings, load_admin_settings
 from bot.app import App
-from bot.bootstrap import build_app
+from bot.bootstrap import build_app, build_service
 from bot.cli import main
 from bot.domain.state import TagCount
 from bot.errors import ConfigError
 from bot.services.admin import TagPage
-from bot.settings import Secrets, load_config
-from bot.sidecars import make_sidecars
+from bot.settings import Secrets, build_config, load_config
+from bot.sidecars import make_admin_bot, make_sidecars
 from tests.fakes.archive import ArchiveServer
 from tests.fakes.telegram_api import (
     DEFAULT_CHANNEL_ID,
@@ -180,7 +174,7 @@ async def running(tmp_path: Path, *, start: bool = True, **admin: Any) -> AsyncI
         assert [s.name for s in sidecars] == ["admin-bot"]
         bot = sidecars[0]
         assert isinstance(bot, AdminBot)
-        app = build_app(config, secrets=secrets(), sidecars=sidecars)
+        app = build_app(config, secrets=secrets(), sidecars=sidecars, notifier=bot)
         async with app:
             await app.run_once()  # the first poll: a baseline, so the tags are known
             if start:
@@ -517,7 +511,10 @@ async def test_a_rejected_token_stops_the_start_with_a_config_error(h: Harness) 
         await other.start(h.app)
     assert info.value.key == "admin.token_env" and "rejected" in info.value.reason
     assert not other.up
-    assert h.app.notify == h.bot.announce  # the running bot still announces
+    assert h.app.parts.notifier is h.bot  # the running bot still announces
+    before = len(h.fake.sent_to(ALICE.id))
+    await h.app.parts.notifier.notify("Channel x paused")
+    assert [m.text for m in h.fake.sent_to(ALICE.id)[before:]] == ["⚠️ Channel x paused"]
 
 
 async def test_an_unreachable_telegram_does_not_stop_the_service_and_the_bot_keeps_trying(
@@ -528,8 +525,8 @@ async def test_an_unreachable_telegram_does_not_stop_the_service_and_the_bot_kee
         with caplog.at_level(logging.WARNING, logger="tagrelay.admin"):
             await h.bot.start(h.app)  # no exception: polling and delivery must go on without the admin bot
             assert not h.bot.up
-            assert h.app.notify is not None
-            await h.app.notify("Channel x paused")  # dropped (logged), not raised
+            assert h.app.parts.notifier is h.bot
+            await h.app.parts.notifier.notify("Channel x paused")  # dropped (logged), not raised
             await eventually(lambda: h.bot.up, "the admin bot to connect on a later attempt")
         events = [r.getMessage() for r in caplog.records]
         assert events.count("admin.unreachable") == 2 and "admin.announcement_dropped" in events
@@ -544,21 +541,23 @@ async def test_run_forever_starts_the_admin_bot_and_stops_it(tmp_path: Path) -> 
         fake.private_chat(ALICE)
         # only ALICE (and BOB from the env), no admin group
         config = load_config(write_config(tmp_path, fake, archive, {"admin_ids": [ALICE.id], "admin_chat_id": None}))
-        app = build_app(config, secrets=secrets(), sidecars=make_sidecars(config, secrets()))
+        app = build_service(config, secrets())  # what `tagrelay run` builds
         [bot] = app.parts.sidecars
         assert isinstance(bot, AdminBot)
         async with app:
             task = asyncio.create_task(app.run_forever())
             try:
                 await eventually(lambda: bot.up and app.running, "the service and the admin bot to start")
-                assert app.notify == bot.announce
+                assert app.parts.notifier is bot
                 fake.send(ALICE, "/status")
                 await eventually(lambda: len(fake.sent_to(ALICE.id)) == 1, "the /status reply")
                 assert "<b>archive</b>" in (fake.sent_to(ALICE.id)[0].text or "")
             finally:
                 app.stop_event.set()
                 await asyncio.wait_for(task, DEADLINE)
-        assert not bot.up and app.notify is None
+        assert not bot.up
+        await bot.notify("Channel x paused")  # after the stop: dropped (logged), nothing sent, nothing raised
+        assert len(fake.sent_to(ALICE.id)) == 1
 
 
 async def test_webhook_mode_accepts_only_updates_with_the_secret_token(tmp_path: Path) -> None:
@@ -585,6 +584,36 @@ async def test_webhook_mode_accepts_only_updates_with_the_secret_token(tmp_path:
         assert "<b>news-tg</b>" in (h.fake.sent_to(ALICE.id)[0].text or "")
 
 
+async def test_webhook_mode_buttons_work_and_hostile_bodies_are_refused(tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    async with running(tmp_path, mode="webhook", webhook_url="https://bot.example.org/tg/hook",
+                       webhook_port=0, secret_token_env="HOOK_SECRET") as h:
+        right = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{h.bot.webhook_port}", timeout=DEADLINE) as client:
+            async def post(update: dict[str, Any]) -> None:
+                assert (await client.post("/tg/hook", json=update, headers=right)).status_code == 200
+
+            # a button pressed in webhook mode means what it meant when it was sent
+            await post(h.fake.message_update(ALICE, "/subscribe Topic 05"))
+            await eventually(lambda: len(h.fake.sent_to(ALICE.id)) == 1, "the channel keyboard")
+            (menu,) = h.fake.sent_to(ALICE.id)
+            button = next(b for row in h.fake.keyboard(menu) for b in row if b["text"].startswith("console"))
+            await post(h.fake.callback(ALICE, menu, button["callback_data"]))  # (queued too: never polled here)
+            await eventually(lambda: len(h.fake.edits) == 1, "the edit after the button")
+            assert menu.text == "✅ Topic 05 → console: subscribed"
+            assert ("topic-05", "console", "telegram") in await h.subscriptions()
+
+            # nested deeper than the JSON parser goes, larger than an update can be: refused, nothing logged as a bug
+            with caplog.at_level(logging.WARNING):
+                deep = await client.post("/tg/hook", content=b"[" * 200_000 + b"]" * 200_000, headers=right)
+                huge = await client.post("/tg/hook", content=b'{"update_id": 1, "x": "' + b"a" * (2 << 20) + b'"}',
+                                         headers=right)
+            assert (deep.status_code, huge.status_code) == (400, 413)
+            assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+            assert "ok" in (await client.post("/tg/hook", json=h.fake.message_update(ALICE, "/help"),
+                                              headers=right)).text  # still serving
+
+
 def test_the_admin_table_defaults_and_env_admins() -> None:
     settings = load_admin_settings(None)
     assert settings == AdminSettings()
@@ -603,6 +632,16 @@ def test_the_admin_table_defaults_and_env_admins() -> None:
     with pytest.raises(ConfigError) as info:
         AdminBot(ok, token=TOKEN)  # webhook mode without a secret
     assert info.value.key == "admin.secret_token_env"
+
+
+def test_without_an_admin_table_the_admin_variables_are_not_read(tmp_path: Path) -> None:
+    env = {"TAGRELAY_ADMIN_IDS": "alice", "TAGRELAY_HEALTH_PORT": "0"}
+    assert make_admin_bot(None, env.get) is None
+    config = build_config({"storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 't.db'}"}})
+    assert [s.name for s in make_sidecars(config, Secrets(environ=env))] == ["health"]
+    with pytest.raises(ConfigError) as info:  # ... and with one, a bad value is a config error
+        make_sidecars(config.model_copy(update={"extra": {"admin": {}}}), Secrets(environ=env))
+    assert info.value.key == "TAGRELAY_ADMIN_IDS"
 
 
 @pytest.mark.parametrize(("raw", "env", "key"), [

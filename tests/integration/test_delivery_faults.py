@@ -153,11 +153,18 @@ class Rig:
 
 
 def make_deliverer(store: Store, chan: ChannelRuntime, clock: FakeClock, notes: list[str]) -> Deliverer:
-    async def notify(text: str) -> None:
-        notes.append(text)
-
-    return Deliverer(store, {chan.name: chan}, clock, POLICY, Metrics(), owner="test", notify=notify,
+    return Deliverer(store, {chan.name: chan}, clock, POLICY, Metrics(), owner="test", notifier=Notes(notes),
                      rng=random.Random(5))
+
+
+class Notes:
+    """The ``Notifier``: appends what the admins were told to ``texts``."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+
+    async def notify(self, text: str) -> None:
+        self.texts.append(text)
 
 
 def channel_options(platform: str, base: str, **overrides: Any) -> ChannelOptions:
@@ -350,6 +357,30 @@ async def test_rate_limit_holds_the_whole_channel_exactly_as_told(make_rig: RigF
     assert await rig.states() == {2: ("sent", 1), 3: ("sent", 1)}
     assert rig.posted_numbers() == [2, 3]
     assert len(rig.requests()) == 3
+
+
+ENDLESS_WAITS = [("telegram", "1e300"), ("mastodon", "inf"), ("mastodon", "1e300"), ("x", "inf")]
+
+
+@pytest.mark.parametrize(("platform", "wait"), ENDLESS_WAITS)
+async def test_an_endless_wait_asked_by_the_platform_holds_the_channel_a_week_at_most(
+        make_rig: RigFactory, platform: str, wait: str) -> None:
+    """The wait is the platform's word, hostile like every byte it sends: ``inf`` or ``1e300`` seconds
+    must neither crash the channel's run (nor leave the delivery ``sending``) nor hold it for ever."""
+    rig = await make_rig(platform)
+    if isinstance(rig.fake, FakeBotApi):
+        rig.fake.error(429, "Too Many Requests: retry after a while", {"retry_after": float(wait)})
+    else:  # a 5xx with Retry-After: "come back then"
+        rig.fake.fail_next(503, {"error": "Service Unavailable"}, {"Retry-After": wait}, match=rig.route)
+    await rig.deliver()
+    assert await rig.states() == {2: ("queued", 0), 3: ("queued", 0)}  # not a failed attempt, not lost
+    assert (await rig.store.channel(rig.name)).hold_until == rig.clock.now() + timedelta(days=7)
+    assert len(rig.requests()) == 1
+
+    rig.clock.advance(7 * 86400)
+    await rig.deliver()
+    assert await rig.states() == {2: ("sent", 1), 3: ("sent", 1)}
+    assert rig.posted_numbers() == [2, 3]
 
 
 # -- 5xx: exponential backoff, then dead ------------------------------------------------------------

@@ -8,12 +8,15 @@ checks what the service decides: statuses, attempts, holds, pauses, order.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from bot.clock import FakeClock
-from bot.domain.models import DeliveryStatus, ParsedPost, Subscription
+from bot.domain.models import DeliveryStatus, ParsedPost, Post, Subscription
 from bot.errors import (
     AmbiguousPublishError,
     ChatMigratedError,
@@ -24,7 +27,7 @@ from bot.errors import (
     RetryAfter,
 )
 from bot.observability import Metrics
-from bot.publishers.api import PublishResult, RenderedMessage
+from bot.publishers.api import PublishResult, RenderedMessage, RenderEnv
 from bot.services.delivery import ChannelRuntime, Deliverer, DeliveryOutcome, Pacer
 from bot.settings import DeliveryConfig
 from bot.storage.store import Store
@@ -53,11 +56,18 @@ def make(store: Store, clock: FakeClock, plugin: RecordingPlugin, *, idempotent:
         channels[name] = ChannelRuntime(name, "recording", plugin, opts, plugin.create(opts, None),  # type: ignore[arg-type]
                                         rebuild=rebuild)
 
-    async def sink(text: str) -> None:
-        if notify is not None:
-            notify.append(text)
+    return Deliverer(store, channels, clock, cfg, Metrics(), owner="test", notifier=Notes(notify))
 
-    return Deliverer(store, channels, clock, cfg, Metrics(), owner="test", notify=sink)
+
+class Notes:
+    """The ``Notifier``: appends what the admins were told to ``texts`` (when given)."""
+
+    def __init__(self, texts: list[str] | None) -> None:
+        self.texts = texts
+
+    async def notify(self, text: str) -> None:
+        if self.texts is not None:
+            self.texts.append(text)
 
 
 def post(n: int, *tags: str) -> ParsedPost:
@@ -397,3 +407,43 @@ async def test_start_due_runs_each_due_channel_once_within_the_concurrency(queue
     assert await deliverer.start_due(running) == []  # nothing due any more
     for name in ("tg", "masto"):
         assert await statuses(queued, name) == [("Post 2", "sent", 1), ("Post 3", "sent", 1)]
+
+
+class FallbackPlugin(RecordingPlugin):
+    """Renders with the platform's default template, as when the channel's own template failed."""
+
+    def render(self, post: Post, options: Any, env: RenderEnv, *, plain: bool = False) -> RenderedMessage:
+        message = super().render(post, options, env, plain=plain)
+        return dataclasses.replace(message, extra={"template_fallback": "undefined variable 'titel'"})
+
+
+def events(caplog: pytest.LogCaptureFixture, name: str) -> list[dict[str, Any]]:
+    return [getattr(r, "kv", {}) for r in caplog.records if r.getMessage() == name]
+
+
+async def test_a_template_fallback_is_logged_for_each_delivery_that_used_it(
+        queued: Store, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="tagrelay")
+    plugin = FallbackPlugin()
+    await make(queued, clock, plugin).deliver_channel("tg")
+    assert await statuses(queued, "tg") == [("Post 2", "sent", 1), ("Post 3", "sent", 1)]
+    fallbacks = events(caplog, "render.template_fallback")
+    assert [(f["channel"], f["reason"]) for f in fallbacks] == [("tg", "undefined variable 'titel'")] * 2
+
+
+async def test_each_outcome_is_logged_once_with_its_reason_and_wait(
+        queued: Store, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="tagrelay")
+    plugin = RecordingPlugin()
+    deliverer = make(queued, clock, plugin)
+    plugin.publishers["tg"].script(RetryAfter("tg", 42))
+    await deliverer.deliver_channel("tg")
+    clock.advance(42)
+    await deliverer.deliver_channel("tg")
+    logged = events(caplog, "deliver")
+    assert [(e["status"], e.get("reason"), e.get("next_in")) for e in logged] == [
+        ("queued", "rate_limited", 42), ("sent", None, None), ("sent", None, None)]
+    assert logged[0]["error"] == "rate limited; retry after 42s" and "remote_id" not in logged[0]
+    assert [e["remote_id"] for e in logged[1:]] == ["r1", "r2"]
+    assert all(isinstance(e["ms"], float) for e in logged[1:])
+    assert [e["post"] for e in logged] == ["https://a.example/2/", "https://a.example/2/", "https://a.example/3/"]

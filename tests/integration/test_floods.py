@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.admin_bot import AdminBot
+from bot.admin.bot import AdminBot
 from bot.app import App
 from bot.bootstrap import build_app
 from bot.cli import main
 from bot.clock import FakeClock
 from bot.services.admin import AdminService
 from bot.services.delivery import Pacer
+from bot.services.notifier import Notifier
 from bot.settings import Secrets, build_config, load_config
 from bot.sidecars import make_sidecars
 from bot.testing import RecordingPlugin
@@ -51,7 +52,8 @@ def churning() -> Iterator[ArchiveServer]:
 
 def make_app(db_url: str, archive: ArchiveServer, plugin: RecordingPlugin, clock: FakeClock, *,
              path: str = "/feed/", kind: str = "rss", service: dict[str, object] | None = None,
-             source: dict[str, object] | None = None, delivery: dict[str, object] | None = None) -> App:
+             source: dict[str, object] | None = None, delivery: dict[str, object] | None = None,
+             notifier: Notifier | None = None) -> App:
     raw = {
         "storage": {"url": db_url},
         "service": service or {},
@@ -61,7 +63,8 @@ def make_app(db_url: str, archive: ArchiveServer, plugin: RecordingPlugin, clock
         "subscriptions": [{"tag": "MEK", "channels": ["tg"]}],
     }
     config = build_config(raw, {"recording": plugin})
-    return build_app(config, secrets=Secrets(environ={}), clock=clock, plugins={"recording": plugin})  # type: ignore[dict-item]
+    return build_app(config, secrets=Secrets(environ={}), clock=clock, plugins={"recording": plugin},  # type: ignore[dict-item]
+                     notifier=notifier)
 
 
 def sent(plugin: RecordingPlugin, channel: str = "tg") -> list[str]:
@@ -104,12 +107,12 @@ class Sleeps:
 
 
 class Notes:
-    """``App.notify``: what the admins were told."""
+    """The ``Notifier``: what the admins were told."""
 
     def __init__(self) -> None:
         self.texts: list[str] = []
 
-    async def __call__(self, text: str) -> None:
+    async def notify(self, text: str) -> None:
         self.texts.append(text)
 
 
@@ -130,8 +133,7 @@ def add_burst(archive: ArchiveServer, count: int, prefix: str = "Burst") -> None
 async def test_a_burst_of_10000_is_held_survives_a_restart_and_a_drop_sends_none(
         db_url: str, big: ArchiveServer, clock: FakeClock) -> None:
     plugin, notes = RecordingPlugin(), Notes()
-    async with make_app(db_url, big, plugin, clock) as app:
-        app.notify = notes
+    async with make_app(db_url, big, plugin, clock, notifier=notes) as app:
         await app.run_once()  # the baseline: 10 known posts
         add_burst(big, 2, "Usual")
         clock.advance(120)
@@ -350,7 +352,7 @@ async def test_the_admin_bot_announces_a_burst_once_lists_it_and_drops_it(tmp_pa
         sidecars = make_sidecars(config, secrets())
         (bot,) = sidecars
         assert isinstance(bot, AdminBot)
-        async with build_app(config, secrets=secrets(), sidecars=sidecars) as app:
+        async with build_app(config, secrets=secrets(), sidecars=sidecars, notifier=bot) as app:
             await app.run_once()
             await bot.start(app)
             try:

@@ -22,9 +22,9 @@ import json
 import re
 import threading
 import uuid
-from datetime import datetime, timedelta
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest

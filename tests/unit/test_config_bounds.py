@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bot.admin_bot import AdminSettings
+from bot.admin.settings import AdminSettings
 from bot.bootstrap import load_service_config, validate_service_config
 from bot.config_bounds import DurationIn
 from bot.domain.pacing import TokenBucket, parse_rate

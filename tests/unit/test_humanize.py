@@ -7,7 +7,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.admin_bot import MAX_MESSAGE, bounded_reply, fit, quote, utf16_len, visible_text
+from bot.admin.replies import MAX_MESSAGE, bounded_reply, fit, quote, utf16_len, visible_text
 from bot.humanize import BIDI_CONTROLS, CUT_MARK, cut, json_visible_controls, visible_controls
 from tests.fakes.telegram_api import visible_length
 

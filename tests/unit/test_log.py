@@ -5,19 +5,25 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.errors import ConfigError
 from bot.log import (
+    MAX_LOGGED_CHARS,
+    MAX_LOGGED_TRACE_CHARS,
     REDACTED,
     JsonFormatter,
     KeyValueFormatter,
     RedactingFilter,
     configure_logging,
     event,
+    redact_bounded,
     redact_text,
     redact_url,
 )
@@ -219,3 +225,64 @@ def test_configure_logging_rejects_an_unknown_level() -> None:
     with pytest.raises(ConfigError) as info:
         configure_logging("verbose", "text")
     assert info.value.key == "TAGRELAY_LOG_LEVEL"
+
+
+# -- issue 15: linear redaction, bounded log lines -----------------------------------------
+
+_OLD_URL_PASSWORD = re.compile(r"(?P<pre>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@/\s]+)(?P<post>@)", re.I)
+"""The quadratic pattern issue 15 replaced: the reference for what the linear one must match."""
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="aZ1+.-:/@ _\u212a\u017fé", max_size=40))
+def test_linear_url_password_pattern_redacts_exactly_what_the_old_one_did(text: str) -> None:
+    expected = _OLD_URL_PASSWORD.sub(lambda m: f"{m['pre']}{REDACTED}{m['post']}", text)
+    assert redact_url(text) == expected
+
+
+def test_a_long_field_value_is_cut_with_a_marker_and_redacted() -> None:
+    value = f"https://user:hunter2secret@h/{'a' * 1_000_000}"
+    record = _record("poll", kv={"link": value})
+    RedactingFilter().filter(record)
+    logged = record.kv["link"]
+    assert isinstance(logged, str)
+    assert "hunter2secret" not in logged
+    assert logged.startswith(f"https://user:{REDACTED}@h/aaa")
+    assert len(logged) <= MAX_LOGGED_CHARS + len("…(+1000000 chars)")
+    shown, marker = logged.split("…(+")
+    # every character of the redacted value is either shown or counted as hidden
+    assert len(shown) + int(marker.removesuffix(" chars)")) == len(value) - len("hunter2secret") + len(REDACTED)
+
+
+def test_a_long_message_and_traceback_are_bounded() -> None:
+    try:
+        raise ValueError("x" * 1_000_000)
+    except ValueError as exc:
+        record = _record("m" * 1_000_000, exc=exc)
+    RedactingFilter().filter(record)
+    assert len(record.getMessage()) < MAX_LOGGED_CHARS + 30
+    assert record.exc_text is not None and len(record.exc_text) < MAX_LOGGED_TRACE_CHARS + 30
+
+
+@pytest.mark.parametrize("offset", [-30, -10, -1, 0, 1, 4_096 - 20, 4_096 - 1, 4_096, 4_100, 9_000])
+def test_a_secret_straddling_the_cut_is_never_shown_even_in_part(offset: int) -> None:
+    secret = "S3cretValueThatMustNotLeak-0123456789"
+    text = "x" * (MAX_LOGGED_CHARS + offset) + secret + "y" * 10_000
+    out = redact_bounded(text, secrets=[secret])
+    assert "S3cret" not in out and secret[-8:] not in out
+    out = redact_bounded("x" * (MAX_LOGGED_CHARS + offset) + f" {BOT_TOKEN} " + "y" * 10_000)
+    assert BOT_TOKEN[:12] not in out and "AAFake" not in out
+
+
+def test_redaction_shrinking_the_window_does_not_pull_a_cut_secret_into_view() -> None:
+    secret = "K" * 40
+    # the window is mostly a long redacted query value, so the redacted text is short: a secret
+    # cut at the window's end must still not appear
+    text = "?token=" + "v" * (MAX_LOGGED_CHARS + 4_096 - 7 - 20) + " " + secret + "z" * 100
+    out = redact_bounded(text, secrets=[secret])
+    assert "KKKK" not in out
+    assert out.endswith(" chars)")
+
+
+def test_short_text_is_only_redacted() -> None:
+    assert redact_bounded("plain text", secrets=["text"]) == f"plain {REDACTED}"

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.render.text import (
     ELLIPSIS,
+    _drop_appeared_first,
+    _TextCollector,
+    _truncation_mark_start,
     break_points,
     clean_cut,
     clean_inline,
+    clean_text,
+    collapse_whitespace,
     decode_entities,
+    decode_second_layer,
+    defuse_markup,
     excerpt_of,
     grapheme_length,
     html_to_text,
     longest_fitting,
     strip_trailers,
     truncate,
+    url_spans,
 )
 
 
@@ -183,9 +193,9 @@ def test_word_break_fast_path_matches_grapheme_segmentation(text: str) -> None:
     """Without CJK, break_points skips grapheme segmentation; it must give the same cuts."""
     import grapheme
 
-    from bot.render.text import _URL, break_points
+    from bot.render.text import break_points
 
-    urls = [m.span() for m in _URL.finditer(text)]
+    urls = url_spans(text)
     expected: list[int] = []
     pos = 0
     for cluster in list(grapheme.graphemes(text))[:-1]:
@@ -197,3 +207,61 @@ def test_word_break_fast_path_matches_grapheme_segmentation(text: str) -> None:
     expected.append(len(text))
     got = break_points(text) if text else [0]
     assert got == (expected if text else [0])
+
+
+# -- issue 15: the URL and trailer patterns are linear and match what the old ones did -------
+
+_OLD_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://\S+|\bwww\.\S+")
+_OLD_APPEARED_FIRST = re.compile(r"\s*The post\s.{1,400}?\sappeared first on\s.{1,300}?\.?\s*$",
+                                 re.IGNORECASE | re.DOTALL)
+_OLD_TRUNCATION_MARK = re.compile(
+    r"\s*(?:[\[(]\s*(?:…|\.\.\.|&hellip;|&#8230;|&#x2026;)\s*[\])]|…|\.\.\.)\s*$", re.IGNORECASE)
+
+_PIECES = st.sampled_from(["a", "Z", "1", "_", "é", "+", ".", "-", ":", "/", "://", "www.", "w", " ", "\n",
+                           "\u00a0", "[", "]", "(", ")", "…", "...", "&hellip;", "The post", "appeared first on",
+                           "x"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_PIECES, max_size=25).map("".join))
+def test_url_spans_are_the_old_patterns_spans(text: str) -> None:
+    assert url_spans(text) == [m.span() for m in _OLD_URL.finditer(text)]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_PIECES, max_size=25).map("".join))
+def test_trailer_patterns_match_what_the_old_ones_did(text: str) -> None:
+    assert _drop_appeared_first(text) == _OLD_APPEARED_FIRST.sub("", text).rstrip()
+    old = _OLD_TRUNCATION_MARK.search(text)
+    assert _truncation_mark_start(text) == (old.start() if old else None)
+
+
+def test_appeared_first_trailer_is_found_in_a_long_text() -> None:
+    text = "word " * 10_000 + "The post Hello appeared first on Example."
+    assert _drop_appeared_first(text) == ("word " * 10_000).rstrip()
+
+
+def _undefused_text(fragment: str) -> str:
+    collector = _TextCollector()
+    collector.feed(fragment)
+    collector.close()
+    return "".join(collector.parts)
+
+
+_MARKUP = st.sampled_from(["<p>", "</p>", "<a href=\"x\">", "</a>", "<br/>", "<!-- c -->", "<!-- <b> -->",
+                           "<img alt=\"a > b\" src=\"i\">", "<script>x</script>", "text", " ", "&amp;", "&lt;",
+                           "a < b", "1<2", "<", ">", "<<", "< p>", "\n"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_MARKUP, max_size=20).map("".join))
+def test_defusing_markup_changes_no_visible_text(fragment: str) -> None:
+    """Only a ``<`` that starts no complete construct is escaped, and the parser shows those as text."""
+    expected = collapse_whitespace(clean_text(decode_second_layer(_undefused_text(fragment))))
+    assert html_to_text(fragment) == expected
+
+
+def test_unfinished_constructs_are_escaped_complete_ones_kept() -> None:
+    assert defuse_markup("<a <b>x</b> <!-- y") == "<a <b>x</b> &lt;!-- y"
+    assert defuse_markup("x <a <a < y") == "x &lt;a &lt;a &lt; y"
+    assert defuse_markup("<!-- <a --> <p>") == "<!-- <a --> <p>"

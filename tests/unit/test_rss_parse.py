@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.domain.models import ParsedPost
 from bot.errors import FeedParseError, SourceError
-from bot.sources.rss import clean_text, decode_entities, first_image, newest, parse_rss
+from bot.sources.rss import _IMG_SRC, _img_src, clean_text, decode_entities, first_image, newest, parse_rss
 
 FEEDS = Path(__file__).resolve().parents[1] / "data" / "feeds"
 SAMPLE = Path(__file__).resolve().parents[2] / "config" / "sample-archive.xml"
@@ -304,3 +306,13 @@ def test_entity_expansion_bomb_is_not_expanded() -> None:
             f"</title><item><title>&h;</title><guid>g</guid></item></channel></rss>").encode()
     doc = parse_rss(body, source="s")
     assert all(len(p.title) < 1000 for p in doc.posts)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["<img", "<IMG", "<imgx", " ", "src", "data-src", "=", '"a"', "'b'", "c", ">",
+                                 "<", '"']), max_size=20).map("".join))
+def test_first_image_finds_what_a_plain_regex_search_found(text: str) -> None:
+    """The linear ``<img`` scan returns the match the old quadratic ``search`` returned (issue 15)."""
+    old = _IMG_SRC.search(text)
+    new = _img_src(text)
+    assert (old and old.span()) == (new and new.span())

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.domain.tags import make_tag, make_tags, slugify
+from bot.domain.tags import _SEPARATORS, _separator, make_tag, make_tags, slugify
 
 
 @pytest.mark.parametrize(
@@ -59,3 +61,13 @@ def test_slug_is_idempotent_and_clean(name: str) -> None:
     assert "--" not in slug
     assert not any(ch.isspace() for ch in slug)
     assert "'" not in slug and "’" not in slug
+
+
+_OLD_SPACES = re.compile(r"[\s_\-]*\s[\s_\-]*|-+")
+"""The quadratic separator pattern issue 15 replaced (rescanned a run of ``_`` from each position)."""
+
+
+@given(st.text(alphabet=" \t\u00a0\u2003_-a", max_size=40))
+def test_linear_separator_handling_matches_the_old_pattern(text: str) -> None:
+    old = _OLD_SPACES.sub(lambda m: "-" if "_" not in m.group(0) else m.group(0).strip(), text)
+    assert _SEPARATORS.sub(lambda m: _separator(m.group(0)), text) == old

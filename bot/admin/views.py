@@ -1,0 +1,191 @@
+"""What ``tagrelay status`` / ``sources list`` / ``channels list`` and the bot's /status, /sources,
+/channels show, computed once: the state words (ERROR / BURST HELD / ok / not polled yet for a
+source; PAUSED / held / active for a channel) and the counts behind each row.
+
+Pure: values in (``bot.services.admin``'s reports, the configured sources and channels), view models
+out. The CLI renders them as tables (``bot.cli``), the bot as HTML (``bot.admin.replies``); neither
+decides a state word itself. The problems and warnings themselves are decided by ``AdminService``
+(``StatusReport.problems``); a view only carries them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from bot.domain.state import ChannelCounts, SourceState
+from bot.services.admin import SourceStatus, StatusReport
+
+SourceHealth = Literal["ERROR", "BURST HELD", "ok", "not polled yet"]
+ChannelState = Literal["PAUSED", "held", "active"]
+
+
+def source_health(status: SourceStatus) -> SourceHealth:
+    """A failing source is ``ERROR`` before anything else; then a held burst; then whether it was polled."""
+    if status.problem:
+        return "ERROR"
+    if status.hold is not None:
+        return "BURST HELD"
+    return "ok" if status.state.last_poll_at is not None else "not polled yet"
+
+
+def channel_state(counts: ChannelCounts, now: datetime) -> ChannelState:
+    """``PAUSED`` (by an admin or a channel error) before ``held`` (the platform's rate limit, until
+    ``hold_until``), else ``active``."""
+    if counts.paused:
+        return "PAUSED"
+    if counts.hold_until is not None and counts.hold_until > now:
+        return "held"
+    return "active"
+
+
+# -- status ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SourceView:
+    name: str
+    health: SourceHealth
+    last_poll_at: datetime | None
+    last_outcome: str | None
+    last_error: str | None
+    next_poll_at: datetime | None
+    posts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelView:
+    name: str
+    platform: str
+    state: ChannelState
+    paused_reason: str | None
+    queued: int
+    retrying: int
+    sent: int
+    sent_today: int
+    dead: int
+    unknown: int
+    oldest_waiting: datetime | None
+
+    @property
+    def failures(self) -> int:
+        """Deliveries that need a look: dead (given up) and unknown (maybe sent)."""
+        return self.dead + self.unknown
+
+
+@dataclass(frozen=True, slots=True)
+class StatusView:
+    now: datetime
+    sources: list[SourceView]
+    channels: list[ChannelView]
+    problems: list[str]
+    warnings: list[str]
+
+    @property
+    def headline(self) -> str:
+        """``OK``, ``1 problem``, ``3 problems`` (the CLI writes it in capitals)."""
+        count = len(self.problems)
+        return "OK" if not count else f"{count} problem{'s' if count > 1 else ''}"
+
+
+def status_view(report: StatusReport) -> StatusView:
+    now = report.now
+    sources = [SourceView(name=s.state.name, health=source_health(s), last_poll_at=s.state.last_poll_at,
+                          last_outcome=s.state.last_outcome, last_error=s.state.last_error,
+                          next_poll_at=s.next_poll_at, posts=s.state.post_count) for s in report.sources]
+    channels = []
+    for c in report.channels:
+        k = c.counts.counts
+        channels.append(ChannelView(name=c.counts.channel, platform=c.counts.platform,
+                                    state=channel_state(c.counts, now), paused_reason=c.counts.paused_reason,
+                                    queued=k.get("queued", 0), retrying=k.get("failed", 0), sent=k.get("sent", 0),
+                                    sent_today=c.counts.sent_today, dead=k.get("dead", 0),
+                                    unknown=k.get("unknown", 0), oldest_waiting=c.counts.oldest_queued))
+    return StatusView(now=now, sources=sources, channels=channels, problems=report.problems,
+                      warnings=report.warnings)
+
+
+# -- listings -------------------------------------------------------------------------------------
+
+
+class _SourceConfig(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def interval(self) -> float: ...
+    @property
+    def enabled(self) -> bool: ...
+
+
+class _ChannelConfig(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def platform(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SourceListing:
+    """One configured source with what its last poll left (``sources list``, /sources)."""
+
+    name: str
+    kind: str
+    """The configured kind, with what ``auto`` resolved to: ``auto→wordpress``."""
+    url: str
+    interval: float
+    enabled: bool
+    posts: int
+    last_poll_at: datetime | None
+    last_outcome: str | None
+    failing: str | None
+    """The last error, when the last poll failed."""
+    failures: int
+    """Failed polls in a row."""
+
+
+def source_listing(configured: Sequence[_SourceConfig], states: Sequence[SourceState]) -> list[SourceListing]:
+    by_name = {s.name: s for s in states}
+    rows = []
+    for src in configured:
+        st = by_name.get(src.name)
+        resolved = st.cache.resolved_kind if st is not None else None
+        rows.append(SourceListing(
+            name=src.name, kind=f"{src.kind}→{resolved}" if resolved else src.kind, url=src.url,
+            interval=src.interval, enabled=src.enabled, posts=st.post_count if st else 0,
+            last_poll_at=st.last_poll_at if st else None, last_outcome=st.last_outcome if st else None,
+            failing=st.last_error if st and st.last_error and st.last_outcome == "error" else None,
+            failures=st.consecutive_failures if st else 0))
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelListing:
+    """One configured channel with its queue (``channels list``, /channels)."""
+
+    name: str
+    platform: str
+    paused: bool
+    paused_reason: str | None
+    waiting: int
+    """Queued plus retrying."""
+    sent: int
+
+    @property
+    def state(self) -> Literal["PAUSED", "active"]:
+        return "PAUSED" if self.paused else "active"
+
+
+def channel_listing(items: Sequence[tuple[_ChannelConfig, ChannelCounts | None]]) -> list[ChannelListing]:
+    rows = []
+    for opts, counts in items:
+        k = counts.counts if counts is not None else {}
+        rows.append(ChannelListing(name=opts.name, platform=opts.platform, paused=bool(counts and counts.paused),
+                                   paused_reason=counts.paused_reason if counts else None,
+                                   waiting=k.get("queued", 0) + k.get("failed", 0), sent=k.get("sent", 0)))
+    return rows
