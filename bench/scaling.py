@@ -28,7 +28,7 @@ from bot.settings import build_config
 from bot.storage import tables as t
 from bot.storage.store import Store
 
-LABELLED = ("source", "known_keys", "subscriptions_for_tags", "record_poll", "record_not_modified", "due_channels",
+LABELLED = ("source", "poll_facts", "apply_poll", "record_not_modified", "due_channels",
             "claim_next", "finish", "queue_depths", "next_due_at")
 """Store methods whose statements are explained (one poll cycle and its deliveries call these)."""
 CHUNK = 5000

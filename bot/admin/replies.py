@@ -18,11 +18,11 @@ from datetime import datetime
 from bot import __version__
 from bot.admin.views import ChannelListing, SourceListing, StatusView
 from bot.domain.models import Subscription
+from bot.domain.state import HoldView
 from bot.errors import NotFoundError, TagrelayError
 from bot.humanize import CUT_MARK, ago, cut, visible_controls
 from bot.log import redact_url
 from bot.services.admin import Change, PreviewItem, TagPage
-from bot.storage.store import HoldView
 
 MAX_MESSAGE = 4096
 """Telegram's limit on a message's text after entity parsing, counted here in UTF-16 code units (the

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
+from bot.domain.state import ChannelCounts, SourceState
 from bot.services.admin import SourceStatus, StatusReport
-from bot.storage.store import ChannelCounts, SourceState
 
 SourceHealth = Literal["ERROR", "BURST HELD", "ok", "not polled yet"]
 ChannelState = Literal["PAUSED", "held", "active"]

@@ -15,13 +15,14 @@ from typing import Any
 
 from bot.domain.detect import churn_message, hold_message
 from bot.domain.models import DeliveryStatus, Subscription
+from bot.domain.state import ChannelCounts, DeliveryView, HoldView, InstanceInfo, SourceState, TagCount
 from bot.domain.tags import make_tag, slugify
 from bot.errors import NotFoundError, TagrelayError
 from bot.log import redact_url
 from bot.publishers.api import Clock, PublisherPlugin, RenderEnv
 from bot.settings import Config
 from bot.storage.instance_lock import Holder, lock_path, probe
-from bot.storage.store import ChannelCounts, DeliveryView, HoldView, InstanceInfo, SourceState, Store, TagCount
+from bot.storage.store import Store
 
 
 class UsageError(TagrelayError):

@@ -28,8 +28,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from bot.domain.delivery import (
     Again,
     Ambiguous,
@@ -58,6 +56,7 @@ from bot.domain.delivery import (
 from bot.domain.models import DeliveryStatus, Post
 from bot.domain.pacing import parse_rate
 from bot.domain.schedule import RetryPolicy, fair_share
+from bot.domain.state import CHANNEL_LEASE, ClaimedDelivery
 from bot.errors import (
     AmbiguousPublishError,
     ChatMigratedError,
@@ -68,6 +67,7 @@ from bot.errors import (
     PublishError,
     RetryablePublishError,
     RetryAfter,
+    StorageError,
 )
 from bot.log import event
 from bot.observability import Metrics
@@ -81,7 +81,7 @@ from bot.publishers.api import (
 )
 from bot.services.notifier import Notifier
 from bot.settings import DeliveryConfig
-from bot.storage.store import CHANNEL_LEASE, ClaimedDelivery, Store
+from bot.storage.store import Store
 
 log = logging.getLogger("tagrelay.deliver")
 
@@ -95,8 +95,9 @@ EMPTY_RUN_RECHECK = 0.25
 
 RECORD_RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 """Seconds between attempts to write an outcome the database refused; the last one repeats."""
-DATABASE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
-"""What a store call raises when the database is unreachable, down or refusing work."""
+DATABASE_ERRORS = (StorageError,)
+"""What a store call raises when the database is unreachable, down or refusing work (the store translates
+every database error, ``OSError`` and ``TimeoutError`` included, into ``StorageError``)."""
 
 
 def idempotency_key(channel: str, post: Post) -> str:

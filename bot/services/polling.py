@@ -20,10 +20,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.domain.detect import classify, detect_posts, hold_message, normalise
+from bot.domain.detect import normalise
 from bot.domain.limits import rejection
 from bot.domain.models import ParsedPost
+from bot.domain.plan import plan_poll
 from bot.domain.schedule import jittered, source_backoff, source_retry_delay
+from bot.domain.state import SourceState
 from bot.errors import FetchError, SourceError
 from bot.log import event, redact_url
 from bot.observability import Metrics
@@ -31,7 +33,7 @@ from bot.publishers.api import Clock
 from bot.services.notifier import Notifier
 from bot.settings import ServiceConfig, SourceConfig
 from bot.sources.base import CacheState, NotModified, Source
-from bot.storage.store import SourceState, Store
+from bot.storage.store import Store
 
 log = logging.getLogger("tagrelay.poll")
 
@@ -112,45 +114,41 @@ class Poller:
 
     async def _record(self, state: SourceState, items: Sequence[ParsedPost], cache: CacheState,
                       started: float) -> PollOutcome:
+        """Normalise once → one read of what the decision needs → the pure plan → one write."""
         rejected = self._report_rejected(state.name, items)
-        # normalising a big feed is CPU work proportional to it: off the event loop (health, lease heartbeat)
+        # normalising and planning a big feed is CPU work proportional to it: off the event loop (health,
+        # lease heartbeat)
         posts = await asyncio.to_thread(normalise, state.name, items)
-        known = await self.store.known_identities(state.id, posts)  # index lookups: ∝ posts, not history
-        new, _known, _churned = classify(posts, known.keys, known.links)
-        new_tags = {slug for p in new for slug in p.tag_slugs}
-        subs = await self.store.subscriptions_for_tags(new_tags)  # only what routing can match: ∝ new posts
+        facts = await self.store.poll_facts(state, posts)  # index lookups: ∝ the poll's posts, not history
         limit = self.burst_limit(state.name)
-        detection = await asyncio.to_thread(detect_posts, posts, known.keys, subs, first_poll=not state.baseline_done,
-                                            known_links=known.links, burst_limit=limit)
+        plan = await asyncio.to_thread(plan_poll, state.name, posts, facts, first_poll=not state.baseline_done,
+                                       burst_limit=limit, usual_new=state.usual_new)
         now = self.clock.now()
         next_at = self._next_poll(state.name, now)
-        note = hold_message(state.name, len(detection.new_posts), state.usual_new, limit)
-        record = await self.store.record_poll(state, detection.new_posts, detection.intents, cache, now,
-                                              next_at, baseline=detection.baseline, churned=len(detection.churned),
-                                              hold=detection.burst, hold_note=note)
-        outcome = "baseline" if detection.baseline else (
-            "held" if record.held else ("new" if detection.new_posts else "unchanged"))
+        record = await self.store.apply_poll(state, plan, cache, now, next_at)
+        outcome = plan.outcome
+        churned = len(plan.churned)
         self.metrics.poll(state.name, outcome)
-        self.metrics.new_posts(state.name, 0 if detection.baseline else record.new_posts)
+        self.metrics.new_posts(state.name, 0 if plan.baseline else record.new_posts)
         event(log, logging.INFO, "poll", source=state.name, outcome=outcome, posts=len(posts),
-              new=record.new_posts, queued=record.queued, held=record.held, churned=len(detection.churned),
+              new=record.new_posts, queued=record.queued, held=record.held, churned=churned,
               backfilled=record.backfilled,
               **({"rejected": rejected} if rejected else {}),
               ms=round((time.perf_counter() - started) * 1000, 1))
-        if detection.churned:
-            event(log, logging.WARNING, "poll.guid_churn", source=state.name, churned=len(detection.churned),
+        if churned:
+            event(log, logging.WARNING, "poll.guid_churn", source=state.name, churned=churned,
                   note="guids change between polls; identity falls back to the link")
         if record.held:
             event(log, logging.WARNING, "poll.burst_held", source=state.name, new=record.new_posts,
                   held=record.held, limit=limit, action=f"tagrelay hold release|drop {state.name}")
             if record.hold_started:
-                await self._announce(state.name, f"Source {state.name}: {note} (or here: /hold release "
+                await self._announce(state.name, f"Source {state.name}: {plan.hold_note} (or here: /hold release "
                                                  f"{state.name}, /hold drop {state.name}).")
         if record.queued or record.backfilled:
             self.on_queued()
         return PollOutcome(state.name, outcome, posts=len(posts), new_posts=record.new_posts,
                            queued=record.queued, backfilled=record.backfilled, held=record.held,
-                           churned=len(detection.churned), next_poll_at=next_at)
+                           churned=churned, next_poll_at=next_at)
 
     async def _announce(self, source: str, text: str) -> None:
         if self.notifier is None:

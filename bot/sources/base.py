@@ -8,24 +8,11 @@ same transaction as the posts. A failed poll therefore never loses state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.domain.models import ParsedPost
-
-
-@dataclass(frozen=True, slots=True)
-class CacheState:
-    """Per-source memory between polls."""
-
-    etag: str | None = None
-    last_modified: str | None = None
-    cursor: str | None = None
-    resolved_url: str | None = None
-    resolved_kind: str | None = None
-
-    def but(self, **changes: str | None) -> CacheState:
-        return replace(self, **changes)
+from bot.domain.state import CacheState as CacheState  # its home is the domain; sources name it from here too
 
 
 @dataclass(frozen=True, slots=True)

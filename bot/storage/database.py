@@ -14,6 +14,12 @@ On PostgreSQL a write transaction that loses a deadlock or a serialization check
 ``TRANSIENT_ATTEMPTS`` times in all. So a ``Work`` must have no effect outside its connection
 (every Store method's body is like that: it only builds its result from what it reads).
 
+Database errors are translated here, in one place: whatever the database or its driver raises
+(``SQLAlchemyError``, a driver error, ``OSError`` and so ``TimeoutError``) comes out of ``run`` as the
+project's ``StorageError`` (``database_error``), the original kept as its ``__cause__``; its message
+is the error's type and first line only: no SQL, no parameters, no password. A deadlock or
+serialization failure is run again first, and translated only when it still fails.
+
 ``open_database(url)`` chooses. ``async_engine()`` gives an ``AsyncEngine`` on the same database
 for the tools that need one (migrations, ``db copy``, tests); on a SQLite file it is built on the
 first call and disposed of with the database.
@@ -24,15 +30,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from bot.log import event
+from bot.errors import StorageError
+from bot.log import event, redact_text
 from bot.storage.engine import is_private_to_process, make_engine, make_sqlite_engine, parse_url
 
 if TYPE_CHECKING:
@@ -55,6 +64,34 @@ def transient_reason(exc: BaseException) -> str | None:
         return None
     code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
     return TRANSIENT_SQLSTATES.get(code) if isinstance(code, str) else None
+
+
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (SQLAlchemyError, sqlite3.Error, OSError)
+"""What a transaction may raise when the database fails (``OSError`` covers ``TimeoutError``); every
+``Database`` adds its driver's own errors that SQLAlchemy might let through unwrapped."""
+_QUERY_ARGUMENT = re.compile(r"(query argument \$\d+):.*", re.S)
+"""asyncpg's "invalid input for query argument $1: <the value> (…)": the value is a parameter."""
+_SQLALCHEMY_PREFIX = re.compile(r"^\([\w.]+\) ")
+"""SQLAlchemy's "(module.ErrorClass) " in front of the driver's message."""
+
+
+def database_error(exc: BaseException) -> StorageError:
+    """The ``StorageError`` of a database failure (the caller raises it ``from exc``): the error's type
+    and the first line of its message (the driver's, for a SQLAlchemy ``DBAPIError``), without SQL,
+    parameters or a password, at most 300 characters."""
+    shown: BaseException = exc
+    if isinstance(exc, DBAPIError) and isinstance(exc.orig, BaseException):
+        shown = exc.orig
+        # SQLAlchemy's asyncpg adapter wraps the driver's exception in one of its own: show asyncpg's
+        if isinstance(shown.__cause__, Exception) and type(shown).__module__.startswith("sqlalchemy"):
+            shown = shown.__cause__
+    text = str(shown).strip()
+    first = _SQLALCHEMY_PREFIX.sub("", text.splitlines()[0] if text else "")
+    first = redact_text(_QUERY_ARGUMENT.sub(r"\1 (its value left out)", first))
+    if len(first) > 300:
+        first = first[:299] + "…"
+    name = type(shown).__name__
+    return StorageError(f"{name}: {first}" if first else name)
 
 
 class Database(Protocol):
@@ -96,7 +133,10 @@ class ThreadedDatabase:
         executor = self._executor
         if executor is None:  # first use, or used again after dispose (like a disposed engine)
             executor = self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagrelay-db")
-        return await asyncio.get_running_loop().run_in_executor(executor, self._call, work, write)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, self._call, work, write)
+        except DATABASE_ERRORS as exc:
+            raise database_error(exc) from exc
 
     def _call(self, work: Work[T], write: bool) -> T:
         if write:
@@ -137,11 +177,19 @@ class AsyncDatabase:
         self.engine = engine
         self.url = engine.url
         self.dialect = engine.dialect.name
+        self.errors = DATABASE_ERRORS + _driver_errors(self.dialect)
 
     async def run(self, work: Work[T], *, write: bool) -> T:
-        if not write:
-            async with self.engine.connect() as conn:
-                return await conn.run_sync(work)
+        try:
+            if not write:
+                async with self.engine.connect() as conn:
+                    return await conn.run_sync(work)
+            return await self._write(work)
+        except self.errors as exc:
+            raise database_error(exc) from exc
+
+    async def _write(self, work: Work[T]) -> T:
+        """One transaction, run again after a deadlock or a serialization failure (``TRANSIENT_ATTEMPTS``)."""
         attempt = 1
         while True:
             try:
@@ -165,6 +213,17 @@ class AsyncDatabase:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _driver_errors(dialect: str) -> tuple[type[BaseException], ...]:
+    """asyncpg's own base errors on PostgreSQL (SQLAlchemy wraps what it sees; these are for what it may not)."""
+    if dialect != "postgresql":
+        return ()
+    try:  # lazy: only a PostgreSQL database loads the driver (SQLAlchemy has imported it by now anyway)
+        import asyncpg
+    except ImportError:  # another PostgreSQL driver: SQLAlchemy wraps its errors
+        return ()
+    return (asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def open_database(url: str, *, create_dirs: bool = True) -> Database:

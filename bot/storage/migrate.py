@@ -150,7 +150,11 @@ async def _migrate(conn: AsyncConnection, known: ScriptDirectory) -> tuple[str |
 
 async def upgrade_isolated(database: Database) -> tuple[str | None, str]:
     """``upgrade``, run in a child process when a migration is due (see the module docstring)."""
-    if await database.run(recorded_revision, write=False) == HEAD:
+    try:
+        recorded = await database.run(recorded_revision, write=False)
+    except StorageError as exc:  # the database's own error (translated by ``database.run``): say what failed
+        raise StorageError(f"cannot open or migrate the database: {exc}") from exc
+    if recorded == HEAD:
         return HEAD, HEAD
     if is_private_to_process(database.url):  # a child would migrate a database of its own
         return await upgrade(database.async_engine())

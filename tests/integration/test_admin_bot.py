@@ -30,11 +30,11 @@ from bot.admin.settings import AdminSettings, load_admin_settings
 from bot.app import App
 from bot.bootstrap import build_app, build_service
 from bot.cli import main
+from bot.domain.state import TagCount
 from bot.errors import ConfigError
 from bot.services.admin import TagPage
 from bot.settings import Secrets, build_config, load_config
 from bot.sidecars import make_admin_bot, make_sidecars
-from bot.storage.store import TagCount
 from tests.fakes.archive import ArchiveServer
 from tests.fakes.telegram_api import (
     DEFAULT_CHANNEL_ID,

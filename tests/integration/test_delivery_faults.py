@@ -32,6 +32,7 @@ import pytest
 from bot.bootstrap import build_app
 from bot.clock import FakeClock
 from bot.domain.models import DeliveryStatus, Subscription
+from bot.domain.state import DeliveryView
 from bot.observability import Metrics
 from bot.publishers.api import ChannelOptions, PublisherContext, PublisherPlugin
 from bot.publishers.mastodon import MastodonOptions
@@ -44,7 +45,7 @@ from bot.services.admin import AdminService
 from bot.services.delivery import ChannelRuntime, Deliverer, DeliveryOutcome
 from bot.settings import Config, DeliveryConfig, Secrets, SourceConfig, SubscriptionConfig
 from bot.storage import migrate
-from bot.storage.store import DeliveryView, Store
+from bot.storage.store import Store
 from tests.fakes.http import Request, Response
 from tests.fakes.mastodon_api import DEFAULT_TOKEN as MASTODON_TOKEN
 from tests.fakes.mastodon_api import STATUSES, FakeMastodon

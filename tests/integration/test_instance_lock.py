@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from bot.clock import FakeClock
+from bot.domain.state import CHANNEL_LEASE
 from bot.errors import InstanceLockedError, StorageError
 from bot.storage.instance_lock import (
     FIELD_MAX,
@@ -38,7 +39,7 @@ from bot.storage.instance_lock import (
     lock_path,
     probe,
 )
-from bot.storage.store import CHANNEL_LEASE, Store
+from bot.storage.store import Store
 from tests.integration.test_store import parsed, poll, setup
 
 SINCE = datetime(2026, 11, 24, 9, 7, 51, tzinfo=UTC)

@@ -12,7 +12,8 @@ from datetime import timedelta
 
 from bot.clock import FakeClock
 from bot.domain.models import DeliveryStatus
-from bot.storage.store import CHANNEL_LEASE, Store
+from bot.domain.state import CHANNEL_LEASE
+from bot.storage.store import Store
 from tests.integration.test_store import parsed, poll, setup
 
 

@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from bot.clock import FakeClock
-from bot.domain.detect import detect, to_post
+from bot.domain.detect import normalise
 from bot.domain.models import DeliveryStatus, ParsedPost, Subscription
+from bot.domain.plan import plan_poll
 from bot.domain.tags import slugify
 from bot.errors import NotFoundError
 from bot.sources.base import CacheState
@@ -33,13 +34,13 @@ async def setup(store: Store, clock: FakeClock, subs: list[tuple[str, str, int]]
 
 
 async def poll(store: Store, clock: FakeClock, items: list[ParsedPost], cache: CacheState | None = None) -> int:
+    """The poll path's storage half: one read, the pure plan, one write."""
     state = await store.source("archive")
-    posts = [to_post("archive", p) for p in items]
-    known = await store.known_keys(state.id, [p.key for p in posts])
-    subs = [s for s, _ in await store.subscriptions()]
-    d = detect("archive", items, known, subs, first_poll=not state.baseline_done)
-    rec = await store.record_poll(state, d.new_posts, d.intents, cache or CacheState(etag='"v1"'), clock.now(),
-                                  clock.now() + timedelta(minutes=10), baseline=d.baseline)
+    posts = normalise("archive", items)
+    facts = await store.poll_facts(state, posts)
+    plan = plan_poll("archive", posts, facts, first_poll=not state.baseline_done)
+    rec = await store.apply_poll(state, plan, cache or CacheState(etag='"v1"'), clock.now(),
+                                 clock.now() + timedelta(minutes=10))
     return rec.queued + rec.backfilled
 
 

@@ -18,7 +18,9 @@ import pytest
 from sqlalchemy import Connection, text
 
 from bot.clock import FakeClock
-from bot.domain.detect import detect
+from bot.domain.detect import normalise
+from bot.domain.plan import PollFacts, plan_poll
+from bot.errors import StorageError
 from bot.sources.base import CacheState
 from bot.storage import migrate
 from bot.storage.database import TRANSIENT_ATTEMPTS
@@ -111,8 +113,9 @@ async def test_a_transaction_that_keeps_deadlocking_fails_after_the_last_attempt
         conn.execute(text("DO $$ BEGIN RAISE EXCEPTION 'simulated' USING ERRCODE = '40P01'; END $$"))
 
     caplog.set_level(logging.WARNING, logger="tagrelay.storage")
-    with pytest.raises(DBAPIError):
+    with pytest.raises(StorageError, match="simulated") as failed:  # translated once every attempt failed
         await pg_store.database.run(work, write=True)
+    assert isinstance(failed.value.__cause__, DBAPIError)
     assert len(runs) == TRANSIENT_ATTEMPTS
     assert len(_retries(caplog)) == TRANSIENT_ATTEMPTS - 1
 
@@ -126,8 +129,9 @@ async def test_other_database_errors_are_not_retried(pg_store: Store) -> None:
         runs.append(1)
         conn.execute(text("INSERT INTO tags (slug, name) VALUES (NULL, NULL)"))  # not null violation
 
-    with pytest.raises(DBAPIError):
+    with pytest.raises(StorageError) as failed:
         await pg_store.database.run(work, write=True)
+    assert isinstance(failed.value.__cause__, DBAPIError)
     assert runs == [1]
 
 
@@ -151,9 +155,9 @@ async def test_instances_polling_sources_that_share_new_tags_never_deadlock(
 
         async def record(store: Store, name: str, order: list[str]) -> int:
             state = await store.source(name)
-            found = detect(name, [parsed(1, *order), parsed(2, *order)], set(), [], first_poll=False)
-            rec = await store.record_poll(state, found.new_posts, found.intents, CacheState(), clock.now(),
-                                          clock.now() + timedelta(minutes=10), baseline=False)
+            posts = normalise(name, [parsed(1, *order), parsed(2, *order)])
+            plan = plan_poll(name, posts, PollFacts(known_keys=set()), first_poll=False)
+            rec = await store.apply_poll(state, plan, CacheState(), clock.now(), clock.now() + timedelta(minutes=10))
             return rec.new_posts
 
         def waiting(n: int) -> Callable[[], Awaitable[bool]]:

@@ -15,9 +15,9 @@ from bot.admin.views import (
     source_listing,
     status_view,
 )
+from bot.domain.state import ChannelCounts, HoldView, SourceState
 from bot.services.admin import ChannelStatus, SourceStatus, StatusReport
 from bot.sources.base import CacheState
-from bot.storage.store import ChannelCounts, HoldView, SourceState
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 outcomes = st.sampled_from([None, "baseline", "new", "unchanged", "error", "held"])

@@ -1,0 +1,136 @@
+"""The poll's decision, pure: from the posts a poll read and what storage knew, what to write.
+
+The poll path is: normalise once (``bot.domain.detect.normalise``) → ONE read of what the decision
+needs (``PollFacts``: ``Store.poll_facts``) → ``plan_poll`` (this module: no I/O, no clock) → ONE
+write that applies the ``PollPlan`` in one transaction (``Store.apply_poll``). Storage decides
+nothing: which posts are new, which deliveries they make, which backfills run, whether the poll is
+a burst to hold and the source's usual volume are all decided here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+
+from bot.domain.detect import detect_posts, hold_message, pick_backfill
+from bot.domain.models import DeliveryIntent, Post, Subscription
+
+USUAL_WEIGHT = 0.2
+"""Weight of a poll's new posts in a source's moving average (``usual_new``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingBackfill:
+    """A subscription whose backfill from this source has not run yet, with the source's stored posts
+    that can fill it: up to ``subscription.backfill`` of its latest posts carrying the tag, newest first
+    (undated last; among equal dates the most recently stored first), each with its ``id``."""
+
+    subscription_id: int
+    subscription: Subscription
+    stored: tuple[Post, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class BackfillDelivery:
+    """Decided: a backfill sends post ``post_key`` of ``source`` to ``channel`` once. ``post_id``: the
+    stored post's id (None: a post of this very poll, stored by the same write)."""
+
+    source: str
+    post_key: str
+    channel: str
+    post_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PollFacts:
+    """What a poll's decision needs from storage, read at once (``Store.poll_facts``)."""
+
+    known_keys: Collection[str]
+    """The poll's identities already stored for the source."""
+    known_links: Collection[str] = ()
+    """The poll's canonical links already stored for the source (guid churn)."""
+    subscriptions: tuple[Subscription, ...] = ()
+    """At least the subscriptions to every tag of the poll's new posts."""
+    backfills: tuple[PendingBackfill, ...] = ()
+    """The subscriptions whose backfill from this source is still to run."""
+
+
+@dataclass(frozen=True, slots=True)
+class PollPlan:
+    """What one successful poll writes (``Store.apply_poll``), decided by ``plan_poll``."""
+
+    new_posts: tuple[Post, ...]
+    """Posts to store, in feed order."""
+    churned: tuple[Post, ...]
+    """Known posts that came with a new guid for their known link: stored already, counted on the source."""
+    intents: tuple[DeliveryIntent, ...]
+    """The new posts' deliveries (``held`` when ``hold``), one per (post, channel)."""
+    backfills: tuple[BackfillDelivery, ...]
+    """Backfill deliveries (never held), oldest post first per subscription: none repeats an intent or
+    another backfill's (post, channel)."""
+    backfills_done: tuple[int, ...]
+    """Subscriptions (ids) whose backfill from this source is done with this poll."""
+    baseline: bool
+    """The source's first poll: everything is recorded as known, nothing is routed."""
+    burst: bool
+    """More new posts than the source's burst limit."""
+    hold: bool
+    """The intents are recorded ``held`` (a burst that has deliveries); the hold is audited."""
+    hold_note: str
+    """What the audit log, ``status`` and the admins are told about the burst ("" if none)."""
+    usual_new: float | None
+    """The source's new moving average of new posts per poll (None: it stays as it is)."""
+
+    @property
+    def outcome(self) -> str:
+        """baseline | held | new | unchanged: the source's ``last_outcome``."""
+        if self.baseline:
+            return "baseline"
+        if self.hold:
+            return "held"
+        return "new" if self.new_posts else "unchanged"
+
+
+def next_usual(usual: float | None, new_posts: int) -> float:
+    """The moving average of new posts per poll after a poll that found ``new_posts`` (> 0)."""
+    return float(new_posts) if usual is None else usual + USUAL_WEIGHT * (new_posts - usual)
+
+
+def plan_backfills(new_posts: Sequence[Post], pending: Iterable[PendingBackfill],
+                   intents: Iterable[DeliveryIntent]) -> tuple[tuple[BackfillDelivery, ...], tuple[int, ...]]:
+    """(deliveries, subscriptions done) of the pending backfills: for each, its N latest posts among the
+    stored ones and this poll's new ones, oldest first; a (post, channel) pair already in ``intents`` or
+    picked by an earlier backfill is not repeated. Every pending backfill is done, even one that found
+    nothing (a backfill runs once, at the first poll after its subscription was made)."""
+    taken = {(i.post_key, i.channel) for i in intents}
+    chosen: list[BackfillDelivery] = []
+    done: list[int] = []
+    for backfill in pending:
+        sub = backfill.subscription
+        # newest-stored first among equal dates, as the stored candidates are: this poll's posts are
+        # stored after every earlier one, in feed order
+        fresh = [p for p in reversed(new_posts) if sub.tag_slug in p.tag_slugs]
+        for post in pick_backfill([*fresh, *backfill.stored], sub):
+            if (post.key, sub.channel) not in taken:
+                taken.add((post.key, sub.channel))
+                chosen.append(BackfillDelivery(source=post.source, post_key=post.key, channel=sub.channel,
+                                               post_id=post.id))
+        done.append(backfill.subscription_id)
+    return tuple(chosen), tuple(done)
+
+
+def plan_poll(source: str, posts: Sequence[Post], facts: PollFacts, *, first_poll: bool, burst_limit: int = 0,
+              usual_new: float | None = None) -> PollPlan:
+    """Decide what a poll of ``source`` writes. ``posts``: normalised, in feed order; ``first_poll``: the
+    source has no baseline yet; ``burst_limit``: more new posts than this are held (0: never);
+    ``usual_new``: the source's moving average so far."""
+    detection = detect_posts(posts, facts.known_keys, facts.subscriptions, first_poll=first_poll,
+                             known_links=facts.known_links, burst_limit=burst_limit)
+    new = detection.new_posts
+    backfills, done = plan_backfills(new, facts.backfills, detection.intents)
+    hold = detection.burst and bool(detection.intents)
+    usual = next_usual(usual_new, len(new)) if new and not detection.baseline and not detection.burst else None
+    note = hold_message(source, len(new), usual_new, burst_limit) if detection.burst else ""
+    return PollPlan(new_posts=new, churned=detection.churned, intents=detection.intents, backfills=backfills,
+                    backfills_done=done, baseline=detection.baseline, burst=detection.burst, hold=hold,
+                    hold_note=note, usual_new=usual)

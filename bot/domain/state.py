@@ -1,0 +1,171 @@
+"""What storage knows, as plain values: a source's and a channel's state, the views the CLI, the admin
+bot and the health server show, and what a poll record wrote.
+
+Storage (``bot.storage``) maps its rows to these; services, the CLI and the admin bot name them from
+here, without importing storage. Frozen, slotted, stdlib only. All datetimes are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from bot.domain.models import DeliveryStatus, Post
+
+CHANNEL_LEASE = "channel:"
+"""Prefix of the named lease an instance holds while it sends to a channel (shared mode)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheState:
+    """Per-source memory between polls (validators, cursor, what ``auto`` discovered)."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    cursor: str | None = None
+    resolved_url: str | None = None
+    resolved_kind: str | None = None
+
+    def but(self, **changes: str | None) -> CacheState:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    id: int
+    name: str
+    url: str
+    kind: str
+    cache: CacheState
+    baseline_done: bool
+    last_poll_at: datetime | None
+    last_success_at: datetime | None
+    last_outcome: str | None
+    last_error: str | None
+    consecutive_failures: int
+    next_poll_at: datetime | None
+    lease_owner: str | None
+    post_count: int = 0
+    guid_churn_last: int = 0
+    """Posts of the last parsed poll that came with a new guid for a known link."""
+    guid_churn_total: int = 0
+    guid_churn_at: datetime | None = None
+    usual_new: float | None = None
+    """Moving average of new posts per poll that found some (held bursts left out)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelState:
+    id: int
+    name: str
+    platform: str
+    paused: bool
+    paused_reason: str | None
+    paused_at: datetime | None
+    hold_until: datetime | None
+    target_override: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    id: int
+    channel: str
+    post: Post
+    attempts: int
+    status: DeliveryStatus
+    uncertain_since: datetime | None = None
+    """When an earlier attempt may have reached the platform unconfirmed (None: none did)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    id: int
+    channel: str
+    platform: str
+    status: str
+    attempts: int
+    post_title: str
+    post_url: str | None
+    source: str
+    published: datetime | None
+    next_attempt_at: datetime | None
+    remote_id: str | None
+    remote_url: str | None
+    last_error: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TagCount:
+    slug: str
+    name: str
+    posts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelCounts:
+    channel: str
+    platform: str
+    paused: bool
+    paused_reason: str | None
+    hold_until: datetime | None
+    counts: dict[str, int]
+    oldest_queued: datetime | None
+    sent_today: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: datetime
+    actor: str
+    via: str
+    action: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceInfo:
+    """A registered instance (shared mode) and what it holds right now."""
+
+    owner: str
+    version: str
+    started_at: datetime
+    heartbeat_at: datetime
+    expires_at: datetime
+    sources: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PollRecord:
+    """What a poll record wrote (``Store.apply_poll``)."""
+
+    new_posts: int
+    queued: int
+    backfilled: int
+    held: int = 0
+    """Deliveries recorded ``held`` (a burst)."""
+    hold_started: bool = False
+    """The source had no held deliveries before this poll (admins are told once per hold)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KnownIdentities:
+    """Which identities and canonical links of a poll's posts are already stored for the source."""
+
+    keys: set[str]
+    links: set[str]
+
+
+@dataclass(frozen=True, slots=True)
+class HoldView:
+    """A source's held burst: its deliveries waiting for an admin to release or drop them."""
+
+    source: str
+    posts: int
+    deliveries: int
+    since: datetime | None
+    usual_new: float | None
+    channels: tuple[str, ...] = ()

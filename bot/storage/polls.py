@@ -1,0 +1,171 @@
+"""A poll's record: the one read its decision needs (``poll_facts``) and the one write that applies the
+decision (``apply_poll``), plus the records of a poll that changed nothing or failed.
+
+The decision itself is ``bot.domain.plan.plan_poll``, pure: this module reads what it needs and
+writes what it says. ``apply_poll`` writes the new posts, their tags, their deliveries, the backfills
+and the source's new cache state in ONE transaction, so a crash can neither lose a post nor queue it
+twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, literal, select, update
+
+from bot.domain.detect import classify
+from bot.domain.models import DeliveryStatus, Post, Subscription, Tag
+from bot.domain.plan import PendingBackfill, PollFacts, PollPlan
+from bot.domain.state import CacheState, PollRecord, SourceState
+from bot.storage import tables as t
+from bot.storage.audit import audit_row
+from bot.storage.base import NO_LEASE, StoreBase, cache_values, insert_ignore, utc
+from bot.storage.deliveries import queue_deliveries, read_channel_ids
+from bot.storage.posts import insert_posts, read_known
+from bot.storage.subscriptions import read_subscriptions_for_tags
+
+# built once: every unchanged poll and every poll with a burst runs these
+_HELD_OF_SOURCE = (select(t.deliveries.c.id).join(t.posts, t.posts.c.id == t.deliveries.c.post_id)
+                   .where(t.deliveries.c.status == DeliveryStatus.HELD.value,
+                          t.posts.c.source_id == bindparam("held_source_id", type_=t.ID)).limit(1))
+"""Does the source have a held burst already (``apply_poll``: admins are told once per hold)?"""
+_NOT_MODIFIED = update(t.sources).where(t.sources.c.id == bindparam("nm_source_id", type_=t.ID)).values(
+    **{key: bindparam(f"nm_{key}", type_=t.sources.c[key].type) for key in cache_values(CacheState())},
+    last_poll_at=bindparam("nm_now", type_=t.TS), last_success_at=bindparam("nm_now", type_=t.TS),
+    last_outcome="not_modified", last_error=None, consecutive_failures=0,
+    next_poll_at=bindparam("nm_next_poll_at", type_=t.TS), **NO_LEASE)
+"""``record_not_modified``: the validators, the poll's time and the next one (parameters ``nm_*``)."""
+_PENDING_BACKFILLS = (
+    select(t.subscriptions.c.id, t.subscriptions.c.tag_slug, t.subscriptions.c.tag_name,
+           t.subscriptions.c.backfill, t.channels.c.name.label("channel"))
+    .join(t.channels, t.channels.c.id == t.subscriptions.c.channel_id)
+    .where(t.subscriptions.c.backfill > 0)
+    .where(~select(t.backfills_done.c.subscription_id).where(
+        t.backfills_done.c.subscription_id == t.subscriptions.c.id,
+        t.backfills_done.c.source_id == bindparam("pb_source_id", type_=t.ID)).exists())
+    .order_by(t.subscriptions.c.id))
+"""The subscriptions whose backfill from the source (``pb_source_id``) has not run yet."""
+
+
+def _read_pending_backfills(conn: Connection, source: SourceState) -> tuple[PendingBackfill, ...]:
+    """Each pending backfill with the source's stored posts that can fill it (its N latest with the tag)."""
+    pending: list[PendingBackfill] = []
+    for sub in conn.execute(_PENDING_BACKFILLS, {"pb_source_id": source.id}).all():
+        rows = conn.execute(
+            select(t.posts.c.id, t.posts.c.key, t.posts.c.title, t.posts.c.published_at)
+            .join(t.post_tags, t.post_tags.c.post_id == t.posts.c.id)
+            .join(t.tags, t.tags.c.id == t.post_tags.c.tag_id)
+            .where(t.posts.c.source_id == source.id, t.tags.c.slug == sub.tag_slug)
+            .order_by(t.posts.c.published_at.desc().nulls_last(), t.posts.c.id.desc())
+            .limit(sub.backfill)).all()
+        tag = Tag(sub.tag_slug, sub.tag_name)
+        stored = tuple(Post(key=r.key, source=source.name, title=r.title, url=None, summary_html="",
+                            content_html="", tags=(tag,), published=utc(r.published_at), id=r.id) for r in rows)
+        pending.append(PendingBackfill(sub.id, Subscription(sub.tag_slug, sub.tag_name, sub.channel, sub.backfill),
+                                       stored))
+    return tuple(pending)
+
+
+class PollsMixin(StoreBase):
+    async def poll_facts(self, source: SourceState, posts: Sequence[Post]) -> PollFacts:
+        """Everything ``plan_poll`` needs about a poll's (normalised) posts, in ONE read: which of their
+        identities and links the source has stored, the subscriptions to the tags of those that are new,
+        and the source's pending backfills with their candidates. Cost ∝ the poll's posts, not history."""
+
+        def work(conn: Connection) -> PollFacts:
+            known = read_known(conn, source.id, posts)
+            new = classify(posts, known.keys, known.links)[0]  # only what routing can match: ∝ new posts
+            slugs = {slug for post in new for slug in post.tag_slugs}
+            subs = read_subscriptions_for_tags(conn, slugs) if slugs else []
+            return PollFacts(known_keys=known.keys, known_links=known.links, subscriptions=tuple(subs),
+                             backfills=_read_pending_backfills(conn, source))
+
+        return await self._read(work)
+
+    async def apply_poll(self, source: SourceState, plan: PollPlan, cache: CacheState, now: datetime,
+                         next_poll_at: datetime) -> PollRecord:
+        """Write a successful poll as ``plan`` decided it, in ONE transaction: the new posts and their
+        tags, their deliveries (``held`` when the plan holds the burst, the hold written to the audit log
+        in the same transaction), the backfills (never held; each pending one marked done) and the
+        source's cache state, outcome, churn count and usual volume. Deliveries a (post, channel) pair
+        already has are skipped, so nothing is ever queued twice."""
+
+        def work(conn: Connection) -> PollRecord:
+            post_ids = insert_posts(conn, self.dialect, source.id, plan.new_posts, now)
+            chan_ids = read_channel_ids(conn) if plan.intents or plan.backfills else None  # one read for both
+            pairs = [(post_ids[i.post_key], i.channel) for i in plan.intents if i.post_key in post_ids]
+            held = queued = 0
+            started = False
+            if plan.hold:
+                started = conn.execute(_HELD_OF_SOURCE, {"held_source_id": source.id}).first() is None
+                held = queue_deliveries(conn, self.dialect, pairs, now, status=DeliveryStatus.HELD,
+                                        channel_ids=chan_ids)
+                conn.execute(insert(t.audit_log).values(
+                    audit_row("tagrelay", "poll", "hold", f"{source.name}: {plan.hold_note}", now)))
+            else:
+                queued = queue_deliveries(conn, self.dialect, pairs, now, channel_ids=chan_ids)
+            backfilled = self._apply_backfills(conn, source, plan, post_ids, chan_ids, now)
+            conn.execute(update(t.sources).where(t.sources.c.id == source.id).values(
+                **cache_values(cache), baseline_done=True, last_poll_at=now, last_success_at=now,
+                last_outcome=plan.outcome, last_error=None, consecutive_failures=0, next_poll_at=next_poll_at,
+                **_source_counters(plan, now), **NO_LEASE))
+            return PollRecord(new_posts=len(plan.new_posts), queued=queued, backfilled=backfilled, held=held,
+                              hold_started=started)
+
+        return await self._write(work)
+
+    def _apply_backfills(self, conn: Connection, source: SourceState, plan: PollPlan, post_ids: dict[str, int],
+                         chan_ids: dict[str, int] | None, now: datetime) -> int:
+        if not plan.backfills_done:
+            return 0
+        pairs: list[tuple[int, str]] = []
+        for backfill in plan.backfills:
+            post_id = backfill.post_id if backfill.post_id is not None else post_ids.get(backfill.post_key)
+            if post_id is not None:
+                pairs.append((post_id, backfill.channel))
+        total = queue_deliveries(conn, self.dialect, pairs, now, channel_ids=chan_ids)
+        for sub_id in plan.backfills_done:
+            # only while the subscription still exists (it may have been removed since the read)
+            conn.execute(insert_ignore(self.dialect, t.backfills_done, ["subscription_id", "source_id"]).from_select(
+                ["subscription_id", "source_id", "done_at"],
+                select(t.subscriptions.c.id, literal(source.id, t.ID), literal(now, t.TS))
+                .where(t.subscriptions.c.id == sub_id)))
+        return total
+
+    async def record_not_modified(self, source_id: int, cache: CacheState, now: datetime,
+                                  next_poll_at: datetime) -> None:
+        params = {"nm_source_id": source_id, "nm_now": now, "nm_next_poll_at": next_poll_at,
+                  **{f"nm_{key}": value for key, value in cache_values(cache).items()}}
+
+        def work(conn: Connection) -> None:
+            conn.execute(_NOT_MODIFIED, params)
+
+        await self._write(work)
+
+    async def record_poll_failure(self, source_id: int, error: str, now: datetime,
+                                  next_poll_at: datetime) -> int:
+        """Keep the old cache state; count the failure. Returns the failure count."""
+
+        def work(conn: Connection) -> int:
+            conn.execute(update(t.sources).where(t.sources.c.id == source_id).values(
+                last_poll_at=now, last_outcome="error", last_error=error[:2000],
+                consecutive_failures=t.sources.c.consecutive_failures + 1, next_poll_at=next_poll_at, **NO_LEASE))
+            return int(conn.execute(select(t.sources.c.consecutive_failures).where(
+                t.sources.c.id == source_id)).scalar_one())
+
+        return await self._write(work)
+
+
+def _source_counters(plan: PollPlan, now: datetime) -> dict[str, Any]:
+    """The source's churn counters and usual volume after a poll (a baseline touches neither)."""
+    if plan.baseline:
+        return {}
+    churned = len(plan.churned)
+    values: dict[str, Any] = {"guid_churn_last": churned, "guid_churn_total": t.sources.c.guid_churn_total + churned}
+    if churned:
+        values["guid_churn_at"] = now
+    if plan.usual_new is not None:
+        values["usual_new"] = plan.usual_new
+    return values
