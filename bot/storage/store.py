@@ -1230,6 +1230,19 @@ class Store:
         return [AuditEntry(at=utc(r.at) or r.at, actor=r.actor, via=r.via, action=r.action, detail=r.detail)
                 for r in rows]
 
+    # -- runtime: new queries --
+    # (added by the runtime reshaping, issue 16; the lead moves them next to their aggregate at merge)
+
+    async def poll_schedule(self, names: Sequence[str]) -> dict[str, datetime | None]:
+        """``next_poll_at`` of each named source that exists (None: never polled, or its URL changed):
+        what the poll driver needs to tell which sources are due and when to wake. One read of the
+        ``sources`` rows, no post counts: cost ∝ sources, not history."""
+        if not names:
+            return {}
+        query = select(t.sources.c.name, t.sources.c.next_poll_at).where(t.sources.c.name.in_(list(names)))
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        return {r.name: utc(r.next_poll_at) for r in rows}
+
 
 def _cache_values(cache: CacheState) -> dict[str, str | None]:
     return {"etag": cache.etag, "last_modified": cache.last_modified, "cursor": cache.cursor,
