@@ -19,6 +19,7 @@ from bot import __version__
 from bot.app import App
 from bot.bootstrap import build_app
 from bot.clock import FakeClock
+from bot.services.coordinator import ClusterCoordinator, SoloCoordinator
 from bot.settings import Secrets, build_config
 from bot.testing import RecordingPlugin
 from tests.fakes.archive import ArchiveServer
@@ -113,3 +114,21 @@ async def test_a_source_another_live_instance_polls_is_left_alone_in_both_modes(
         clock.advance(120)
         await serve(app, archive, rounds=2, count=2)
         assert archive.count(LATER) == 0  # due (never polled), but another instance's: in neither mode
+
+
+async def test_the_coordinator_is_chosen_once_from_the_storage_url_and_shared_by_both_drivers(
+        db_url: str, archive: ArchiveServer, clock: FakeClock) -> None:
+    app = make_app(db_url, archive, clock)
+    memory = make_app("sqlite+aiosqlite:///:memory:", archive, clock)
+    try:
+        assert app.polls.coordinator is app.coordinator and app.deliveries.coordinator is app.coordinator
+        if db_url.startswith("sqlite"):
+            assert isinstance(app.coordinator, SoloCoordinator) and app.coordinator.file_lock is not None
+            assert app.coordinator.file_lock.path.name == "tagrelay.db.lock"  # beside the database
+        else:
+            assert isinstance(app.coordinator, ClusterCoordinator) and app.coordinator.session_lock is not None
+        assert isinstance(memory.coordinator, SoloCoordinator)
+        assert memory.coordinator.file_lock is None  # no other process can open an in-memory database
+    finally:
+        await app.aclose()
+        await memory.aclose()
