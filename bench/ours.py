@@ -120,12 +120,9 @@ async def open_app(config: Config, client: ClientFactory | None = None) -> App:
 
 
 async def drain(app: App) -> int:
-    sent = 0
-    while True:
-        batch = await app.deliverer.deliver_due()
-        if not batch:
-            return sent
-        sent += sum(1 for o in batch if o.status.value == "sent")
+    """Send everything due: the delivery driver in burst mode, as ``run --once`` does."""
+    batch = await app.deliveries.burst()
+    return sum(1 for o in batch if o.status.value == "sent")
 
 
 # -- 1. the peer workloads ------------------------------------------------------------------------------
@@ -191,13 +188,13 @@ class PollingBench:
         self.server.feeds(self.sources, 10)
         for i, (name, factory) in enumerate(clients.items()):
             app = await open_app(make_config(self.server, f"poll-{i}", sources=self.sources), factory)
-            await app.poll_all(force=True)  # baseline, not timed
+            await app.polls.burst()  # baseline, not timed
             self.apps[name] = app
 
     async def round(self, name: str) -> PollFigures:
         app = self.apps[name]
         cpu, wall = time.process_time(), time.perf_counter()
-        outcomes = await app.poll_all(force=True)
+        outcomes = await app.polls.burst()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         errors = [o for o in outcomes if o.outcome == "error"]
         if errors:
@@ -230,9 +227,9 @@ async def delivery_throughput(server: FakeServer, client: ClientFactory | None, 
     app = await open_app(make_config(server, f"deliver-{label}-{run}", sources=feeds, channels=ALL_CHANNELS),
                          client)
     try:
-        await app.poll_all(force=True)
+        await app.polls.burst()
         server.feeds(feeds, items)
-        await app.poll_all(force=True)
+        await app.polls.burst()
         expected = feeds * items * len(ALL_CHANNELS)
         cpu, wall = time.process_time(), time.perf_counter()
         sent = await drain(app)

@@ -135,7 +135,7 @@ async def build(server: FakeServer, storage_url: str | None, label: str, posts: 
     else:
         config = build_config(raw_config(server.url, storage_url, sources=1))
     app = await open_app(config)
-    await app.poll_all(force=True)  # baseline: the feed's 10 posts
+    await app.polls.burst()  # baseline: the feed's 10 posts
     await fill(app, max(0, posts - 10), max(0, subscriptions - 1))
     await cycle(server, app, 0)  # warm-up, not counted
     return app

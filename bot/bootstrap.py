@@ -25,13 +25,16 @@ from bot.observability import Metrics
 from bot.publishers.api import Clock, PublisherContext, PublisherPlugin, RenderEnv
 from bot.publishers.registry import load_plugins
 from bot.services.admin import AdminService
+from bot.services.coordinator import ClusterCoordinator, Coordinator, SoloCoordinator
 from bot.services.delivery import ChannelRuntime
 from bot.services.notifier import Notifier
 from bot.settings import Config, EnvSettings, Secrets, build_config, read_toml
 from bot.sidecars import check_sidecars, make_admin_bot, make_health_server
 from bot.sources.base import Source
 from bot.sources.factory import make_source
-from bot.sources.http import make_feed_client, make_http_client
+from bot.sources.http import DEADLINE_FACTOR, make_feed_client, make_http_client
+from bot.storage.engine import is_sqlite
+from bot.storage.instance_lock import FileLock, SessionLock, lock_path
 from bot.storage.store import Store
 
 
@@ -92,6 +95,20 @@ def make_owner() -> str:
 
 def make_store(config: Config) -> Store:
     return Store.open(config.storage.url)
+
+
+def make_coordinator(config: Config, store: Store, owner: str, clock: Clock) -> Coordinator:
+    """THE choice of runtime mode, made once: SQLite is one instance alone (a cluster of one, guarded by
+    the lock file beside the database; none for an in-memory database, which no other process can
+    open), PostgreSQL any number of instances with leases."""
+    if is_sqlite(config.storage.url):
+        path = lock_path(store.url)  # the store's own database (a test or the bench may hand one in)
+        return SoloCoordinator(store, owner, file_lock=FileLock(path) if path is not None else None)
+    ttl = config.storage.lease_ttl
+    return ClusterCoordinator(store, clock, owner, version=__version__, lease_ttl=ttl,
+                              # a claimed source stays leased for the instance TTL plus the longest fetch
+                              source_lease_ttl=ttl + config.http.timeout * DEADLINE_FACTOR,
+                              session_lock=SessionLock(store.database.async_engine(), owner))
 
 
 def make_channels(config: Config, plugins: dict[str, PublisherPlugin], base: PublisherContext,
@@ -167,10 +184,11 @@ def build_app(
                                   for s in config.sources if s.enabled}
     channels = make_channels(config, plugins, ctx, secrets)
     store = store or make_store(config)
-    parts = Components(config=config, store=store, http=client, feed_http=feed_client,
-                       sources=sources,
-                       channels=channels, plugins=plugins, clock=clock, metrics=Metrics(),
-                       owner=owner or make_owner(), sidecars=list(sidecars), close_http=close_http,
+    owner = owner or make_owner()
+    parts = Components(config=config, store=store, http=client, feed_http=feed_client, sources=sources,
+                       channels=channels, plugins=plugins, clock=clock, metrics=Metrics(), owner=owner,
+                       coordinator=make_coordinator(config, store, owner, clock), sidecars=list(sidecars),
+                       close_http=close_http,
                        admin=make_admin_service(config, store, clock=clock, plugins=plugins, channels=channels),
                        notifier=notifier)
     return App(parts)

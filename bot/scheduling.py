@@ -1,75 +1,53 @@
-"""The only module that touches APScheduler: one interval job per source.
+"""The only module that touches APScheduler: ONE job that wakes the poll driver on time.
 
-Jobs are one-line calls into ``Poller.poll_source``; ``run --once`` never
-imports this module. UTC, ``max_instances=1`` (a slow poll is never doubled),
-``coalesce`` (missed runs collapse into one) and jitter on every interval.
+The database decides when each source is due (``sources.next_poll_at``, written by
+``Poller._next_poll``); after each round the poll driver (``bot.services.poll_driver``) asks to
+be woken when the earliest of them comes, and this timer holds that one wake-up as a date job
+(UTC; ``misfire_grace_time=None``: a late wake still runs). There is no second schedule here: no
+interval jobs, no jitter (``Poller._next_poll`` applies it). ``run --once`` never imports this
+module: its burst polls at once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
-
-from bot.settings import SourceConfig
+from apscheduler.triggers.date import DateTrigger
 
 log = logging.getLogger("tagrelay.scheduler")
 
-PollFn = Callable[[str], Awaitable[object]]
+JOB = "poll-driver-wake"
 
 
-class PollScheduler:
-    def __init__(self, poll: PollFn, *, jitter: float) -> None:
-        self._poll = poll
-        self._jitter = jitter
+class WakeTimer:
+    """Calls ``wake`` (on the event loop) when the time asked for with ``wake_in`` comes."""
+
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
         self._scheduler = AsyncIOScheduler(timezone=UTC, job_defaults={
             "max_instances": 1, "coalesce": True, "misfire_grace_time": None})
-        self._inflight: set[asyncio.Task[Any]] = set()
-        self._draining = False
 
-    async def _job(self, name: str) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._inflight.add(task)
-        try:
-            await self._poll(name)
-        except asyncio.CancelledError:
-            if not self._draining:
-                raise
-            # stopping, and the poll outlived the grace period: its transaction rolls back, nothing is lost
-            log.warning("poll of source %s abandoned at shutdown; it runs again on the next start", name)
-        except Exception:  # a bug must not kill the schedule; it is logged with its traceback
-            log.exception("poll job for source %s failed unexpectedly", name)
-        finally:
-            if task is not None:
-                self._inflight.discard(task)
+    async def _fire(self) -> None:  # a coroutine: APScheduler runs it on the event loop, not in a thread
+        self._wake()
 
-    async def drain(self, timeout: float) -> None:
-        """Start no new polls; wait up to ``timeout`` seconds for running ones, then shut down."""
-        self._draining = True
-        if self._scheduler.running:
-            self._scheduler.pause()
-        running = {t for t in self._inflight if not t.done()}
-        if running:
-            await asyncio.wait(running, timeout=timeout)
-        self.shutdown()
-
-    def start(self, sources: Iterable[SourceConfig], first_run: Callable[[str], datetime]) -> None:
-        for src in sources:
-            self._scheduler.add_job(
-                self._job, IntervalTrigger(seconds=src.interval, jitter=src.interval * self._jitter, timezone=UTC),
-                args=[src.name], id=f"poll:{src.name}", name=f"poll {src.name}",
-                next_run_time=first_run(src.name), replace_existing=True)
+    def start(self) -> None:
         self._scheduler.start()
 
-    def next_run(self, name: str) -> datetime | None:
-        job = self._scheduler.get_job(f"poll:{name}")
-        return job.next_run_time if job is not None else None
+    def wake_in(self, seconds: float | None) -> None:
+        """Wake in ``seconds`` from now (real time: the driver converts from its clock), replacing the
+        wake asked for before; None: no timed wake."""
+        if not self._scheduler.running:
+            return
+        if seconds is None:
+            if self._scheduler.get_job(JOB) is not None:
+                self._scheduler.remove_job(JOB)
+            return
+        at = datetime.now(UTC) + timedelta(seconds=max(0.0, seconds))
+        self._scheduler.add_job(self._fire, DateTrigger(run_date=at, timezone=UTC), id=JOB, name="wake the poll driver",
+                                replace_existing=True)
 
     @property
     def running(self) -> bool:

@@ -1,4 +1,6 @@
-"""deliver_due: claim → render → pace → publish → decide → record, per channel, oldest post first.
+"""deliver_channel: claim → render → pace → publish → decide → record, per channel, oldest post first.
+
+Which channels run, when and where is the delivery driver's decision (``bot.services.delivery_driver``).
 
 The state machine (see ``DeliveryStatus``): the transition to ``sending`` is
 committed before the request leaves (``Store.claim_next``); the outcome is
@@ -18,7 +20,6 @@ again until it can be, before anything more is sent to that channel (``_record``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import random
@@ -55,8 +56,8 @@ from bot.domain.delivery import (
 )
 from bot.domain.models import DeliveryStatus, Post
 from bot.domain.pacing import parse_rate
-from bot.domain.schedule import RetryPolicy, fair_share
-from bot.domain.state import CHANNEL_LEASE, ClaimedDelivery
+from bot.domain.schedule import RetryPolicy
+from bot.domain.state import ClaimedDelivery
 from bot.errors import (
     AmbiguousPublishError,
     ChatMigratedError,
@@ -85,13 +86,6 @@ from bot.storage.store import Store
 
 log = logging.getLogger("tagrelay.deliver")
 
-
-LEASE_RECHECK = 1.0
-"""Seconds before ``start_due`` tries again a channel whose lease another instance holds."""
-FAILED_RUN_COOLDOWN = 5.0
-"""Seconds before ``start_due`` starts again a channel whose run failed (the database, a bug)."""
-EMPTY_RUN_RECHECK = 0.25
-"""Seconds before ``start_due`` starts again a channel whose run found nothing to send."""
 
 RECORD_RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 """Seconds between attempts to write an outcome the database refused; the last one repeats."""
@@ -258,9 +252,6 @@ class DeliveryOutcome:
     error: str | None = None
 
 
-Run = asyncio.Task[list[DeliveryOutcome]]
-"""One channel's run (``deliver_channel``) started by ``start_due``."""
-
 _CHAINED = (DeliveryStatus.SENT, DeliveryStatus.DEAD)
 """Outcomes recorded together with the claim of the channel's next delivery (unpaced channels)."""
 
@@ -304,119 +295,11 @@ class Deliverer:
         self._locks: dict[str, asyncio.Lock] = {}
         self.stopping = False
         self.record_retry_delays: tuple[float, ...] = RECORD_RETRY_DELAYS
-        self._not_before: dict[str, float] = {}
-        """Channels ``start_due`` leaves alone until this ``time.monotonic()`` (held elsewhere, failed, empty)."""
-        self.lease_ttl: float | None = None
-        """Shared mode (several instances): send to a channel only while holding its lease, this long."""
-        self._lease_locks: dict[str, asyncio.Lock] = {}
-
-    async def deliver_due(self) -> list[DeliveryOutcome]:
-        """Deliver everything due now on every channel (bounded concurrency). Returns the outcomes."""
-        names = [n for n in await self.store.due_channels(self.clock.now()) if n in self.channels]
-        if not names:
-            return []
-        gate = asyncio.Semaphore(await self._share(len(names), names))
-
-        async def run(name: str) -> list[DeliveryOutcome]:
-            async with gate:
-                return await self.deliver_channel(name)
-
-        results = await asyncio.gather(*(run(n) for n in names))
-        await self.refresh_queue_metrics()
-        return [o for group in results for o in group]
-
-    async def start_due(self, running: dict[str, Run]) -> list[str]:
-        """Start a run (``deliver_channel``) for each due channel that has none in ``running``, up to
-        ``concurrency`` runs in all (in shared mode: the fair share), and add it there. Returns the
-        channels started. ``run_forever``'s dispatcher: unlike ``deliver_due`` it does not wait for
-        the runs, so a channel whose posts arrive while another works through a long, paced backlog
-        starts at once instead of after that backlog."""
-        now = time.monotonic()
-        due = [n for n in await self.store.due_channels(self.clock.now()) if n in self.channels]
-        idle = [n for n in due if n not in running and self._not_before.get(n, 0.0) <= now]
-        if not idle:
-            return []
-        limit = await self._share(len(set(due) | set(running)), idle)
-        started = idle[:max(0, limit - len(running))]
-        for name in started:
-            running[name] = asyncio.create_task(self.deliver_channel(name), name=f"deliver:{name}")
-        return started
-
-    async def _share(self, busy: int, names: list[str]) -> int:
-        """How many of ``busy`` due channels this instance sends to at once: ``concurrency``.
-
-        Shared mode: a channel's lease is kept until its backlog is sent, so an instance that took
-        every due channel at once would leave the others idle. Each takes its fair share at a time
-        (the rest as its slots free up, so nothing waits on an instance that is gone or slow) and
-        tries them in its own order (``names`` is shuffled), so two instances rarely race for the
-        same lease."""
-        limit = self.config.concurrency
-        if self.lease_ttl is not None and busy > 1:
-            limit = fair_share(busy, await self.store.live_instances(self.clock.now()), limit)
-            self.rng.shuffle(names)
-        return limit
-
-    def reap(self, running: dict[str, Run]) -> list[str]:
-        """Take the finished runs out of ``running`` (returns their channels). A run that failed is
-        logged with its traceback and its channel rests ``FAILED_RUN_COOLDOWN`` seconds; one that
-        found nothing to send rests ``EMPTY_RUN_RECHECK`` (no tight loop on a channel that looks due)."""
-        finished = [name for name, task in running.items() if task.done()]
-        now = time.monotonic()
-        for name in finished:
-            task = running.pop(name)
-            if task.cancelled():
-                continue
-            exc = task.exception()
-            if exc is not None:
-                self._not_before[name] = now + FAILED_RUN_COOLDOWN
-                log.error("delivery to channel %s failed; trying it again in %.0fs", name, FAILED_RUN_COOLDOWN,
-                          exc_info=exc)
-            elif not task.result():
-                self._not_before[name] = max(self._not_before.get(name, 0.0), now + EMPTY_RUN_RECHECK)
-        return finished
 
     async def deliver_channel(self, name: str) -> list[DeliveryOutcome]:
-        """Send the channel's due deliveries one by one, oldest post first, until none is due,
-        the channel is held or paused, or the service is stopping.
-
-        In shared mode (``lease_ttl`` set) only the instance holding the channel's lease
-        sends to it, so per-channel order and pacing hold across instances; another
-        instance finds the lease taken and leaves the channel alone. A dead holder's
-        lease expires after ``lease_ttl`` and its channel is taken over.
-        """
-        if self.lease_ttl is None:
-            return await self._deliver_channel(name)
-        gate = self._lease_locks.setdefault(name, asyncio.Lock())
-        if gate.locked():
-            return []
-        async with gate:
-            lease, ttl = CHANNEL_LEASE + name, self.lease_ttl
-            if not await self.store.try_lease(lease, self.owner, self.clock.now(), ttl):
-                self._not_before[name] = time.monotonic() + LEASE_RECHECK  # another instance sends to it
-                return []
-            keeper = asyncio.create_task(self._keep_lease(lease, ttl), name=f"lease:{name}")
-            try:
-                return await self._deliver_channel(name)
-            finally:
-                keeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await keeper
-                with contextlib.suppress(Exception):
-                    await self.store.release_lease(lease, self.owner)
-
-    async def _keep_lease(self, lease: str, ttl: float) -> None:
-        while True:
-            await asyncio.sleep(ttl / 3)
-            try:
-                kept = await self.store.try_lease(lease, self.owner, self.clock.now(), ttl)
-            except Exception as exc:  # noqa: BLE001 - retried on the next round
-                log.warning("could not renew the %s lease: %s", lease, type(exc).__name__)
-                continue
-            if not kept:
-                log.error("lost the %s lease to another instance", lease)
-                return
-
-    async def _deliver_channel(self, name: str) -> list[DeliveryOutcome]:
+        """Send the channel's due deliveries one by one, oldest post first, until none is due, the
+        channel is held or paused, or the service is stopping. One run per channel at a time (a second
+        call meanwhile returns at once, empty)."""
         lock = self._locks.setdefault(name, asyncio.Lock())
         if lock.locked():
             return []

@@ -47,6 +47,16 @@ class SourcesMixin(StoreBase):
         rows = await self._read(lambda conn: conn.execute(query).all())
         return [source_state(r, r.post_count) for r in rows]
 
+    async def poll_schedule(self, names: Sequence[str]) -> dict[str, datetime | None]:
+        """``next_poll_at`` of each named source that exists (None: never polled, or its URL changed):
+        what the poll driver needs to tell which sources are due and when to wake. One read of the
+        ``sources`` rows, no post counts: cost ∝ sources, not history."""
+        if not names:
+            return {}
+        query = select(t.sources.c.name, t.sources.c.next_poll_at).where(t.sources.c.name.in_(list(names)))
+        rows = await self._read(lambda conn: conn.execute(query).all())
+        return {r.name: utc(r.next_poll_at) for r in rows}
+
     async def next_poll_due(self, names: Sequence[str]) -> datetime | None:
         """When the earliest of the named sources is due (None: one is due now or never polled)."""
 

@@ -46,6 +46,7 @@ from bot.services.delivery import ChannelRuntime, Deliverer, DeliveryOutcome
 from bot.settings import Config, DeliveryConfig, Secrets, SourceConfig, SubscriptionConfig
 from bot.storage import migrate
 from bot.storage.store import Store
+from tests.delivery_support import deliver_due
 from tests.fakes.http import Request, Response
 from tests.fakes.mastodon_api import DEFAULT_TOKEN as MASTODON_TOKEN
 from tests.fakes.mastodon_api import STATUSES, FakeMastodon
@@ -125,7 +126,7 @@ class Rig:
         return [int(m[1]) for text in self.posted() for m in [LINK.search(text)] if m]
 
     async def deliver(self) -> list[DeliveryOutcome]:
-        return await self.deliverer.deliver_due()
+        return await deliver_due(self.deliverer)
 
     async def rows(self) -> dict[int, DeliveryView]:
         """The channel's deliveries by post number."""
@@ -349,7 +350,7 @@ async def test_rate_limit_holds_the_whole_channel_exactly_as_told(make_rig: RigF
 
     rig.clock.advance(told - 0.001)
     assert await rig.deliver() == []
-    assert await rig.restarted().deliver_due() == []  # the hold is in the database: a restart waits too
+    assert await deliver_due(rig.restarted()) == []  # the hold is in the database: a restart waits too
     assert len(rig.requests()) == 1  # neither post 2 nor post 3 went: the whole channel waited
 
     rig.clock.advance(0.002)
@@ -469,7 +470,7 @@ async def test_telegram_migration_updates_the_chat_and_later_sends_follow(
     await app.initialize()
     try:
         await poll(rig.store, rig.clock, [parsed(4, "MEK")])
-        await app.deliverer.deliver_due()
+        await app.deliveries.burst()
     finally:
         await app.aclose()
     assert [m.chat_id for m in rig.fake.messages] == [SUPERGROUP_ID] * 3
@@ -611,7 +612,7 @@ async def test_mastodon_key_belongs_to_the_post_not_to_a_row_number(make_rig: Ri
                                    [Subscription("mek", "MEK", rig.name)], rig.clock.now())
         await poll(restored, rig.clock, [])
         await poll(restored, rig.clock, [parsed(8, "MEK"), parsed(7, "MEK")])
-        await make_deliverer(restored, rig.chan, rig.clock, []).deliver_due()
+        await deliver_due(make_deliverer(restored, rig.chan, rig.clock, []))
         assert [d.status for d in await restored.deliveries()] == ["sent", "sent"]
     finally:
         await restored.aclose()
@@ -648,7 +649,7 @@ async def test_telegram_lost_answer_is_unknown_and_never_resent(make_rig: RigFac
     assert "may or may not" in (rows[2].last_error or "")
     rig.clock.advance(7 * 86400)
     assert await rig.deliver() == []
-    assert await rig.restarted().deliver_due() == []
+    assert await deliver_due(rig.restarted()) == []
     assert rig.posted_numbers() == [2, 3] and len(rig.requests()) == 2  # at most once
 
 

@@ -1,4 +1,4 @@
-"""The service's delivery dispatcher (``App._delivery_loop`` over ``Deliverer.start_due``): each
+"""The service's delivery driver (``DeliveryDriver.run`` over ``DeliveryDriver.start_due``): each
 channel runs on its own, so a channel that is busy (a held answer here; a long, paced backlog in
 production) never holds up a post for another channel.
 

@@ -29,10 +29,13 @@ from bot.errors import (
 from bot.observability import Metrics
 from bot.publishers.api import PublishResult
 from bot.render.message import RenderedMessage, RenderEnv
+from bot.services.coordinator import ClusterCoordinator, SoloCoordinator
 from bot.services.delivery import ChannelRuntime, Deliverer, DeliveryOutcome, Pacer
+from bot.services.delivery_driver import DeliveryDriver
 from bot.settings import DeliveryConfig
 from bot.storage.store import Store
 from bot.testing import RecordingOptions, RecordingPlugin, RecordingPublisher
+from tests.delivery_support import deliver_due
 from tests.integration.test_store import delivery_rows, poll
 
 
@@ -94,13 +97,13 @@ async def statuses(store: Store, channel: str) -> list[tuple[str, str, int]]:
 
 async def test_sends_oldest_post_first_and_records_remote_ids(queued: Store, clock: FakeClock) -> None:
     plugin = RecordingPlugin()
-    outcomes = await make(queued, clock, plugin).deliver_due()
+    outcomes = await deliver_due(make(queued, clock, plugin))
     assert {o.status for o in outcomes} == {DeliveryStatus.SENT}
     assert [s.text.splitlines()[0] for s in plugin.publishers["tg"].sent] == ["Post 2", "Post 3"]
     sent = await queued.deliveries(channel="tg", status="sent")
     assert {d.remote_id for d in sent} == {"r1", "r2"}
     assert len({s.key for s in plugin.publishers["tg"].sent}) == 2  # one idempotency key per delivery
-    assert await make(queued, clock, plugin).deliver_due() == []  # nothing twice
+    assert await deliver_due(make(queued, clock, plugin)) == []  # nothing twice
 
 
 async def test_rate_limit_holds_the_whole_channel_exactly_as_told(queued: Store, clock: FakeClock) -> None:
@@ -145,14 +148,14 @@ async def test_rejected_credentials_pause_the_channel_and_keep_its_queue(queued:
     deliverer = make(queued, clock, plugin, notify=notes)
     plugin.create(RecordingOptions(name="tg", platform="recording"), None).script(  # type: ignore[arg-type]
         CredentialsError("tg", "the bot token was rejected (401)"))
-    await deliverer.deliver_due()
+    await deliver_due(deliverer)
     chan = await queued.channel("tg")
     assert chan.paused and "401" in (chan.paused_reason or "")
     assert await statuses(queued, "tg") == [("Post 2", "queued", 0), ("Post 3", "queued", 0)]
     assert await statuses(queued, "masto") == [("Post 2", "sent", 1), ("Post 3", "sent", 1)]
     assert len(notes) == 1 and "tg" in notes[0] and "/resume tg" in notes[0]
     await queued.set_paused("tg", False, None, clock.now())
-    await deliverer.deliver_due()
+    await deliver_due(deliverer)
     assert await statuses(queued, "tg") == [("Post 2", "sent", 1), ("Post 3", "sent", 1)]
 
 
@@ -379,8 +382,9 @@ async def test_in_shared_mode_an_instance_takes_its_fair_share_of_the_due_channe
                 for n in names}
     deliverer = Deliverer(store, channels, clock, DeliveryConfig(pacing=False, concurrency=4), Metrics(),
                           owner="i0")
-    deliverer.lease_ttl = 60.0
-    task = asyncio.create_task(deliverer.deliver_due())
+    coordinator = ClusterCoordinator(store, clock, "i0", version="1.0", lease_ttl=60.0, source_lease_ttl=60.0,
+                                     session_lock=None)
+    task = asyncio.create_task(deliver_due(deliverer, coordinator))
     deadline = asyncio.get_running_loop().time() + 10
     while load[0] < at_once:  # the sends start on the database thread's schedule: poll, with a deadline
         assert asyncio.get_running_loop().time() < deadline, f"only {load[0]} channels started"
@@ -395,17 +399,18 @@ async def test_in_shared_mode_an_instance_takes_its_fair_share_of_the_due_channe
 async def test_start_due_runs_each_due_channel_once_within_the_concurrency(queued: Store, clock: FakeClock) -> None:
     plugin = RecordingPlugin()
     deliverer = make(queued, clock, plugin, config=DeliveryConfig(pacing=False, concurrency=1))
+    driver = DeliveryDriver(deliverer, SoloCoordinator(queued, deliverer.owner))
     running: dict[str, asyncio.Task[list[DeliveryOutcome]]] = {}
-    first = await deliverer.start_due(running)
+    first = await driver.start_due(running)
     assert len(first) == 1 and list(running) == first  # concurrency 1: one channel at a time
-    assert await deliverer.start_due(running) == []  # not twice, and no second slot
+    assert await driver.start_due(running) == []  # not twice, and no second slot
     await asyncio.gather(*running.values())
-    assert deliverer.reap(running) == first and running == {}
-    second = await deliverer.start_due(running)
+    assert driver.reap(running) == first and running == {}
+    second = await driver.start_due(running)
     assert second != first and len(second) == 1  # the other channel's turn
     await asyncio.gather(*running.values())
-    deliverer.reap(running)
-    assert await deliverer.start_due(running) == []  # nothing due any more
+    driver.reap(running)
+    assert await driver.start_due(running) == []  # nothing due any more
     for name in ("tg", "masto"):
         assert await statuses(queued, name) == [("Post 2", "sent", 1), ("Post 3", "sent", 1)]
 

@@ -9,6 +9,7 @@ import sys
 def test_importing_the_domain_loads_no_io_library() -> None:
     code = (
         "import sys\n"
+        "import bot.domain.runtime\n"
         "import bot.domain.models, bot.domain.tags, bot.domain.identity, bot.domain.detect\n"
         "import bot.domain.routing, bot.domain.schedule, bot.domain.pacing, bot.domain.urls, bot.domain.delivery\n"
         "import bot.domain.state, bot.domain.plan\n"

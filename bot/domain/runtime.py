@@ -1,0 +1,92 @@
+"""Pure decisions of the runtime's two drivers: which sources are due, when to wake, which channels to start.
+
+The database says what is due (``sources.next_poll_at``; the deliveries' ``next_attempt_at``), the
+coordinator says what this instance may take; these functions turn what was read into the decision,
+so the drivers only do the I/O around them. No clock, no database: everything comes in as arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.domain.schedule import fair_share
+
+LEASED_RECHECK = 0.25
+"""Seconds before a poll round tries again sources that were due but that no slot-free instance could take
+(another instance is polling them): not a tight loop, and not a whole interval either."""
+
+
+@dataclass(frozen=True, slots=True)
+class PollPlan:
+    """What one poll round found: the sources due now (longest overdue first, never polled before them)
+    and the earliest time another one becomes due (None: none is scheduled)."""
+
+    due: tuple[str, ...]
+    next_at: datetime | None
+
+
+def plan_polls(schedule: Mapping[str, datetime | None], enabled: Sequence[str], *, busy: Collection[str],
+               resting: Mapping[str, datetime], now: datetime) -> PollPlan:
+    """Which of the ``enabled`` sources are due at ``now``.
+
+    ``schedule``: each source's ``next_poll_at`` as stored (None, or missing from it: never polled, or its
+    URL changed, so due at once). ``busy``: sources being polled right now (neither due nor a wake time:
+    their poll writes a new ``next_poll_at``). ``resting``: sources whose last poll broke unexpectedly, due
+    again no sooner than the time given (a bug must not turn into a tight loop on one source).
+    """
+    due: list[tuple[datetime | None, int, str]] = []
+    later: list[datetime] = []
+    for index, name in enumerate(enabled):
+        if name in busy:
+            continue
+        at = schedule.get(name)
+        rest = resting.get(name)
+        if rest is not None and rest > now:
+            at = rest if at is None else max(at, rest)
+        if at is None or at <= now:
+            due.append((at, index, name))
+        else:
+            later.append(at)
+    # never-polled first, then the longest overdue, then config order: a stable, fair order
+    due.sort(key=lambda d: (d[0] is not None, d[0] or now, d[1]))
+    return PollPlan(tuple(name for _, _, name in due), min(later) if later else None)
+
+
+def poll_wake(plan: PollPlan, *, taken: int, free: int, now: datetime, recheck: float | None) -> datetime | None:
+    """When the poll driver should look again, after a round that took ``taken`` of ``plan.due`` with
+    ``free`` slots (``[http] concurrency`` minus the polls in flight) before it.
+
+    - due sources left over because every slot is busy: no timed wake for them (a finishing poll wakes
+      the driver);
+    - due sources left over with slots free: another instance holds them; ``LEASED_RECHECK`` seconds;
+    - otherwise the earliest ``next_poll_at`` to come;
+    - ``recheck`` (several instances: others change what is due without waking this one) caps the wait.
+    None: nothing to wake for until a poll ends or something wakes the driver.
+    """
+    at = plan.next_at
+    if len(plan.due) > taken and free > taken:
+        soon = now + timedelta(seconds=LEASED_RECHECK)
+        at = soon if at is None else min(at, soon)
+    if recheck is not None:
+        cap = now + timedelta(seconds=recheck)
+        at = cap if at is None else min(at, cap)
+    return at
+
+
+def channels_to_start(due: Sequence[str], running: Collection[str], resting: Mapping[str, float], *,
+                      limit: int, clock: float) -> list[str]:
+    """Which due channels the delivery dispatcher starts a run for now: those without a run, not resting
+    (``resting``: channel → ``clock`` value until which it is left alone: its lease is held elsewhere, its
+    last run failed or found nothing), in the given order, while fewer than ``limit`` runs are going."""
+    idle = [n for n in due if n not in running and resting.get(n, 0.0) <= clock]
+    return idle[:max(0, limit - len(running))]
+
+
+def channel_limit(busy: int, live: int, concurrency: int) -> int:
+    """How many channels one instance sends to at once when ``busy`` channels are due or being sent to and
+    ``live`` instances share them: ``concurrency`` alone (or with one channel), else the fair share."""
+    if busy <= 1 or live <= 1:
+        return concurrency
+    return fair_share(busy, live, concurrency)

@@ -1,0 +1,223 @@
+"""The one poll driver: ``run`` (the service) and ``run --once`` (burst) go through the same round.
+
+A round reads from the database which sources are due (``sources.next_poll_at``, written by
+``Poller._next_poll``: the one place that decides the next poll time; never polled, or a changed URL:
+due at once), lets the coordinator take them (``Coordinator.claim_sources``: all of them on SQLite, the
+unleased ones on PostgreSQL) up to the free ``[http] concurrency`` slots, and starts their polls. It
+then knows when to wake next: the earliest ``next_poll_at`` to come (``bot.domain.runtime``). In the
+service, ``bot.scheduling.WakeTimer`` (APScheduler, one job) wakes the driver then; a poll that ends
+wakes it too (a slot is free, and that source has a new ``next_poll_at``). A restart therefore polls
+only the sources whose time has come, not every source at once.
+
+``burst`` is ``run --once``: rounds with ``force`` (every enabled source once, due or not, as the
+documented ``--once`` does) until none is left to take and none is running; it returns the outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from bot.domain.runtime import PollPlan, plan_polls, poll_wake
+from bot.publishers.api import Clock
+from bot.services.coordinator import Coordinator
+from bot.services.polling import Poller, PollOutcome
+from bot.storage.store import Store
+
+log = logging.getLogger("tagrelay.scheduler")
+
+RETRY_ROUND = 5.0
+"""Seconds before a round that could not read the database (or claim) is tried again."""
+
+
+class Timer(Protocol):
+    """What wakes the driver on time (``bot.scheduling.WakeTimer``)."""
+
+    def wake_in(self, seconds: float | None) -> None:
+        """Wake the driver in ``seconds`` (replacing any earlier wake); None: no timed wake."""
+
+
+class PollDriver:
+    """Polls the due sources this instance may take, at most ``concurrency`` at a time."""
+
+    def __init__(self, store: Store, poller: Poller, coordinator: Coordinator, clock: Clock, *,
+                 names: Sequence[str], intervals: Mapping[str, float], concurrency: int) -> None:
+        self.store = store
+        self.poller = poller
+        self.coordinator = coordinator
+        self.clock = clock
+        self.names = list(names)
+        """The enabled sources, in config order."""
+        self.intervals = dict(intervals)
+        self.concurrency = max(1, concurrency)
+        self.wake = asyncio.Event()
+        """Set to make the driver run a round now (a poll ended, the timer fired, a test or ``force``)."""
+        self.running = False
+        self.next_wake: datetime | None = None
+        """When the last round asked to be woken (None: only when a poll ends)."""
+        self.rounds = 0
+        self._inflight: dict[str, asyncio.Task[PollOutcome]] = {}
+        self._resting: dict[str, datetime] = {}
+        self._draining = False
+        self._bursting = False
+
+    @property
+    def in_flight(self) -> frozenset[str]:
+        """The sources being polled right now."""
+        return frozenset(self._inflight)
+
+    # -- one round --------------------------------------------------------------------------------------
+
+    async def round(self, *, force: bool = False, only: Collection[str] | None = None) -> list[str]:
+        """Start the polls this round may: the due sources (``force``: every one of ``only``, or of all
+        enabled sources) that the coordinator lets this instance take, within the free slots. Returns the
+        sources started; ``next_wake`` says when the next round is due."""
+        now = self.clock.now()
+        free = self.concurrency - len(self._inflight)
+        plan: PollPlan | None = None
+        if force:
+            candidates: Sequence[str] = [n for n in self.names if n not in self._inflight
+                                         and (only is None or n in only)]
+        else:
+            schedule = await self.store.poll_schedule(self.names)
+            plan = plan_polls(schedule, self.names, busy=self._inflight, resting=self._resting, now=now)
+            candidates = plan.due
+        taken: list[str] = []
+        if free > 0 and candidates:
+            taken = await self.coordinator.claim_sources(candidates, now, limit=free, force=force)
+        for name in taken:
+            self._start(name, force=force)
+        if plan is not None:
+            self.next_wake = poll_wake(plan, taken=len(taken), free=free, now=now,
+                                       recheck=self.coordinator.recheck)
+        self.rounds += 1
+        return taken
+
+    def _start(self, name: str, *, force: bool) -> None:
+        task = asyncio.create_task(self._poll(name, force=force), name=f"poll:{name}")
+        self._inflight[name] = task
+        task.add_done_callback(functools.partial(self._ended, name))
+
+    def _ended(self, name: str, task: asyncio.Task[PollOutcome]) -> None:
+        self._inflight.pop(name, None)
+        self.wake.set()  # a slot is free, and the source has a new next_poll_at
+        if not self._bursting and not task.cancelled() and task.exception() is not None:
+            # a bug must not stop the polling; it is logged with its traceback (``burst`` raises it instead)
+            log.error("poll job for source %s failed unexpectedly", name, exc_info=task.exception())
+
+    async def _poll(self, name: str, *, force: bool) -> PollOutcome:
+        outcome: PollOutcome | None = None
+        try:
+            outcome = await self.poller.poll_source(name, force=force)
+            self._resting.pop(name, None)
+            return outcome
+        except asyncio.CancelledError:
+            if self._draining:
+                # stopping, and the poll outlived the grace period: its transaction rolls back, nothing is lost
+                log.warning("poll of source %s abandoned at shutdown; it runs again on the next start", name)
+            raise
+        except Exception:
+            # nothing was recorded, so its next_poll_at is still in the past: rest a whole interval first
+            self._resting[name] = self.clock.now() + timedelta(seconds=self.intervals.get(name, 60.0))
+            raise
+        finally:
+            if outcome is None or outcome.outcome == "skipped":
+                # no record was written, so a lease on it is still ours: give it back now
+                with contextlib.suppress(Exception):
+                    await self.coordinator.release_sources([name])
+
+    # -- run --once ---------------------------------------------------------------------------------------
+
+    async def burst(self) -> list[PollOutcome]:
+        """Poll every enabled source once (those this instance may take), then return the outcomes in
+        config order. A poll that broke (a bug, the database) is raised once the others have ended."""
+        pending = set(self.names)
+        outcomes: dict[str, PollOutcome] = {}
+        failure: BaseException | None = None
+        self._bursting = True
+        try:
+            while failure is None:
+                pending -= set(await self.round(force=True, only=pending))
+                if not self._inflight:
+                    break
+                done, _ = await asyncio.wait(list(self._inflight.values()), return_when=asyncio.FIRST_COMPLETED)
+                failure = _collect(done, outcomes)
+            if self._inflight:  # one broke: the others end first
+                done, _ = await asyncio.wait(list(self._inflight.values()))
+                failure = failure or _collect(done, outcomes)
+        except BaseException:
+            running = list(self._inflight.values())
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
+        finally:
+            self._bursting = False
+        if failure is not None:
+            raise failure
+        return [outcomes[n] for n in self.names if n in outcomes]
+
+    # -- run ----------------------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, timer: Timer) -> None:
+        """Rounds whenever woken (the timer, a poll ending), until ``stop``. Polls still running are left
+        to ``drain``."""
+        self.running = True
+        self.wake.set()  # the first round at once: the database says what is due since the last run
+        try:
+            while not stop.is_set():
+                await _first(self.wake, stop)
+                if stop.is_set():
+                    break
+                self.wake.clear()
+                try:
+                    await self.round()
+                except Exception as exc:  # noqa: BLE001 - a database blip must not stop the service
+                    log.warning("could not start the due polls: %s: %s", type(exc).__name__, exc)
+                    self.next_wake = self.clock.now() + timedelta(seconds=RETRY_ROUND)
+                wait = None if self.next_wake is None else (self.next_wake - self.clock.now()).total_seconds()
+                timer.wake_in(None if wait is None else max(0.0, wait))
+        finally:
+            self.running = False
+
+    async def drain(self, timeout: float) -> None:
+        """Start no more polls (``run`` has ended); wait up to ``timeout`` seconds for the running ones,
+        then cancel the rest (their transactions roll back, nothing is lost)."""
+        self._draining = True
+        running = list(self._inflight.values())
+        if not running:
+            return
+        _, pending = await asyncio.wait(running, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)  # failures were logged as they ended
+
+
+def _collect(done: set[asyncio.Task[PollOutcome]], outcomes: dict[str, PollOutcome]) -> BaseException | None:
+    """Outcomes of finished polls into ``outcomes``; the first failure, if any."""
+    failure: BaseException | None = None
+    for task in done:
+        if task.cancelled():
+            continue
+        exc = task.exception()
+        if exc is not None:
+            failure = failure or exc
+            continue
+        result = task.result()
+        outcomes[result.source] = result
+    return failure
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Until any of ``events`` is set."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()

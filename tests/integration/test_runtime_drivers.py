@@ -1,0 +1,134 @@
+"""``run`` and ``run --once`` go through ONE poll driver (issue 16): the database says what is due, the
+coordinator what this instance may take, in both modes; ``--once`` is the same driver in burst mode.
+
+The real service (``build_app``: its coordinator chosen from the storage URL) over a loopback archive,
+on SQLite and PostgreSQL, with a fake clock: "due" is decided by the stored ``next_poll_at`` alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from bot import __version__
+from bot.app import App
+from bot.bootstrap import build_app
+from bot.clock import FakeClock
+from bot.services.coordinator import ClusterCoordinator, SoloCoordinator
+from bot.settings import Secrets, build_config
+from bot.testing import RecordingPlugin
+from tests.fakes.archive import ArchiveServer
+
+DEADLINE = 15.0
+SOON, LATER = "/feed/", "/feed/json"
+
+
+@pytest.fixture
+def archive() -> Iterator[ArchiveServer]:
+    with ArchiveServer() as server:
+        server.add_post(title="Old MEK", tags=["MEK"])
+        yield server
+
+
+def make_app(db_url: str, archive: ArchiveServer, clock: FakeClock) -> App:
+    plugin = RecordingPlugin()
+    raw: dict[str, Any] = {
+        "storage": {"url": db_url, "lease_ttl": "10m"},  # no heartbeat round during the test
+        "service": {"jitter": 0},
+        "delivery": {"pacing": False},
+        "sources": [{"name": "soon", "url": archive.url + SOON, "kind": "rss", "interval": 60},
+                    {"name": "later", "url": archive.url + LATER, "kind": "jsonfeed", "interval": 3600}],
+        "channels": [{"name": "tg", "platform": "recording"}],
+        "subscriptions": [{"tag": "MEK", "channels": ["tg"]}],
+    }
+    config = build_config(raw, {"recording": plugin})  # type: ignore[dict-item]
+    return build_app(config, secrets=Secrets(environ={}), clock=clock, plugins={"recording": plugin})  # type: ignore[dict-item]
+
+
+async def eventually(probe: Callable[[], Awaitable[bool]], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not await probe():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def serve(app: App, archive: ArchiveServer, *, rounds: int, path: str = SOON, count: int = 0) -> None:
+    """``run_forever`` until the poll driver has had ``rounds`` rounds, no poll is running and ``path`` was
+    fetched ``count`` times in all (so whatever those rounds found due has been polled); then stop."""
+    task = asyncio.create_task(app.run_forever())
+    try:
+        async def settled() -> bool:
+            if task.done():
+                task.result()
+            return app.polls.rounds >= rounds and not app.polls.in_flight and archive.count(path) >= count
+
+        await eventually(settled, f"{rounds} rounds of the poll driver")
+    finally:
+        app.stop_event.set()
+        await asyncio.wait_for(task, DEADLINE)
+
+
+async def test_run_polls_only_what_is_due_and_run_once_every_source_through_the_same_driver(
+        db_url: str, archive: ArchiveServer, clock: FakeClock) -> None:
+    async with make_app(db_url, archive, clock) as app:
+        report = await app.run_once()  # burst: every enabled source once, due or not
+        assert [(p.source, p.outcome) for p in report.polls] == [("soon", "baseline"), ("later", "baseline")]
+        assert (archive.count(SOON), archive.count(LATER)) == (1, 1)
+
+        clock.advance(120)  # soon (every 60 s) is due again; later (every hour) is not
+        await serve(app, archive, rounds=2, count=2)  # the first round polls soon, the next one follows its end
+        assert archive.count(LATER) == 1  # not due: the service left it alone
+        soon = await app.store.source("soon")
+        assert soon.next_poll_at == clock.now() + timedelta(seconds=60)
+        wake = app.polls.next_wake
+        assert wake is not None and clock.now() < wake <= soon.next_poll_at  # woken by what the database says
+
+    async with make_app(db_url, archive, clock) as app:  # a restart: nothing is due, nothing is polled at once
+        await serve(app, archive, rounds=1)
+        assert (archive.count(SOON), archive.count(LATER)) == (2, 1)
+
+    async with make_app(db_url, archive, clock) as app:
+        report = await app.run_once()  # and --once still polls every source
+        assert sorted(p.source for p in report.polls) == ["later", "soon"]
+        assert (archive.count(SOON), archive.count(LATER)) == (3, 2)
+
+
+async def test_a_source_another_live_instance_polls_is_left_alone_in_both_modes(
+        db_url: str, archive: ArchiveServer, clock: FakeClock) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("several instances share PostgreSQL only (SQLite is one instance: its file lock)")
+    async with make_app(db_url, archive, clock) as app:
+        # another instance (alive for the next hour) is polling "later" right now
+        await app.store.register_instance("other:1:abcd", f"{__version__}-other", clock.now(), 3600)
+        assert await app.store.claim_sources("other:1:abcd", clock.now(), 3600, ["later"], limit=1) == ["later"]
+
+        report = await app.run_once()
+        assert [p.source for p in report.polls] == ["soon"]
+
+        clock.advance(120)
+        await serve(app, archive, rounds=2, count=2)
+        assert archive.count(LATER) == 0  # due (never polled), but another instance's: in neither mode
+
+
+async def test_the_coordinator_is_chosen_once_from_the_storage_url_and_shared_by_both_drivers(
+        db_url: str, archive: ArchiveServer, clock: FakeClock) -> None:
+    app = make_app(db_url, archive, clock)
+    memory = make_app("sqlite+aiosqlite:///:memory:", archive, clock)
+    try:
+        assert app.polls.coordinator is app.coordinator and app.deliveries.coordinator is app.coordinator
+        if db_url.startswith("sqlite"):
+            assert isinstance(app.coordinator, SoloCoordinator) and app.coordinator.file_lock is not None
+            assert app.coordinator.file_lock.path.name == "tagrelay.db.lock"  # beside the database
+        else:
+            assert isinstance(app.coordinator, ClusterCoordinator) and app.coordinator.session_lock is not None
+        assert isinstance(memory.coordinator, SoloCoordinator)
+        assert memory.coordinator.file_lock is None  # no other process can open an in-memory database
+    finally:
+        await app.aclose()
+        await memory.aclose()

@@ -1,0 +1,146 @@
+"""The runtime's pure decisions (bot.domain.runtime): which sources are due, when the poll driver wakes,
+which channels the delivery driver starts, and each instance's share of them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.domain.runtime import (
+    LEASED_RECHECK,
+    PollPlan,
+    channel_limit,
+    channels_to_start,
+    plan_polls,
+    poll_wake,
+)
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return NOW + timedelta(seconds=seconds)
+
+
+# -- which sources are due --------------------------------------------------------------------------------
+
+
+def test_only_sources_whose_time_has_come_are_due_never_polled_ones_first() -> None:
+    schedule = {"a": at(-10), "b": at(30), "c": None, "d": at(-300), "e": at(0)}
+    plan = plan_polls(schedule, ["a", "b", "c", "d", "e", "f"], busy=(), resting={}, now=NOW)
+    # c: never polled (or its URL changed); f: not in the database yet; then the longest overdue first
+    assert plan.due == ("c", "f", "d", "a", "e")
+    assert plan.next_at == at(30)
+
+
+def test_a_restart_polls_nothing_whose_next_poll_is_still_to_come() -> None:
+    """Issue 21: a restart used to poll every source at once; the database now says what is due."""
+    schedule = {"a": at(5), "b": at(600), "c": at(3600)}
+    plan = plan_polls(schedule, ["a", "b", "c"], busy=(), resting={}, now=NOW)
+    assert plan.due == () and plan.next_at == at(5)
+
+
+def test_sources_being_polled_are_neither_due_nor_a_wake_time() -> None:
+    plan = plan_polls({"a": at(-1), "b": at(10)}, ["a", "b"], busy={"a", "b"}, resting={}, now=NOW)
+    assert plan == PollPlan((), None)
+
+
+def test_disabled_sources_are_never_due() -> None:
+    plan = plan_polls({"a": None, "gone": None}, ["a"], busy=(), resting={}, now=NOW)
+    assert plan.due == ("a",)
+
+
+def test_a_source_whose_poll_broke_rests_before_it_is_due_again() -> None:
+    plan = plan_polls({"a": at(-1), "b": None}, ["a", "b"], busy=(), resting={"a": at(60), "b": at(-1)}, now=NOW)
+    assert plan.due == ("b",)  # b's rest is over
+    assert plan.next_at == at(60)
+
+
+@given(st.dictionaries(st.sampled_from("abcdefgh"), st.one_of(st.none(), st.integers(-3600, 3600)), max_size=8),
+       st.sets(st.sampled_from("abcdefgh")), st.sets(st.sampled_from("abcdefgh")))
+def test_every_enabled_idle_source_is_either_due_or_waited_for(times: dict[str, int | None], enabled: set[str],
+                                                                busy: set[str]) -> None:
+    schedule = {k: None if v is None else at(v) for k, v in times.items()}
+    names = sorted(enabled)
+    plan = plan_polls(schedule, names, busy=busy, resting={}, now=NOW)
+    idle = [n for n in names if n not in busy]
+    assert sorted(plan.due) == sorted(n for n in idle if schedule.get(n) is None or schedule[n] <= NOW)  # type: ignore[operator]
+    later = [schedule[n] for n in idle if n not in plan.due]
+    assert plan.next_at == (min(later) if later else None)  # type: ignore[type-var]
+    assert plan.next_at is None or plan.next_at > NOW
+
+
+# -- when the poll driver wakes ---------------------------------------------------------------------------
+
+
+def test_wakes_at_the_next_due_time_when_everything_due_was_taken() -> None:
+    plan = PollPlan(("a", "b"), at(90))
+    assert poll_wake(plan, taken=2, free=4, now=NOW, recheck=None) == at(90)
+
+
+def test_due_sources_left_for_lack_of_slots_wait_for_a_poll_to_end_not_for_a_timer() -> None:
+    plan = PollPlan(("a", "b", "c"), None)
+    assert poll_wake(plan, taken=2, free=2, now=NOW, recheck=None) is None  # no busy loop on a full house
+    assert poll_wake(PollPlan(("a", "b", "c"), at(90)), taken=2, free=2, now=NOW, recheck=None) == at(90)
+
+
+def test_due_sources_another_instance_holds_are_tried_again_soon_not_in_a_tight_loop() -> None:
+    plan = PollPlan(("a", "b"), at(90))
+    assert poll_wake(plan, taken=0, free=4, now=NOW, recheck=None) == at(LEASED_RECHECK)
+    assert LEASED_RECHECK > 0
+
+
+def test_several_instances_never_sleep_longer_than_the_recheck() -> None:
+    assert poll_wake(PollPlan((), None), taken=0, free=4, now=NOW, recheck=2.0) == at(2)
+    assert poll_wake(PollPlan((), at(1)), taken=0, free=4, now=NOW, recheck=2.0) == at(1)
+    assert poll_wake(PollPlan((), at(600)), taken=0, free=4, now=NOW, recheck=2.0) == at(2)
+
+
+def test_alone_with_nothing_scheduled_there_is_no_timed_wake() -> None:
+    assert poll_wake(PollPlan((), None), taken=0, free=4, now=NOW, recheck=None) is None
+
+
+# -- which channels the delivery driver starts ----------------------------------------------------------
+
+
+def test_starts_due_channels_without_a_run_up_to_the_limit_in_the_given_order() -> None:
+    started = channels_to_start(["c", "a", "b", "d"], {"a"}, {}, limit=3, clock=100.0)
+    assert started == ["c", "b"]  # a has a run; 3 at once, one of them a's
+
+
+def test_resting_channels_are_left_alone_until_their_time() -> None:
+    resting = {"a": 101.0, "b": 100.0}
+    assert channels_to_start(["a", "b"], set(), resting, limit=5, clock=100.0) == ["b"]
+    assert channels_to_start(["a", "b"], set(), resting, limit=5, clock=101.0) == ["a", "b"]
+
+
+def test_no_channel_starts_once_the_limit_is_reached_or_passed() -> None:
+    assert channels_to_start(["a", "b"], {"x", "y"}, {}, limit=2, clock=0.0) == []
+    assert channels_to_start(["a", "b"], {"x", "y", "z"}, {}, limit=2, clock=0.0) == []
+
+
+@given(st.lists(st.sampled_from("abcdefgh"), unique=True), st.sets(st.sampled_from("abcdefgh")),
+       st.integers(0, 10))
+def test_never_a_second_run_and_never_over_the_limit(due: list[str], running: set[str], limit: int) -> None:
+    started = channels_to_start(due, running, {}, limit=limit, clock=0.0)
+    assert not set(started) & running
+    assert len(started) + len(running) <= max(limit, len(running))
+    assert started == [n for n in due if n not in running][:len(started)]  # in order, none skipped
+
+
+# -- each instance's share ------------------------------------------------------------------------------
+
+
+def test_alone_or_with_one_channel_the_limit_is_the_configured_concurrency() -> None:
+    assert channel_limit(10, 1, 4) == 4
+    assert channel_limit(1, 3, 4) == 4
+    assert channel_limit(0, 3, 4) == 4
+
+
+@given(st.integers(2, 500), st.integers(2, 20), st.integers(1, 64))
+def test_the_live_instances_together_cover_every_busy_channel(busy: int, live: int, concurrency: int) -> None:
+    share = channel_limit(busy, live, concurrency)
+    assert 1 <= share <= concurrency
+    assert share * live >= busy or share == concurrency  # nothing waits on an instance that is not there
