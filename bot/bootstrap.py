@@ -150,7 +150,7 @@ def build_service(config: Config, secrets: Secrets) -> App:
     """``tagrelay run``: the app with the sidecars the config asks for; the admin bot, when ``[admin]`` is
     enabled, is also the ``Notifier`` that tells the admins about paused channels and held bursts."""
     health = make_health_server(config, secrets)
-    admin = make_admin_bot(config.extra.get("admin"), secrets.get)
+    admin = make_admin_bot(config.admin, secrets.get)
     sidecars: list[Sidecar] = [s for s in (health, admin) if s is not None]
     return build_app(config, secrets=secrets, sidecars=sidecars, notifier=admin)
 

@@ -125,9 +125,8 @@ class Context:
         """Values to redact from logs: secret-named variables plus every channel's ``*_env`` variable."""
         names = {value for opts in self.config.channels for key, value in opts.model_dump().items()
                  if key.endswith("_env") and isinstance(value, str)}
-        admin = self.config.extra.get("admin")
-        if isinstance(admin, dict):  # the admin bot's token_env and secret_token_env
-            names |= {v for k, v in admin.items() if k.endswith("_env") and isinstance(v, str)}
+        if self.config.admin is not None:  # the admin bot's token_env and secret_token_env
+            names |= {self.config.admin.token_env, self.config.admin.secret_token_env}
         extra = [v for v in (self.secrets.get(n) for n in sorted(names)) if v]
         return [*self.secrets.values(), *extra]
 

@@ -1,15 +1,15 @@
 """Every bound on a configuration value, in one place (docs/configuration.md, "Bounds", lists them).
 
-The models in ``bot.settings``, ``bot.health``, ``bot.admin.settings``, ``bot.publishers.api`` and
-``bot.render.options`` name these constants instead of repeating numbers, so a move to another
-validation library (pydantic, msgspec) only has to translate this module's three kinds of rule:
+The models in ``bot.settings``, ``bot.admin.settings``, ``bot.channel_options``, ``bot.render.options``
+and the publishers name these constants instead of repeating numbers. Three kinds of rule, each
+expressed in pydantic's terms here and nowhere else:
 
 * ``Span(lo, hi)`` - a number (int or float) from ``lo`` to ``hi`` inclusive; ``within(SPAN, default)``
-  makes the ``Field``.
+  makes the ``Field``, ``between(SPAN)`` the ``Annotated`` metadata (for a tuple's items).
 * ``DurationIn(lo, hi)`` - a duration (``"10m"``, ``"1h30m"`` or a number of seconds) from ``lo`` to
-  ``hi`` seconds; used as ``Annotated[float, Before(DURATION)]``.
+  ``hi`` seconds; the field's type is ``Annotated[float, BeforeValidator(DURATION)]``.
 * ``check_rate`` - a rate (``"20/min"``): a whole count from 1 to ``RATE_COUNT.hi`` per a window of
-  ``RATE_WINDOW`` seconds; used as ``Annotated[str, Before(check_rate)]`` (``Rate``).
+  ``RATE_WINDOW`` seconds; ``Rate`` is the field's type (``Annotated[str, BeforeValidator(check_rate)]``).
 
 Why bounds at all: every value that loads must survive the service's arithmetic (``timedelta(seconds=…)``,
 backoff doubling, token buckets, lease expiry), so NaN, infinities, 1e308 and 20-digit integers are
@@ -23,8 +23,10 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from annotated_types import Interval
+from pydantic import BeforeValidator, Field
+
 from bot.domain.pacing import RATE_SYNTAX, parse_rate
-from bot.validation import Before, Field
 
 SECOND, MINUTE, HOUR, DAY = 1.0, 60.0, 3600.0, 86400.0
 
@@ -36,9 +38,13 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([dhms])", re.ASCII)
 _UNIT_SECONDS = {"d": DAY, "h": HOUR, "m": MINUTE, "s": SECOND}
 
 
+_SHOWABLE = re.compile(r"[0-9a-z .,/+\-]{0,24}", re.ASCII)
+
+
 def _shown(text: str) -> str:
-    """``text`` for an error message: quoted, one line, at most ~40 characters."""
-    return repr(text[:40] + "…") if len(text) > 40 else repr(text)
+    """``text`` for an error message: quoted when it is short and could be a duration or a rate (``'soon'``,
+    ``'5/fortnight'``); otherwise only its length - it may be a secret pasted into the wrong key."""
+    return repr(text) if _SHOWABLE.fullmatch(text) else f"the text given ({len(text)} characters)"
 
 
 def parse_duration(value: object) -> float:
@@ -109,9 +115,14 @@ def within(span: Span, default: Any) -> Any:
     return Field(default=default, ge=span.lo, le=span.hi)
 
 
+def between(span: Span) -> Interval:
+    """``Annotated`` metadata bounding a number by ``span`` (``tuple[Annotated[int, between(SPAN)], ...]``)."""
+    return Interval(ge=span.lo, le=span.hi)
+
+
 @dataclass(frozen=True, slots=True)
 class DurationIn:
-    """``Before`` hook: a duration (see ``parse_duration``) from ``lo`` to ``hi`` seconds."""
+    """Before-validator: a duration (see ``parse_duration``) from ``lo`` to ``hi`` seconds."""
 
     lo: float
     hi: float
@@ -178,15 +189,20 @@ RATE_WINDOW = DurationIn(1 * SECOND, 7 * DAY)
 
 
 def check_rate(value: object) -> str:
-    """``Before`` hook for a rate such as ``"20/min"``: the text itself, once it parses within the bounds."""
+    """Before-validator for a rate such as ``"20/min"``: the text itself, once it parses within the bounds."""
     if not isinstance(value, str):
         raise ValueError(f"must be a rate in quotes ({RATE_SYNTAX})")
-    count, seconds = parse_rate(value)
+    try:
+        count, seconds = parse_rate(value)
+    except ValueError as exc:
+        if _SHOWABLE.fullmatch(value):
+            raise
+        raise ValueError(f"{_shown(value)} is not a rate ({RATE_SYNTAX})") from exc
     if not RATE_COUNT.lo <= count <= RATE_COUNT.hi or not RATE_WINDOW.lo <= seconds <= RATE_WINDOW.hi:
         raise ValueError(f"{_shown(value)}: at most {RATE_COUNT.hi:g} requests per window, and windows from "
                          f"{describe_seconds(RATE_WINDOW.lo)} to {describe_seconds(RATE_WINDOW.hi)} ({RATE_SYNTAX})")
     return value
 
 
-Rate = Annotated[str, Before(check_rate)]
+Rate = Annotated[str, BeforeValidator(check_rate)]
 """A validated rate (``ChannelOptions.rate_limit``, ``[delivery] account_limits`` and ``channel_limits``)."""

@@ -6,7 +6,7 @@ Endpoints (GET or HEAD; every answer closes the connection)::
     /readyz    200 when the scheduler runs and the database answers; else 503 with a JSON reason
     /metrics   Prometheus text format 0.0.4; the queue gauges are refreshed on every scrape
 
-Configured by the ``[health]`` table (all keys optional)::
+Configured by the ``[health]`` table (all keys optional; ``bot.settings.HealthSettings``)::
 
     [health]
     enabled = true          # false: no listener at all
@@ -23,96 +23,25 @@ never listens.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ipaddress
 import json
 import logging
-import re
-from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from bot import config_bounds as bounds
-from bot.config_bounds import within
-from bot.errors import ConfigError
 from bot.httpserver import Listener, answer
 from bot.log import event, redact_text
 from bot.observability import CONTENT_TYPE, Metrics
-from bot.settings import Config
-from bot.validation import Before, Model, ValidationError, field_validator
+from bot.settings import DEFAULT_HEALTH_PORT, HEALTH_HOST_ENV, HEALTH_PORT_ENV, Config
+from bot.settings import HealthSettings as HealthSettings  # the [health] table is part of Config now
+from bot.settings import load_health_settings as load_health_settings
 
 log = logging.getLogger("tagrelay.health")
 
-DEFAULT_PORT = 9464
-"""Not 8080/8000/9090: 9464 is a common metrics-only port, rarely taken by an application."""
-
-HOST_ENV = "TAGRELAY_HEALTH_HOST"
-PORT_ENV = "TAGRELAY_HEALTH_PORT"
-
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
-
-
-class HealthSettings(Model):
-    """The validated ``[health]`` table."""
-
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    """Address to listen on: an IP address or a host name (``0.0.0.0`` for all IPv4 interfaces)."""
-    port: int = within(bounds.PORT, DEFAULT_PORT)
-    """TCP port; 0 picks a free one."""
-    timeout: Annotated[float, Before(bounds.HEALTH_TIMEOUT)] = 2.0
-    """How long a probe waits for the database before answering 503."""
-
-    @field_validator("host")
-    @classmethod
-    def _valid_host(cls, value: str) -> str:
-        value = value.strip()
-        with contextlib.suppress(ValueError):
-            ipaddress.ip_address(value)
-            return value
-        if not _HOSTNAME.match(value):
-            raise ValueError(f"{value!r} is neither an IP address nor a host name")
-        return value
-
-
-def load_health_settings(raw: object, env: Callable[[str], str | None] = lambda _name: None) -> HealthSettings:
-    """Validate the raw ``[health]`` table, then apply the environment overrides.
-
-    Raises ``ConfigError`` naming ``health.<key>`` (or the variable) on the first bad value.
-    """
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError("health", "must be a table ([health])")
-    data: dict[str, Any] = dict(raw)
-    try:
-        settings = HealthSettings.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
-        reason = "unknown key (known: enabled, host, port, timeout)" if err["type"] == "extra_forbidden" \
-            else err["msg"]
-        raise ConfigError(f"health.{key}" if key else "health", reason) from None
-    overrides: dict[str, Any] = {}
-    host = env(HOST_ENV)
-    if host is not None and host.strip():
-        overrides["host"] = host
-    port = env(PORT_ENV)
-    if port is not None and port.strip():
-        digits = port.strip()
-        if not (digits.isascii() and digits.isdigit()) or len(digits) > 9:  # "²".isdigit() is True too
-            raise ConfigError(PORT_ENV, f"{digits[:20]!r} is not a port number (0-65535)")
-        overrides["port"] = int(digits)
-    if overrides:
-        try:
-            settings = HealthSettings.model_validate({**settings.model_dump(), **overrides})
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            var = HOST_ENV if err["loc"] and err["loc"][0] == "host" else PORT_ENV
-            raise ConfigError(var, err["msg"]) from None
-    return settings
+DEFAULT_PORT = DEFAULT_HEALTH_PORT
+HOST_ENV = HEALTH_HOST_ENV
+PORT_ENV = HEALTH_PORT_ENV
 
 
 # -- what the server looks at ------------------------------------------------------------------

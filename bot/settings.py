@@ -4,36 +4,42 @@
 each channel's platform-specific keys against its plugin's options model, and subscriptions,
 before anything is written, and raises ``ConfigError(key, reason)`` naming the dotted key
 (``channels[1].chat_id``) on the first problem. The commands load through
-``bot.bootstrap.load_service_config``, which adds the ``[health]``/``[admin]`` tables and the
-environment (secrets) on top. Every bound lives in ``bot.config_bounds``.
+``bot.bootstrap.load_service_config``, which adds the environment (secrets, and the ``TAGRELAY_HEALTH_*``
+and ``TAGRELAY_ADMIN_IDS`` overrides of ``[health]`` and ``[admin]``) on top. Every bound lives in
+``bot.config_bounds``; the models are pydantic's, through ``bot.validation``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from dotenv import dotenv_values
+from pydantic import BeforeValidator
 
 from bot import config_bounds as bounds
+from bot.admin.settings import AdminSettings, admin_table
+from bot.channel_options import ChannelOptions
 from bot.config_bounds import Rate, within
 from bot.config_bounds import parse_duration as parse_duration  # re-exported: the models' duration parser
 from bot.errors import ConfigError, CredentialsError, PluginError
-from bot.publishers.api import ChannelOptions, PublisherPlugin
-from bot.validation import Before, Field, Model, ValidationError, field_validator
+from bot.publishers.api import PublisherPlugin
+from bot.validation import Field, Model, ValidationError, field_validator
 
-Duration = Annotated[float, Before(parse_duration)]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Any finite duration above zero; the keys below use the bounded ones from ``bot.config_bounds``."""
 
 
 class StorageConfig(Model):
     url: str = "sqlite+aiosqlite:///data/tagrelay.db"
     """SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://..."""
-    lease_ttl: Annotated[float, Before(bounds.LEASE_TTL)] = 60.0
+    lease_ttl: Annotated[float, BeforeValidator(bounds.LEASE_TTL)] = 60.0
     """How long an instance's lease lasts without a heartbeat."""
 
     @field_validator("url")
@@ -47,7 +53,7 @@ class StorageConfig(Model):
 class HttpConfig(Model):
     user_agent: str = ""
     """Empty means ``tagrelay/<version> (+https://github.com/tagrelay/tagrelay)``."""
-    timeout: Annotated[float, Before(bounds.HTTP_TIMEOUT)] = 20.0
+    timeout: Annotated[float, BeforeValidator(bounds.HTTP_TIMEOUT)] = 20.0
     max_redirects: int = within(bounds.HTTP_MAX_REDIRECTS, 5)
     max_bytes: int = within(bounds.HTTP_MAX_BYTES, 10 * 1024 * 1024)
     concurrency: int = within(bounds.HTTP_CONCURRENCY, 16)
@@ -57,7 +63,7 @@ class SourceConfig(Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
     url: str
     kind: Literal["auto", "rss", "wordpress", "jsonfeed"] = "auto"
-    interval: Annotated[float, Before(bounds.SOURCE_INTERVAL)] = 600.0
+    interval: Annotated[float, BeforeValidator(bounds.SOURCE_INTERVAL)] = 600.0
     taxonomies: tuple[Literal["tags", "categories"], ...] = ("tags", "categories")
     """WordPress REST only: which term lists count as tags for matching."""
     baseline_depth: int = within(bounds.BASELINE_DEPTH, 100)
@@ -81,8 +87,8 @@ class SubscriptionConfig(Model):
 
 
 class DeliveryConfig(Model):
-    retry_base: Annotated[float, Before(bounds.RETRY_BASE)] = 30.0
-    retry_cap: Annotated[float, Before(bounds.RETRY_CAP)] = 3600.0
+    retry_base: Annotated[float, BeforeValidator(bounds.RETRY_BASE)] = 30.0
+    retry_cap: Annotated[float, BeforeValidator(bounds.RETRY_CAP)] = 3600.0
     max_attempts: int = within(bounds.MAX_ATTEMPTS, 8)
     concurrency: int = within(bounds.DELIVERY_CONCURRENCY, 4)
     """How many channels deliver at the same time."""
@@ -98,13 +104,87 @@ class DeliveryConfig(Model):
 class ServiceConfig(Model):
     jitter: float = within(bounds.JITTER, 0.1)
     """Poll interval jitter as a fraction of the interval."""
-    max_backoff: Annotated[float, Before(bounds.MAX_BACKOFF)] = 6 * 3600.0
+    max_backoff: Annotated[float, BeforeValidator(bounds.MAX_BACKOFF)] = 6 * 3600.0
     """Longest delay between polls of a failing source."""
-    shutdown_timeout: Annotated[float, Before(bounds.SHUTDOWN_TIMEOUT)] = 20.0
+    shutdown_timeout: Annotated[float, BeforeValidator(bounds.SHUTDOWN_TIMEOUT)] = 20.0
     """How long SIGTERM waits for in-flight sends before abandoning them (resumably)."""
     burst_limit: int = within(bounds.BURST_LIMIT, 50)
     """A poll with more new posts than this holds their deliveries for an admin (0: never); a source's
     own ``burst_limit`` overrides it."""
+
+
+DEFAULT_HEALTH_PORT = 9464
+"""Not 8080/8000/9090: 9464 is a common metrics-only port, rarely taken by an application."""
+HEALTH_HOST_ENV = "TAGRELAY_HEALTH_HOST"
+HEALTH_PORT_ENV = "TAGRELAY_HEALTH_PORT"
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+class HealthSettings(Model):
+    """The validated ``[health]`` table (the health sidecar, ``bot.health``)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    """Address to listen on: an IP address or a host name (``0.0.0.0`` for all IPv4 interfaces)."""
+    port: int = within(bounds.PORT, DEFAULT_HEALTH_PORT)
+    """TCP port; 0 picks a free one."""
+    timeout: Annotated[float, BeforeValidator(bounds.HEALTH_TIMEOUT)] = 2.0
+    """How long a probe waits for the database before answering 503."""
+
+    @field_validator("host")
+    @classmethod
+    def _valid_host(cls, value: str) -> str:
+        value = value.strip()
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(value)
+            return value
+        if not _HOSTNAME.match(value):
+            raise ValueError(f"{value!r} is neither an IP address nor a host name")
+        return value
+
+
+def health_table(raw: object) -> HealthSettings:
+    """The ``[health]`` table (None: absent) as ``HealthSettings``, or ``ConfigError`` naming ``health.<key>``."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError("health", "must be a table ([health])")
+    try:
+        return HealthSettings.model_validate(dict(raw))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        reason = "unknown key (known: enabled, host, port, timeout)" if err["type"] == "extra_forbidden" \
+            else err["msg"]
+        raise ConfigError(f"health.{key}" if key else "health", reason) from None
+
+
+def load_health_settings(raw: object, env: Callable[[str], str | None] = lambda _name: None) -> HealthSettings:
+    """The ``[health]`` table (raw, or ``Config.health``), then the environment's overrides.
+
+    Raises ``ConfigError`` naming ``health.<key>`` (or the variable) on the first bad value.
+    """
+    settings = raw if isinstance(raw, HealthSettings) else health_table(raw)
+    overrides: dict[str, Any] = {}
+    host = env(HEALTH_HOST_ENV)
+    if host is not None and host.strip():
+        overrides["host"] = host
+    port = env(HEALTH_PORT_ENV)
+    if port is not None and port.strip():
+        digits = port.strip()
+        if not (digits.isascii() and digits.isdigit()) or len(digits) > 9:  # "²".isdigit() is True too
+            raise ConfigError(HEALTH_PORT_ENV, f"{digits[:20]!r} is not a port number (0-65535)")
+        overrides["port"] = int(digits)
+    if overrides:
+        try:
+            settings = HealthSettings.model_validate({**settings.model_dump(), **overrides})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            var = HEALTH_HOST_ENV if err["loc"] and err["loc"][0] == "host" else HEALTH_PORT_ENV
+            raise ConfigError(var, err["msg"]) from None
+    return settings
 
 
 class Config(Model):
@@ -117,9 +197,12 @@ class Config(Model):
     sources: tuple[SourceConfig, ...] = ()
     channels: tuple[ChannelOptions, ...] = ()
     subscriptions: tuple[SubscriptionConfig, ...] = ()
+    health: HealthSettings = HealthSettings()
+    """``[health]`` as written; ``load_health_settings`` adds the ``TAGRELAY_HEALTH_*`` overrides."""
+    admin: AdminSettings | None = None
+    """``[admin]`` as written, None without the table (then python-telegram-bot is never imported);
+    ``load_admin_settings`` adds ``TAGRELAY_ADMIN_IDS`` and checks what starting the bot needs."""
     path: Path | None = None
-    extra: Mapping[str, Any] = Field(default_factory=dict)
-    """Tables owned by optional subsystems (admin, health), validated by their owners."""
 
     def channel(self, name: str) -> ChannelOptions | None:
         return next((c for c in self.channels if c.name == name), None)
@@ -246,8 +329,9 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError("", f"cannot read {path}: {exc.strerror}") from exc
 
 
-_OWNED_TABLES = ("admin", "health")
-"""Validated by their owners (``bot.health``, ``bot.admin.settings``) in ``bot.bootstrap.validate_service_config``."""
+_SIDECAR_TABLES = ("health", "admin")
+"""Validated after the core tables, channels and subscriptions (``health_table``, ``admin_table``), so that
+their errors keep their ``health.<key>`` / ``admin.<key>: unknown key (known: …)`` wording."""
 
 
 def resolve_source_url(url: str, base: Path | None) -> str:
@@ -269,7 +353,7 @@ def build_config(
 ) -> Config:
     """Validate a parsed TOML mapping. ``plugins`` maps platform → plugin (loaded if None)."""
     data = dict(raw)
-    extra = {k: data.pop(k) for k in _OWNED_TABLES if k in data}
+    sidecars = {k: data.pop(k) for k in _SIDECAR_TABLES if k in data}
     channels_raw = data.pop("channels", [])
     if not isinstance(channels_raw, list):
         raise ConfigError("channels", "must be an array of tables ([[channels]])")
@@ -326,8 +410,10 @@ def build_config(
             storage = StorageConfig.model_validate({"url": storage_url, "lease_ttl": base.storage.lease_ttl})
         except ValidationError as exc:
             raise ConfigError("TAGRELAY_STORAGE_URL", exc.errors()[0]["msg"]) from None
+    health = health_table(sidecars.get("health"))
+    admin = admin_table(sidecars["admin"]) if "admin" in sidecars else None
     return base.model_copy(update={"channels": tuple(channels), "sources": sources, "path": path,
-                                   "storage": storage, "extra": extra})
+                                   "storage": storage, "health": health, "admin": admin})
 
 
 def _check_unique(what: str, names: list[str]) -> None:

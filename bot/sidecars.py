@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from bot.admin.settings import load_admin_settings
 from bot.app import Sidecar
-from bot.health import HealthServer, load_health_settings
-from bot.settings import Config, Secrets
+from bot.health import HealthServer
+from bot.settings import Config, Secrets, load_health_settings
 
 if TYPE_CHECKING:
     from bot.admin.bot import AdminBot
@@ -22,19 +22,20 @@ if TYPE_CHECKING:
 def check_sidecars(config: Config, secrets: Secrets) -> None:
     """Validate the ``[health]`` and ``[admin]`` tables and what they need from the environment, exactly as
     ``make_sidecars`` will (``ConfigError`` names the key or the variable). Builds and starts nothing."""
-    load_health_settings(config.extra.get("health"), secrets.get)
-    if config.extra.get("admin") is not None:  # no [admin] table: TAGRELAY_ADMIN_IDS alone is not read
-        load_admin_settings(config.extra.get("admin"), secrets.get)
+    load_health_settings(config.health, secrets.get)
+    if config.admin is not None:  # no [admin] table: TAGRELAY_ADMIN_IDS alone is not read
+        load_admin_settings(config.admin, secrets.get)
 
 
 def make_health_server(config: Config, secrets: Secrets) -> HealthServer | None:
     """The health server unless ``[health] enabled = false`` (``ConfigError`` names a bad key)."""
-    health = load_health_settings(config.extra.get("health"), secrets.get)
+    health = load_health_settings(config.health, secrets.get)
     return HealthServer(health) if health.enabled else None
 
 
 def make_admin_bot(raw: object, env: Callable[[str], str | None]) -> AdminBot | None:
-    """The admin bot for the raw ``[admin]`` table, or None when there is none or it is not enabled."""
+    """The admin bot for the ``[admin]`` table (``Config.admin``, or a raw table), or None when there is none
+    or it is not enabled."""
     if raw is None:  # as check_sidecars: without the table, TAGRELAY_ADMIN_IDS alone is not read
         return None
     settings = load_admin_settings(raw, env)
@@ -56,5 +57,5 @@ def make_sidecars(config: Config, secrets: Secrets) -> list[Sidecar]:
     Validates each sidecar's table (``ConfigError`` names the key) before anything starts.
     """
     health = make_health_server(config, secrets)
-    admin = make_admin_bot(config.extra.get("admin"), secrets.get)
+    admin = make_admin_bot(config.admin, secrets.get)
     return [s for s in (health, admin) if s is not None]

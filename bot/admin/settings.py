@@ -1,9 +1,9 @@
 """The ``[admin]`` table of the config file, and ``TAGRELAY_ADMIN_IDS`` (docs/admin-bot.md).
 
-One small module on purpose: the model is in the project's current validation style
-(``bot.validation``) and is meant to move with the rest of the config when that moves.
-Importing it costs nothing heavy (no python-telegram-bot): ``config check`` validates the
-table without loading the bot.
+One small module on purpose: ``bot.settings.Config.admin`` is an ``AdminSettings`` (pydantic, through
+``bot.validation``), so loading a configuration imports this module and never python-telegram-bot:
+``config check`` validates the table without loading the bot (``bot.admin.bot``), which is built
+only when ``[admin]`` is enabled.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from bot import config_bounds as bounds
-from bot.config_bounds import within
+from bot.config_bounds import between, within
 from bot.errors import ConfigError
 from bot.publishers.http import ENV_NAME_PATTERN, HTTP_URL_PATTERN
-from bot.validation import Field, Model, Rules, ValidationError, field_validator
+from bot.validation import Field, Model, ValidationError, field_validator
 
 ADMIN_IDS_ENV = "TAGRELAY_ADMIN_IDS"
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
@@ -32,7 +32,7 @@ class AdminSettings(Model):
     """Environment variable holding the bot token; may be the same bot as a Telegram channel's."""
     api_base: str = Field(default="https://api.telegram.org", pattern=HTTP_URL_PATTERN)
     """Bot API server (a self-hosted telegram-bot-api server, or a test fake)."""
-    admin_ids: tuple[Annotated[int, Rules(ge=bounds.TELEGRAM_USER_ID.lo, le=bounds.TELEGRAM_USER_ID.hi)], ...] = ()
+    admin_ids: tuple[Annotated[int, between(bounds.TELEGRAM_USER_ID)], ...] = ()
     """Telegram user ids allowed to use the bot."""
     admin_chat_id: int | None = within(bounds.TELEGRAM_CHAT_ID, None)
     """One group (negative id) where admins may also give commands; announcements go there too."""
@@ -93,24 +93,29 @@ def parse_admin_ids(text: str) -> tuple[int, ...]:
     return tuple(ids)
 
 
-def load_admin_settings(raw: object, env: Callable[[str], str | None] = lambda _name: None) -> AdminSettings:
-    """Validate the raw ``[admin]`` table and merge ``TAGRELAY_ADMIN_IDS``.
-
-    When ``enabled``, also checks what starting needs: the token variable is
-    set, there is at least one admin, and webhook mode has its URL and secret.
-    Raises ``ConfigError`` naming ``admin.<key>`` (or the variable).
-    """
+def admin_table(raw: object) -> AdminSettings:
+    """The ``[admin]`` table (None: absent) as ``AdminSettings``, or ``ConfigError`` naming ``admin.<key>``."""
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError("admin", "must be a table ([admin])")
     try:
-        settings = AdminSettings.model_validate(dict(raw))
+        return AdminSettings.model_validate(dict(raw))
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"][:1])
         reason = f"unknown key (known: {_KEYS})" if err["type"] == "extra_forbidden" else err["msg"]
         raise ConfigError(f"admin.{key}" if key else "admin", reason) from None
+
+
+def load_admin_settings(raw: object, env: Callable[[str], str | None] = lambda _name: None) -> AdminSettings:
+    """Validate the raw ``[admin]`` table (or take ``Config.admin``, validated) and merge ``TAGRELAY_ADMIN_IDS``.
+
+    When ``enabled``, also checks what starting needs: the token variable is
+    set, there is at least one admin, and webhook mode has its URL and secret.
+    Raises ``ConfigError`` naming ``admin.<key>`` (or the variable).
+    """
+    settings = raw if isinstance(raw, AdminSettings) else admin_table(raw)
     extra_ids = parse_admin_ids(env(ADMIN_IDS_ENV) or "")
     if extra_ids:
         merged = tuple(dict.fromkeys((*settings.admin_ids, *extra_ids)))

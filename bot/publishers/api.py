@@ -11,10 +11,10 @@ before anything is written); ``render`` is pure; ``create`` builds one
 ``Publisher`` per channel. Publishers raise only ``bot.errors.PublishError``
 subclasses and never put a secret into an error message.
 
-``RenderedMessage`` and ``RenderEnv`` (defined in ``bot.render.message``) and
-``Clock`` (``bot.clock``) live below render/ and publishers/ so that render/
-never imports publishers/; they are re-exported here, and plugins keep
-importing them from this module.
+``ChannelOptions`` (defined in ``bot.channel_options``), ``RenderedMessage`` and
+``RenderEnv`` (``bot.render.message``) and ``Clock`` (``bot.clock``) live below
+render/ and publishers/ so that render/ never imports publishers/; they are
+re-exported here, and plugins keep importing them from this module.
 """
 
 from __future__ import annotations
@@ -25,37 +25,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from bot import config_bounds as bounds
+from bot.channel_options import ChannelOptions as ChannelOptions  # re-exported: plugins subclass it from here
 from bot.clock import Clock as Clock  # re-exported: part of the plugin API, defined below render/ and publishers/
-from bot.config_bounds import Rate, within
 from bot.domain.models import Post
 from bot.render.message import RenderedMessage as RenderedMessage
 from bot.render.message import RenderEnv as RenderEnv
-from bot.validation import Field, Model
 
 if TYPE_CHECKING:  # only an annotation: render/ must not load httpx through this module
     import httpx
 
 API_VERSION = 1
 """Bumped when this contract changes incompatibly; plugins declare the one they implement."""
-
-
-class ChannelOptions(Model):
-    """Keys every channel accepts. Plugins subclass this with their own keys."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
-    platform: str
-    template: str | None = None
-    """Per-channel message template (sandboxed); None means the platform default."""
-    hashtags: bool = False
-    """Append hashtags made from the post's tags, while they fit."""
-    max_hashtags: int = within(bounds.MAX_HASHTAGS, 5)
-    excerpt_length: int | None = within(bounds.EXCERPT_LENGTH, None)
-    """Longest excerpt in characters; None means the platform default."""
-    paused: bool = False
-    """Start paused (the queue is kept; ``channels resume`` starts it)."""
-    rate_limit: Rate | None = None
-    """Client-side pacing for this channel, e.g. "1/s" or "20/min"; None: the platform default."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Literal
 
 from bot import config_bounds as bounds
+from bot.channel_options import ChannelOptions
 from bot.config_bounds import within
-from bot.publishers.api import ChannelOptions
 from bot.render.templates import TemplateError, validate_template
 from bot.validation import Field, field_validator
 

@@ -121,7 +121,7 @@ class ChannelRuntime:
     @property
     def can_move(self) -> bool:
         """Can the channel be pointed at another chat (it has a ``chat_id`` and a way to rebuild)?"""
-        return self.rebuild is not None and "chat_id" in self.options.model_fields
+        return self.rebuild is not None and "chat_id" in type(self.options).model_fields
 
     def move_to(self, chat_id: str) -> None:
         """Point the channel at another chat (a Telegram group became a supergroup): new options and a

@@ -124,9 +124,10 @@ def test_python_dash_m_bot_is_the_same_command() -> None:
 def test_a_sqlite_service_run_leaves_the_heavy_libraries_unloaded(workdir: Path) -> None:
     """The memory budget (docs/performance.md §4) depends on what the service never imports on SQLite:
     Alembic (migrations run in a child), the ORM and SQLAlchemy's asyncio extension, aiosqlite, the
-    PostgreSQL dialect, pydantic, python-telegram-bot (admin bot only). A fresh process, a real run."""
+    PostgreSQL dialect, python-telegram-bot (admin bot only). A fresh process, a real run. (pydantic left this
+    list in issue 16: it is the configuration's library now, within the relaxed budget; docs/architecture.md.)"""
     heavy = ["alembic", "sqlalchemy.orm", "sqlalchemy.ext.asyncio", "aiosqlite", "sqlalchemy.dialects.postgresql",
-             "pydantic", "telegram", "feedparser"]
+             "telegram", "feedparser"]
     code = (
         "import atexit, sys\n"
         f"heavy = {heavy!r}\n"

@@ -637,10 +637,12 @@ def test_the_admin_table_defaults_and_env_admins() -> None:
 def test_without_an_admin_table_the_admin_variables_are_not_read(tmp_path: Path) -> None:
     env = {"TAGRELAY_ADMIN_IDS": "alice", "TAGRELAY_HEALTH_PORT": "0"}
     assert make_admin_bot(None, env.get) is None
-    config = build_config({"storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 't.db'}"}})
+    raw: dict[str, object] = {"storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 't.db'}"}}
+    config = build_config(raw)
+    assert config.admin is None
     assert [s.name for s in make_sidecars(config, Secrets(environ=env))] == ["health"]
     with pytest.raises(ConfigError) as info:  # ... and with one, a bad value is a config error
-        make_sidecars(config.model_copy(update={"extra": {"admin": {}}}), Secrets(environ=env))
+        make_sidecars(build_config({**raw, "admin": {}}), Secrets(environ=env))
     assert info.value.key == "TAGRELAY_ADMIN_IDS"
 
 

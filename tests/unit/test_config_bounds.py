@@ -8,14 +8,16 @@ import math
 import random
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
+import annotated_types
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from pydantic import BeforeValidator
 
 from bot.admin.settings import AdminSettings
 from bot.bootstrap import load_service_config, validate_service_config
@@ -27,7 +29,7 @@ from bot.health import HealthSettings
 from bot.publishers.registry import load_plugins
 from bot.settings import Config, EnvSettings, Secrets, parse_duration
 from bot.sources.http import DEADLINE_FACTOR, client_settings
-from bot.validation import Before, Model, Rules
+from bot.validation import Model
 
 PLATFORMS = ("console", "telegram", "mastodon", "x")
 ENV = {"TG_BOT_TOKEN": "123:tok", "MASTODON_TOKEN": "masto-tok", "X_CONSUMER_KEY": "ck", "X_CONSUMER_SECRET": "cs",
@@ -67,34 +69,45 @@ def outcome(raw: Mapping[str, Any]) -> Config | ConfigError:
 # -- every numeric key has bounds ------------------------------------------------------------------
 
 
-def _has_both(rules: Rules | None) -> bool:
-    return rules is not None and (rules.ge is not None or rules.gt is not None) and rules.le is not None
+def _has_both(meta: Sequence[object]) -> bool:
+    """Whether pydantic's constraints ``meta`` bound a number from below and from above."""
+    lower = upper = False
+    for m in meta:
+        if isinstance(m, annotated_types.Interval):
+            lower |= m.ge is not None or m.gt is not None
+            upper |= m.le is not None or m.lt is not None
+        lower |= isinstance(m, annotated_types.Ge | annotated_types.Gt)
+        upper |= isinstance(m, annotated_types.Le | annotated_types.Lt)
+    return lower and upper
 
 
-def _bounded(hint: Any, rules: Rules | None = None) -> tuple[bool, bool] | None:
-    """(is numeric, has both bounds) for a field's type and ``Field`` rules, or None when it is not a number."""
+def _ok(meta: Sequence[object]) -> bool:
+    """Bounded by constraints, or parsed by a bounded duration (``BeforeValidator(DurationIn(lo, hi))``)."""
+    return _has_both(meta) or any(isinstance(m, BeforeValidator) and isinstance(m.func, DurationIn) for m in meta)
+
+
+def _bounded(hint: Any, meta: Sequence[object] = ()) -> tuple[bool, bool] | None:
+    """(is numeric, has both bounds) for a field's type and constraints, or None when it is not a number."""
     origin = typing.get_origin(hint)
     if origin is Annotated:
-        base, *meta = typing.get_args(hint)
-        inner = _bounded(base, rules)
+        base, *inner_meta = typing.get_args(hint)
+        inner = _bounded(base, meta)
         if inner is None:
             return None
-        durations = [m for m in meta if isinstance(m, Before) and isinstance(m.fn, DurationIn)]
-        ok = inner[1] or bool(durations) or any(_has_both(m) for m in meta if isinstance(m, Rules))
-        return True, ok
+        return True, inner[1] or _ok(inner_meta)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _bounded(options[0], rules) if len(options) == 1 else None
+        return _bounded(options[0], meta) if len(options) == 1 else None
     if origin is tuple:
-        return _bounded(typing.get_args(hint)[0], rules)
+        return _bounded(typing.get_args(hint)[0], meta)
     if hint in (int, float):
-        return True, _has_both(rules)
+        return True, _ok(meta)
     return None
 
 
 def _tables() -> Iterator[tuple[tuple[int | str, ...], str, type[Model]]]:
     """Every validated table of ``base_raw()``: its path, its dotted name in errors, its model."""
-    config_hints = typing.get_type_hints(Config)
+    config_hints = {name: field.annotation for name, field in Config.model_fields.items()}
     for name in ("storage", "http", "service", "delivery"):
         yield (name,), name, config_hints[name]
     yield ("sources", 0), "sources[0]", typing.get_args(config_hints["sources"])[0]
@@ -109,12 +122,11 @@ def _tables() -> Iterator[tuple[tuple[int | str, ...], str, type[Model]]]:
 def numeric_keys() -> Iterator[tuple[tuple[int | str, ...], str, tuple[bool, bool]]]:
     """Every numeric key of every table: its path into ``base_raw()``, its dotted name, (numeric, bounded)."""
     for path, dotted, model in _tables():
-        hints = typing.get_type_hints(model, include_extras=True)
         for field, spec in model.model_fields.items():
-            bounded = _bounded(hints[field], spec.metadata.get("rules"))
+            bounded = _bounded(spec.annotation, spec.metadata)
             if bounded is None:
                 continue
-            if typing.get_origin(hints[field]) is tuple:
+            if typing.get_origin(spec.annotation) is tuple:
                 yield (*path, field, 0), f"{dotted}.{field}[0]", bounded
             else:
                 yield (*path, field), f"{dotted}.{field}", bounded
@@ -164,8 +176,8 @@ def exercise(config: Config) -> None:
     assert now + timedelta(seconds=service.shutdown_timeout) > now
     client_settings(config.http, version="test")
     assert math.isfinite(config.http.timeout) and config.http.max_bytes < 2**63
-    health = HealthSettings.model_validate(config.extra.get("health") or {})
-    assert now + timedelta(seconds=health.timeout) > now
+    assert isinstance(config.health, HealthSettings)
+    assert now + timedelta(seconds=config.health.timeout) > now
     for channel in config.channels:
         assert channel.max_hashtags >= 0 and (channel.excerpt_length or 0) < 2**31
 

@@ -38,24 +38,21 @@ def _imports(path: Path) -> list[tuple[str, tuple[str, ...]]]:
     return found
 
 
-PENDING_MOVE = {("options.py", "bot.publishers.api", ("ChannelOptions",))}
-"""The one import of publishers/ left in render/: ``ChannelOptions``, which the config change of issue 16
-moves below both (delete this entry with that move)."""
-
-
 def test_render_imports_nothing_from_publishers() -> None:
     found = [(path.name, module, names) for path in sorted(RENDER.glob("*.py"))
              for module, names in _imports(path)
              if module == "bot.publishers" or module.startswith("bot.publishers.")]
-    assert [hit for hit in found if hit not in PENDING_MOVE] == []
+    assert found == []
 
 
 def test_the_plugin_api_re_exports_what_moved_below_it() -> None:
     import bot.publishers.api as api
+    from bot.channel_options import ChannelOptions
     from bot.clock import Clock
     from bot.render.message import RenderedMessage, RenderEnv
 
     assert (api.RenderedMessage, api.RenderEnv, api.Clock) == (RenderedMessage, RenderEnv, Clock)
+    assert api.ChannelOptions is ChannelOptions
 
 
 def test_importing_render_loads_no_io_library() -> None:

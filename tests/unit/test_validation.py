@@ -1,17 +1,20 @@
-"""bot.validation: the models behind the configuration and every plugin's channel options."""
+"""bot.validation: the models behind the configuration and every plugin's channel options (pydantic v2,
+with the configuration's rules and messages)."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import pydantic
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import BeforeValidator
 
+from bot.config_bounds import Span, between
 from bot.settings import Config, parse_duration
-from bot.validation import Before, Field, Model, Rules, ValidationError, field_validator, model_validator
+from bot.validation import Field, Model, ValidationError, field_validator, model_validator
 
 
 class Inner(Model):
@@ -22,7 +25,7 @@ class Sample(Model):
     name: str = Field(pattern=r"^[a-z]+$")
     count: int = Field(default=3, ge=0, le=10)
     ratio: float = Field(default=0.5, gt=0)
-    every: Annotated[float, Before(parse_duration)] = 60.0
+    every: Annotated[float, BeforeValidator(parse_duration)] = 60.0
     kinds: tuple[Literal["rss", "json"], ...] = ("rss",)
     limits: dict[str, str] = Field(default_factory=dict)
     inner: Inner = Inner()
@@ -30,7 +33,7 @@ class Sample(Model):
     path: Path | None = None
     note: str | None = None
     enabled: bool = True
-    ids: tuple[Annotated[int, Rules(gt=0)], ...] = ()
+    ids: tuple[Annotated[int, Field(gt=0)], ...] = ()
     tags: tuple[str, ...] = Field(default=("a",), min_length=1)
 
 
@@ -50,7 +53,7 @@ def test_a_valid_table_becomes_a_frozen_instance_with_defaults_and_conversions()
     assert s.inner == Inner(level=4) and s.inners == (Inner(level=1), Inner(level=9))
     assert s.path == Path("data/x.db") and s.note is None and s.count == 3 and s.ids == (5, 6)
     assert s.model_fields_set == {"name", "ratio", "every", "kinds", "inner", "inners", "path", "ids"}
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         s.name = "other"  # type: ignore[misc]
 
 
@@ -181,9 +184,15 @@ def test_the_whole_config_model_validates_a_real_table() -> None:
 
 @given(value=st.integers(-1000, 1000), low=st.integers(-100, 100), span=st.integers(0, 200))
 def test_bounds_accept_exactly_the_closed_interval(value: int, low: int, span: int) -> None:
-    rules = Rules(ge=low, le=low + span)
-    assert (rules.check(value) is None) == (low <= value <= low + span)
-    assert (Rules(gt=low).check(value) is None) == (value > low)
+    closed = pydantic.create_model("Closed", __base__=Model, n=(Annotated[int, between(Span(low, low + span))], 0))
+    above = pydantic.create_model("Above", __base__=Model, n=(Annotated[int, Field(gt=low)], low + 1))
+    for model, inside in ((closed, low <= value <= low + span), (above, value > low)):
+        if inside:
+            assert model.model_validate({"n": value}).n == value  # type: ignore[attr-defined]
+        else:
+            with pytest.raises(ValidationError) as info:
+                model.model_validate({"n": value})
+            assert info.value.errors()[0]["type"] == "value_error"
 
 
 @given(st.one_of(st.booleans(), st.floats(allow_nan=False), st.text(max_size=5), st.none(),

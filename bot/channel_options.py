@@ -1,0 +1,30 @@
+"""``ChannelOptions``: the keys every channel table accepts, below both ``bot.render`` and ``bot.publishers``.
+
+Rendering options (``bot.render.options``) and each publisher plugin's options model subclass it, so one
+channel table validates against one model. Plugins import it from ``bot.publishers.api``, which
+re-exports it; this module exists so that ``render/`` need not import ``publishers/``.
+"""
+
+from __future__ import annotations
+
+from bot import config_bounds as bounds
+from bot.config_bounds import Rate, within
+from bot.validation import Field, Model
+
+
+class ChannelOptions(Model):
+    """Keys every channel accepts. Plugins subclass this with their own keys."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    platform: str
+    template: str | None = None
+    """Per-channel message template (sandboxed); None means the platform default."""
+    hashtags: bool = False
+    """Append hashtags made from the post's tags, while they fit."""
+    max_hashtags: int = within(bounds.MAX_HASHTAGS, 5)
+    excerpt_length: int | None = within(bounds.EXCERPT_LENGTH, None)
+    """Longest excerpt in characters; None means the platform default."""
+    paused: bool = False
+    """Start paused (the queue is kept; ``channels resume`` starts it)."""
+    rate_limit: Rate | None = None
+    """Client-side pacing for this channel, e.g. "1/s" or "20/min"; None: the platform default."""
