@@ -21,12 +21,21 @@ from typing import Any, TextIO
 
 from bot import __version__
 from bot.admin.views import channel_listing, source_listing, status_view
+from bot.app import upgrade_schema
+from bot.bootstrap import build_service, load_service_config, make_admin_service, make_channels, make_store
+from bot.clock import SystemClock
 from bot.errors import ConfigError, NotFoundError, PluginError, TagrelayError
 from bot.humanize import ago as _ago
 from bot.humanize import json_visible_controls, visible_controls
-from bot.log import configure_logging, event, redact_text
+from bot.log import configure_logging, event, redact_text, redact_url
+from bot.publishers.api import PublisherContext
+from bot.publishers.registry import load_plugins
+from bot.publishers.x_auth import x_auth_flow
 from bot.services.admin import StatusReport, UsageError
-from bot.settings import Config, EnvSettings, Secrets
+from bot.settings import Config, EnvSettings, Secrets, StorageConfig
+from bot.sources.http import make_http_client
+from bot.storage import migrate
+from bot.storage.engine import make_engine
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_CONFIG = Path("config/tagrelay.toml")
@@ -99,20 +108,16 @@ class Context:
         self.secrets = Secrets(self.env.env_file)
         path = args.config or self.env.config or DEFAULT_CONFIG
         # deliberately lazy, like every composition-root import here: `--help` and usage errors need none of it
-        from bot.bootstrap import load_service_config
 
         # every command validates the same way, `config check` included: each table, each bound, the secrets
         self.config: Config = load_service_config(Path(path), env=self.env, secrets=self.secrets,
                                                   credentials=getattr(args, "credentials", True))
 
     def admin(self, store: Any) -> Any:
-        from bot.bootstrap import make_admin_service
 
         return make_admin_service(self.config, store)
 
     async def with_store(self, fn: Callable[[Any], Awaitable[int]]) -> int:
-        from bot.app import upgrade_schema
-        from bot.bootstrap import make_store
 
         store = make_store(self.config)
         try:
@@ -139,7 +144,6 @@ class Context:
 
 
 async def cmd_run(ctx: Context) -> int:
-    from bot.bootstrap import build_service
 
     configure_logging(ctx.env.log_level, ctx.args.log_format or ctx.env.log_format, ctx.secret_values())
     app = build_service(ctx.config, ctx.secrets)
@@ -162,7 +166,6 @@ async def cmd_run(ctx: Context) -> int:
 
 async def cmd_sources(ctx: Context) -> int:
     async def go(store: Any) -> int:
-        from bot.clock import SystemClock
 
         now = SystemClock().now()
         states = await ctx.admin(store).sources()
@@ -194,11 +197,6 @@ async def cmd_channels_list(ctx: Context) -> int:
 
 
 async def cmd_channels_test(ctx: Context) -> int:
-    from bot.bootstrap import make_channels
-    from bot.clock import SystemClock
-    from bot.publishers.api import PublisherContext
-    from bot.publishers.registry import load_plugins
-    from bot.sources.http import make_http_client
 
     name = ctx.args.name
     opts = ctx.config.channel(name)
@@ -432,8 +430,6 @@ async def cmd_audit(ctx: Context) -> int:
 
 
 async def cmd_db(ctx: Context) -> int:
-    from bot.bootstrap import make_store
-    from bot.storage import migrate
 
     store = make_store(ctx.config)
     try:
@@ -451,11 +447,9 @@ async def cmd_db(ctx: Context) -> int:
 
 
 async def cmd_db_copy(ctx: Context) -> int:
-    from bot.clock import SystemClock
-    from bot.log import redact_url
-    from bot.settings import StorageConfig
+    # deliberately lazy: the copy needs SQLAlchemy's asyncio extension and the ORM it pulls in (~8 MiB),
+    # which no other command loads
     from bot.storage.copy import copy_database
-    from bot.storage.engine import make_engine
 
     try:
         target_url = StorageConfig.model_validate({"url": ctx.args.to}).url
@@ -485,7 +479,6 @@ async def cmd_config_check(ctx: Context) -> int:
 
 
 def cmd_x_auth(ctx: Context) -> int:
-    from bot.publishers.x_auth import x_auth_flow
 
     key = ctx.secrets.get(ctx.args.consumer_key_env)
     secret = ctx.secrets.get(ctx.args.consumer_secret_env)

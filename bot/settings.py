@@ -28,8 +28,10 @@ from bot.admin.settings import AdminSettings, admin_table
 from bot.channel_options import ChannelOptions
 from bot.config_bounds import Rate, within
 from bot.config_bounds import parse_duration as parse_duration  # re-exported: the models' duration parser
+from bot.domain.tags import slugify
 from bot.errors import ConfigError, CredentialsError, PluginError
 from bot.publishers.api import PublisherPlugin
+from bot.publishers.registry import load_plugins
 from bot.validation import Field, Model, ValidationError, field_validator
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -372,8 +374,6 @@ def build_config(
             raise ConfigError(f"channels[{i}].platform", "required key is missing")
         platforms.append(platform)
     if plugins is None:
-        from bot.publishers.registry import load_plugins
-
         try:
             plugins = load_plugins(platforms)
         except PluginError as exc:
@@ -397,8 +397,6 @@ def build_config(
                 known = ", ".join(sorted(names)) or "none are configured"
                 raise ConfigError(f"subscriptions[{i}].channels[{j}]",
                                   f"no channel named {chan!r} (channels: {known})")
-        from bot.domain.tags import slugify
-
         if not slugify(sub.tag):
             raise ConfigError(f"subscriptions[{i}].tag", f"{sub.tag!r} has no letters or digits")
 

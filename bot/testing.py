@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.domain.models import Post, Tag
+from bot.domain.tags import make_tags
 from bot.errors import PublishError
 from bot.publishers.api import (
     API_VERSION,
@@ -109,8 +110,6 @@ class RecordingPlugin:
 
 def sample_post(title: str = "A post", *, url: str = "https://archive.example.org/a-post/",
                 tags: Iterable[str] = ("MEK",), source: str = "archive") -> Post:
-    from bot.domain.tags import make_tags
-
     return Post(key=url, source=source, title=title, url=url, summary_html="<p>An excerpt.</p>",
                 content_html="", tags=make_tags(list(tags)), published=datetime(2026, 1, 1, tzinfo=UTC))
 
