@@ -2,6 +2,11 @@
 
 Exit codes: 0 done; 1 a runtime failure (database, channel check); 2 a
 configuration or usage error (nothing was written); 130 interrupted.
+
+Size: one thin function per command (each a service call and a table) plus the
+parser that names them all; the state words and listings come from
+``bot.admin.views`` and the use cases from ``bot.services``, so what is left here
+is the command table itself, which reads best as one piece.
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@
 
 Everything works on decoded text; escaping for a markup language happens
 afterwards, so a cut can never land inside an entity.
+
+Size: the cutting rules every platform's renderer shares, with the linear-time
+versions of the patterns they need (issue 15); split, each renderer would import
+them all anyway.
 """
 
 from __future__ import annotations

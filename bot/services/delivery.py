@@ -2,6 +2,11 @@
 
 Which channels run, when and where is the delivery driver's decision (``bot.services.delivery_driver``).
 
+Size: one delivery's whole I/O path (claim, pace, render, publish, settle an
+unsure resend, apply the decision, rewrite an outcome the database refused) is
+kept in one module so its crash-safety argument can be read in one place; the
+decisions themselves are in ``bot.domain.delivery``.
+
 The state machine (see ``DeliveryStatus``): the transition to ``sending`` is
 committed before the request leaves (``Store.claim_next``); the outcome is
 committed right after the answer. Adapters only classify errors (``outcome_of``

@@ -30,6 +30,10 @@ content) and the author.
 
 ``RssSource`` is the ``Source`` for ``kind = "rss"``; ``FeedSource`` is its
 fetch-then-parse base, shared with the JSON Feed source.
+
+Size: the fast path, the tolerant fallback and the checks that decide between
+them (they must agree field by field: tests/unit/test_fast_parse_equivalence.py)
+belong together.
 """
 
 from __future__ import annotations
