@@ -7,11 +7,12 @@ here runs at import time; the environment is read only when called.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets as _secrets
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,27 @@ def build_service(config: Config, secrets: Secrets) -> App:
     admin = make_admin_bot(config.admin, secrets.get)
     sidecars: list[Sidecar] = [s for s in (health, admin) if s is not None]
     return build_app(config, secrets=secrets, sidecars=sidecars, notifier=admin)
+
+
+
+@contextlib.asynccontextmanager
+async def open_channel(config: Config, name: str, secrets: Secrets) -> AsyncIterator[ChannelRuntime]:
+    """One configured channel, wired exactly as the service wires it and initialized, for a one-off
+    call such as ``tagrelay channels test`` (its HTTP client and publisher are closed on exit)."""
+    opts = config.channel(name)
+    if opts is None:
+        raise KeyError(name)
+    single = config.model_copy(update={"channels": (opts,)})
+    plugins = load_plugins({opts.platform})
+    async with make_http_client(config.http, version=__version__) as client:
+        base = PublisherContext(http=client, secret=lambda _n: "", logger=logging.getLogger("tagrelay"),
+                                clock=SystemClock())
+        chan = make_channels(single, plugins, base, secrets)[name]
+        try:
+            await chan.publisher.initialize()
+            yield chan
+        finally:
+            await chan.publisher.aclose()
 
 
 def build_app(

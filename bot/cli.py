@@ -27,18 +27,15 @@ from typing import Any, TextIO
 from bot import __version__
 from bot.admin.views import channel_listing, source_listing, status_view
 from bot.app import upgrade_schema
-from bot.bootstrap import build_service, load_service_config, make_admin_service, make_channels, make_store
+from bot.bootstrap import build_service, load_service_config, make_admin_service, make_store, open_channel
 from bot.clock import SystemClock
 from bot.errors import ConfigError, NotFoundError, PluginError, TagrelayError
 from bot.humanize import ago as _ago
 from bot.humanize import json_visible_controls, visible_controls
 from bot.log import configure_logging, event, redact_text, redact_url
-from bot.publishers.api import PublisherContext
-from bot.publishers.registry import load_plugins
 from bot.publishers.x_auth import x_auth_flow
 from bot.services.admin import StatusReport, UsageError
 from bot.settings import Config, EnvSettings, Secrets, StorageConfig
-from bot.sources.http import make_http_client
 from bot.storage import migrate
 from bot.storage.engine import make_engine
 
@@ -202,23 +199,13 @@ async def cmd_channels_list(ctx: Context) -> int:
 
 
 async def cmd_channels_test(ctx: Context) -> int:
-
     name = ctx.args.name
     opts = ctx.config.channel(name)
     if opts is None:
         raise NotFoundError("channel", name, "channels: " + ", ".join(c.name for c in ctx.config.channels))
 
-    config = ctx.config.model_copy(update={"channels": (opts,)})
-    plugins = load_plugins({opts.platform})
-    async with make_http_client(ctx.config.http, version=__version__) as client:
-        base = PublisherContext(http=client, secret=lambda n: "", logger=logging.getLogger("tagrelay"),
-                                clock=SystemClock())
-        chan = make_channels(config, plugins, base, ctx.secrets)[name]
-        try:
-            await chan.publisher.initialize()
-            info = await chan.publisher.check()
-        finally:
-            await chan.publisher.aclose()
+    async with open_channel(ctx.config, name, ctx.secrets) as chan:
+        info = await chan.publisher.check()
     ctx.out.write(f"{name} ({opts.platform}): OK, posts as {info.display}\n")
     for key, value in info.detail.items():
         ctx.out.write(f"  {key}: {value}\n")
