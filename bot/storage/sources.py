@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, String, bindparam, func, select
+from sqlalchemy import Row, String, bindparam, func, select
 
 from bot.domain.state import CacheState, SourceState
 from bot.errors import NotFoundError
@@ -57,16 +57,3 @@ class SourcesMixin(StoreBase):
         rows = await self._read(lambda conn: conn.execute(query).all())
         return {r.name: utc(r.next_poll_at) for r in rows}
 
-    async def next_poll_due(self, names: Sequence[str]) -> datetime | None:
-        """When the earliest of the named sources is due (None: one is due now or never polled)."""
-
-        def work(conn: Connection) -> tuple[bool, Any]:
-            never = conn.execute(select(t.sources.c.id).where(
-                t.sources.c.name.in_(list(names)), t.sources.c.next_poll_at.is_(None)).limit(1)).first()
-            if never is not None:
-                return True, None
-            return False, conn.execute(select(func.min(t.sources.c.next_poll_at)).where(
-                t.sources.c.name.in_(list(names)))).scalar()
-
-        never, value = await self._read(work)
-        return None if never else utc(value)

@@ -97,13 +97,6 @@ class SubscriptionsMixin(StoreBase):
         rows = await self._read(lambda conn: conn.execute(query).all())
         return [(Subscription(r.tag_slug, r.tag_name, r.channel, r.backfill), r.origin) for r in rows]
 
-    async def subscriptions_for_tags(self, slugs: Iterable[str]) -> list[Subscription]:
-        """The subscriptions to any of these tags (an index lookup per tag, however many exist)."""
-        wanted = sorted(set(slugs))
-        if not wanted:
-            return []
-        return await self._read(lambda conn: read_subscriptions_for_tags(conn, wanted))
-
     async def add_subscription(self, sub: Subscription, origin: str, now: datetime) -> bool:
         """Returns False when it already existed."""
 
