@@ -508,7 +508,7 @@ class Deliverer:
                 raise exc
             delay = next(delays, last)
             event(log, logging.ERROR, "deliver.unrecorded", channel=chan.name, delivery=claimed.id,
-                  status=status.value, error=_database_error(exc), retry_in=delay,
+                  status=status.value, error=str(exc), retry_in=delay,
                   note="the database refused the outcome; it is kept and written again, and this channel "
                        "waits until then")
             await asyncio.sleep(delay)
@@ -526,11 +526,3 @@ class Deliverer:
         for channel, (depth, oldest) in (await self.store.queue_depths()).items():  # ∝ waiting rows, not history
             age = (now - oldest).total_seconds() if oldest else 0.0
             self.metrics.set_queue(channel, depth, age)
-
-
-def _database_error(exc: BaseException) -> str:
-    """``Type: first line`` of a database error, short (the SQL and its parameters are left out)."""
-    orig = getattr(exc, "orig", None)
-    shown = orig if isinstance(orig, BaseException) else exc
-    first = (str(shown).strip().splitlines() or [""])[0]
-    return f"{type(shown).__name__}: {first[:200]}" if first else type(shown).__name__
