@@ -97,11 +97,6 @@ class PostsMixin(StoreBase):
 
         return await self._read(work)
 
-    async def known_identities(self, source_id: int, posts: Sequence[Post]) -> KnownIdentities:
-        """Which of the posts' keys and canonical links are stored for the source, in one read
-        (``read_known``)."""
-        return await self._read(lambda conn: read_known(conn, source_id, posts))
-
     async def tags(self, search: str | None = None, limit: int | None = None, offset: int = 0) -> list[TagCount]:
         query = (select(t.tags.c.slug, t.tags.c.name, func.count(t.post_tags.c.post_id).label("n"))
                  .outerjoin(t.post_tags, t.post_tags.c.tag_id == t.tags.c.id)

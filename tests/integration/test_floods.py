@@ -274,8 +274,8 @@ async def test_migration_0005_gives_existing_posts_their_link_so_a_churned_guid_
         assert (state.guid_churn_last, state.guid_churn_total, state.usual_new) == (0, 0, None)
         churned = [to_post("archive", ParsedPost(title=f"Post {n}", url=f"https://a.example/{n}/", guid=f"new-{n}"))
                    for n in range(1, 4)]
-        known = await store.known_identities(state.id, churned)
-        assert known.keys == set() and known.links == {"https://a.example/1/", "https://a.example/2/"}
+        facts = await store.poll_facts(state, churned)
+        assert facts.known_keys == set() and facts.known_links == {"https://a.example/1/", "https://a.example/2/"}
     finally:
         await store.aclose()
 
