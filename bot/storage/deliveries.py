@@ -244,35 +244,12 @@ class DeliveriesMixin(StoreBase):
                            uncertain=uncertain)
         await self._write(outcome.record)
 
-    async def finish_and_claim_next(self, delivery_id: int, status: DeliveryStatus, now: datetime, *,
-                                    channel: str, owner: str, remote_id: str | None = None,
-                                    remote_url: str | None = None, error: str | None = None,
-                                    next_attempt_at: datetime | None = None, reason: str | None = None,
-                                    attempts_delta: int = 0, uncertain: bool = False) -> ClaimedDelivery | None:
-        """``finish`` then ``claim_next`` on ``channel``, in ONE transaction.
-
-        The outcome and the next delivery's ``sending`` are committed together, before this
-        returns: an outcome is still committed before the next request leaves, and the next
-        request still leaves only after its ``sending`` is committed. Returns the claimed
-        delivery, or None when none is due (or the channel is paused or held); the outcome
-        is recorded either way.
-        """
-        outcome = _Outcome(delivery_id, status, now, remote_id=remote_id, remote_url=remote_url, error=error,
-                           next_attempt_at=next_attempt_at, reason=reason, attempts_delta=attempts_delta,
-                           uncertain=uncertain)
-
-        def work(conn: Connection) -> ClaimedDelivery | None:
-            outcome.record(conn)
-            return claim(conn, self.dialect, channel, now, owner)
-
-        return await self._write(work)
-
     async def apply_decision(self, delivery_id: int, decision: Decision, now: datetime, *, channel: str,
                              claim_for: str | None = None) -> ClaimedDelivery | None:
         """Record a delivery's outcome (``finish``) together with its channel's effects: ``hold_until``
         (no delivery of the channel is due before then) and ``pause`` (paused with that reason; its queue
         is kept). With ``claim_for`` (an owner), also claim the channel's next due delivery for it, as
-        ``finish_and_claim_next`` does; a channel the decision holds or pauses yields none. Returns the
+        ``claim_next`` would, in the same transaction; a channel the decision holds or pauses yields none. Returns the
         claimed delivery, or None. One transaction: a crash leaves all of it or none of it."""
         outcome = _Outcome(delivery_id, decision.status, now, remote_id=decision.remote_id,
                            remote_url=decision.remote_url, error=decision.error,

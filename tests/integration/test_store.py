@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from bot.clock import FakeClock
+from bot.domain.delivery import Decision
 from bot.domain.detect import normalise
 from bot.domain.models import DeliveryStatus, ParsedPost, Subscription
 from bot.domain.plan import plan_poll
+from bot.domain.state import ClaimedDelivery
 from bot.domain.tags import slugify
 from bot.errors import NotFoundError
 from bot.sources.base import CacheState
@@ -214,7 +217,14 @@ async def delivery_rows(store: Store) -> dict[tuple[str, str], tuple[str, int, s
     return {(r.name, r.title): (r.status, r.attempts, r.claimed_by, r.remote_id) for r in rows}
 
 
-async def test_finish_and_claim_next_records_the_outcome_and_claims_the_next_on_that_channel_only(
+
+async def settle(store: Store, delivery: ClaimedDelivery, status: DeliveryStatus, clock: FakeClock,
+                 **decision: Any) -> ClaimedDelivery | None:
+    """Record ``delivery``'s outcome and claim tg's next due delivery for "me", in one transaction."""
+    return await store.apply_decision(delivery.id, Decision(status, **decision), clock.now(), channel="tg",
+                                      claim_for="me")
+
+async def test_apply_decision_claiming_next_records_the_outcome_and_claims_the_next_on_that_channel_only(
         store: Store, clock: FakeClock) -> None:
     # masto's only post is the OLDEST due delivery of all: claiming for tg must never take it
     await setup(store, clock, [("MEK", "tg", 0), ("Iraq", "masto", 0)])
@@ -223,8 +233,7 @@ async def test_finish_and_claim_next_records_the_outcome_and_claims_the_next_on_
     first = await store.claim_next("tg", clock.now(), "me")
     assert first is not None and first.post.title == "Post 3"
 
-    second = await store.finish_and_claim_next(first.id, DeliveryStatus.SENT, clock.now(), channel="tg",
-                                               owner="me", remote_id="42", remote_url="https://t.me/x/42")
+    second = await settle(store, first, DeliveryStatus.SENT, clock, remote_id="42", remote_url="https://t.me/x/42")
     assert second is not None
     assert (second.channel, second.post.title, second.status, second.attempts) == (
         "tg", "Post 4", DeliveryStatus.SENDING, 1)
@@ -238,11 +247,9 @@ async def test_finish_and_claim_next_records_the_outcome_and_claims_the_next_on_
     assert [(d.id, d.remote_url, d.sent_at) for d in sent] == [(first.id, "https://t.me/x/42", clock.now())]
 
     clock.advance(1)
-    third = await store.finish_and_claim_next(second.id, DeliveryStatus.SENT, clock.now(), channel="tg",
-                                              owner="me", remote_id="43")
+    third = await settle(store, second, DeliveryStatus.SENT, clock, remote_id="43")
     assert third is not None and third.post.title == "Post 5" and third.attempts == 1
-    last = await store.finish_and_claim_next(third.id, DeliveryStatus.SENT, clock.now(), channel="tg",
-                                             owner="me", remote_id="44")
+    last = await settle(store, third, DeliveryStatus.SENT, clock, remote_id="44")
     assert last is None  # nothing else due on tg, though masto's older delivery is
     assert await delivery_rows(store) == {
         ("tg", "Post 3"): ("sent", 1, None, "42"),
@@ -253,7 +260,7 @@ async def test_finish_and_claim_next_records_the_outcome_and_claims_the_next_on_
     assert await store.claim_next("tg", clock.now(), "me") is None
 
 
-async def test_finish_and_claim_next_records_a_failure_outcome_and_skips_what_is_not_due(
+async def test_apply_decision_claiming_next_records_a_failure_outcome_and_skips_what_is_not_due(
         store: Store, clock: FakeClock) -> None:
     await setup(store, clock, [("MEK", "tg", 0)])
     await poll(store, clock, [])
@@ -261,12 +268,10 @@ async def test_finish_and_claim_next_records_a_failure_outcome_and_skips_what_is
     first = await store.claim_next("tg", clock.now(), "me")
     assert first is not None and first.post.title == "Post 3"
     retry_at = clock.now() + timedelta(seconds=60)
-    second = await store.finish_and_claim_next(first.id, DeliveryStatus.FAILED, clock.now(), channel="tg",
-                                               owner="me", error="HTTP 502", next_attempt_at=retry_at,
-                                               reason="retry")
+    second = await settle(store, first, DeliveryStatus.FAILED, clock, error="HTTP 502", next_attempt_at=retry_at,
+                          reason="retry")
     assert second is not None and second.post.title == "Post 4"  # the failed one waits for its retry time
-    assert await store.finish_and_claim_next(second.id, DeliveryStatus.DEAD, clock.now(), channel="tg",
-                                             owner="me", error="gone", reason="error") is None
+    assert await settle(store, second, DeliveryStatus.DEAD, clock, error="gone", reason="error") is None
     views = {d.post_title: d for d in await store.deliveries(channel="tg")}
     assert (views["Post 3"].status, views["Post 3"].attempts, views["Post 3"].last_error) == ("failed", 1, "HTTP 502")
     assert views["Post 3"].next_attempt_at == retry_at
@@ -277,7 +282,7 @@ async def test_finish_and_claim_next_records_a_failure_outcome_and_skips_what_is
     assert again is not None and again.id == first.id and again.attempts == 2
 
 
-async def test_finish_and_claim_next_on_a_paused_or_held_channel_records_but_claims_nothing(
+async def test_apply_decision_claiming_next_on_a_paused_or_held_channel_records_but_claims_nothing(
         store: Store, clock: FakeClock) -> None:
     await setup(store, clock, [("MEK", "tg", 0), ("MEK", "masto", 0)])
     await poll(store, clock, [])
@@ -286,8 +291,7 @@ async def test_finish_and_claim_next_on_a_paused_or_held_channel_records_but_cla
     first = await store.claim_next("tg", clock.now(), "me")
     assert first is not None and first.post.title == "Post 3"
     await store.set_paused("tg", True, "bot was kicked", clock.now())
-    assert await store.finish_and_claim_next(first.id, DeliveryStatus.SENT, clock.now(), channel="tg",
-                                             owner="me", remote_id="42") is None
+    assert await settle(store, first, DeliveryStatus.SENT, clock, remote_id="42") is None
     rows = await delivery_rows(store)
     assert rows[("tg", "Post 3")] == ("sent", 1, None, "42")
     assert rows[("tg", "Post 4")] == ("queued", 0, None, None)
@@ -297,8 +301,7 @@ async def test_finish_and_claim_next_on_a_paused_or_held_channel_records_but_cla
     second = await store.claim_next("tg", clock.now(), "me")
     assert second is not None and second.post.title == "Post 4"
     await store.set_hold("tg", clock.now() + timedelta(seconds=30))
-    assert await store.finish_and_claim_next(second.id, DeliveryStatus.SENT, clock.now(), channel="tg",
-                                             owner="me", remote_id="43") is None
+    assert await settle(store, second, DeliveryStatus.SENT, clock, remote_id="43") is None
     rows = await delivery_rows(store)
     assert rows[("tg", "Post 4")] == ("sent", 1, None, "43")
     assert rows[("tg", "Post 5")] == ("queued", 0, None, None)
