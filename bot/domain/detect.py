@@ -48,6 +48,7 @@ def to_post(source: str, parsed: ParsedPost) -> Post:
         published=parsed.published,
         image_url=followable_or_none(parsed.image_url),  # fetched by a platform: never a local file
         author=parsed.author,
+        image_alt=parsed.image_alt if parsed.image_alt and followable_or_none(parsed.image_url) else None,
     )
 
 

@@ -40,6 +40,8 @@ GUID_CHARS = 1_000
 GUID_HASH_PREFIX = "guid-sha256:"
 AUTHOR_CHARS = 200
 """An author name is cut to this."""
+ALT_CHARS = 1_500
+"""An image's alt text: Mastodon's limit for a media description (the longest any platform takes)."""
 
 ELLIPSIS = "…"
 _LOOK_BACK = 32
@@ -131,4 +133,5 @@ def bounded(post: ParsedPost) -> ParsedPost:
         tags=tags,
         image_url=image,
         author=author,
+        image_alt=cut_text(post.image_alt, ALT_CHARS, mark=ELLIPSIS) if image and post.image_alt else None,
     )

@@ -34,6 +34,8 @@ class ParsedPost:
     updated: datetime | None = None
     image_url: str | None = None
     author: str | None = None
+    image_alt: str | None = None
+    """The featured image's text alternative (WordPress ``alt_text``, ``media:description``, ``<img alt>``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,8 @@ class Post:
     id: int | None = None
     link_key: str | None = None
     """The canonical link (``bot.domain.identity.link_key``): the post's identity when its guid churns."""
+    image_alt: str | None = None
+    """The featured image's text alternative, plain text (None: none known)."""
 
     @property
     def tag_slugs(self) -> frozenset[str]:

@@ -30,4 +30,6 @@ class RenderedMessage:
     length: int = 0
     limit: int | None = None
     image_url: str | None = None
+    image_alt: str | None = None
+    """The image's text alternative, for platforms that take one (Telegram has none)."""
     extra: Mapping[str, Any] = field(default_factory=dict)

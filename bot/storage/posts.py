@@ -27,7 +27,7 @@ def load_post(conn: Connection, post_id: int) -> Post:
     tags = tuple(Tag(tr.slug, tr.name) for tr in conn.execute(_POST_TAGS, {"load_post_id": post_id}))
     return Post(key=r.key, source=r.source_name, title=r.title, url=r.url, summary_html=r.summary_html or "",
                 content_html=r.content_html or "", tags=tags, published=utc(r.published_at),
-                image_url=r.image_url, author=r.author, id=r.id)
+                image_url=r.image_url, author=r.author, id=r.id, image_alt=r.image_alt)
 
 
 def read_known(conn: Connection, source_id: int, posts: Sequence[Post]) -> KnownIdentities:
@@ -69,7 +69,8 @@ def insert_posts(conn: Connection, dialect: str, source_id: int, posts: Sequence
     conn.execute(insert_ignore(dialect, t.posts, ["source_id", "key"]), [
         {"source_id": source_id, "key": p.key, "url": p.url, "title": p.title,
          "summary_html": p.summary_html, "content_html": p.content_html, "image_url": p.image_url,
-         "author": p.author, "published_at": p.published, "first_seen_at": now, "link_key": p.link_key}
+         "author": p.author, "image_alt": p.image_alt, "published_at": p.published, "first_seen_at": now,
+         "link_key": p.link_key}
         for p in posts])
     ids: dict[str, int] = {}
     for part in chunks([p.key for p in posts]):

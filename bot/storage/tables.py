@@ -87,6 +87,7 @@ posts = Table(
     Column("published_at", TS),
     Column("first_seen_at", TS, nullable=False),
     Column("link_key", Text),  # the canonical link, the post's identity when its guid churns (0005)
+    Column("image_alt", Text),  # the featured image's alt text (0006)
     UniqueConstraint("source_id", "key"),
     Index("ix_posts_source_published", "source_id", "published_at"),
     Index("ix_posts_url", "url"),

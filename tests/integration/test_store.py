@@ -352,3 +352,16 @@ async def test_a_crash_while_sending_makes_the_claim_time_the_unconfirmed_attemp
     assert again is not None and again.id == masto.id and again.uncertain_since == claimed_at
     rows = await delivery_rows(store)
     assert rows[("tg", "Post 3")][0] == "unknown"
+
+
+async def test_the_featured_image_and_its_alt_text_reach_the_claimed_delivery(store: Store, clock: FakeClock) -> None:
+    from dataclasses import replace
+
+    await setup(store, clock)
+    await poll(store, clock, [])
+    await poll(store, clock, [replace(parsed(7, "MEK"), image_url="https://e.example/7.jpg",
+                                      image_alt="Protesters with flags in Baghdad")])
+    claimed = await store.claim_next("tg", clock.now(), "me")
+    assert claimed is not None
+    assert (claimed.post.image_url, claimed.post.image_alt) == ("https://e.example/7.jpg",
+                                                                "Protesters with flags in Baghdad")

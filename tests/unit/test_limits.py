@@ -104,3 +104,18 @@ def test_an_overlong_link_rejects_the_item_and_normalise_leaves_it_out() -> None
 def test_cut_text_with_a_mark_stays_within_the_limit() -> None:
     assert cut_text("abcdef", 4, mark="…") == "abc…"
     assert cut_text("abc", 4, mark="…") == "abc"
+
+
+def test_image_alt_is_kept_with_its_image_cut_to_its_bound_and_dropped_without_an_image() -> None:
+    from bot.domain.detect import to_post
+    from bot.domain.limits import ALT_CHARS
+
+    kept = to_post("s", ParsedPost(title="t", url="https://e.example/1", image_url="https://e.example/a.jpg",
+                                   image_alt="A crowd in Tahrir Square"))
+    assert kept.image_alt == "A crowd in Tahrir Square"
+    long = to_post("s", ParsedPost(title="t", url="https://e.example/1", image_url="https://e.example/a.jpg",
+                                   image_alt="x" * (ALT_CHARS + 50)))
+    assert long.image_alt is not None and len(long.image_alt) == ALT_CHARS and long.image_alt.endswith("…")
+    local = to_post("s", ParsedPost(title="t", url="https://e.example/1", image_url="file:///etc/passwd",
+                                    image_alt="secret"))
+    assert local.image_url is None and local.image_alt is None
