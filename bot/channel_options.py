@@ -7,8 +7,13 @@ re-exports it; this module exists so that ``render/`` need not import ``publishe
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator
+
 from bot import config_bounds as bounds
 from bot.config_bounds import Rate, within
+from bot.domain.lifecycle import DEFAULT_DELETE_WINDOW, DEFAULT_EDIT_WINDOW
 from bot.validation import Field, Model
 
 
@@ -28,3 +33,16 @@ class ChannelOptions(Model):
     """Start paused (the queue is kept; ``channels resume`` starts it)."""
     rate_limit: Rate | None = None
     """Client-side pacing for this channel, e.g. "1/s" or "20/min"; None: the platform default."""
+    on_edit: Literal["ignore", "update"] = "update"
+    """A sent post edited on the site within ``edit_window``: update the channel's message ("update",
+    where the platform can edit) or leave it ("ignore"). "update" by default: a corrected headline is what
+    readers should see, an edit is silent (no second notification), and it is sent only when what the
+    message shows changes (docs/delivery.md, "Edits")."""
+    edit_window: Annotated[float, BeforeValidator(bounds.EDIT_WINDOW)] = DEFAULT_EDIT_WINDOW
+    """How long after the message went out an edit of its post still updates it (default 48 h)."""
+    on_delete: Literal["ignore", "delete"] = "ignore"
+    """A sent post unpublished on the site within ``delete_window``: delete the channel's message
+    ("delete", where the platform can) or leave it ("ignore", the default: a deletion cannot be undone,
+    so it is asked for)."""
+    delete_window: Annotated[float, BeforeValidator(bounds.DELETE_WINDOW)] = DEFAULT_DELETE_WINDOW
+    """How long after the message went out the unpublishing of its post still deletes it (default 48 h)."""

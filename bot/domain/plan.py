@@ -4,13 +4,14 @@ The poll path is: normalise once (``bot.domain.detect.normalise``) → ONE read 
 needs (``PollFacts``: ``Store.poll_facts``) → ``plan_poll`` (this module: no I/O, no clock) → ONE
 write that applies the ``PollPlan`` in one transaction (``Store.apply_poll``). Storage decides
 nothing: which posts are new, which deliveries they make, which backfills run, whether the poll is
-a burst to hold and the source's usual volume are all decided here.
+a burst to hold, the source's usual volume and which known posts were edited are all decided here
+(what an edit does on each channel is ``bot.domain.lifecycle.plan_edit``, applied by the same write).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from bot.domain.detect import detect_posts, hold_message, pick_backfill
 from bot.domain.models import DeliveryIntent, Post, Subscription
@@ -53,6 +54,8 @@ class PollFacts:
     """At least the subscriptions to every tag of the poll's new posts."""
     backfills: tuple[PendingBackfill, ...] = ()
     """The subscriptions whose backfill from this source is still to run."""
+    content_hashes: Mapping[str, str | None] = field(default_factory=dict)
+    """The stored ``content_hash`` of each of the poll's known identities (None: not recorded yet)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,11 @@ class PollPlan:
     """What the audit log, ``status`` and the admins are told about the burst ("" if none)."""
     usual_new: float | None
     """The source's new moving average of new posts per poll (None: it stays as it is)."""
+    edited: tuple[Post, ...] = ()
+    """Known posts whose content changed (``content_hash``): stored anew, and their messages updated where
+    ``bot.domain.lifecycle.plan_edit`` says so (``Store.apply_poll``, in the same transaction)."""
+    rehashed: tuple[Post, ...] = ()
+    """Known posts stored before their content hash was: stored anew (content and hash), nothing edited."""
 
     @property
     def outcome(self) -> str:
@@ -131,6 +139,25 @@ def plan_poll(source: str, posts: Sequence[Post], facts: PollFacts, *, first_pol
     hold = detection.burst and bool(detection.intents)
     usual = next_usual(usual_new, len(new)) if new and not detection.baseline and not detection.burst else None
     note = hold_message(source, len(new), usual_new, burst_limit) if detection.burst else ""
+    edited, rehashed = changed_posts(detection.known_posts, facts.content_hashes)
     return PollPlan(new_posts=new, churned=detection.churned, intents=detection.intents, backfills=backfills,
                     backfills_done=done, baseline=detection.baseline, burst=detection.burst, hold=hold,
-                    hold_note=note, usual_new=usual)
+                    hold_note=note, usual_new=usual, edited=edited, rehashed=rehashed)
+
+
+def changed_posts(known: Iterable[Post], stored: Mapping[str, str | None]
+                  ) -> tuple[tuple[Post, ...], tuple[Post, ...]]:
+    """(edited, rehashed) among a poll's known posts: those whose ``content_hash`` differs from the stored
+    one, and those stored without one (before it was recorded: their content is stored, nothing edited).
+    A churned post (known by its link, not its identity) is neither."""
+    edited: list[Post] = []
+    rehashed: list[Post] = []
+    for post in known:
+        if post.key not in stored or post.content_hash is None:
+            continue
+        before = stored[post.key]
+        if before is None:
+            rehashed.append(post)
+        elif before != post.content_hash:
+            edited.append(post)
+    return tuple(edited), tuple(rehashed)

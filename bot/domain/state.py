@@ -7,10 +7,10 @@ here, without importing storage. Frozen, slotted, stdlib only. All datetimes are
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from bot.domain.models import DeliveryStatus, Post
+from bot.domain.models import DeliveryKind, DeliveryStatus, Post
 
 CHANNEL_LEASE = "channel:"
 """Prefix of the named lease an instance holds while it sends to a channel (shared mode)."""
@@ -67,6 +67,19 @@ class ChannelState:
 
 
 @dataclass(frozen=True, slots=True)
+class SentMessage:
+    """The message a post delivery made on its channel, as an edit or a deletion of it needs it: the
+    platform's id (None: it gave none), when it went out, what it shows (``rendered_hash``), and the post
+    delivery's row and status."""
+
+    delivery_id: int
+    status: DeliveryStatus
+    remote_id: str | None
+    sent_at: datetime | None
+    rendered_hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimedDelivery:
     id: int
     channel: str
@@ -75,6 +88,9 @@ class ClaimedDelivery:
     status: DeliveryStatus
     uncertain_since: datetime | None = None
     """When an earlier attempt may have reached the platform unconfirmed (None: none did)."""
+    kind: DeliveryKind = DeliveryKind.POST
+    target: SentMessage | None = None
+    """An edit's or a deletion's message (the post delivery of the same post and channel; None: none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +111,9 @@ class DeliveryView:
     created_at: datetime | None
     updated_at: datetime | None
     sent_at: datetime | None
+    kind: str = DeliveryKind.POST.value
+    """post | edit | delete"""
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +168,10 @@ class PollRecord:
     """Deliveries recorded ``held`` (a burst)."""
     hold_started: bool = False
     """The source had no held deliveries before this poll (admins are told once per hold)."""
+    edited: int = 0
+    """Known posts whose content changed (stored anew)."""
+    edits: int = 0
+    """Edit deliveries queued (or re-armed) for them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +180,8 @@ class KnownIdentities:
 
     keys: set[str]
     links: set[str]
+    hashes: dict[str, str | None] = field(default_factory=dict)
+    """The stored ``content_hash`` of each known identity (None: not recorded yet)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,9 @@ Scripting (plus ``fail_next`` / ``drop_next`` / ``hold_next`` matching the path)
     fake.payment_required()                    # 402 (body hand-made: X documents none)
     fake.forbid_oauth1_permissions()           # 403 oauth1-permissions problem
 
+``DELETE /2/tweets/:id`` removes one of ``fake.tweets`` (200 ``{"data": {"deleted": true}}``;
+an unknown id: 404 resource-not-found) and records it in ``fake.deleted``.
+
 Recorded: ``fake.tweets`` (accepted posts, with the auth style used).
 """
 
@@ -116,6 +119,8 @@ class FakeX(ScriptedServer):
         self.epoch = epoch
         """The 'now' used for x-rate-limit-reset on normal answers (None: the real time)."""
         self.tweets: list[Tweet] = []
+        self.deleted: list[Tweet] = []
+        """Posts removed by ``DELETE /2/tweets/:id`` (no longer in ``tweets``), in order."""
         self.auth_failures: list[str] = []
         self._nonces: set[tuple[str, str]] = set()
         self._ids = itertools.count(1880000000000000001)
@@ -156,6 +161,8 @@ class FakeX(ScriptedServer):
             return self._create(request, auth)
         if request.method == "GET" and request.path == USERS_ME:
             return Response.json({"data": dict(self.user)})
+        if request.method == "DELETE" and request.path.startswith(TWEETS + "/"):
+            return self._delete(request.path[len(TWEETS) + 1:])
         return Response.json({"errors": [{"message": "Sorry, that page does not exist", "code": 34}]}, 404)
 
     def _fail(self, reason: str) -> None:
@@ -217,6 +224,20 @@ class FakeX(ScriptedServer):
         now = self.epoch if self.epoch is not None else time.time()
         return {"x-rate-limit-limit": str(self.rate_limit_total), "x-rate-limit-remaining": str(remaining),
                 "x-rate-limit-reset": str(int(now) + 900)}
+
+    def _delete(self, tweet_id: str) -> Response:
+        """``DELETE /2/tweets/:id`` → 200 ``{"data": {"deleted": true}}``; an unknown or deleted id → 404
+        resource-not-found."""
+        headers = self._rate_headers()
+        with self.lock:
+            tweet = next((t for t in self.tweets if t.id == tweet_id), None)
+            if tweet is not None:
+                self.tweets.remove(tweet)
+                self.deleted.append(tweet)
+        if tweet is None:
+            return Response.json(problem(404, "Not Found Error", f"Could not find tweet with id: [{tweet_id}].",
+                                         "https://api.twitter.com/2/problems/resource-not-found"), 404, headers)
+        return Response.json({"data": {"deleted": True}}, 200, headers)
 
     def _create(self, request: Request, auth: str) -> Response:
         headers = self._rate_headers()
