@@ -54,7 +54,15 @@ class Cancel:
     pass
 
 
-MenuAction = TagsPage | Choose | SubsPage | Cancel
+@dataclass(frozen=True, slots=True)
+class Retract:
+    """Retract the post at ``url`` (from ``channels``; None: every channel): pressed to confirm."""
+
+    url: str
+    channels: tuple[str, ...] | None = None
+
+
+MenuAction = TagsPage | Choose | SubsPage | Cancel | Retract
 Menu = tuple[str, InlineKeyboardMarkup | None]
 """A reply's HTML text and its keyboard (None: no buttons)."""
 
@@ -125,3 +133,9 @@ def subscriptions_menu(state: SubsPage, subs: Sequence[tuple[Subscription, str]]
         rows.append(nav)
     rows.append(_cancel_row())
     return f"Unsubscribe{where}: choose a subscription (page {number}/{pages}).", InlineKeyboardMarkup(rows)
+
+
+def retract_menu(title_lines: Sequence[str], action: Retract) -> Menu:
+    """Ask before a retraction: what it would do (``title_lines``, already HTML), and Retract / Cancel."""
+    text = "\n".join(["<b>Retract this post?</b> Deleted messages cannot be brought back.", *title_lines])
+    return text, InlineKeyboardMarkup([[button("Retract", action), button("Cancel", Cancel())]])

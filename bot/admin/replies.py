@@ -63,6 +63,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("retry", "<channel|delivery id>", "requeue failed, dead or unknown deliveries"),
     CommandSpec("sources", "", "sources and their last poll"),
     CommandSpec("hold", "[release|drop <source>]", "bursts held for an admin; send or drop one"),
+    CommandSpec("retract", "<post url> [channel…]", "remove a post from every channel it reached (asks first)"),
 )
 
 

@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from bot.domain.detect import churn_message, hold_message
-from bot.domain.models import DeliveryStatus, Subscription
+from bot.domain.lifecycle import ChannelLifecycle
+from bot.domain.models import DeliveryKind, DeliveryStatus, Subscription
 from bot.domain.state import ChannelCounts, DeliveryView, HoldView, InstanceInfo, SourceState, TagCount
 from bot.domain.tags import make_tag, slugify
 from bot.errors import NotFoundError, TagrelayError
@@ -115,20 +116,27 @@ class StatusReport:
         out += [f"channel {c.counts.channel}: {c.problem}" for c in self.channels if c.problem]
         return out
 
+    notes: list[str] = field(default_factory=list)
+    """Worth knowing about channels (an edit or a deletion their platform cannot make)."""
+
     @property
     def warnings(self) -> list[str]:
-        return [f"source {s.state.name}: {s.warning}" for s in self.sources if s.warning]
+        return [f"source {s.state.name}: {s.warning}" for s in self.sources if s.warning] + self.notes
 
 
 class AdminService:
     def __init__(self, store: Store, config: Config, clock: Clock,
                  plugins: Mapping[str, PublisherPlugin] | None = None,
-                 render_envs: Mapping[str, RenderEnv] | None = None) -> None:
+                 render_envs: Mapping[str, RenderEnv] | None = None,
+                 lifecycle: Mapping[str, ChannelLifecycle] | None = None) -> None:
         self.store = store
         self.config = config
         self.clock = clock
         self.plugins = plugins or {}
         self.render_envs = render_envs or {}
+        self.lifecycle = dict(lifecycle or {})
+        """Each channel's policy for edits and deletions, with what its platform can do (``retract``,
+        ``status``); a channel missing here is taken to be able to delete (the delivery finds out)."""
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -252,16 +260,62 @@ class AdminService:
         return Change(label, bool(count), f"{label}: {count} deliveries requeued" if count
                       else f"{label}: nothing failed, dead or unknown to retry")
 
+    # -- retraction -------------------------------------------------------------------------
+
+    async def retract(self, url: str, channels: Sequence[str] | None = None, *, actor: str, via: str,
+                      confirmed: bool = True) -> list[Change]:
+        """Remove the post at ``url`` from every channel it reached (or ``channels``): each message that went
+        out is deleted where the platform can, and each delivery not sent yet is cancelled; audited.
+        ``confirmed=False``: only say what it would do (nothing is written)."""
+        url = url.strip()
+        if not url.startswith(("http://", "https://")):
+            raise UsageError("name the post by its link (http:// or https://)")
+        if channels:
+            self._check_channels(channels)
+        posts = await self.store.posts_at(url)
+        if not posts:
+            raise NotFoundError("post", url, "no stored post has this link (tagrelay preview URL shows what is "
+                                             "known; a post is known once its source was polled)")
+        policies = {c.name: self.lifecycle.get(c.name, ChannelLifecycle(can_edit=True, can_delete=True))
+                    for c in self.config.channels}
+        removals = await self.store.retract([post_id for post_id, _, _ in posts], policies, self.clock.now(),
+                                            channels=list(channels) if channels else None, actor=actor, via=via,
+                                            apply=confirmed)
+        changes = []
+        for removal in removals:
+            acts = bool(removal.plan.delete or removal.plan.cancel)
+            lead = "" if confirmed else "would be: "
+            changes.append(Change(removal.url or url, acts, f"{removal.title}: {lead}{removal.text}"))
+        return changes
+
+    def lifecycle_warnings(self) -> list[str]:
+        """Channels asking for what their platform cannot do (``status`` warns): edits or deletions that
+        are never sent there."""
+        out = []
+        for opts in self.config.channels:
+            policy = self.lifecycle.get(opts.name)
+            if policy is None:
+                continue
+            if policy.on_edit and not policy.can_edit:
+                out.append(f"channel {opts.name}: {opts.platform} has no edit, so edited posts are left as they "
+                           "were sent there (on_edit = \"ignore\" silences this)")
+            if policy.on_delete and not policy.can_delete:
+                out.append(f"channel {opts.name}: {opts.platform} cannot delete, so on_delete = \"delete\" "
+                           "does nothing there")
+        return out
+
     # -- reads ----------------------------------------------------------------------------
 
     async def deliveries(self, *, status: str | None = None, channel: str | None = None,
-                         limit: int = 50) -> list[DeliveryView]:
+                         limit: int = 50, kind: str | None = None) -> list[DeliveryView]:
         if status is not None and status not in {s.value for s in DeliveryStatus}:
             raise UsageError(f"unknown status {status!r}; use one of: "
                              + ", ".join(s.value for s in DeliveryStatus))
+        if kind is not None and kind not in {k.value for k in DeliveryKind}:
+            raise UsageError(f"unknown kind {kind!r}; use one of: " + ", ".join(k.value for k in DeliveryKind))
         if channel is not None:
             self._check_channels([channel])
-        return await self.store.deliveries(status=status, channel=channel, limit=limit)
+        return await self.store.deliveries(status=status, channel=channel, limit=limit, kind=kind)
 
     async def sources(self) -> list[SourceState]:
         return await self.store.sources()
@@ -336,7 +390,8 @@ class AdminService:
         path = lock_path(self.config.storage.url)
         return StatusReport(now=now, storage=redact_url(self.config.storage.url),
                             holder=probe(path) if path is not None else None,
-                            sources=sources, channels=channels, instances=await self.store.instances())
+                            sources=sources, channels=channels, instances=await self.store.instances(),
+                            notes=self.lifecycle_warnings())
 
     async def preview(self, target: str, channel: str | None = None) -> list[PreviewItem]:
         """What each subscribed channel (or ``channel``) would receive for a tag's latest post or a post URL."""

@@ -8,7 +8,8 @@ costs nothing, not even a database read. Otherwise, after every poll of a source
    ``delete_window``, not confirmed gone, no deletion queued);
 2. asks the site, as ``bot.domain.unpublish`` decides: for the WordPress REST API one ``include=``
    request and a direct request to each post it leaves out; for a feed, the URLs of the posts it has a
-   hole for (and of the first strikes due for confirmation);
+   hole for (and of the first strikes due for confirmation); a feed answered 304 has the holes of the
+   last document this process read (after a restart, from the next document that changed);
 3. records the verdicts (``Store.record_unpublishing``): strikes, and for each confirmed post its
    deletions and cancellations (``bot.domain.lifecycle.plan_unpublished``) with an audit line.
 
@@ -64,6 +65,9 @@ class Unpublisher:
         """The deleting channels and their ``delete_window``: none, and the watch costs nothing."""
         self.max_bytes = max_bytes
         self.on_queued = on_queued
+        self._feeds: dict[str, tuple[frozenset[str], datetime | None]] = {}
+        """Per feed source, the identities and the oldest date its last document listed: a poll answered
+        304 has the same holes as the last one (a check that met a 5xx is made again)."""
 
     @property
     def active(self) -> bool:
@@ -91,7 +95,7 @@ class Unpublisher:
         if base is not None:
             verdicts, evidence = await self._wordpress(state, base, watched, now)
         else:
-            verdicts, evidence = await self._feed(watched, posts, now)
+            verdicts, evidence = await self._feed(state.name, watched, posts, now)
         if not verdicts:
             return []
         removals = await self.store.record_unpublishing(state.name, verdicts, self.lifecycle, now, evidence)
@@ -132,13 +136,16 @@ class Unpublisher:
                       note="left out of the REST API's published posts, but its page did not answer 404/410")
         return verdicts, evidence
 
-    async def _feed(self, watched: Sequence[Watched], posts: Sequence[Post] | None, now: datetime
+    async def _feed(self, source: str, watched: Sequence[Watched], posts: Sequence[Post] | None, now: datetime
                     ) -> tuple[list[Verdict], dict[int, str]]:
         """The posts a feed has a hole for, and the first strikes due: their pages asked, two 404/410 answers
-        ``CONFIRM_GAP`` apart confirm. A struck post that is back in the feed loses its strike."""
-        keys = {p.key for p in posts} if posts is not None else set()
-        dates = [p.published for p in posts or () if p.published is not None]
-        suspects = feed_holes(watched, keys, min(dates) if dates else None) if posts is not None else []
+        ``CONFIRM_GAP`` apart confirm. A struck post that is back in the feed loses its strike. ``posts``
+        None (a 304): the holes of the last document this process read."""
+        if posts is not None:
+            dates = [p.published for p in posts if p.published is not None]
+            self._feeds[source] = (frozenset(p.key for p in posts), min(dates) if dates else None)
+        keys, oldest = self._feeds.get(source, (frozenset(), None))
+        suspects = feed_holes(watched, keys, oldest) if source in self._feeds else []
         pending = [w for w in watched if w.missing_since is not None]
         verdicts = [Verdict(w, False, None) for w in pending if w.key in keys]  # back in the feed
         cleared = {v.post.post_id for v in verdicts}

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from bot.domain.delivery import Decision
+from bot.domain.identity import link_key
 from bot.domain.lifecycle import ChannelLifecycle, DeletePlan, DeliveryFact, plan_edit, plan_retract, plan_unpublished
 from bot.domain.models import DeliveryKind, DeliveryStatus, Post
 from bot.domain.state import ClaimedDelivery
@@ -265,12 +266,16 @@ class LifecycleMixin(StoreBase):
         return await self._write(work)
 
     async def posts_at(self, url: str) -> list[tuple[int, str, str]]:
-        """The stored posts whose link is ``url``: (id, title, source)."""
+        """The stored posts whose link is ``url``, as given or in its canonical form (tracking parameters
+        and fragment aside: ``bot.domain.identity.link_key``): (id, title, source)."""
+        canonical = link_key(url)
 
         def work(conn: Connection) -> list[tuple[int, str, str]]:
+            match = t.posts.c.url == url if canonical is None else or_(t.posts.c.url == url,
+                                                                         t.posts.c.link_key == canonical)
             rows = conn.execute(select(t.posts.c.id, t.posts.c.title, t.sources.c.name)
                                 .join(t.sources, t.sources.c.id == t.posts.c.source_id)
-                                .where(t.posts.c.url == url).order_by(t.posts.c.id)).all()
+                                .where(match).order_by(t.posts.c.id)).all()
             return [(r.id, r.title, r.name) for r in rows]
 
         return await self._read(work)
