@@ -100,8 +100,11 @@ def platforms(feed_size: int = 1000) -> Iterator[Platforms]:
 
 def write_config(folder: Path, fakes: Platforms, *, lease_ttl: float = 2.0, shutdown_timeout: float = 2.0,
                  read_timeout: float = 5.0, interval: float = 1.0, retry_base: float = 0.2,
-                 telegram_extra: str = "", burst_limit: int = 0) -> Path:
-    """A config with one channel per platform on the fakes, pacing off, no health server."""
+                 telegram_extra: str = "", burst_limit: int = 0, masto_extra: str = "", x_extra: str = "",
+                 source_kind: str = "rss") -> Path:
+    """A config with one channel per platform on the fakes, pacing off, no health server. ``*_extra``: more
+    keys of a channel's table; ``source_kind`` "wordpress" reads the archive's REST API instead of its feed."""
+    source_url = f"{fakes.archive.url}/feed/" if source_kind == "rss" else f"{fakes.archive.url}/wp-json/"
     db = folder / "tagrelay.db"
     subs = "\n".join(f'[[subscriptions]]\ntag = "{tag}"\nchannels = {json.dumps(list(chans))}\n'
                      for tag, chans in SUBSCRIPTIONS.items())
@@ -129,8 +132,8 @@ enabled = false
 
 [[sources]]
 name = "archive"
-url = "{fakes.archive.url}/feed/"
-kind = "rss"
+url = "{source_url}"
+kind = "{source_kind}"
 interval = {interval}
 
 [[channels]]
@@ -144,11 +147,13 @@ api_base = "{fakes.telegram.url}"
 name = "masto"
 platform = "mastodon"
 instance = "{fakes.mastodon.url}"
+{masto_extra}
 
 [[channels]]
 name = "x"
 platform = "x"
 api_base = "{fakes.x.url}"
+{x_extra}
 
 {subs}
 """

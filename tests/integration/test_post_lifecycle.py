@@ -11,15 +11,21 @@ channel opts in (a feed: two 404s some minutes apart; the REST API: one ``includ
 
 from __future__ import annotations
 
+import asyncio
+import io
+import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.app import App
 from bot.bootstrap import build_app, make_admin_service
+from bot.cli import main
 from bot.clock import FakeClock
 from bot.domain.state import DeliveryView
 from bot.settings import Secrets, build_config
@@ -366,3 +372,49 @@ async def test_a_retraction_removes_the_post_everywhere_and_cancels_what_waits(r
         await admin.resume("x", actor="op", via="cli")
         await rig.cycle(app)
         assert rig.x.tweets == []  # never sent
+
+
+async def test_the_cli_retracts_and_lists_edit_and_delete_deliveries(rig: Rig, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the CLI reads .env from the working directory
+    for var in ("TAGRELAY_STORAGE_URL", "TAGRELAY_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    rig.clock.set(datetime.now(UTC))  # the CLI writes by the real clock; the service's is a little ahead of it
+    async with rig.app() as app:
+        await rig.cycle(app)
+        post = rig.archive.add_post(title="Said too much", tags=["MEK"])
+        await rig.cycle(app)
+        rig.archive.edit_post(post, title="Said too much, edited")
+        await rig.cycle(app)
+        path = tmp_path / "tagrelay.toml"
+        path.write_text("\n".join([
+            "[storage]", f"url = {json.dumps(rig.db_url)}",
+            "[[sources]]", 'name = "archive"', f'url = "{rig.archive.url}/feed/"', 'kind = "rss"',
+            "[[channels]]", 'name = "tg"', 'platform = "telegram"', 'chat_id = "@tagrelay_test"',
+            f'api_base = "{rig.telegram.url}"',
+            "[[channels]]", 'name = "masto"', 'platform = "mastodon"', f'instance = "{rig.mastodon.url}"',
+            "[[channels]]", 'name = "x"', 'platform = "x"', f'api_base = "{rig.x.url}"',
+            "[[subscriptions]]", 'tag = "MEK"', 'channels = ["tg", "masto", "x"]']) + "\n", encoding="utf-8")
+
+        def cli(*args: str) -> str:
+            out, err = io.StringIO(), io.StringIO()
+            code = main(["--config", str(path), *args], out=out, err=err)
+            assert code == 0, err.getvalue()
+            return out.getvalue()
+
+        listing = await asyncio.to_thread(cli, "deliveries", "--kind", "edit")
+        assert listing.count(" edit ") == 2 and "x" not in {line.split()[1] for line in listing.splitlines()[1:]}
+        url = post.link(rig.archive.site)
+        dry = await asyncio.to_thread(cli, "retract", url, "--channel", "x", "--dry-run")
+        assert dry == "Said too much, edited: would be: deleting the message on x\n"
+        done = await asyncio.to_thread(cli, "retract", url, "--channel", "x", "--channel", "tg")
+        assert done.splitlines()[0] == "Said too much, edited: deleting the message on tg, x"
+        status = await asyncio.to_thread(cli, "status")
+        assert "channel x: x has no edit" in status
+        await rig.cycle(app)
+        assert [c.method for c in rig.telegram.changes][-1] == "deleteMessage" and len(rig.x.deleted) == 1
+        assert rig.mastodon.deletions == []
+        audit = await asyncio.to_thread(cli, "audit")
+        assert "retract" in audit and "@cli" in audit
