@@ -399,7 +399,8 @@ class DeliveriesMixin(StoreBase):
                 .group_by(t.deliveries.c.channel_id)).all()
             today = conn.execute(
                 select(t.deliveries.c.channel_id, func.count().label("n"))
-                .where(t.deliveries.c.status == DeliveryStatus.SENT.value, t.deliveries.c.sent_at >= day_start)
+                .where(t.deliveries.c.status == DeliveryStatus.SENT.value, t.deliveries.c.sent_at >= day_start,
+                       t.deliveries.c.kind == DeliveryKind.POST.value)  # posts sent, not their edits
                 .group_by(t.deliveries.c.channel_id)).all()
             return chans, counts, oldest, today
 

@@ -25,6 +25,15 @@ these limits in "characters after entities parsing"; ``utf16=True`` (the
 default of ``FakeChatBotApi``) counts them in UTF-16 code units like message
 entities do, the stricter reading (an emoji counts 2).
 
+Edits and deletions of the messages it accepted, as the Bot API answers them:
+``editMessageText`` (a text message), ``editMessageCaption`` and
+``editMessageMedia`` (a photo; 400 "there is no text/caption/media in the
+message to edit" for the other kind), 400 "message is not modified" for an edit
+that changes nothing, ``deleteMessage`` (refused with "message can't be deleted"
+48 hours after sending, by the fake's ``clock``), 400 "message to edit/delete not
+found" for an unknown or deleted one. Applied ones are in ``fake.changes``; a
+deleted message stays in ``messages`` with ``deleted`` set.
+
 ``fake.error_echoing_token_part(403, "Forbidden: bot {part} was kicked")``
 scripts an error whose description quotes the secret part of the token (after
 ``<bot id>:``) the way a careless Bot API server could.
