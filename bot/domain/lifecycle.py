@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.domain.models import DeliveryKind, DeliveryStatus
+from bot.domain.models import DeliveryKind, DeliveryStatus, Post
 
 DEFAULT_EDIT_WINDOW = 48 * 3600.0
 """Seconds after a message went out during which an edit of the post updates it (``edit_window``)."""
@@ -55,6 +55,16 @@ def content_hash(*, title: str, url: str | None, summary_html: str, content_html
     parts = (title, url or "", summary_html, content, image_url or "", image_alt or "", author or "")
     digest = hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
     return digest[:40]
+
+
+REPLACEMENT = "\ufffd"
+"""What a byte a document could not decode became (``bot.sources.integrity``)."""
+
+
+def shows_damage(post: Post) -> bool:
+    """Does a field a rendering can show hold U+FFFD (a damaged document, not an editor's change)?"""
+    return any(REPLACEMENT in (value or "") for value in (post.title, post.url, post.summary_html, post.content_html,
+                                                         post.image_alt, post.author))
 
 
 def _visible(html: str) -> bool:

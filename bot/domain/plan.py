@@ -14,6 +14,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from bot.domain.detect import detect_posts, hold_message, pick_backfill
+from bot.domain.lifecycle import shows_damage
 from bot.domain.models import DeliveryIntent, Post, Subscription
 
 USUAL_WEIGHT = 0.2
@@ -149,11 +150,13 @@ def changed_posts(known: Iterable[Post], stored: Mapping[str, str | None]
                   ) -> tuple[tuple[Post, ...], tuple[Post, ...]]:
     """(edited, rehashed) among a poll's known posts: those whose ``content_hash`` differs from the stored
     one, and those stored without one (before it was recorded: their content is stored, nothing edited).
-    A churned post (known by its link, not its identity) is neither."""
+    A churned post (known by its link, not its identity) is neither, nor is one whose shown text holds
+    U+FFFD (bytes a damaged document could not decode, ``bot.sources.integrity``: never sent as an edit;
+    the stored content stays, and the repaired document compares equal again)."""
     edited: list[Post] = []
     rehashed: list[Post] = []
     for post in known:
-        if post.key not in stored or post.content_hash is None:
+        if post.key not in stored or post.content_hash is None or shows_damage(post):
             continue
         before = stored[post.key]
         if before is None:

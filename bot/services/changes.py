@@ -106,7 +106,9 @@ class ChangeSender:
                   kind=claimed.kind.value, error=outcome.reason, action="retrying once with the plain rendering")
             await self.wait(chan)
         made = verdict.status is DeliveryStatus.SENT and verdict.reason != "unchanged"
-        audit = _audit_line(chan, claimed, verdict) if verdict.status.is_final else None
+        # every edit and deletion made (or found made, or given up on) is audited; one found needless is not
+        audit = _audit_line(chan, claimed, verdict) if verdict.status.is_final and verdict.reason != "unchanged" \
+            else None
         await self.store.apply_change(claimed, verdict, now, shown_hash=shown if made and editing else None,
                                       audit=audit)
         await self._report(chan, claimed, verdict)
@@ -217,8 +219,7 @@ def _audit_line(chan: ChannelRuntime, claimed: ClaimedDelivery, decision: Decisi
     where = f"{chan.name} message {target.remote_id}" if target is not None and target.remote_id else chan.name
     verb = "edited" if claimed.kind is DeliveryKind.EDIT else "deleted"
     if decision.status is DeliveryStatus.SENT:
-        done = {"unchanged": "unchanged (nothing to send)", "already": f"{verb} already"}.get(decision.reason or "",
-                                                                                            verb)
+        done = f"{verb} already" if decision.reason == "already" else verb
         text = f"{where}: {done}"
     else:
         text = f"{where}: not {verb} ({decision.reason}: {decision.error})"

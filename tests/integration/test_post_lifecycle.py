@@ -141,6 +141,18 @@ async def test_an_edited_title_is_edited_on_telegram_and_mastodon_within_one_pol
     assert len(rig.telegram.changes) == 1 and len(rig.mastodon.seen("PUT")) == 1
 
 
+async def test_a_change_the_messages_do_not_show_sends_nothing(started: tuple[Rig, App, ArchivePost]) -> None:
+    rig, app, post = started
+    rig.archive.edit_post(post, author="Another Writer")  # in the hash (a template may show it); not in these
+    await rig.cycle(app)
+    edits = await app.store.deliveries(kind="edit")
+    assert sorted((d.channel, d.status, d.reason) for d in edits) == [("masto", "sent", "unchanged"),
+                                                                       ("tg", "sent", "unchanged")]
+    assert rig.telegram.changes == [] and rig.mastodon.seen("PUT") == []
+    assert not any(r.path.endswith("/source") for r in rig.mastodon.requests)  # not even asked: same rendering
+    assert (await actions(app)).count("edit") == 1  # the poll's line only: nothing was edited
+
+
 async def test_an_edit_outside_the_window_changes_nothing(rig: Rig) -> None:
     async with rig.app(channels={"tg": {"edit_window": "1h"}, "masto": {"edit_window": "1h"}}) as app:
         await rig.cycle(app)

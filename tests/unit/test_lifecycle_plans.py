@@ -50,6 +50,7 @@ from bot.domain.lifecycle import (
     plan_unpublished,
 )
 from bot.domain.models import DeliveryKind, DeliveryStatus, ParsedPost
+from bot.domain.plan import changed_posts
 from bot.domain.schedule import RetryPolicy
 from bot.domain.unpublish import (
     CONFIRM_GAP,
@@ -352,3 +353,18 @@ def test_too_old_tells_the_admins_to_delete_by_hand() -> None:
 def test_an_unsure_change_is_retried_until_the_last_attempt() -> None:
     final = decided(K.EDIT, Ambiguous("timeout"), Attempt(3))
     assert isinstance(final, Decision) and (final.status, final.reason) == (S.DEAD, "exhausted")
+
+
+# -- which known posts a poll finds edited -------------------------------------------------------
+
+
+def test_changed_posts_are_told_from_unhashed_churned_and_damaged_ones() -> None:
+    before = to_post("s", parsed())
+    stored = {before.key: before.content_hash, "old": None}
+    edited = to_post("s", parsed(title="Headline, corrected"))
+    unhashed = to_post("s", parsed(guid="old", title="Stored before 0011"))
+    damaged = to_post("s", parsed(title="Head\ufffdline"))  # a bad byte in a damaged document: not an edit
+    churned = to_post("s", parsed(guid="new-guid", title="Headline, corrected"))  # known by its link only
+    assert changed_posts([before], stored) == ((), ())
+    assert changed_posts([edited, unhashed, churned], stored) == ((edited,), (unhashed,))
+    assert changed_posts([damaged], stored) == ((), ())
