@@ -6,7 +6,8 @@ real sockets with httpx; nothing is monkeypatched.
 
 Faults: a handler may return ``DROP`` to close the connection without an
 answer, or a ``Response`` with ``hold`` set to a ``threading.Event`` that the
-test sets to release it (slow responses without sleeping in the test).
+test sets to release it (slow responses without sleeping in the test), or
+with ``trickle`` set to send its body a byte at a time.
 
 Waiting without sleeping: ``wait_for(predicate, timeout)`` wakes on every
 request that arrives or is handled; ``on_request`` (if set) is called with each request as
@@ -56,6 +57,8 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     hold: threading.Event | None = None
+    trickle: float | None = None
+    """Send the body one byte every ``trickle`` seconds (a server that is slow but never silent for long)."""
 
     @classmethod
     def json(cls, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -115,7 +118,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         if self.command != "HEAD" and result.status not in (204, 304):
-            self.wfile.write(result.body)
+            if result.trickle is None:
+                self.wfile.write(result.body)
+                return
+            for i in range(len(result.body)):
+                self.wfile.write(result.body[i:i + 1])
+                self.wfile.flush()
+                if owner.stopping.wait(result.trickle):
+                    return
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _serve
 
@@ -139,6 +149,8 @@ class LoopbackServer:
         self.requests: list[Request] = []
         self.handled = 0
         """Requests whose answer is decided (it may still be held or dropped)."""
+        self.stopping = threading.Event()
+        """Set by ``stop``: a trickling answer ends."""
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
         self._server.handle_error = self._handle_error  # type: ignore[method-assign]
@@ -167,6 +179,7 @@ class LoopbackServer:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self._server.shutdown()
         self._server.server_close()
 
