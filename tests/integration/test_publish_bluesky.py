@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+from PIL import Image as PIL
 
 from bot.bootstrap import StoreAttempts
 from bot.clock import FakeClock
@@ -39,8 +42,11 @@ from tests.fakes.bluesky_api import (
     GET_SESSION,
     HANDLE,
     REFRESH_SESSION,
+    UPLOAD_BLOB,
     FakeBluesky,
+    cid_of,
 )
+from tests.fakes.images import ImageServer, image_response, jpeg, png
 from tests.publish_support import DictSecrets, assert_clean
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -506,3 +512,78 @@ async def test_a_rendered_post_is_accepted(fake: FakeBluesky, publisher: Bluesky
     data = msg.text.encode()
     assert {data[f["index"]["byteStart"]:f["index"]["byteEnd"]].decode() for f in record["facets"]} == {
         "#EditorsPicks", "#MEK", "#MeToo"}
+
+
+# -- the card's thumbnail -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def images() -> Iterator[ImageServer]:
+    with ImageServer() as server:
+        yield server
+
+
+def with_image(url: str) -> RenderedMessage:
+    return replace(message(), image_url=url, image_alt="A crowd in Baghdad")
+
+
+async def test_a_small_image_is_uploaded_as_it_is(fake: FakeBluesky, publisher: BlueskyPublisher,
+                                                  images: ImageServer) -> None:
+    data = jpeg(640, 480)
+    url = images.serve("/thumb-small.jpg", image_response(data, "application/octet-stream"))  # the type is sniffed
+    await publisher.publish(with_image(url), idempotency_key="k")
+    [upload] = fake.seen("POST", UPLOAD_BLOB)
+    assert (upload.body, upload.header("content-type")) == (data, "image/jpeg")
+    thumb = fake.created[0].record["embed"]["external"]["thumb"]
+    assert thumb == {"$type": "blob", "ref": {"$link": cid_of(data)}, "mimeType": "image/jpeg", "size": len(data)}
+    assert [r.path for r in fake.requests] == [CREATE_SESSION, GET_RECORD, UPLOAD_BLOB, CREATE_RECORD]
+
+
+async def test_a_big_image_is_downscaled_below_a_megabyte(fake: FakeBluesky, publisher: BlueskyPublisher,
+                                                          images: ImageServer) -> None:
+    data = png(2600, 1400)  # noise: about 11 MB as PNG
+    assert len(data) > 10_000_000
+    url = images.serve("/thumb-big.png", image_response(data, "image/png"))
+    await publisher.publish(with_image(url), idempotency_key="k")
+    [upload] = fake.seen("POST", UPLOAD_BLOB)
+    assert len(upload.body) <= 1_000_000 and upload.header("content-type") == "image/jpeg"
+    with PIL.open(io.BytesIO(upload.body)) as shrunk:
+        assert max(shrunk.size) <= 2000
+    assert fake.created[0].record["embed"]["external"]["thumb"]["size"] == len(upload.body)
+
+
+@pytest.mark.parametrize("how", ["missing", "not an image", "upload refused", "upload failed"])
+async def test_a_failed_image_leaves_the_card_without_thumbnail(fake: FakeBluesky, publisher: BlueskyPublisher,
+                                                                images: ImageServer, how: str,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    path = f"/thumb-{how.replace(' ', '-')}.jpg"
+    if how == "not an image":
+        images.serve(path, image_response(b"<html>hello</html>", "image/jpeg"))
+    elif how != "missing":
+        images.serve(path, image_response(jpeg(320, 200, seed=len(how))))
+    if how == "upload refused":
+        fake.fail_next(400, {"error": "InvalidRequest", "message": "bad blob"}, match=UPLOAD_BLOB)
+    if how == "upload failed":
+        fake.fail_next(503, {"error": "ServiceUnavailable", "message": "later"}, match=UPLOAD_BLOB)
+    with caplog.at_level(logging.WARNING, logger="test.bluesky"):
+        await publisher.publish(with_image(images.url + path), idempotency_key="k")
+    external = fake.created[0].record["embed"]["external"]
+    assert "thumb" not in external and external["uri"] == LINK
+    assert [r.getMessage() for r in caplog.records] == ["bluesky.thumb_skipped"]
+
+
+async def test_a_rate_limited_upload_holds_the_channel(fake: FakeBluesky, publisher: BlueskyPublisher,
+                                                       images: ImageServer) -> None:
+    url = images.serve("/thumb-limited.jpg", image_response(jpeg(320, 200, seed=9)))
+    fake.rate_limit(int(NOW.timestamp()) + 60, match=UPLOAD_BLOB)
+    exc = await publish_error(publisher, fake, with_image(url))
+    assert isinstance(exc, RetryAfter) and exc.delay == 60 and fake.created == []
+
+
+async def test_the_upload_renews_an_expired_token(fake: FakeBluesky, publisher: BlueskyPublisher,
+                                                  images: ImageServer) -> None:
+    await publisher.publish(message(), idempotency_key="a")
+    fake.expire_access_tokens()
+    url = images.serve("/thumb-renew.jpg", image_response(jpeg(320, 200, seed=11)))
+    await publisher.publish(with_image(url), idempotency_key="b")
+    assert fake.refreshes == 1 and "thumb" in fake.created[1].record["embed"]["external"]

@@ -42,12 +42,14 @@ from bot.errors import (
     AmbiguousPublishError,
     ContentRejectedError,
     CredentialsError,
+    MediaError,
     PermanentPublishError,
     PublishError,
     RetryablePublishError,
     RetryAfter,
 )
 from bot.log import event
+from bot.media import JPEG, PNG, WEBP, prepare_image
 from bot.publishers.api import (
     API_VERSION,
     AccountInfo,
@@ -79,6 +81,12 @@ WEB = "https://bsky.app"
 """Where a post is shown: ``{WEB}/profile/{did}/post/{rkey}``."""
 RATE_LIMIT_FALLBACK = 300.0
 """Seconds to wait after a 429 without a usable ``RateLimit-Reset`` or ``Retry-After``."""
+THUMB_MAX_BYTES = 1_000_000
+"""``maxSize`` of ``app.bsky.embed.external#external.thumb``."""
+THUMB_MAX_SIDE = 2000
+"""Longest side of a thumbnail (the Bluesky app scales card images to at most 2,000 px as well)."""
+THUMB_TYPES = frozenset({JPEG, PNG, WEBP})
+"""Image types a thumbnail is uploaded as (the lexicon accepts ``image/*``; these are shown everywhere)."""
 ACCOUNT_UNAVAILABLE = frozenset({"AccountTakedown", "AccountDeactivated", "AccountSuspended", "RepoTakendown",
                                  "RepoDeactivated", "RepoSuspended"})
 """XRPC error names that mean the account cannot post at all (an operator must act)."""
@@ -252,7 +260,29 @@ class BlueskyPublisher:
         return PublishResult(remote_id=str(uri), url=self._web_url(session, rkey))
 
     async def _thumb(self, session: Session, message: RenderedMessage) -> dict[str, Any] | None:
-        """The card's thumbnail blob, or None (no image, or a failed one: the card goes without)."""
+        """The card's thumbnail: the post's image, fitted to ``THUMB_MAX_BYTES`` (``bot.media``), uploaded
+        with ``com.atproto.repo.uploadBlob``; its blob reference, or None: a failed image (unreachable,
+        not an image, too big to shrink) or a refused upload leaves the card without a thumbnail and is
+        logged; it never blocks the post. A rate limit or refused credentials are the channel's errors."""
+        assert message.image_url is not None
+        try:
+            image = await prepare_image(self._http, message.image_url, alt=message.image_alt,
+                                        max_bytes=THUMB_MAX_BYTES, max_side=THUMB_MAX_SIDE, accept=THUMB_TYPES)
+        except MediaError as exc:
+            event(self._log, logging.WARNING, "bluesky.thumb_skipped", channel=self._channel, reason=exc.reason,
+                  note="the card goes without a thumbnail")
+            return None
+        response, session = await self._call(session, "POST", "com.atproto.repo.uploadBlob", content=image.data,
+                                             content_type=image.mime)
+        answer = json_body(response) if response.is_success else None
+        blob = answer.get("blob") if isinstance(answer, dict) else None
+        if isinstance(blob, dict) and isinstance(blob.get("ref"), dict):
+            return blob
+        if response.status_code == 429 or response.status_code == 401 or self._stale_token(response):
+            raise self._classify(response, "uploadBlob")
+        reason = self._xrpc.failure(response).describe() if not response.is_success else "no blob in the answer"
+        event(self._log, logging.WARNING, "bluesky.thumb_skipped", channel=self._channel,
+              reason=f"uploadBlob: {reason}", note="the card goes without a thumbnail")
         return None
 
     def _classify(self, response: httpx.Response, call: str, *, posting: bool = False) -> PublishError:
