@@ -35,6 +35,7 @@ in the text, the default template, half the excerpt, 5% under the limit.
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from dataclasses import replace
@@ -132,6 +133,12 @@ def _no_surrogates(text: str) -> str:
 # -- facets ------------------------------------------------------------------------------------------
 
 
+def _overlaps(spans: list[tuple[int, int, str]], start: int, end: int) -> bool:
+    """Does [start, end) overlap one of ``spans`` (sorted by start, disjoint)? Binary search: linear overall."""
+    i = bisect.bisect_right(spans, (start, end, "\U0010ffff")) - 1
+    return any(0 <= j < len(spans) and spans[j][0] < end and start < spans[j][1] for j in (i, i + 1))
+
+
 def _link_spans(text: str, link: str | None) -> list[tuple[int, int, str]]:
     """(start, end, uri) in code points: the post link where it stands whole, then every other URL."""
     spans: list[tuple[int, int, str]] = []
@@ -146,14 +153,13 @@ def _link_spans(text: str, link: str | None) -> list[tuple[int, int, str]]:
             if before_ok and after_ok:
                 spans.append((start, end, link))
             start = text.find(link, end)
+    exact = list(spans)
     for match in _URL.finditer(text):
         start, end = match.span()
-        if any(s < end and start < e for s, e, _ in spans):
+        if _overlaps(exact, start, end):
             continue
         url = match.group()
-        while url and url[-1] in _URL_TRAILING:
-            url = url[:-1]
-        if url.endswith(")") and "(" not in url:
+        while url and (url[-1] in _URL_TRAILING or (url[-1] == ")" and url.count(")") > url.count("("))):
             url = url[:-1]
         if len(url) > len("https://") and "://" in url and url.split("://", 1)[1]:
             spans.append((start, start + len(url), url))
@@ -177,7 +183,7 @@ def _tag_spans(text: str, taken: list[tuple[int, int, str]]) -> list[tuple[int, 
             continue
         start = match.start()
         end = match.start(1) + len(tag)
-        if any(s < end and start < e for s, e, _ in taken):
+        if _overlaps(taken, start, end):
             continue
         spans.append((start, end, tag))
     return spans
