@@ -19,7 +19,9 @@ a thread name 100. Discord does not say in which unit it counts "characters"; ev
 length here is in UTF-16 code units (``utf16_length``), which is never less than
 the code points Discord's own API counts, so what fits here fits there.
 
-Every value from the archive is hostile input: Discord markdown in it is escaped
+The featured image is the embed's ``image`` (by URL: Discord fetches it); Discord embeds have no
+alt text, so ``image_alt`` is not sent, and ``RenderedMessage.image_url`` stays None (nothing is sent
+as a photo). Every value from the archive is hostile input: Discord markdown in it is escaped
 (``escape_markdown``), so a title cannot turn into a masked link, a spoiler, a
 heading or a mention; the link is left as it is. Discord takes a backslash before
 any ASCII punctuation as "this character literally". The footer and the thread
@@ -173,8 +175,7 @@ def render_discord(post: Post, options: DiscordRenderOptions, env: RenderEnv, *,
     if options.forum:
         payload = {**message.extra["payload"], "thread_name": thread_name(post)}
         message = RenderedMessage(text=message.text, link=message.link, format=message.format,
-                                  length=message.length, limit=message.limit, image_url=message.image_url,
-                                  extra={"payload": payload})
+                                  length=message.length, limit=message.limit, extra={"payload": payload})
     return message
 
 
@@ -224,8 +225,9 @@ def _embed_message(post: Post, options: DiscordRenderOptions) -> RenderedMessage
     length = utf16_length(title) + utf16_length(description) + utf16_length(footer)
     shown = "\n\n".join(part for part in (title, description, link if link not in description else "", footer)
                         if part)
+    # the image travels inside the embed (by URL); ``image_url`` stays None: nothing is sent as a photo
     return RenderedMessage(text=shown, link=post.url, format="markdown", length=length, limit=EMBEDS_TOTAL_LIMIT,
-                           image_url=post.image_url, extra={"payload": {"embeds": [embed]}})
+                           extra={"payload": {"embeds": [embed]}})
 
 
 def _description(content: Content, compose: Compose, budget: int) -> str:

@@ -219,6 +219,9 @@ class DiscordPublisher:
                                                 headers={"Accept": "application/json"}, follow_redirects=False)
         except httpx.HTTPError as exc:
             raise self._scrubbed(transport_error(self._channel, exc, action=action, sending=sending)) from None
+        except httpx.InvalidURL:
+            raise PermanentPublishError(self._channel, f"{action}: unusable URL; check api_base and the webhook "
+                                                       f"URL in {self._options.webhook_url_env}") from None
         except Exception as exc:  # noqa: BLE001 - e.g. a closed client: reported, never raised as is (URL)
             raise RetryablePublishError(self._channel, f"{action}: {type(exc).__name__} in the HTTP client "
                                                        "(nothing was sent)") from None
