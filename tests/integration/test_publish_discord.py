@@ -443,6 +443,17 @@ async def test_a_hostile_error_tree_is_bounded(fake: FakeDiscord, publisher: Dis
     assert "\x1b" not in error.reason and "\u202e" not in error.reason
 
 
+async def test_an_answer_nested_too_deeply_to_decode_is_still_classified(fake: FakeDiscord,
+                                                                      publisher: DiscordPublisher) -> None:
+    body = b"[" * 100_000 + b"]" * 100_000  # json.loads raises RecursionError, not ValueError
+    fake.add_fault(Fault(response=Response(403, body, {"Content-Type": "application/json"}), match="execute"))
+    error = await publish_error(publisher, fake)
+    assert type(error) is PermanentPublishError and "403 Forbidden" in error.reason
+    fake.add_fault(Fault(response=Response(200, body, {"Content-Type": "application/json"}), match="execute",
+                         process=True))
+    assert isinstance(await publish_error(publisher, fake), AmbiguousPublishError)
+
+
 async def test_an_error_quoting_the_token_is_redacted(fake: FakeDiscord, publisher: DiscordPublisher) -> None:
     fake.error(403, 50013, f"Missing Permissions for {fake.webhook_url} ({fake.token[5:40]})")
     error = await publish_error(publisher, fake)  # assert_clean: neither the URL nor the token
