@@ -16,8 +16,8 @@ Routes (``/api/v10/webhooks/{id}/{token}``; the unversioned ``/api/webhooks/...`
   in which unit it counts: the fake counts UTF-16 code units, the stricter reading. Threads: with
   ``thread_id`` the message goes into that thread of the webhook's channel (unknown → 400 10003,
   archived → 400 50083); on a forum webhook (``forum=True``) a ``thread_name`` (≤ 100) opens a new
-  thread per message, and neither → 400 220001, both → 400 220002; ``thread_name`` on a webhook
-  that is not a forum's → 400 220003.
+  thread per message (whose id is the message's id, as for Discord's forum posts), and neither →
+  400 220001, both → 400 220002; ``thread_name`` on a webhook that is not a forum's → 400 220003.
 * ``GET`` → the Webhook object (type 1, name, channel_id, guild_id, **and the token**, as Discord
   answers a request authenticated by it).
 * ``PATCH``/``DELETE .../messages/{message_id}`` edit and delete a message of this webhook
@@ -298,6 +298,7 @@ class FakeDiscord(ScriptedServer):
         if not (isinstance(content, str) and content.strip()) and not body.get("embeds"):
             return Response.json(error_body(50006, "Cannot send an empty message"), 400, headers)
         thread_id = request.arg("thread_id")
+        message_id = str(next(self._ids))
         with self.lock:
             threads = dict(self.threads)
         if thread_id is not None and thread_name is not None:
@@ -313,13 +314,13 @@ class FakeDiscord(ScriptedServer):
             if not self.forum:
                 return Response.json(error_body(220003, "Webhooks can only create threads in forum channels"),
                                      400, headers)
-            channel = str(next(self._ids))
+            channel = message_id  # a forum post: the thread's id is its starter message's id
         elif self.forum:
             return Response.json(error_body(220001, "Webhooks posted to forum channels must have a thread_name "
                                                     "or thread_id"), 400, headers)
         else:
             channel = CHANNEL_ID
-        message = Message(id=str(next(self._ids)), channel_id=channel, content=content,
+        message = Message(id=message_id, channel_id=channel, content=content,
                           embeds=[{**e, "type": "rich"} for e in body.get("embeds") or []],
                           allowed_mentions=body.get("allowed_mentions"), pinged=_pings(content, body),
                           thread_name=thread_name if isinstance(thread_name, str) else None,
@@ -333,8 +334,11 @@ class FakeDiscord(ScriptedServer):
         return Response.json(self._message_json(message), 200, headers)
 
     def _message_call(self, request: Request, message_id: str, headers: dict[str, str]) -> Response:
+        """Edit or delete: a message in a thread is found only with that thread's ``thread_id``."""
+        where = request.arg("thread_id") or CHANNEL_ID
         with self.lock:
-            message = next((m for m in self.messages if m.id == message_id and not m.deleted), None)
+            message = next((m for m in self.messages if m.id == message_id and not m.deleted
+                            and m.channel_id == where), None)
         if message is None:
             return Response.json(error_body(10008, "Unknown Message"), 404, headers)
         if request.method == "DELETE":

@@ -234,6 +234,11 @@ async def test_a_forum_gets_one_thread_per_post_named_after_its_title(
         first, second = forum.messages
         assert (first.thread_name, second.thread_name) == ("First post", "Second post")
         assert first.channel_id != second.channel_id != CHANNEL_ID
+        # a forum post's thread has its starter message's id: edits and deletions find it there
+        await pub.edit_message(first.id, message(pub, "First post, corrected"))
+        await pub.delete_message(second.id)
+        assert first.embeds[0]["title"] == "First post, corrected" and forum.live() == [first]
+        assert [r.query.get("thread_id") for r in forum.requests[-2:]] == [[first.id], [second.id]]
 
 
 @pytest.mark.parametrize(("fake_forum", "opts", "code", "hint"), [
@@ -251,6 +256,16 @@ async def test_a_thread_setting_that_does_not_match_the_channel_pauses_it(
         assert type(error) is PermanentPublishError
         assert f"code {code}" in error.reason and hint in error.reason
         assert fake.messages == []
+
+
+async def test_messages_in_a_thread_are_edited_there(fake: FakeDiscord, http: httpx.AsyncClient,
+                                                     clock: FakeClock) -> None:
+    pub = create(fake, http, clock, thread_id=THREAD_ID)
+    result = await pub.publish(message(pub), idempotency_key="k")
+    assert result.remote_id is not None
+    await pub.edit_message(result.remote_id, message(pub, "Corrected"))
+    assert fake.messages[0].embeds[0]["title"] == "Corrected"
+    assert fake.requests[-1].query == {"thread_id": [THREAD_ID]}
 
 
 async def test_edit_and_delete_a_message(fake: FakeDiscord, publisher: DiscordPublisher) -> None:

@@ -134,7 +134,7 @@ class DiscordPublisher:
         body = {k: v for k, v in self._body(message).items() if k != "thread_name"}  # a thread is named once
         action = "PATCH webhook message"
         response = await self._request("PATCH", f"/messages/{mid}", action=action, sending=False, json=body,
-                                       params=self._params(wait=False))
+                                       params=self._params(wait=False, message_id=mid))
         if not response.is_success:
             raise self._failure(response, action=action)
         return self._result(response, action=action)
@@ -144,7 +144,7 @@ class DiscordPublisher:
         mid = self._message_id(message_id)
         action = "DELETE webhook message"
         response = await self._request("DELETE", f"/messages/{mid}", action=action, sending=False,
-                                       params=self._params(wait=False))
+                                       params=self._params(wait=False, message_id=mid))
         if response.is_success:
             return
         code, _ = discord_error(json_body(response))
@@ -165,10 +165,14 @@ class DiscordPublisher:
         body["allowed_mentions"] = ALLOWED_MENTIONS  # last: a payload cannot turn pings back on
         return body
 
-    def _params(self, *, wait: bool) -> dict[str, str]:
+    def _params(self, *, wait: bool, message_id: str | None = None) -> dict[str, str]:
+        """Query parameters: ``wait``, and the thread a message is in (``thread_id``; on a forum, the
+        thread a post opened, whose id is its starter message's)."""
         params = {"wait": "true"} if wait else {}
         if self._options.thread_id is not None:
             params["thread_id"] = self._options.thread_id
+        elif self._options.forum and message_id is not None:
+            params["thread_id"] = message_id
         return params
 
     def _message_id(self, value: str) -> str:
