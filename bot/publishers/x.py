@@ -132,7 +132,8 @@ class XOptions(XRenderOptions):
     access_token_env: str = Field(default="X_ACCESS_TOKEN", pattern=ENV_NAME_PATTERN)
     access_token_secret_env: str = Field(default="X_ACCESS_TOKEN_SECRET", pattern=ENV_NAME_PATTERN)
     bearer_token_env: str | None = Field(default=None, pattern=ENV_NAME_PATTERN)
-    """OAuth 2.0 user access token (scopes tweet.write tweet.read users.read). Not an app-only token."""
+    """OAuth 2.0 user access token (scopes tweet.write tweet.read users.read; media.write for send_image). Not an
+    app-only token."""
     at_least_once: bool = True
     """Resend a post whose outcome is unknown. Safe on X: the same text again is refused as
     "duplicate content", which tagrelay records as sent. Set false to mark such posts

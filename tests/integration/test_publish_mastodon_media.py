@@ -51,7 +51,7 @@ def fake(clock: FakeClock) -> Iterator[FakeMastodon]:
 @pytest.fixture
 def images() -> Iterator[ImageServer]:
     with ImageServer() as server:
-        yield server  # type: ignore[misc]
+        yield server
 
 
 @pytest.fixture(autouse=True)

@@ -50,7 +50,7 @@ def fake() -> Iterator[FakeX]:
 @pytest.fixture
 def images() -> Iterator[ImageServer]:
     with ImageServer() as server:
-        yield server  # type: ignore[misc]
+        yield server
 
 
 @pytest.fixture(autouse=True)

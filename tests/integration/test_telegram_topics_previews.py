@@ -44,7 +44,7 @@ def fake() -> Iterator[FakeBotApi]:
 @pytest.fixture
 def images() -> Iterator[ImageServer]:
     with ImageServer() as server:
-        yield server  # type: ignore[misc]
+        yield server
 
 
 @pytest.fixture
