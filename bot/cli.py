@@ -405,8 +405,9 @@ async def cmd_preview(ctx: Context) -> int:
         for item in items:
             limit = f"/{item.limit}" if item.limit else ""
             verdict = "fits" if item.fits else "TOO LONG"
+            image = f"image: {item.image_url} ({item.image_note})\n" if item.image_note else ""
             ctx.out.write(f"── {item.channel} ({item.platform}, {item.format}) — {item.length}{limit} "
-                          f"characters, {verdict}\n{item.text}\n\n")
+                          f"characters, {verdict}\n{item.text}\n{image}\n")
         return EXIT_OK
 
     return await ctx.with_store(go)

@@ -18,6 +18,8 @@ soon as it is read, before it is handled (crash tests kill the client there); if
 from __future__ import annotations
 
 import contextlib
+import email.parser
+import email.policy
 import json
 import socketserver
 import sys
@@ -27,6 +29,19 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass(frozen=True)
+class Part:
+    """One field of a multipart/form-data body."""
+
+    data: bytes
+    filename: str | None
+    content_type: str
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8")
 
 
 @dataclass
@@ -42,6 +57,23 @@ class Request:
 
     def form(self) -> dict[str, list[str]]:
         return parse_qs(self.body.decode("utf-8"), keep_blank_values=True)
+
+    def multipart(self) -> dict[str, Part]:
+        """The fields of a ``multipart/form-data`` body by name (the last of a repeated name)."""
+        ctype = self.header("content-type") or ""
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + ctype.encode("latin-1") + b"\r\n\r\n" + self.body)
+        if not message.is_multipart():
+            return {}
+        parts: dict[str, Part] = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if not isinstance(name, str):
+                continue
+            payload = part.get_payload(decode=True)
+            parts[name] = Part(data=payload if isinstance(payload, bytes) else b"", filename=part.get_filename(),
+                               content_type=part.get_content_type())
+        return parts
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)

@@ -35,6 +35,10 @@ class ImageServer(LoopbackServer):
             response = self.routes.get(request.path)
         return response if response is not None else Response.text("not found", status=404)
 
+    def __enter__(self) -> ImageServer:
+        self.start()
+        return self
+
     def gets(self, path: str) -> int:
         return len(self.seen("GET", path))
 

@@ -41,7 +41,7 @@ SECRET = "s3cr3t-" + "v4lue"  # never written whole in a line a traceback could 
 @pytest.fixture
 def server() -> Iterator[ImageServer]:
     with ImageServer() as s:
-        yield s  # type: ignore[misc]
+        yield s
 
 
 @pytest.fixture
