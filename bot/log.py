@@ -6,7 +6,8 @@ source=..., outcome=...)`` (stored on the record as ``record.kv``). A
 library logged it: known secret values (the tokens tagrelay read from the
 environment) and secret-shaped text (passwords in URLs, Telegram bot tokens,
 ``Bearer`` tokens, ``access_token=`` query parameters, OAuth 1.0a header
-values, JSON Web Tokens, the token of a Discord webhook URL) become ``***`` in the message, the fields and the exception text.
+values, JSON Web Tokens, the token of a Discord webhook URL) become ``***`` in the message,
+the fields and the exception text.
 Each message and field value is cut to ``MAX_LOGGED_CHARS`` (exception text to
 ``MAX_LOGGED_TRACE_CHARS``) before it is redacted, so a megabyte of feed text
 costs no more to log than two kilobytes; every redaction pattern is linear.

@@ -255,6 +255,6 @@ def render_bluesky(post: Post, options: BlueskyRenderOptions, env: RenderEnv, *,
         length=grapheme_length(text),
         limit=MAX_GRAPHEMES,
         image_url=image,
-        image_alt=post.image_alt if image else None,
+        image_alt=None,  # a card's thumbnail takes no alt text (lexicon app.bsky.embed.external)
         extra={"facets": facets(text, content.link or None), "langs": list(options.langs), "card": card},
     )

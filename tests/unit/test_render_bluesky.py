@@ -223,7 +223,7 @@ def test_defaults_card_without_url_in_text() -> None:
     message = render_bluesky(post, options(langs=["en"]), RenderEnv())
     assert message == RenderedMessage(
         text="Protests in Baghdad", link="https://a.example/p/", format="plain", length=19, limit=300,
-        image_url="https://a.example/i.jpg", image_alt="A crowd",
+        image_url="https://a.example/i.jpg", image_alt=None,  # a card's thumbnail has no alt text
         extra={"facets": [], "langs": ["en"], "card": {"uri": "https://a.example/p/", "title": "Protests in Baghdad",
                                                       "description": "Thousands marched."}})
     assert "{{ link }}" in DEFAULT_TEMPLATE_CARD
