@@ -204,12 +204,16 @@ async def cmd_channels_test(ctx: Context) -> int:
     if opts is None:
         raise NotFoundError("channel", name, "channels: " + ", ".join(c.name for c in ctx.config.channels))
 
-    async with open_channel(ctx.config, name, ctx.secrets) as chan:
-        info = await chan.publisher.check()
-    ctx.out.write(f"{name} ({opts.platform}): OK, posts as {info.display}\n")
-    for key, value in info.detail.items():
-        ctx.out.write(f"  {key}: {value}\n")
-    return EXIT_OK
+    async def go(store: Any) -> int:
+        # with the database: a platform login (Bluesky) counts against the same persisted limit as the service's
+        async with open_channel(ctx.config, name, ctx.secrets, store=store) as chan:
+            info = await chan.publisher.check()
+        ctx.out.write(f"{name} ({opts.platform}): OK, posts as {info.display}\n")
+        for key, value in info.detail.items():
+            ctx.out.write(f"  {key}: {value}\n")
+        return EXIT_OK
+
+    return await ctx.with_store(go)
 
 
 async def cmd_channels_pause_resume(ctx: Context) -> int:

@@ -97,7 +97,8 @@ class DeliveryConfig(Model):
     pacing: bool = True
     """Client-side rate limiting before any 429 (switch off only against test servers)."""
     account_limits: dict[str, Rate] = Field(default_factory=lambda: {
-        "telegram": "30/s", "mastodon": "300/5min", "x": "100/15min"})
+        "telegram": "30/s", "mastodon": "300/5min", "x": "100/15min",
+        "bluesky": "1600/h"})  # 3 of 5,000 write points an hour per post
     """Per platform account (bot token, Mastodon account, X user): requests allowed."""
     channel_limits: dict[str, Rate] = Field(default_factory=lambda: {"telegram": "1/s"})
     """Per channel, by platform, unless the channel sets ``rate_limit``."""

@@ -54,6 +54,16 @@ class AccountInfo:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
+@runtime_checkable
+class AttemptLimiter(Protocol):
+    """A persisted limit on attempts (a platform login): ``take(key, count, per)`` records one attempt
+    under ``key`` if fewer than ``count`` were made in any window of ``per`` seconds and returns 0, else
+    returns the seconds until one may be made (recording nothing). It holds across restarts and across
+    instances sharing the database (``Store.take_token``); only numbers and times are kept."""
+
+    async def take(self, key: str, count: float, per: float) -> float: ...
+
+
 @dataclass(frozen=True, slots=True)
 class PublisherContext:
     """What the composition root hands a plugin's ``create``."""
@@ -63,6 +73,9 @@ class PublisherContext:
     """Look up a secret by environment variable name; raises ``CredentialsError``."""
     logger: logging.Logger
     clock: Clock
+    attempts: AttemptLimiter | None = None
+    """The persisted attempt limiter (None where there is no database, e.g. checking a configuration:
+    a plugin then limits within its process)."""
 
 
 @runtime_checkable
