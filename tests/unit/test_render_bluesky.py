@@ -129,7 +129,8 @@ def test_facet_byte_offsets_with_emoji_arabic_and_combining_marks(parts: list[An
         if isinstance(part, tuple):
             kind, value = part
             words.append(value if kind == "url" else f"#{value}")
-            expected.append((LINK, value) if kind == "url" else (TAG, value))
+            # a URL in running text loses trailing sentence punctuation, as Bluesky's own client trims it
+            expected.append((LINK, value.rstrip(".,;:!?\"'")) if kind == "url" else (TAG, value))
         else:
             words.append(part)
     if link:
