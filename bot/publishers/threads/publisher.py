@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -231,8 +230,9 @@ class ThreadsPublisher:
         return status, str(error)[:200] if error else None
 
     async def _wait_finished(self, container: str) -> str:
-        """Read the container's status until it is FINISHED (or PUBLISHED), for at most ``image_wait`` seconds."""
-        deadline = time.monotonic() + self._options.image_wait
+        """Read the container's status until it is FINISHED (or PUBLISHED), waiting at most ``image_wait`` seconds
+        in all between the reads."""
+        waited = 0.0
         delay = FIRST_POLL_DELAY
         while True:
             found = await self._status(container)
@@ -247,11 +247,12 @@ class ThreadsPublisher:
                                                           f"({error_message or 'no error_message'})")
             if status == "EXPIRED":
                 raise RetryablePublishError(self._channel, f"container {container} expired before it was published")
-            if time.monotonic() + delay > deadline:
+            if waited + delay > self._options.image_wait:
                 raise RetryablePublishError(self._channel, f"{self._api.host} is still processing container "
                                                            f"{container} after {self._options.image_wait:.0f}s "
                                                            f"(status {status}); tried again later")
             await self._sleep(delay)
+            waited += delay
             delay = min(delay * 2, MAX_POLL_DELAY)
 
     async def _publish(self, container: str, message: RenderedMessage, *, again: bool = False) -> PublishResult:
