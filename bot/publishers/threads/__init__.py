@@ -1,6 +1,6 @@
 """The Threads (Meta) platform: entry point ``threads = "bot.publishers.threads:plugin"``.
 
-A package (publisher, API client, token file, options): about 900 lines in all. Plain HTTP over the
+A package (publisher, API client, token file, options): about 1,000 lines in all, split by concern. Plain HTTP over the
 shared httpx client, not an SDK: the publisher needs six Graph API calls with form parameters and a
 documented error body, and the Python SDKs on PyPI (``pythreads``, ``threads-py``…) are young,
 thinly maintained and built on their own HTTP stacks (docs/architecture.md, "Why these libraries").
