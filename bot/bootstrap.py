@@ -35,7 +35,7 @@ from bot.sources.base import Source
 from bot.sources.factory import make_source
 from bot.sources.http import DEADLINE_FACTOR, make_feed_client, make_http_client
 from bot.storage.engine import is_sqlite
-from bot.storage.instance_lock import FileLock, SessionLock, lock_path
+from bot.storage.instance_lock import FileLock, SessionLock, database_dir, lock_path
 from bot.storage.store import Store
 
 
@@ -81,7 +81,8 @@ def check_credentials(config: Config, plugins: dict[str, PublisherPlugin], secre
         return
     offline = httpx.AsyncClient(transport=httpx.MockTransport(_no_request), trust_env=False)
     ctx = PublisherContext(http=offline, secret=_SecretLookup(secrets, "?"),
-                           logger=logging.getLogger("tagrelay.publish"), clock=SystemClock())
+                           logger=logging.getLogger("tagrelay.publish"), clock=SystemClock(),
+                           state_dir=database_dir(config.storage.url))
     make_channels(config, plugins, ctx, secrets)
 
 
@@ -119,7 +120,7 @@ def make_channels(config: Config, plugins: dict[str, PublisherPlugin], base: Pub
     for i, options in enumerate(config.channels):
         plugin = plugins[options.platform]
         ctx = PublisherContext(http=base.http, secret=_SecretLookup(secrets, options.name), logger=base.logger,
-                               clock=base.clock, attempts=base.attempts)
+                               clock=base.clock, attempts=base.attempts, state_dir=base.state_dir)
 
         def rebuild(opts: object, plugin: PublisherPlugin = plugin, ctx: PublisherContext = ctx) -> object:
             return plugin.create(opts, ctx)
@@ -171,7 +172,8 @@ async def open_channel(config: Config, name: str, secrets: Secrets, *,
     async with make_http_client(config.http, version=__version__) as client:
         clock = SystemClock()
         base = PublisherContext(http=client, secret=lambda _n: "", logger=logging.getLogger("tagrelay"),
-                                clock=clock, attempts=StoreAttempts(store, clock) if store is not None else None)
+                                clock=clock, attempts=StoreAttempts(store, clock) if store is not None else None,
+                                state_dir=database_dir(config.storage.url))
         chan = make_channels(single, plugins, base, secrets)[name]
         try:
             await chan.publisher.initialize()
@@ -206,7 +208,7 @@ def build_app(
     store = store or make_store(config)
     ctx = PublisherContext(http=client, secret=_SecretLookup(secrets, "?"),
                            logger=logging.getLogger("tagrelay.publish"), clock=clock,
-                           attempts=StoreAttempts(store, clock))
+                           attempts=StoreAttempts(store, clock), state_dir=database_dir(config.storage.url))
     sources: dict[str, Source] = {s.name: make_source(s, feed_client, config.http)
                                   for s in config.sources if s.enabled}
     channels = make_channels(config, plugins, ctx, secrets)

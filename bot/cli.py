@@ -284,7 +284,7 @@ async def cmd_status(ctx: Context) -> int:
         if ctx.args.json:
             _print_json({"now": report.now, "storage": report.storage, "holder": report.holder,
                          "instances": report.instances, "problems": report.problems,
-                         "warnings": report.warnings,
+                         "warnings": report.warnings, "notes": report.notes,
                          "sources": [{"name": s.state.name, "last_poll": s.state.last_poll_at,
                                       "last_outcome": s.state.last_outcome, "last_error": s.state.last_error,
                                       "failures": s.state.consecutive_failures, "next_poll": s.next_poll_at,
@@ -349,6 +349,10 @@ def write_status(report: StatusReport, out: TextIO) -> None:
         out.write("\nWARNINGS\n")
         for w in view.warnings:
             out.write(f"  ~ {w}\n")
+    if view.notes:
+        out.write("\nNOTES\n")
+        for n in view.notes:
+            out.write(f"  - {n}\n")
 
 
 async def cmd_hold(ctx: Context) -> int:

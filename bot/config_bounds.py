@@ -153,6 +153,8 @@ RETRY_CAP = DurationIn(1 * SECOND, 7 * DAY)
 """[delivery] retry_cap: the longest retry delay."""
 HEALTH_TIMEOUT = DurationIn(0.1 * SECOND, 1 * MINUTE)
 """[health] timeout: how long a probe waits for the database."""
+THREADS_IMAGE_WAIT = DurationIn(1 * SECOND, 10 * MINUTE)
+"""threads ``image_wait``: how long a publish waits for Meta to process an IMAGE container."""
 
 # -- numbers -------------------------------------------------------------------------------------------
 

@@ -239,6 +239,8 @@ def format_status(view: StatusView) -> str:
         lines += ["", "<b>Problems</b>"] + [f"⚠️ {quote(p, DETAIL_LIMIT)}" for p in view.problems]
     if view.warnings:
         lines += ["", "<b>Warnings</b>"] + [f"• {quote(w, DETAIL_LIMIT)}" for w in view.warnings]
+    if view.notes:
+        lines += ["", "<b>Notes</b>"] + [f"• {quote(n, DETAIL_LIMIT)}" for n in view.notes]
     return fit(lines)
 
 

@@ -75,6 +75,8 @@ class ClaimedDelivery:
     status: DeliveryStatus
     uncertain_since: datetime | None = None
     """When an earlier attempt may have reached the platform unconfirmed (None: none did)."""
+    staged: str | None = None
+    """What an earlier attempt staged on the platform before publishing (``PublishesStaged``; None: nothing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,8 @@ class DeliveryView:
     created_at: datetime | None
     updated_at: datetime | None
     sent_at: datetime | None
+    staged: str | None = None
+    """What a two-step publisher staged for it before publishing (Threads: the media container id)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,10 @@ re-exported here, and plugins keep importing them from this module.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bot.channel_options import ChannelOptions as ChannelOptions  # re-exported: plugins subclass it from here
@@ -76,6 +77,10 @@ class PublisherContext:
     attempts: AttemptLimiter | None = None
     """The persisted attempt limiter (None where there is no database, e.g. checking a configuration:
     a plugin then limits within its process)."""
+    state_dir: Path | None = None
+    """A local directory where a plugin may keep a small private file (Threads: its refreshed token):
+    the SQLite database's directory; None on PostgreSQL or an in-memory database, where a plugin that
+    needs one must be told where by its own option."""
 
 
 @runtime_checkable
@@ -99,6 +104,9 @@ class Publisher(Protocol):
       PublishResult | None`` - the post if it is already on the account
       (created at or after ``since``), else None [none: such a delivery is
       held as ``unknown`` for an operator instead of being resent].
+    * ``PublishesStaged``: ``async publish_staged(message, *, idempotency_key,
+      staged, stage)`` - a two-step post whose staged id the delivery service
+      keeps across attempts and crashes [none: ``publish``].
     """
 
     idempotent: bool
@@ -131,12 +139,38 @@ class FindsPublished(Protocol):
     async def find_published(self, message: RenderedMessage, *, since: datetime) -> PublishResult | None: ...
 
 
+Stage = Callable[[str], Awaitable[None]]
+"""Remember a staged post's id durably, before it is published (``PublishesStaged``). Raises only
+``PublishError`` subclasses (a ``RetryablePublishError`` when it could not be recorded)."""
+
+
+@runtime_checkable
+class PublishesStaged(Protocol):
+    """Optional publisher ability: a post made in two steps, first staged on the platform, then published
+    (Threads: a media container, then ``threads_publish``). The delivery service then calls
+    ``publish_staged`` instead of ``publish``: ``staged`` is what an earlier attempt of the same delivery
+    handed to ``stage`` (None: nothing), kept in the delivery's record across crashes and restarts;
+    ``stage(value)`` records a new value (committed before it returns) and must be awaited BEFORE the
+    request that publishes the staged post leaves. So an attempt whose answer was lost, or a process
+    killed mid-request, leaves the staged id behind, and the next attempt asks the platform what became
+    of it instead of posting again. The value is opaque to tagrelay (at most ``STAGED_LIMIT``
+    characters). Raises only ``PublishError`` subclasses, like ``publish``."""
+
+    async def publish_staged(self, message: RenderedMessage, *, idempotency_key: str, staged: str | None,
+                             stage: Stage) -> PublishResult: ...
+
+
+STAGED_LIMIT = 500
+"""The longest value a publisher may ``stage``."""
+
+
 @dataclass(frozen=True, slots=True)
 class PublisherAbilities:
     """A publisher's optional abilities (``Publisher``'s docstring), with the defaults filled in."""
 
     idempotency_window: float | None = None
     finder: FindsPublished | None = None
+    stager: PublishesStaged | None = None
 
 
 def abilities(publisher: Publisher) -> PublisherAbilities:
@@ -144,7 +178,25 @@ def abilities(publisher: Publisher) -> PublisherAbilities:
     structural checks: the delivery service reads it once per publisher."""
     window = publisher.idempotency_window if isinstance(publisher, KeyWindow) else None
     return PublisherAbilities(idempotency_window=None if window is None else float(window),
-                              finder=publisher if isinstance(publisher, FindsPublished) else None)
+                              finder=publisher if isinstance(publisher, FindsPublished) else None,
+                              stager=publisher if isinstance(publisher, PublishesStaged) else None)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelNote:
+    """One line about a channel for ``tagrelay status`` and the bot's /status, e.g. how long its token has
+    left. ``problem``: something an operator must act on (counted among the status's problems)."""
+
+    text: str
+    problem: bool = False
+
+
+@runtime_checkable
+class ReportsChannelNotes(Protocol):
+    """Optional plugin ability: what ``status`` should say about a channel besides its queue, read from
+    local state only (no network, no secret): ``state_dir`` as in ``PublisherContext``. Must not raise."""
+
+    def channel_notes(self, options: Any, *, state_dir: Path | None, now: datetime) -> list[ChannelNote]: ...
 
 
 @runtime_checkable

@@ -92,3 +92,14 @@ class MastodonRenderOptions(ChannelOptions):
     @classmethod
     def _valid_template(cls, value: str | None) -> str | None:
         return _checked_template(value, "mastodon")
+
+
+class ThreadsRenderOptions(ChannelOptions):
+    send_image: bool = False
+    """Post the featured image (an IMAGE post, by its public URL, with its alt text) instead of a text post
+    with the link's preview card."""
+
+    @field_validator("template")
+    @classmethod
+    def _valid_template(cls, value: str | None) -> str | None:
+        return _checked_template(value, "threads")

@@ -19,9 +19,9 @@ from bot.domain.state import ChannelCounts, DeliveryView, HoldView, InstanceInfo
 from bot.domain.tags import make_tag, slugify
 from bot.errors import NotFoundError, TagrelayError
 from bot.log import redact_url
-from bot.publishers.api import Clock, PublisherPlugin, RenderEnv
+from bot.publishers.api import ChannelNote, Clock, PublisherPlugin, RenderEnv, ReportsChannelNotes
 from bot.settings import Config
-from bot.storage.instance_lock import Holder, lock_path, probe
+from bot.storage.instance_lock import Holder, database_dir, lock_path, probe
 from bot.storage.store import Store
 
 
@@ -108,6 +108,8 @@ class SourceStatus:
 class ChannelStatus:
     counts: ChannelCounts
     problem: str | None
+    notes: tuple[ChannelNote, ...] = ()
+    """What the channel's plugin says besides the queue (``ReportsChannelNotes``: a Threads token's expiry)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,11 +128,17 @@ class StatusReport:
         out = [f"source {s.state.name}: {s.problem}" for s in self.sources if s.problem]
         out += [f"source {s.state.name}: {s.hold_problem}" for s in self.sources if s.hold_problem]
         out += [f"channel {c.counts.channel}: {c.problem}" for c in self.channels if c.problem]
+        out += [f"channel {c.counts.channel}: {n.text}" for c in self.channels for n in c.notes if n.problem]
         return out
 
     @property
     def warnings(self) -> list[str]:
         return [f"source {s.state.name}: {s.warning}" for s in self.sources if s.warning]
+
+    @property
+    def notes(self) -> list[str]:
+        """Worth knowing about a channel, nothing to do yet (a Threads token's remaining days)."""
+        return [f"channel {c.counts.channel}: {n.text}" for c in self.channels for n in c.notes if not n.problem]
 
 
 class AdminService:
@@ -345,11 +353,19 @@ class AdminService:
             elif counts.counts.get("dead") or counts.counts.get("unknown"):
                 problem = (f"{counts.counts.get('dead', 0)} dead, {counts.counts.get('unknown', 0)} unknown "
                            "deliveries need a look (tagrelay deliveries --status dead)")
-            channels.append(ChannelStatus(counts, problem))
+            channels.append(ChannelStatus(counts, problem, self._channel_notes(counts.channel, now)))
         path = lock_path(self.config.storage.url)
         return StatusReport(now=now, storage=redact_url(self.config.storage.url),
                             holder=probe(path) if path is not None else None,
                             sources=sources, channels=channels, instances=await self.store.instances())
+
+    def _channel_notes(self, name: str, now: datetime) -> tuple[ChannelNote, ...]:
+        """The channel's plugin's notes (``ReportsChannelNotes``), from local state only."""
+        opts = self.config.channel(name)
+        plugin = self.plugins.get(opts.platform) if opts is not None else None
+        if opts is None or not isinstance(plugin, ReportsChannelNotes):
+            return ()
+        return tuple(plugin.channel_notes(opts, state_dir=database_dir(self.config.storage.url), now=now))
 
     async def preview(self, target: str, channel: str | None = None) -> list[PreviewItem]:
         """What each subscribed channel (or ``channel``) would receive for a tag's latest post or a post URL."""

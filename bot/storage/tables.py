@@ -166,6 +166,8 @@ deliveries = Table(
     Column("post_at", TS),  # the post's date (first seen if undated): the per-channel send order
     # when an attempt may have reached the platform unconfirmed (ambiguous answer, crash while sending)
     Column("uncertain_since", TS),
+    # what a two-step publisher staged before publishing (Threads' media container id), committed first (0010)
+    Column("staged", Text),
     UniqueConstraint("post_id", "channel_id"),
     Index("ix_deliveries_due", "channel_id", "status", "next_attempt_at", "id"),
     Index("ix_deliveries_status", "status"),
