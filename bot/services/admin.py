@@ -48,6 +48,8 @@ class Change:
     channel: str
     done: bool
     text: str
+    tag: str | None = None
+    """The subscription's tag as it is known (subscribe, rule changes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,11 +218,11 @@ class AdminService:
         for chan in channels:
             if await self.store.add_subscription(Subscription(slug, name, chan, backfill, rule), via, now):
                 added.append(chan)
-                changes.append(Change(chan, True, f"{name} → {chan}: subscribed{shown}"))
+                changes.append(Change(chan, True, f"{name} → {chan}: subscribed{shown}", name))
             elif set_rule:
                 changes.append(await self._replace_rule(slug, name, chan, rule, actor=actor, via=via, now=now))
             else:
-                changes.append(Change(chan, False, f"{name} → {chan}: already subscribed"))
+                changes.append(Change(chan, False, f"{name} → {chan}: already subscribed", name))
         if added:
             await self.store.audit(actor, via, "subscribe", f"{name} → {', '.join(added)}{shown}", now)
         return changes
@@ -230,13 +232,14 @@ class AdminService:
         [view] = await self.store.subscription_views(channel, tag_slug=slug)
         old = view.subscription.rule
         if view.origin == "config":
-            return Change(channel, False, f"{name} → {channel}: comes from the config file; change its rule there")
+            return Change(channel, False, f"{name} → {channel}: comes from the config file; change its rule there",
+                          name)
         if old == rule:
-            return Change(channel, False, f"{name} → {channel}: already subscribed with this rule")
+            return Change(channel, False, f"{name} → {channel}: already subscribed with this rule", name)
         await self.store.set_rule(slug, channel, rule)
         detail = f"{name} → {channel}: [{describe(old) or 'no rule'}] → [{describe(rule) or 'no rule'}]"
         await self.store.audit(actor, via, "rule", detail, now)
-        return Change(channel, True, f"{name} → {channel}: rule changed to [{describe(rule) or 'no rule'}]")
+        return Change(channel, True, f"{name} → {channel}: rule changed to [{describe(rule) or 'no rule'}]", name)
 
     async def exclude_tag(self, tag: str, channel: str, excluded: str, *, actor: str, via: str) -> Change:
         """Add ``excluded`` to the ``none_tags`` of the subscription of ``channel`` to ``tag`` (the admin bot's
@@ -253,7 +256,7 @@ class AdminService:
             raise UsageError("a subscription cannot exclude its own tag")
         old = sub.rule or Rule()
         if any(t.slug == excl.slug for t in old.none_tags):
-            return Change(channel, False, f"{sub.tag_name} → {channel}: already excludes {excl.name}")
+            return Change(channel, False, f"{sub.tag_name} → {channel}: already excludes {excl.name}", sub.tag_name)
         rule = replace(old, none_tags=(*old.none_tags, excl))
         return await self._replace_rule(slug, sub.tag_name, channel, rule, actor=actor, via=via, now=self.clock.now())
 
