@@ -203,7 +203,8 @@ def html_text(markup: str) -> str:
 
 class PostText:
     """One post's fields as text, each made once and only when a condition asks for it: plain (for
-    patterns) and folded (for keywords, ``" word word "``)."""
+    patterns: the HTML's text, without the whitespace around it, so ``^`` and ``$`` are its ends) and
+    folded (for keywords, ``" word word "``)."""
 
     __slots__ = ("_folded", "_plain", "post")
 
@@ -221,7 +222,7 @@ class PostText:
             elif name == "author":
                 text = post.author or ""
             elif name == "content":
-                text = html_text(post.content_html) or html_text(post.summary_html)
+                text = html_text(post.content_html).strip() or html_text(post.summary_html).strip()
             else:  # the excerpt: what a message's excerpt is made from (summary, else content)
                 text = (html_text(post.summary_html).strip() or self.plain("content"))[:EXCERPT_CHARS]
             self._plain[name] = text
