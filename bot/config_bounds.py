@@ -183,6 +183,8 @@ TELEGRAM_USER_ID = Span(1, 2**63 - 1)
 """[admin] admin_ids: Telegram ids are positive 64-bit integers."""
 TELEGRAM_CHAT_ID = Span(-(2**63), 2**63 - 1)
 """[admin] admin_chat_id: a 64-bit integer (and negative: a group; its own check says so)."""
+TELEGRAM_THREAD_ID = Span(1, 2**31 - 1)
+"""[[channels]] thread_id (Telegram): a forum topic's ``message_thread_id``, a positive message id."""
 
 # -- rates ---------------------------------------------------------------------------------------------
 

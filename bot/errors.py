@@ -12,6 +12,7 @@ a default message. Third-party exceptions are wrapped at the adapter edge with
     ├── StorageError                        database unreachable / schema too new
     │   └── InstanceLockedError(holder)     another instance holds the instance lock
     ├── NotFoundError(kind, name)           unknown tag, channel, source, delivery
+    ├── MediaError(reason)                  a post's image cannot be fetched or fitted: sent without it
     ├── RuleError(part, reason)             a subscription rule that cannot work (also a ValueError)
     ├── SourceError(source)
     │   ├── FetchError                      network, HTTP status, size cap, redirects
@@ -108,6 +109,19 @@ class NotFoundError(TagrelayError):
         self.hint = hint
         text = f"unknown {kind} {name!r}"
         super().__init__(f"{text}; {hint}" if hint else text)
+
+
+class MediaError(TagrelayError):
+    """A post's image could not be fetched, identified or fitted to a platform (bot/media.py).
+
+    Not a ``PublishError``: a publisher that catches it sends the post without the image and logs
+    ``reason`` (which names the image's host and path at most, never its query)."""
+
+    default_message = "image unusable"
+
+    def __init__(self, reason: str | None = None) -> None:
+        self.reason = reason or self.default_message
+        super().__init__(self.reason)
 
 
 class SourceError(TagrelayError):

@@ -295,7 +295,7 @@ def format_preview_head(item: PreviewItem) -> str:
     verdict = "fits" if item.fits else "TOO LONG"
     title = quote(item.post_title)
     post = f'<a href="{esc(item.post_url)}">{title}</a>' if item.post_url else title
-    photo = " · sent as a photo with caption" if item.image_url else ""
+    photo = f" · {quote(item.image_note, 300)}" if item.image_note else ""
     would = f"\n{'✅' if item.sent else '🚫'} {quote(item.verdict, DETAIL_LIMIT + 200)} (if detected now)" \
         if item.verdict else ""
     return (f"Preview for <b>{esc(item.channel)}</b> ({esc(item.platform)}, {esc(item.format)}) — "

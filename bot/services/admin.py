@@ -63,7 +63,7 @@ class PreviewItem:
     post_title: str
     post_url: str | None
     image_url: str | None = None
-    """Sent as a photo with ``text`` as its caption (Telegram) when set."""
+    """The featured image the channel sends (Telegram: as a photo with ``text`` as its caption)."""
     link: str | None = None
     """The post link the platform previews (Telegram's link preview card)."""
     sent: bool | None = None
@@ -71,10 +71,22 @@ class PreviewItem:
     verdict: str = ""
     """Why (not): the subscription that sends it, or the condition (or the missing subscription) that
     keeps it out."""
+    image_alt: str | None = None
+    """The image's alt text as the platform gets it (Telegram has none)."""
 
     @property
     def fits(self) -> bool:
         return self.limit is None or self.length <= self.limit
+
+    @property
+    def image_note(self) -> str | None:
+        """How the image goes out, in words; None without one."""
+        if not self.image_url:
+            return None
+        if self.platform == "telegram":
+            return "sent as a photo with caption (Telegram has no alt text)"
+        return f"with the featured image, alt text: {self.image_alt}" if self.image_alt else \
+            "with the featured image, no alt text"
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,7 +469,9 @@ class AdminService:
             msg = plugin.render(post, opts, self.render_envs.get(name, RenderEnv()))
             items.append(PreviewItem(channel=name, platform=opts.platform, text=msg.text, format=msg.format,
                                      length=msg.length, limit=msg.limit, post_title=post.title, post_url=post.url,
-                                     image_url=msg.image_url, link=msg.link, sent=sent, verdict=why))
+                                     image_url=msg.image_url, link=msg.link,
+                                     image_alt=msg.image_alt if opts.platform != "telegram" else None,
+                                     sent=sent, verdict=why))
         return items
 
     async def _verdicts(self, post: Post, channels: Sequence[str]) -> dict[str, tuple[bool, str]]:

@@ -100,7 +100,8 @@ def platforms(feed_size: int = 1000) -> Iterator[Platforms]:
 
 def write_config(folder: Path, fakes: Platforms, *, lease_ttl: float = 2.0, shutdown_timeout: float = 2.0,
                  read_timeout: float = 5.0, interval: float = 1.0, retry_base: float = 0.2,
-                 telegram_extra: str = "", burst_limit: int = 0) -> Path:
+                 telegram_extra: str = "", burst_limit: int = 0, mastodon_extra: str = "",
+                 x_extra: str = "") -> Path:
     """A config with one channel per platform on the fakes, pacing off, no health server."""
     db = folder / "tagrelay.db"
     subs = "\n".join(f'[[subscriptions]]\ntag = "{tag}"\nchannels = {json.dumps(list(chans))}\n'
@@ -144,11 +145,13 @@ api_base = "{fakes.telegram.url}"
 name = "masto"
 platform = "mastodon"
 instance = "{fakes.mastodon.url}"
+{mastodon_extra}
 
 [[channels]]
 name = "x"
 platform = "x"
 api_base = "{fakes.x.url}"
+{x_extra}
 
 {subs}
 """
