@@ -13,6 +13,7 @@ a default message. Third-party exceptions are wrapped at the adapter edge with
     │   └── InstanceLockedError(holder)     another instance holds the instance lock
     ├── NotFoundError(kind, name)           unknown tag, channel, source, delivery
     ├── MediaError(reason)                  a post's image cannot be fetched or fitted: sent without it
+    ├── RuleError(part, reason)             a subscription rule that cannot work (also a ValueError)
     ├── SourceError(source)
     │   ├── FetchError                      network, HTTP status, size cap, redirects
     │   └── FeedParseError                  body is not a feed we can read
@@ -52,6 +53,21 @@ class ConfigError(TagrelayError):
         self.key = key
         self.reason = reason
         super().__init__(f"{key}: {reason}" if key else reason)
+
+
+class RuleError(TagrelayError, ValueError):
+    """A subscription rule's part is wrong (a pattern RE2 cannot compile, a keyword without letters…).
+
+    ``part`` names it where it came from (``patterns``, ``--pattern``); also a ``ValueError``, so a
+    configuration model's validator that meets it reports it on the key (exit 2).
+    """
+
+    default_message = "invalid subscription rule"
+
+    def __init__(self, part: str, reason: str) -> None:
+        self.part = part
+        self.reason = reason
+        super().__init__(f"{part}: {reason}" if part else reason)
 
 
 class PluginError(TagrelayError):

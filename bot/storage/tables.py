@@ -134,6 +134,7 @@ subscriptions = Table(
     Column("backfill", Integer, nullable=False, default=0),
     Column("origin", String(16), nullable=False),
     Column("created_at", TS, nullable=False),
+    Column("rule", Text),  # the subscription's conditions as JSON (bot.domain.rules; 0007); NULL: none
     UniqueConstraint("tag_slug", "channel_id"),
     Index("ix_subscriptions_backfill", "backfill", sqlite_where=text("backfill > 0")),
 )
@@ -174,6 +175,18 @@ deliveries = Table(
     # claim_next walks this in order and stops at the first due row: O(log n), whatever the queue depth
     Index("ix_deliveries_pending", "channel_id", "post_at", "id",
           sqlite_where=text(PENDING_SQL)),
+)
+
+rule_drops = Table(
+    "rule_drops",
+    metadata,
+    # one row per (post, channel) a subscribed tag matched but a rule kept out (0007): `tagrelay explain`
+    Column("post_id", ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True),
+    Column("channel_id", ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True),
+    Column("subscription", String(255)),  # the tag name of the subscription whose rule decided; NULL: the channel's
+    Column("condition", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("at", TS, nullable=False),
 )
 
 instance_leases = Table(
