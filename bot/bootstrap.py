@@ -37,7 +37,7 @@ from bot.sources.base import Source
 from bot.sources.factory import make_source
 from bot.sources.http import DEADLINE_FACTOR, make_feed_client, make_http_client
 from bot.storage.engine import is_sqlite
-from bot.storage.instance_lock import FileLock, SessionLock, lock_path
+from bot.storage.instance_lock import FileLock, SessionLock, database_dir, lock_path
 from bot.storage.store import Store
 
 
@@ -83,7 +83,8 @@ def check_credentials(config: Config, plugins: dict[str, PublisherPlugin], secre
         return
     offline = httpx.AsyncClient(transport=httpx.MockTransport(_no_request), trust_env=False)
     ctx = PublisherContext(http=offline, secret=_SecretLookup(secrets, "?"),
-                           logger=logging.getLogger("tagrelay.publish"), clock=SystemClock())
+                           logger=logging.getLogger("tagrelay.publish"), clock=SystemClock(),
+                           state_dir=database_dir(config.storage.url))
     make_channels(config, plugins, ctx, secrets)
 
 
@@ -121,7 +122,7 @@ def make_channels(config: Config, plugins: dict[str, PublisherPlugin], base: Pub
     for i, options in enumerate(config.channels):
         plugin = plugins[options.platform]
         ctx = PublisherContext(http=base.http, secret=_SecretLookup(secrets, options.name), logger=base.logger,
-                               clock=base.clock)
+                               clock=base.clock, attempts=base.attempts, state_dir=base.state_dir)
 
         def rebuild(opts: object, plugin: PublisherPlugin = plugin, ctx: PublisherContext = ctx) -> object:
             return plugin.create(opts, ctx)
@@ -184,17 +185,21 @@ def build_service(config: Config, secrets: Secrets) -> App:
 
 
 @contextlib.asynccontextmanager
-async def open_channel(config: Config, name: str, secrets: Secrets) -> AsyncIterator[ChannelRuntime]:
+async def open_channel(config: Config, name: str, secrets: Secrets, *,
+                       store: Store | None = None) -> AsyncIterator[ChannelRuntime]:
     """One configured channel, wired exactly as the service wires it and initialized, for a one-off
-    call such as ``tagrelay channels test`` (its HTTP client and publisher are closed on exit)."""
+    call such as ``tagrelay channels test`` (its HTTP client and publisher are closed on exit).
+    ``store``: the database whose persisted attempt limits (a platform login) the channel honours."""
     opts = config.channel(name)
     if opts is None:
         raise KeyError(name)
     single = config.model_copy(update={"channels": (opts,)})
     plugins = load_plugins({opts.platform})
     async with make_http_client(config.http, version=__version__) as client:
+        clock = SystemClock()
         base = PublisherContext(http=client, secret=lambda _n: "", logger=logging.getLogger("tagrelay"),
-                                clock=SystemClock())
+                                clock=clock, attempts=StoreAttempts(store, clock) if store is not None else None,
+                                state_dir=database_dir(config.storage.url))
         chan = make_channels(single, plugins, base, secrets)[name]
         try:
             await chan.publisher.initialize()
@@ -226,12 +231,13 @@ def build_app(
     # a client handed in (tests, bench) serves the sources too; otherwise they get the feed client
     feed_client = client if http is not None else make_feed_client(config.http, version=__version__)
     plugins = plugins if plugins is not None else load_plugins({c.platform for c in config.channels})
+    store = store or make_store(config)
     ctx = PublisherContext(http=client, secret=_SecretLookup(secrets, "?"),
-                           logger=logging.getLogger("tagrelay.publish"), clock=clock)
+                           logger=logging.getLogger("tagrelay.publish"), clock=clock,
+                           attempts=StoreAttempts(store, clock), state_dir=database_dir(config.storage.url))
     sources: dict[str, Source] = {s.name: make_source(s, feed_client, config.http)
                                   for s in config.sources if s.enabled}
     channels = make_channels(config, plugins, ctx, secrets)
-    store = store or make_store(config)
     owner = owner or make_owner()
     parts = Components(config=config, store=store, http=client, feed_http=feed_client, sources=sources,
                        channels=channels, plugins=plugins, clock=clock, metrics=Metrics(), owner=owner,
@@ -240,6 +246,17 @@ def build_app(
                        admin=make_admin_service(config, store, clock=clock, plugins=plugins, channels=channels),
                        notifier=notifier)
     return App(parts)
+
+
+class StoreAttempts:
+    """``AttemptLimiter`` over the store's persisted buckets (``Store.take_token``), on the service's clock."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def take(self, key: str, count: float, per: float) -> float:
+        return await self._store.take_token(key, count, per, self._clock.now().timestamp())
 
 
 class _LiveRenderEnvs(Mapping[str, RenderEnv]):

@@ -12,8 +12,9 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator
 
 from bot import config_bounds as bounds
-from bot.config_bounds import Rate, within
+from bot.config_bounds import Rate, RuleKeyword, RuleTag, within
 from bot.domain.lifecycle import DEFAULT_DELETE_WINDOW, DEFAULT_EDIT_WINDOW
+from bot.domain.rules import Rule, parse_keywords, parse_tags
 from bot.validation import Field, Model
 
 
@@ -33,6 +34,11 @@ class ChannelOptions(Model):
     """Start paused (the queue is kept; ``channels resume`` starts it)."""
     rate_limit: Rate | None = None
     """Client-side pacing for this channel, e.g. "1/s" or "20/min"; None: the platform default."""
+    exclude_tags: tuple[RuleTag, ...] = Field(default=(), max_length=bounds.RULE_ITEMS)
+    """Channel-wide: a post with any of these tags is never sent here, whichever subscription matched."""
+    exclude_keywords: tuple[RuleKeyword, ...] = Field(default=(), max_length=bounds.RULE_ITEMS)
+    """Channel-wide: a post containing any of these keywords (``field:words`` for one field) is never sent here."""
+
     on_edit: Literal["ignore", "update"] = "update"
     """A sent post edited on the site within ``edit_window``: update the channel's message ("update",
     where the platform can edit) or leave it ("ignore"). "update" by default: a corrected headline is what
@@ -46,3 +52,10 @@ class ChannelOptions(Model):
     so it is asked for)."""
     delete_window: Annotated[float, BeforeValidator(bounds.DELETE_WINDOW)] = DEFAULT_DELETE_WINDOW
     """How long after the message went out the unpublishing of its post still deletes it (default 48 h)."""
+
+    def rule(self) -> Rule | None:
+        """The channel's exclusions as a rule (``bot.domain.routing`` checks them first), or None."""
+        if not self.exclude_tags and not self.exclude_keywords:
+            return None
+        return Rule(none_tags=parse_tags(self.exclude_tags, "exclude_tags"),
+                    exclude_keywords=parse_keywords(self.exclude_keywords, "exclude_keywords"))

@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from annotated_types import Interval
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
+from bot.domain import rules
 from bot.domain.pacing import RATE_SYNTAX, parse_rate
+from bot.errors import RuleError
 
 SECOND, MINUTE, HOUR, DAY = 1.0, 60.0, 3600.0, 86400.0
 
@@ -157,6 +159,10 @@ EDIT_WINDOW = DurationIn(1 * MINUTE, 30 * DAY)
 """[[channels]] edit_window: how long after a message went out an edit of its post updates it."""
 DELETE_WINDOW = DurationIn(1 * MINUTE, 30 * DAY)
 """[[channels]] delete_window: how long after a message went out its post's unpublishing removes it."""
+THREADS_IMAGE_WAIT = DurationIn(1 * SECOND, 10 * MINUTE)
+"""threads ``image_wait``: how long a publish waits for Meta to process an IMAGE container."""
+MAX_AGE = DurationIn(1 * MINUTE, 365 * DAY)
+"""[[subscriptions]] max_age: a post older than this when detected is not sent."""
 
 # -- numbers -------------------------------------------------------------------------------------------
 
@@ -183,6 +189,8 @@ TELEGRAM_USER_ID = Span(1, 2**63 - 1)
 """[admin] admin_ids: Telegram ids are positive 64-bit integers."""
 TELEGRAM_CHAT_ID = Span(-(2**63), 2**63 - 1)
 """[admin] admin_chat_id: a 64-bit integer (and negative: a group; its own check says so)."""
+TELEGRAM_THREAD_ID = Span(1, 2**31 - 1)
+"""[[channels]] thread_id (Telegram): a forum topic's ``message_thread_id``, a positive message id."""
 
 # -- rates ---------------------------------------------------------------------------------------------
 
@@ -210,3 +218,32 @@ def check_rate(value: object) -> str:
 
 Rate = Annotated[str, BeforeValidator(check_rate)]
 """A validated rate (``ChannelOptions.rate_limit``, ``[delivery] account_limits`` and ``channel_limits``)."""
+
+
+# -- subscription rules (bot.domain.rules holds the numbers: the CLI and the admin bot check the same) ----
+
+RULE_ITEMS = rules.RULE_ITEMS
+"""Most tags, keywords or sources in one list of a rule ([[subscriptions]], [[channels]] exclude_*)."""
+RULE_PATTERNS = rules.RULE_PATTERNS
+"""Most patterns in one [[subscriptions]] table."""
+KEYWORD_CHARS = rules.KEYWORD_CHARS
+PATTERN_CHARS = rules.PATTERN_CHARS
+
+
+def _rule_item(parse: Any) -> Any:
+    def check(value: str) -> str:
+        try:
+            parse(value)
+        except RuleError as exc:
+            raise ValueError(exc.reason) from None
+        return value
+
+    return AfterValidator(check)
+
+
+RuleTag = Annotated[str, _rule_item(lambda v: rules.parse_tags([v], ""))]
+"""A tag name in a rule: it needs letters or digits."""
+RuleKeyword = Annotated[str, _rule_item(rules.parse_keyword)]
+"""A keyword (``"Basra"``, ``"title:Basra"``): letters or digits, at most ``KEYWORD_CHARS``."""
+RulePattern = Annotated[str, _rule_item(rules.parse_pattern)]
+"""``FIELD=RE`` / ``FIELD!=RE``: at most ``PATTERN_CHARS``, and RE2 compiles it."""

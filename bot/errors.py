@@ -12,6 +12,8 @@ a default message. Third-party exceptions are wrapped at the adapter edge with
     ├── StorageError                        database unreachable / schema too new
     │   └── InstanceLockedError(holder)     another instance holds the instance lock
     ├── NotFoundError(kind, name)           unknown tag, channel, source, delivery
+    ├── MediaError(reason)                  a post's image cannot be fetched or fitted: sent without it
+    ├── RuleError(part, reason)             a subscription rule that cannot work (also a ValueError)
     ├── SourceError(source)
     │   ├── FetchError                      network, HTTP status, size cap, redirects
     │   └── FeedParseError                  body is not a feed we can read
@@ -55,6 +57,21 @@ class ConfigError(TagrelayError):
         super().__init__(f"{key}: {reason}" if key else reason)
 
 
+class RuleError(TagrelayError, ValueError):
+    """A subscription rule's part is wrong (a pattern RE2 cannot compile, a keyword without letters…).
+
+    ``part`` names it where it came from (``patterns``, ``--pattern``); also a ``ValueError``, so a
+    configuration model's validator that meets it reports it on the key (exit 2).
+    """
+
+    default_message = "invalid subscription rule"
+
+    def __init__(self, part: str, reason: str) -> None:
+        self.part = part
+        self.reason = reason
+        super().__init__(f"{part}: {reason}" if part else reason)
+
+
 class PluginError(TagrelayError):
     """A publisher plugin could not be loaded or is incompatible."""
 
@@ -94,6 +111,19 @@ class NotFoundError(TagrelayError):
         self.hint = hint
         text = f"unknown {kind} {name!r}"
         super().__init__(f"{text}; {hint}" if hint else text)
+
+
+class MediaError(TagrelayError):
+    """A post's image could not be fetched, identified or fitted to a platform (bot/media.py).
+
+    Not a ``PublishError``: a publisher that catches it sends the post without the image and logs
+    ``reason`` (which names the image's host and path at most, never its query)."""
+
+    default_message = "image unusable"
+
+    def __init__(self, reason: str | None = None) -> None:
+        self.reason = reason or self.default_message
+        super().__init__(self.reason)
 
 
 class SourceError(TagrelayError):

@@ -6,7 +6,8 @@ source=..., outcome=...)`` (stored on the record as ``record.kv``). A
 library logged it: known secret values (the tokens tagrelay read from the
 environment) and secret-shaped text (passwords in URLs, Telegram bot tokens,
 ``Bearer`` tokens, ``access_token=`` query parameters, OAuth 1.0a header
-values) become ``***`` in the message, the fields and the exception text.
+values, JSON Web Tokens, the token of a Discord webhook URL) become ``***`` in the message,
+the fields and the exception text.
 Each message and field value is cut to ``MAX_LOGGED_CHARS`` (exception text to
 ``MAX_LOGGED_TRACE_CHARS``) before it is redacted, so a megabyte of feed text
 costs no more to log than two kilobytes; every redaction pattern is linear.
@@ -45,6 +46,11 @@ _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")
 _QUERY_SECRET = re.compile(r"(?i)([?&;](?:access_token|refresh_token|token|api_key|apikey|client_secret|"
                            r"password|secret)=)[^&;#\s\"']+")
 _OAUTH1 = re.compile(r"(?i)(oauth_(?:token|signature|consumer_key|verifier)=\"?)[^\",&\s]+")
+# JSON Web Tokens (Bluesky's access and refresh JWTs): header and payload are base64url JSON, so both start
+# with "eyJ"; a match may only start where a run of base64url characters starts (linear)
+_JWT = re.compile(r"(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{4,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]*")
+# Discord webhook URLs: .../webhooks/<id>/<token>; the token is the secret (the id is public)
+_WEBHOOK_TOKEN = re.compile(r"(/webhooks/[0-9]{1,20}/)[A-Za-z0-9_\-]{16,}")
 
 REDACTED = "***"
 
@@ -88,7 +94,9 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     text = _BOT_TOKEN.sub(REDACTED, text)
     text = _BEARER.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     text = _QUERY_SECRET.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
-    return _OAUTH1.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    text = _WEBHOOK_TOKEN.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    text = _OAUTH1.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
+    return _JWT.sub(REDACTED, text)
 
 
 def redact_bounded(text: str, limit: int = MAX_LOGGED_CHARS, secrets: Iterable[str] = ()) -> str:

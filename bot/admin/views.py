@@ -11,7 +11,7 @@ decides a state word itself. The problems and warnings themselves are decided by
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -82,6 +82,8 @@ class StatusView:
     channels: list[ChannelView]
     problems: list[str]
     warnings: list[str]
+    notes: list[str] = field(default_factory=list)
+    """Worth knowing about a channel, nothing to do yet (a Threads token's remaining days)."""
 
     @property
     def headline(self) -> str:
@@ -104,7 +106,7 @@ def status_view(report: StatusReport) -> StatusView:
                                     sent_today=c.counts.sent_today, dead=k.get("dead", 0),
                                     unknown=k.get("unknown", 0), oldest_waiting=c.counts.oldest_queued))
     return StatusView(now=now, sources=sources, channels=channels, problems=report.problems,
-                      warnings=report.warnings)
+                      warnings=report.warnings, notes=report.notes)
 
 
 # -- listings -------------------------------------------------------------------------------------

@@ -34,6 +34,22 @@ def reserve(tokens: float, stamp: float, now: float, burst: float, rate: float) 
     return tokens, stamp, wait
 
 
+def take_if_free(tokens: float, stamp: float, now: float, burst: float, rate: float) -> tuple[float, float, float]:
+    """Take one token only if one is there now. Returns (tokens, stamp, wait): the new state and 0, or
+    the unchanged (refilled) state and the seconds until a token is there.
+
+    Unlike ``reserve`` nothing queues: a refused caller takes nothing and asks again later, so asking
+    again at the time it was told is granted (a queued reservation would be taken by the asking itself).
+    For attempts that must not be made early at all (a platform login), not for pacing sends.
+    """
+    if now > stamp:
+        tokens = min(burst, tokens + (now - stamp) * rate)
+        stamp = now
+    if tokens >= 1 - 1e-9:  # a token refilled to the second may be a hair short in floating point
+        return max(0.0, tokens - 1), stamp, 0.0
+    return tokens, stamp, (1 - tokens) / rate
+
+
 @dataclass(slots=True)
 class TokenBucket:
     """In-memory limiter: at most ``count`` acquisitions in any window of ``per`` seconds."""

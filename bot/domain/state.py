@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from bot.domain.models import DeliveryKind, DeliveryStatus, Post
+from bot.domain.models import DeliveryKind, DeliveryStatus, Post, Subscription
 
 CHANNEL_LEASE = "channel:"
 """Prefix of the named lease an instance holds while it sends to a channel (shared mode)."""
@@ -88,6 +88,8 @@ class ClaimedDelivery:
     status: DeliveryStatus
     uncertain_since: datetime | None = None
     """When an earlier attempt may have reached the platform unconfirmed (None: none did)."""
+    staged: str | None = None
+    """What an earlier attempt staged on the platform before publishing (``PublishesStaged``; None: nothing)."""
     kind: DeliveryKind = DeliveryKind.POST
     target: SentMessage | None = None
     """An edit's or a deletion's message (the post delivery of the same post and channel; None: none)."""
@@ -111,6 +113,8 @@ class DeliveryView:
     created_at: datetime | None
     updated_at: datetime | None
     sent_at: datetime | None
+    staged: str | None = None
+    """What a two-step publisher staged for it before publishing (Threads: the media container id)."""
     kind: str = DeliveryKind.POST.value
     """post | edit | delete"""
     reason: str | None = None
@@ -194,3 +198,12 @@ class HoldView:
     since: datetime | None
     usual_new: float | None
     channels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionView:
+    """A stored subscription (with its rule), where it came from ("config", "cli", "telegram") and when."""
+
+    subscription: Subscription
+    origin: str
+    created_at: datetime | None

@@ -20,9 +20,10 @@ re-exported here, and plugins keep importing them from this module.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bot.channel_options import ChannelOptions as ChannelOptions  # re-exported: plugins subclass it from here
@@ -54,6 +55,16 @@ class AccountInfo:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
+@runtime_checkable
+class AttemptLimiter(Protocol):
+    """A persisted limit on attempts (a platform login): ``take(key, count, per)`` records one attempt
+    under ``key`` if fewer than ``count`` were made in any window of ``per`` seconds and returns 0, else
+    returns the seconds until one may be made (recording nothing). It holds across restarts and across
+    instances sharing the database (``Store.take_token``); only numbers and times are kept."""
+
+    async def take(self, key: str, count: float, per: float) -> float: ...
+
+
 @dataclass(frozen=True, slots=True)
 class PublisherContext:
     """What the composition root hands a plugin's ``create``."""
@@ -63,6 +74,13 @@ class PublisherContext:
     """Look up a secret by environment variable name; raises ``CredentialsError``."""
     logger: logging.Logger
     clock: Clock
+    attempts: AttemptLimiter | None = None
+    """The persisted attempt limiter (None where there is no database, e.g. checking a configuration:
+    a plugin then limits within its process)."""
+    state_dir: Path | None = None
+    """A local directory where a plugin may keep a small private file (Threads: its refreshed token):
+    the SQLite database's directory; None on PostgreSQL or an in-memory database, where a plugin that
+    needs one must be told where by its own option."""
 
 
 @runtime_checkable
@@ -94,6 +112,9 @@ class Publisher(Protocol):
     * ``DeleteLimit``: ``delete_max_age: float`` - seconds after sending
       within which the platform lets the message be deleted (Telegram: 48 h)
       [None: no limit]; an older one is not asked for (the admins are told).
+    * ``PublishesStaged``: ``async publish_staged(message, *, idempotency_key,
+      staged, stage)`` - a two-step post whose staged id the delivery service
+      keeps across attempts and crashes [none: ``publish``].
 
     ``edit`` and ``delete`` raise ``PublishError`` subclasses like ``publish``,
     plus ``MessageGoneError`` (the message is not there: deleted by hand, or
@@ -133,6 +154,31 @@ class FindsPublished(Protocol):
     idempotency key has expired). Raises only ``PublishError`` subclasses, like ``publish``."""
 
     async def find_published(self, message: RenderedMessage, *, since: datetime) -> PublishResult | None: ...
+
+
+Stage = Callable[[str], Awaitable[None]]
+"""Remember a staged post's id durably, before it is published (``PublishesStaged``). Raises only
+``PublishError`` subclasses (a ``RetryablePublishError`` when it could not be recorded)."""
+
+
+@runtime_checkable
+class PublishesStaged(Protocol):
+    """Optional publisher ability: a post made in two steps, first staged on the platform, then published
+    (Threads: a media container, then ``threads_publish``). The delivery service then calls
+    ``publish_staged`` instead of ``publish``: ``staged`` is what an earlier attempt of the same delivery
+    handed to ``stage`` (None: nothing), kept in the delivery's record across crashes and restarts;
+    ``stage(value)`` records a new value (committed before it returns) and must be awaited BEFORE the
+    request that publishes the staged post leaves. So an attempt whose answer was lost, or a process
+    killed mid-request, leaves the staged id behind, and the next attempt asks the platform what became
+    of it instead of posting again. The value is opaque to tagrelay (at most ``STAGED_LIMIT``
+    characters). Raises only ``PublishError`` subclasses, like ``publish``."""
+
+    async def publish_staged(self, message: RenderedMessage, *, idempotency_key: str, staged: str | None,
+                             stage: Stage) -> PublishResult: ...
+
+
+STAGED_LIMIT = 500
+"""The longest value a publisher may ``stage``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +221,7 @@ class PublisherAbilities:
     editor: Edits | None = None
     deleter: Deletes | None = None
     delete_max_age: float | None = None
+    stager: PublishesStaged | None = None
 
 
 def abilities(publisher: Publisher) -> PublisherAbilities:
@@ -186,7 +233,25 @@ def abilities(publisher: Publisher) -> PublisherAbilities:
                               finder=publisher if isinstance(publisher, FindsPublished) else None,
                               editor=publisher if isinstance(publisher, Edits) else None,
                               deleter=publisher if isinstance(publisher, Deletes) else None,
-                              delete_max_age=None if max_age is None else float(max_age))
+                              delete_max_age=None if max_age is None else float(max_age),
+                              stager=publisher if isinstance(publisher, PublishesStaged) else None)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelNote:
+    """One line about a channel for ``tagrelay status`` and the bot's /status, e.g. how long its token has
+    left. ``problem``: something an operator must act on (counted among the status's problems)."""
+
+    text: str
+    problem: bool = False
+
+
+@runtime_checkable
+class ReportsChannelNotes(Protocol):
+    """Optional plugin ability: what ``status`` should say about a channel besides its queue, read from
+    local state only (no network, no secret): ``state_dir`` as in ``PublisherContext``. Must not raise."""
+
+    def channel_notes(self, options: Any, *, state_dir: Path | None, now: datetime) -> list[ChannelNote]: ...
 
 
 @runtime_checkable

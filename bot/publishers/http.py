@@ -167,10 +167,10 @@ def parse_reset_iso(value: str | None, now: datetime) -> float | None:
 
 
 def json_body(response: httpx.Response) -> Any | None:
-    """The response's JSON, or None if it is not JSON."""
+    """The response's JSON, or None if it is not JSON (or nested too deeply to decode: hostile)."""
     try:
         return json.loads(response.content) if response.content else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

@@ -25,19 +25,45 @@ the token's ``read:accounts`` and ``read:statuses`` scopes (``read`` covers both
 
 Start-up reads the instance's character limit and URL weight from
 ``/api/v2/instance`` (then ``/api/v1/instance``, then 500/23) and never fails
-over it. The token travels only in the Authorization header; no error message
-contains it.
+over it; and its media limits (``configuration.media_attachments``:
+``supported_mime_types``, ``image_size_limit``, ``image_matrix_limit``; else
+8 MiB and 16 megapixels). The token travels only in the Authorization header;
+no error message contains it.
+
+The featured image (``send_image``, on by default): fetched once per process
+and fitted to those limits (``bot.publishers.attachments.image_for``), then
+``POST /api/v2/media`` (multipart ``file``, ``description`` = the alt text,
+``focus`` = ``image_focus``). An answer of 202 (or 200 without a ``url``)
+means the instance still processes it: ``GET /api/v1/media/:id`` is asked at
+``MEDIA_POLL_DELAYS`` (206 while processing, about 30 s in all) until it is
+ready. The status attaches it with ``media_ids``. An image that cannot be
+fetched, fitted, uploaded or processed in time (the token lacks
+``write:media``, the instance refuses the file, a rate limit, a timeout) is
+left out: the status goes out without it and the log says why
+(``media.skipped``). The media id is remembered per idempotency key
+(``UploadMemory``): a status that fails after its upload succeeded reuses the
+upload on the retry. After a crash the retry uploads again; the Idempotency-Key
+then returns the status the first attempt created, and the new, unattached
+upload is deleted (``DELETE /api/v1/media/:id``, Mastodon 4.4+; older instances
+drop unattached media by themselves after about a day).
 
 Edits (``edit``: ``PUT /api/v1/statuses/:id``, after reading the status's
-source) and deletions (``delete``: ``DELETE /api/v1/statuses/:id``) need the
-token's ``write:statuses`` scope, the edit's source read ``read:statuses``.
+source; the text, spoiler and language change, the attached image stays) and
+deletions (``delete``: ``DELETE /api/v1/statuses/:id``) need the token's
+``write:statuses`` scope, the edit's source read ``read:statuses``.
+
+Size: statuses, the account lookup, media uploads, edits and deletions share one
+request and error-classification path (``_request``, ``_classify``), so they
+stay together.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -56,6 +82,7 @@ from bot.errors import (
     RetryAfter,
 )
 from bot.log import event
+from bot.media import GIF, JPEG, PNG, WEBP, Image
 from bot.publishers.api import (
     API_VERSION,
     AccountInfo,
@@ -66,6 +93,7 @@ from bot.publishers.api import (
     RenderedMessage,
     RenderEnv,
 )
+from bot.publishers.attachments import UploadMemory, image_for
 from bot.publishers.http import (
     ENV_NAME_PATTERN,
     HTTP_URL_PATTERN,
@@ -96,6 +124,16 @@ LOOKUP_PAGE_SIZE = 40
 """Statuses per page of ``GET /api/v1/accounts/:id/statuses`` (Mastodon's maximum)."""
 LOOKUP_MAX_PAGES = 5
 """Pages ``find_published`` reads at most before it gives up (AmbiguousPublishError: cannot tell)."""
+MEDIA_POLL_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0)
+"""Seconds before each ``GET /api/v1/media/:id`` while an upload is processed (about 30 s in all)."""
+DEFAULT_IMAGE_BYTES = 8 * 1024 * 1024
+"""The image size limit when the instance names none (Mastodon's has been 8 to 16 MB)."""
+DEFAULT_IMAGE_PIXELS = 16_777_216
+"""The image pixel limit (width × height) when the instance names none."""
+IMAGE_TYPES = frozenset({JPEG, PNG, WEBP, GIF})
+"""The image types tagrelay uploads as they are, when the instance supports them."""
+_EXTENSIONS = {JPEG: ".jpg", PNG: ".png", WEBP: ".webp", GIF: ".gif"}
+_FOCUS = r"^\s*-?(?:0(?:\.[0-9]+)?|1(?:\.0+)?)\s*,\s*-?(?:0(?:\.[0-9]+)?|1(?:\.0+)?)\s*$"
 
 _BREAK = re.compile(r"<br\s*/?>|</p\s*>", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]*>")
@@ -110,8 +148,11 @@ class MastodonOptions(MastodonRenderOptions):
     instance: str = Field(pattern=HTTP_URL_PATTERN)
     """Base URL of the instance, e.g. ``https://mastodon.social``."""
     token_env: str = Field(default="MASTODON_TOKEN", pattern=ENV_NAME_PATTERN)
-    """Environment variable holding the access token (scopes ``write:statuses``; ``read:accounts`` and
-    ``read:statuses`` for ``channels test`` and ``find_published``)."""
+    """Environment variable holding the access token (scopes ``write:statuses``; ``write:media`` for images;
+    ``read:accounts`` and ``read:statuses`` for ``channels test`` and ``find_published``)."""
+    image_focus: str | None = Field(default=None, pattern=_FOCUS)
+    """The focal point of attached images, ``"x,y"`` with each from -1.0 to 1.0 (0,0 is the centre);
+    Mastodon crops previews around it. None: the centre."""
 
     @field_validator("instance")
     @classmethod
@@ -127,6 +168,18 @@ def _positive_int(value: Any) -> int | None:
     if isinstance(value, str) and value.isdigit() and int(value) > 0:
         return int(value)
     return None
+
+
+def _media_limits(data: Any) -> tuple[frozenset[str] | None, int | None, int | None]:
+    """(image types we can send as they are, image_size_limit, image_matrix_limit) from an Instance entity."""
+    config = data.get("configuration") if isinstance(data, dict) else None
+    media = config.get("media_attachments") if isinstance(config, dict) else None
+    if not isinstance(media, dict):
+        return None, None, None
+    types = media.get("supported_mime_types")
+    accept = (frozenset(t for t in types if isinstance(t, str) and t in IMAGE_TYPES) or None
+              if isinstance(types, list) else None)
+    return accept, _positive_int(media.get("image_size_limit")), _positive_int(media.get("image_matrix_limit"))
 
 
 def _limits_from_instance(data: Any) -> tuple[int | None, int | None]:
@@ -167,6 +220,13 @@ def _matcher(message: RenderedMessage) -> re.Pattern[str] | None:
     return None
 
 
+def _attached(status: dict[str, Any]) -> set[str]:
+    """The ids of a Status's media attachments."""
+    media = status.get("media_attachments")
+    return {str(m["id"]) for m in media if isinstance(m, dict) and m.get("id") is not None} \
+        if isinstance(media, list) else set()
+
+
 def _created_at(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
@@ -184,7 +244,8 @@ class MastodonPublisher:
     idempotency_window: float = IDEMPOTENCY_WINDOW
     """Seconds the instance honours an Idempotency-Key (Mastodon: one hour); after that a resend may post twice."""
 
-    def __init__(self, options: MastodonOptions, ctx: PublisherContext, token: str) -> None:
+    def __init__(self, options: MastodonOptions, ctx: PublisherContext, token: str, *,
+                 media_poll_delays: Sequence[float] = MEDIA_POLL_DELAYS) -> None:
         self._options = options
         self._channel = options.name
         self._http = ctx.http
@@ -195,6 +256,11 @@ class MastodonPublisher:
         self._max_chars = DEFAULT_MAX_CHARACTERS
         self._url_length = DEFAULT_URL_LENGTH
         self._account_id: str | None = None
+        self._image_types = IMAGE_TYPES
+        self._image_bytes = DEFAULT_IMAGE_BYTES
+        self._image_pixels = DEFAULT_IMAGE_PIXELS
+        self._uploads = UploadMemory(ctx.clock)
+        self._media_poll_delays = tuple(media_poll_delays)
 
     def __repr__(self) -> str:
         return f"MastodonPublisher(channel={self._channel!r}, instance={self._options.instance!r})"
@@ -215,7 +281,12 @@ class MastodonPublisher:
             if not response.is_success:
                 problems.append(f"GET {path}: {describe_status(response.status_code)}")
                 continue
-            max_chars, url_length = _limits_from_instance(json_body(response))
+            data = json_body(response)
+            accept, image_bytes, image_pixels = _media_limits(data)
+            self._image_types = accept or self._image_types
+            self._image_bytes = image_bytes or self._image_bytes
+            self._image_pixels = image_pixels or self._image_pixels
+            max_chars, url_length = _limits_from_instance(data)
             if max_chars is None:
                 problems.append(f"GET {path}: no configuration.statuses.max_characters in the answer")
                 continue
@@ -228,16 +299,25 @@ class MastodonPublisher:
 
     async def publish(self, message: RenderedMessage, *, idempotency_key: str) -> PublishResult:
         payload = self._status_payload(message)
+        media_id = await self._media_for(message, idempotency_key)
+        if media_id is not None:
+            payload["media_ids"] = [media_id]
         response = await self._request("POST", "/api/v1/statuses", json=payload,
                                        headers={"Idempotency-Key": idempotency_key},
                                        sending=True, action="POST /api/v1/statuses")
         if not response.is_success:
-            raise self._classify(response, action="POST /api/v1/statuses")
+            error = self._classify(response, action="POST /api/v1/statuses")
+            if isinstance(error, ContentRejectedError):
+                self._uploads.forget(idempotency_key)  # the retry is plain, without the image
+            raise error
         body = json_body(response)
         if not isinstance(body, dict) or body.get("id") is None:
             raise AmbiguousPublishError(self._channel, f"{self._host} answered {describe_status(response.status_code)} "
                                                        "without a status id; the status may exist")
         self._remember_account(body.get("account"))
+        self._uploads.forget(idempotency_key)
+        if media_id is not None and media_id not in _attached(body):
+            await self._delete_unused(media_id)  # an idempotent replay: the status has the first upload
         status_id = body["id"]
         url = body.get("url") or body.get("uri")
         return PublishResult(remote_id=str(status_id), url=str(url) if url else None)
@@ -359,6 +439,84 @@ class MastodonPublisher:
     async def aclose(self) -> None:
         return None  # the shared client belongs to the composition root
 
+    # -- media -------------------------------------------------------------------------------
+
+    async def _media_for(self, message: RenderedMessage, key: str) -> str | None:
+        """The media id to attach for this delivery: the one uploaded by an earlier attempt, or a new upload;
+        None when there is no image or it cannot be used (logged, the status goes out without it)."""
+        if not message.image_url:
+            return None
+        known = self._uploads.get(key, message.image_url)
+        if known is not None:
+            event(self._log, logging.INFO, "media.reused", channel=self._channel, media_id=known.media_id)
+            return known.media_id
+        image = await image_for(message, self._http, channel=self._channel, log=self._log,
+                                max_bytes=self._image_bytes, max_pixels=self._image_pixels,
+                                accept=self._image_types)
+        if image is None:
+            return None
+        try:
+            media_id = await self._upload(image)
+        except PublishError as exc:
+            event(self._log, logging.WARNING, "media.skipped", channel=self._channel, reason=exc.reason,
+                  note="the status goes out without the image")
+            return None
+        self._uploads.remember(key, message.image_url, media_id)
+        return media_id
+
+    async def _upload(self, image: Image) -> str:
+        """``POST /api/v2/media``, then wait while the instance processes it; the media id."""
+        action = "POST /api/v2/media"
+        fields: dict[str, str] = {}
+        if image.alt:
+            fields["description"] = image.alt
+        if self._options.image_focus:
+            fields["focus"] = self._options.image_focus.replace(" ", "")
+        files = {"file": (f"image{_EXTENSIONS.get(image.mime, '')}", image.data, image.mime)}
+        response = await self._request("POST", "/api/v2/media", files=files, data=fields, sending=True,
+                                       action=action)
+        if not response.is_success:
+            raise self._classify(response, action=action, scope="write:media")
+        body = json_body(response)
+        media_id = body.get("id") if isinstance(body, dict) else None
+        if media_id is None:
+            raise RetryablePublishError(self._channel, f"{action}: {self._host} answered "
+                                                       f"{describe_status(response.status_code)} without a media id")
+        media_id = str(media_id)
+        if response.status_code == 202 or not (isinstance(body, dict) and body.get("url")):
+            await self._wait_processed(media_id)
+        return media_id
+
+    async def _wait_processed(self, media_id: str) -> None:
+        """Ask ``GET /api/v1/media/:id`` until the instance has processed the upload (200 with a ``url``)."""
+        path = f"/api/v1/media/{quote(media_id, safe='')}"
+        action = f"GET {path}"
+        for delay in self._media_poll_delays:
+            await asyncio.sleep(delay)
+            response = await self._request("GET", path, sending=False, action=action)
+            if response.status_code == 206:
+                continue
+            if not response.is_success:
+                raise self._classify(response, action=action, scope="write:media")
+            body = json_body(response)
+            if isinstance(body, dict) and body.get("url"):
+                return
+        waited = sum(self._media_poll_delays)
+        raise RetryablePublishError(self._channel, f"{self._host} was still processing the image after "
+                                                   f"{waited:g}s ({action})")
+
+    async def _delete_unused(self, media_id: str) -> None:
+        """Best effort: delete an upload no status uses (Mastodon 4.4+; older instances expire it)."""
+        path = f"/api/v1/media/{quote(media_id, safe='')}"
+        try:
+            response = await self._request("DELETE", path, sending=False, action=f"DELETE {path}")
+        except PublishError as exc:
+            response_text = exc.reason
+        else:
+            response_text = describe_status(response.status_code)
+        event(self._log, logging.INFO, "media.unused", channel=self._channel, media_id=media_id,
+              delete=response_text)
+
     # -- helpers -----------------------------------------------------------------------------
 
     def _remember_account(self, account: Any) -> None:
@@ -380,13 +538,14 @@ class MastodonPublisher:
 
     async def _request(self, method: str, path: str, *, action: str, sending: bool, auth: bool = True,
                        json: Any = None, headers: dict[str, str] | None = None,
-                       params: dict[str, str] | None = None) -> httpx.Response:
+                       params: dict[str, str] | None = None, files: dict[str, tuple[str, bytes, str]] | None = None,
+                       data: dict[str, str] | None = None) -> httpx.Response:
         all_headers = {"Accept": "application/json", **(headers or {})}
         if auth:
             all_headers["Authorization"] = f"Bearer {self._token}"
         try:
             return await self._http.request(method, f"{self._options.instance}{path}", json=json, params=params,
-                                            headers=all_headers, follow_redirects=False)
+                                            files=files, data=data, headers=all_headers, follow_redirects=False)
         except httpx.HTTPError as exc:
             raise transport_error(self._channel, exc, action=action, sending=sending) from exc
         except httpx.InvalidURL as exc:

@@ -9,7 +9,26 @@ Channel keys (on top of ``TelegramRenderOptions``)::
     token_env = "TG_BOT_TOKEN"         # environment variable holding the bot token
     api_base = "https://api.telegram.org"
     at_least_once = false              # resend when unsure whether a post went out
+    thread_id = 42                     # a forum supergroup's topic (message_thread_id); none: the chat itself
 
+Every send carries ``message_thread_id`` when ``thread_id`` is set; ``channels
+test`` checks that the chat is a forum (``getChat`` ``is_forum``), and a
+deleted or closed topic (``message thread not found``, ``TOPIC_DELETED``,
+``TOPIC_CLOSED``) pauses the channel with that reason (a permanent error: the
+queue is kept until an operator fixes ``thread_id`` and resumes it).
+
+The link preview (``sendMessage``'s ``link_preview_options``) follows the
+channel's ``link_preview*`` keys: off, the post link's card (default), the
+featured image's, or Telegram's own pick; small or large media; above or below
+the text.
+
+With ``send_image`` a post with an image goes out as ``sendPhoto`` by URL
+(Telegram's servers fetch it) with the text as caption. Telegram has no alt
+text: the image's alt text is not sent. When Telegram cannot use the photo
+(it cannot fetch the URL, the file is no image, its size is refused) the same
+text goes out at once as ``sendMessage`` and the log says why
+(``telegram.photo_skipped``): a failed image never blocks the post, and a
+refused ``sendPhoto`` created nothing, so nothing is sent twice.
 Sends are not idempotent (the Bot API has no idempotency key): a timeout after
 the request left raises ``AmbiguousPublishError`` and the delivery service
 decides, reading ``at_least_once``, whether to resend (risking a duplicate) or
@@ -56,6 +75,8 @@ from typing import Any
 
 import httpx
 
+from bot import config_bounds as bounds
+from bot.config_bounds import within
 from bot.domain.models import Post
 from bot.errors import (
     AmbiguousPublishError,
@@ -108,6 +129,10 @@ _CHAT_LEVEL_BAD_REQUESTS = (
     "chat is deactivated",
     "peer_id_invalid",
     "chat_admin_required",
+    "message thread not found",
+    "topic_deleted",
+    "topic_closed",
+    "topic_id_invalid",
 )
 
 DELETE_MAX_AGE = 48 * 3600.0
@@ -117,6 +142,21 @@ DELETE_MAX_AGE = 48 * 3600.0
 # edit of a text message): the edit is then made the other way.
 _OTHER_KIND = ("there is no text in the message", "there is no caption in the message",
                "there is no media in the message", "message has no media", "message can't be edited")
+# Bad Request descriptions of sendPhoto that mean "this photo cannot be used" (the text itself is fine).
+_PHOTO_PROBLEMS = (
+    "wrong file identifier",
+    "http url",
+    "url content",
+    "web page content",
+    "wrong remote file",
+    "image_process_failed",
+    "photo_invalid",
+    "photo_ext_invalid",
+    "photo_save_file_invalid",
+    "photo_content",
+    "file must be non-empty",
+)
+_TOPIC_PROBLEMS = ("message thread not found", "topic_deleted", "topic_closed", "topic_id_invalid")
 
 # Prefixes Telegram puts before a description; like python-telegram-bot, they are dropped and the rest
 # capitalised, so the stored error texts stay what they were with the PTB adapter.
@@ -153,6 +193,8 @@ class TelegramOptions(TelegramRenderOptions):
     """Bot API server; a self-hosted telegram-bot-api server or a test fake."""
     at_least_once: bool = False
     """On an ambiguous send (timeout after the request left): resend (may duplicate) instead of holding."""
+    thread_id: int | None = within(bounds.TELEGRAM_THREAD_ID, None)
+    """A forum supergroup's topic to post into (Bot API ``message_thread_id``); None: the chat itself."""
 
     @field_validator("chat_id", mode="before")
     @classmethod
@@ -282,15 +324,28 @@ class TelegramPublisher:
         extra = message.extra
         parse_mode = "HTML" if message.format == "html" else None
         silent = bool(extra.get("disable_notification", self._options.disable_notification))
+        thread = self._options.thread_id
+        text_params: dict[str, Any] = {"chat_id": self._chat, "message_thread_id": thread, "text": message.text,
+                                       "parse_mode": parse_mode, "link_preview_options": self._preview(message),
+                                       "disable_notification": silent}
+        action = "sendMessage"
         if message.image_url:
-            action = "sendPhoto"
-            params: dict[str, Any] = {"chat_id": self._chat, "photo": message.image_url, "caption": message.text,
-                                      "parse_mode": parse_mode, "disable_notification": silent}
+            photo_params: dict[str, Any] = {"chat_id": self._chat, "message_thread_id": thread,
+                                            "photo": message.image_url, "caption": message.text,
+                                            "parse_mode": parse_mode, "disable_notification": silent}
+            try:
+                sent = await self._call("sendPhoto", photo_params, action="sendPhoto", sending=True)
+            except ContentRejectedError as exc:
+                if not any(marker in exc.reason.lower() for marker in _PHOTO_PROBLEMS):
+                    raise
+                # Telegram refused the photo itself, and a refused sendPhoto created nothing
+                event(self._log, logging.WARNING, "telegram.photo_skipped", channel=self._channel,
+                      reason=exc.reason, note="sent as a text message without the image")
+                sent = await self._call(action, text_params, action=action, sending=True)
+            else:
+                action = "sendPhoto"
         else:
-            action = "sendMessage"
-            params = {"chat_id": self._chat, "text": message.text, "parse_mode": parse_mode,
-                      "link_preview_options": self._preview(message), "disable_notification": silent}
-        sent = await self._call(action, params, action=action, sending=True)
+            sent = await self._call(action, text_params, action=action, sending=True)
         message_id = sent.get("message_id") if isinstance(sent, dict) else None
         if isinstance(message_id, bool) or not isinstance(message_id, int):
             raise self._classify(_Failure("TelegramError", "Invalid server response"), action=action, sending=True)
@@ -364,9 +419,18 @@ class TelegramPublisher:
         if not isinstance(chat, dict):
             raise self._classify(_Failure("TelegramError", "Invalid server response"), action="getChat",
                                  sending=False)
-        display = f"@{me.get('username')} (id {me.get('id')}) → chat {self._options.chat_id}"
+        thread = self._options.thread_id
+        if thread is not None and chat.get("is_forum") is not True:
+            raise PermanentPublishError(self._channel, f"thread_id = {thread} is set, but {self._options.chat_id} is "
+                                                       "not a forum (getChat: is_forum is not true); topics exist "
+                                                       "only in forum supergroups: remove thread_id or point chat_id "
+                                                       "at the forum")
+        where = f" topic {thread}" if thread is not None else ""
+        display = f"@{me.get('username')} (id {me.get('id')}) → chat {self._options.chat_id}{where}"
         detail: dict[str, Any] = {"bot": f"@{me.get('username')}", "bot_id": me.get("id"), "chat_id": chat.get("id"),
                                   "chat_type": str(chat.get("type"))}
+        if thread is not None:
+            detail["thread_id"] = thread
         if chat.get("title"):
             detail["chat_title"] = chat["title"]
         if chat.get("username"):
@@ -441,14 +505,21 @@ class TelegramPublisher:
         return self._classify(_Failure(kind, f"{text} ({codes})"), action=action, sending=sending)
 
     def _preview(self, message: RenderedMessage) -> dict[str, Any]:
-        """``link_preview_options``: off, a card for the post link, or Telegram's own choice."""
+        """``link_preview_options``: off; or a card for the post link (a stable card, not the first URL in
+        the text), the featured image or Telegram's own choice; small or large media; above the text."""
         show = bool(message.extra.get("link_preview", self._options.link_preview))
         if not show:
             return {"is_disabled": True}
-        url = message.extra.get("link_preview_url") or message.link
+        url = message.extra.get("link_preview_url", message.link)  # None: Telegram picks the first URL
+        preview: dict[str, Any] = {}
         if url:
-            return {"url": str(url)}  # a stable card for the post, not the first URL in the text
-        return {}
+            preview["url"] = str(url)
+            size = self._options.link_preview_media
+            if size != "auto":
+                preview["prefer_small_media" if size == "small" else "prefer_large_media"] = True
+        if self._options.link_preview_above_text:
+            preview["show_above_text"] = True
+        return preview
 
     def _public_url(self, sent: dict[str, Any], message_id: int) -> str | None:
         chat = sent.get("chat")
@@ -473,6 +544,10 @@ class TelegramPublisher:
                                                   "(is the bot an administrator allowed to post there?)")
         if kind == "BadRequest":
             lowered = text.lower()
+            if any(marker in lowered for marker in _TOPIC_PROBLEMS) and self._options.thread_id is not None:
+                return PermanentPublishError(channel, f"Telegram cannot post to topic {self._options.thread_id} of "
+                                                      f"{self._options.chat_id}: {text} (was the topic deleted or "
+                                                      "closed? fix thread_id, then resume the channel)")
             if any(marker in lowered for marker in _CHAT_LEVEL_BAD_REQUESTS):
                 return PermanentPublishError(channel, f"Telegram cannot post to {self._options.chat_id}: {text}")
             return ContentRejectedError(channel, f"Telegram rejected the message ({action}): {text}")

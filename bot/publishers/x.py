@@ -23,14 +23,33 @@ X has no idempotency key: ``idempotent`` is False. A resend of a post whose
 answer was lost meets X's duplicate check (403 "duplicate content"), raised as
 ``DuplicateContentError``, which the delivery service records as sent.
 
+The featured image is opt-in (``send_image = true``): on pay-per-use X the
+upload and the alt text are requests of their own on top of the post (the
+alt text is priced as "Media Metadata", $0.005, X's price list read
+2026-08-28; docs/configuration.md). The image is fetched once per process and
+fitted to X's image limits (5 MB; JPEG, PNG or WebP); ``POST /2/media/upload``
+sends it (JSON, base64 ``media``, ``media_category = tweet_image``), a
+``processing_info`` answer is waited for (``GET /2/media/upload?command=STATUS``,
+bounded), ``POST /2/media/metadata`` sets the alt text (``alt_text.text``, at
+most 1,000 characters) and the post attaches it (``media.media_ids``). An image
+that cannot be fetched or uploaded is left out and the post goes out without
+it (``media.skipped``); an alt text X refuses leaves the image without one
+(``media.alt_skipped``). The media id is remembered per idempotency key, so a
+post that fails after its upload reuses it on the retry (one upload per
+delivery, not per attempt); after a crash the retry uploads again and the
+unused upload expires at X (``expires_after_secs``, a day).
+
 X's API has no edit: the publisher has no ``edit``, so an edited post is left
 as it is on X (``status`` says so). It deletes (``DELETE /2/tweets/:id``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
-from collections.abc import Generator
+import logging
+from collections.abc import Generator, Sequence
 from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -51,6 +70,8 @@ from bot.errors import (
     RetryablePublishError,
     RetryAfter,
 )
+from bot.log import event
+from bot.media import JPEG, PNG, WEBP, Image
 from bot.publishers.api import (
     API_VERSION,
     AccountInfo,
@@ -61,6 +82,7 @@ from bot.publishers.api import (
     RenderedMessage,
     RenderEnv,
 )
+from bot.publishers.attachments import UploadMemory, image_for
 from bot.publishers.http import (
     ENV_NAME_PATTERN,
     HTTP_URL_PATTERN,
@@ -82,6 +104,16 @@ from bot.validation import Field, field_validator, model_validator
 
 RATE_LIMIT_FALLBACK = 900.0
 """Seconds to wait after a 429 without usable x-rate-limit headers (X's window is 15 minutes)."""
+IMAGE_BYTES = 5 * 1024 * 1024
+"""X's limit for an image (``tweet_image``)."""
+IMAGE_TYPES = frozenset({JPEG, PNG, WEBP})
+ALT_TEXT_CHARS = 1000
+"""X's limit for an image's alt text."""
+MEDIA_POLL_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 8.0)
+"""Seconds before each processing check of an upload that answered with ``processing_info`` (at most
+the ``check_after_secs`` X names, when shorter)."""
+MEDIA_UPLOAD = "/2/media/upload"
+MEDIA_METADATA = "/2/media/metadata"
 
 _OAUTH1_KEYS = ("consumer_key_env", "consumer_secret_env", "access_token_env", "access_token_secret_env")
 # (remaining, reset) header pairs, most specific window last; a 429 waits for the latest exhausted one.
@@ -106,7 +138,8 @@ class XOptions(XRenderOptions):
     access_token_env: str = Field(default="X_ACCESS_TOKEN", pattern=ENV_NAME_PATTERN)
     access_token_secret_env: str = Field(default="X_ACCESS_TOKEN_SECRET", pattern=ENV_NAME_PATTERN)
     bearer_token_env: str | None = Field(default=None, pattern=ENV_NAME_PATTERN)
-    """OAuth 2.0 user access token (scopes tweet.write tweet.read users.read). Not an app-only token."""
+    """OAuth 2.0 user access token (scopes tweet.write tweet.read users.read; media.write for send_image). Not an
+    app-only token."""
     at_least_once: bool = True
     """Resend a post whose outcome is unknown. Safe on X: the same text again is refused as
     "duplicate content", which tagrelay records as sent. Set false to mark such posts
@@ -186,6 +219,14 @@ def rate_limit_delay(headers: httpx.Headers, now: datetime) -> tuple[float | Non
     return delay, "x-rate-limit"
 
 
+def _data(body: Any) -> dict[str, Any]:
+    """The ``data`` object of an X answer (v2), or the answer itself when it has none (v1.1 shape)."""
+    if not isinstance(body, dict):
+        return {}
+    data = body.get("data")
+    return data if isinstance(data, dict) else body
+
+
 def _problem_text(body: Any) -> tuple[str, str]:
     """(detail, problem kind) from an X error body: v2 problem JSON or the older ``errors`` list."""
     if not isinstance(body, dict):
@@ -203,7 +244,8 @@ class XPublisher:
 
     idempotent = False
 
-    def __init__(self, options: XOptions, ctx: PublisherContext, auth: httpx.Auth, secrets: list[str]) -> None:
+    def __init__(self, options: XOptions, ctx: PublisherContext, auth: httpx.Auth, secrets: list[str], *,
+                 media_poll_delays: Sequence[float] = MEDIA_POLL_DELAYS) -> None:
         self._options = options
         self._channel = options.name
         self._http = ctx.http
@@ -211,6 +253,9 @@ class XPublisher:
         self._auth = auth
         self._secrets = secrets
         self._host = urlsplit(options.api_base).netloc
+        self._log = ctx.logger
+        self._uploads = UploadMemory(ctx.clock)
+        self._media_poll_delays = tuple(media_poll_delays)
 
     def __repr__(self) -> str:
         return f"XPublisher(channel={self._channel!r}, api_base={self._options.api_base!r}, " \
@@ -224,9 +269,17 @@ class XPublisher:
         return None  # nothing to open: the shared client is the composition root's
 
     async def publish(self, message: RenderedMessage, *, idempotency_key: str) -> PublishResult:
-        response = await self._request("POST", "/2/tweets", {"text": message.text}, sending=True)
+        payload: dict[str, Any] = {"text": message.text}
+        media_id = await self._media_for(message, idempotency_key)
+        if media_id is not None:
+            payload["media"] = {"media_ids": [media_id]}
+        response = await self._request("POST", "/2/tweets", payload, sending=True)
         if not response.is_success:
-            raise self._classify(response, action="POST /2/tweets")
+            error = self._classify(response, action="POST /2/tweets")
+            if isinstance(error, ContentRejectedError | DuplicateContentError):
+                self._uploads.forget(idempotency_key)
+            raise error
+        self._uploads.forget(idempotency_key)
         body = json_body(response)
         data = body.get("data") if isinstance(body, dict) else None
         post_id = data.get("id") if isinstance(data, dict) else None
@@ -270,10 +323,81 @@ class XPublisher:
     async def aclose(self) -> None:
         return None
 
+    # -- media -------------------------------------------------------------------------------
+
+    async def _media_for(self, message: RenderedMessage, key: str) -> str | None:
+        """The media id to attach for this delivery (an earlier attempt's upload, or a new one); None when
+        there is no image or it cannot be used (logged: the post goes out without it)."""
+        if not message.image_url:
+            return None
+        known = self._uploads.get(key, message.image_url)
+        if known is not None:
+            event(self._log, logging.INFO, "media.reused", channel=self._channel, media_id=known.media_id)
+            return known.media_id
+        image = await image_for(message, self._http, channel=self._channel, log=self._log, max_bytes=IMAGE_BYTES,
+                                accept=IMAGE_TYPES)
+        if image is None:
+            return None
+        try:
+            media_id = await self._upload(image)
+        except PublishError as exc:
+            event(self._log, logging.WARNING, "media.skipped", channel=self._channel, reason=exc.reason,
+                  note="the post goes out without the image")
+            return None
+        if image.alt:
+            await self._describe(media_id, image.alt)
+        self._uploads.remember(key, message.image_url, media_id)
+        return media_id
+
+    async def _upload(self, image: Image) -> str:
+        """``POST /2/media/upload`` (one request, base64 in JSON), then wait for any processing; the id."""
+        action = f"POST {MEDIA_UPLOAD}"
+        payload = {"media": base64.b64encode(image.data).decode("ascii"), "media_category": "tweet_image",
+                   "media_type": image.mime}
+        response = await self._request("POST", MEDIA_UPLOAD, payload, sending=True)
+        if not response.is_success:
+            raise self._classify(response, action=action)
+        data = _data(json_body(response))
+        media_id = data.get("id") or data.get("media_id_string") or data.get("media_id")
+        if not media_id:
+            raise RetryablePublishError(self._channel, f"{action}: X answered {describe_status(response.status_code)} "
+                                                       "without a media id")
+        media_id = str(media_id)
+        processing = data.get("processing_info")
+        for delay in self._media_poll_delays:
+            state = processing.get("state") if isinstance(processing, dict) else None
+            if state in (None, "succeeded"):
+                return media_id
+            if state == "failed":
+                raise ContentRejectedError(self._channel, f"X could not process the image ({action})")
+            after = processing.get("check_after_secs") if isinstance(processing, dict) else None
+            wait = min(delay, float(after)) if isinstance(after, int | float) and after >= 0 else delay
+            await asyncio.sleep(wait)
+            status = await self._request("GET", MEDIA_UPLOAD, None, sending=False,
+                                         params={"command": "STATUS", "media_id": media_id})
+            if not status.is_success:
+                raise self._classify(status, action=f"GET {MEDIA_UPLOAD}?command=STATUS")
+            processing = _data(json_body(status)).get("processing_info")
+        raise RetryablePublishError(self._channel, f"X was still processing the image after "
+                                                   f"{sum(self._media_poll_delays):g}s")
+
+    async def _describe(self, media_id: str, alt: str) -> None:
+        """``POST /2/media/metadata`` with the alt text; a refusal leaves the image without it (logged)."""
+        text = alt if len(alt) <= ALT_TEXT_CHARS else alt[: ALT_TEXT_CHARS - 1] + "…"
+        payload = {"id": media_id, "metadata": {"alt_text": {"text": text}}}
+        try:
+            response = await self._request("POST", MEDIA_METADATA, payload, sending=True)
+            problem = None if response.is_success else self._classify(response, action=f"POST {MEDIA_METADATA}")
+        except PublishError as exc:
+            problem = exc
+        if problem is not None:
+            event(self._log, logging.WARNING, "media.alt_skipped", channel=self._channel, reason=problem.reason,
+                  note="the image goes out without its alt text")
+
     # -- helpers -----------------------------------------------------------------------------
 
     async def _request(self, method: str, path: str, payload: dict[str, Any] | None, *,
-                       sending: bool) -> httpx.Response:
+                       sending: bool, params: dict[str, str] | None = None) -> httpx.Response:
         action = f"{method} {path}"
         content = json.dumps(payload, ensure_ascii=False).encode("utf-8") if payload is not None else None
         headers = {"Accept": "application/json"}
@@ -281,7 +405,8 @@ class XPublisher:
             headers["Content-Type"] = "application/json"
         try:
             return await self._http.request(method, f"{self._options.api_base}{path}", content=content,
-                                            headers=headers, auth=self._auth, follow_redirects=False)
+                                            params=params, headers=headers, auth=self._auth,
+                                            follow_redirects=False)
         except httpx.HTTPError as exc:
             raise transport_error(self._channel, exc, action=action, sending=sending) from exc
         except httpx.InvalidURL as exc:

@@ -13,7 +13,10 @@ own is based on; it agrees with Mastodon.py's ground-truth table.
 excerpt and fits 5% under the limit.
 
 ``extra`` keys for the publisher: ``visibility``, ``language`` (or None) and
-``spoiler_text`` (or None).
+``spoiler_text`` (or None). With ``send_image`` (the default) the post's image
+and its alt text ride along (``image_url``, ``image_alt``) for the publisher to
+upload; the ``plain`` fallback carries no image (a refused attachment must not
+fail the retry again).
 """
 
 from __future__ import annotations
@@ -84,6 +87,8 @@ def render_mastodon(post: Post, options: MastodonRenderOptions, env: RenderEnv, 
         format="plain",
         length=length,
         limit=limit,
+        image_url=post.image_url if options.send_image and not plain else None,
+        image_alt=post.image_alt if options.send_image and post.image_url and not plain else None,
         extra={"visibility": options.visibility, "language": options.language,
                "spoiler_text": spoiler or None},
     )

@@ -11,8 +11,9 @@ the text becomes a photo caption (limit 1024, ``image_url`` set).
 parse mode, the default template, half the excerpt, 5% under the limit.
 
 ``extra`` keys for the publisher: ``parse_mode`` ("HTML" or None),
-``link_preview`` (bool), ``link_preview_url`` (the post link or None, for
-``LinkPreviewOptions.url``), ``disable_notification`` (bool), and only when
+``link_preview`` (bool), ``link_preview_url`` (for ``LinkPreviewOptions.url``:
+the post link, the featured image with ``link_preview_url = "image"``, None
+for Telegram's own choice), ``disable_notification`` (bool), and only when
 the channel template produced HTML Telegram would refuse for this post,
 ``template_fallback`` (the reason; the default template was used instead —
 worth a warning in the log).
@@ -50,6 +51,16 @@ __all__ = [
     "telegram_visible_length",
     "telegram_visible_text",
 ]
+
+
+def _preview_url(post: Post, options: TelegramRenderOptions) -> str | None:
+    """The URL the link preview shows (``link_preview_url``): the post link, its image, or none (Telegram
+    picks the first URL of the text)."""
+    if options.link_preview_url == "first":
+        return None
+    if options.link_preview_url == "image" and post.image_url:
+        return post.image_url
+    return post.url
 
 
 def render_telegram(post: Post, options: TelegramRenderOptions, env: RenderEnv, *,
@@ -92,7 +103,7 @@ def render_telegram(post: Post, options: TelegramRenderOptions, env: RenderEnv, 
         extra={
             "parse_mode": "HTML" if html_mode else None,
             "link_preview": options.link_preview,
-            "link_preview_url": post.url,
+            "link_preview_url": _preview_url(post, options),
             "disable_notification": options.disable_notification,
             **extra,
         },

@@ -8,7 +8,9 @@ NFC too, so what we measure is what X counts. ``env`` is not used: the limit is
 the standard 280.
 
 ``plain=True`` (the fallback after X refused the post) uses the default
-template, half the excerpt and fits 5% under the limit.
+template, half the excerpt and fits 5% under the limit, and carries no image.
+With ``send_image`` the post's image and its alt text ride along
+(``image_url``, ``image_alt``) for the publisher to upload.
 """
 
 from __future__ import annotations
@@ -115,4 +117,6 @@ def render_x(post: Post, options: XRenderOptions, env: RenderEnv, *, plain: bool
 
     text, length = fit(content, compose, x_weighted_length, plain_budget(LIMIT) if plain else LIMIT,
                        link_only=link_text(content.link, html_mode=False))
-    return RenderedMessage(text=text, link=post.url, format="plain", length=length, limit=LIMIT)
+    image = post.image_url if options.send_image and not plain else None
+    return RenderedMessage(text=text, link=post.url, format="plain", length=length, limit=LIMIT, image_url=image,
+                           image_alt=post.image_alt if image else None)

@@ -79,6 +79,7 @@ from bot.errors import (
 from bot.log import event
 from bot.observability import Metrics
 from bot.publishers.api import (
+    STAGED_LIMIT,
     Clock,
     Publisher,
     PublisherAbilities,
@@ -258,6 +259,32 @@ def outcome_of(exc: PublishError, *, publishing: bool = True) -> Outcome:
     return Failed(exc.reason)
 
 
+@dataclass(slots=True)
+class _Staging:
+    """A delivery's staged id (``PublishesStaged``) as this attempt knows it: ``stage`` commits a new one to
+    the delivery's record before the publisher sends the request that publishes it."""
+
+    store: Store
+    delivery_id: int
+    channel: str
+    owner: str
+    value: str | None
+
+    async def stage(self, value: str) -> None:
+        if not value or len(value) > STAGED_LIMIT:
+            raise RetryablePublishError(self.channel, f"the publisher staged a value of {len(value)} characters "
+                                                      f"(1-{STAGED_LIMIT} allowed); nothing was published")
+        try:
+            taken = await self.store.stage(self.delivery_id, value, owner=self.owner)
+        except DATABASE_ERRORS as exc:
+            raise RetryablePublishError(self.channel, f"could not record the staged post before publishing it "
+                                                      f"({exc}); nothing was published") from exc
+        if not taken:
+            raise RetryablePublishError(self.channel, "the delivery is no longer claimed by this instance; "
+                                                      "nothing was published")
+        self.value = value
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryOutcome:
     delivery_id: int
@@ -360,6 +387,7 @@ class Deliverer:
         attempt = Attempt(claimed.attempts, claimed.uncertain_since)
         facts, traits = chan.facts(self.policy), chan.traits
         key = idempotency_key(chan.name, claimed.post)
+        staging = _Staging(self.store, claimed.id, chan.name, self.owner, claimed.staged)
         message, outcome = self._render(chan, claimed)
         if message is not None and attempt.uncertain_since is not None:
             outcome = await self._before_resend(chan, claimed, attempt, traits, message)
@@ -374,7 +402,7 @@ class Deliverer:
                 if sends:
                     await self.pacer.wait(chan)  # the plain / migrated retry is another request
                 sends += 1
-                outcome, ms = await self._publish(chan, message, key)
+                outcome, ms = await self._publish(chan, message, key, staging)
             now = self.clock.now()
             verdict = decide(outcome, attempt, facts, traits, now=now, jitter=self.rng.random())
             if isinstance(verdict, Decision):
@@ -408,12 +436,18 @@ class Deliverer:
             return None, RenderFailed(str(exc), rejected)
         return message, None
 
-    async def _publish(self, chan: ChannelRuntime, message: RenderedMessage, key: str
+    async def _publish(self, chan: ChannelRuntime, message: RenderedMessage, key: str, staging: _Staging
                        ) -> tuple[Outcome, float | None]:
-        """Send the message: the outcome, and how long the platform took to answer (ms) when it did."""
+        """Send the message: the outcome, and how long the platform took to answer (ms) when it did. A
+        two-step publisher (``PublishesStaged``) gets the delivery's staged id and the way to record one."""
         started = time.perf_counter()
+        stager = chan.abilities.stager
         try:
-            result = await chan.publisher.publish(message, idempotency_key=key)
+            if stager is not None:
+                result = await stager.publish_staged(message, idempotency_key=key, staged=staging.value,
+                                                     stage=staging.stage)
+            else:
+                result = await chan.publisher.publish(message, idempotency_key=key)
         except PublishError as exc:
             return outcome_of(exc), None
         except Exception as exc:  # noqa: BLE001 - logged with its traceback by _internal_error

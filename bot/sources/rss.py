@@ -26,7 +26,14 @@ guid (``None`` when absent or equal to the link), every ``<category>`` as a tag
 datetimes, summary HTML (the content when the feed has no summary, as
 feedparser does), content HTML, a featured image (media:content, then
 media:thumbnail, then an image enclosure, then the first ``<img>`` of the
-content) and the author.
+content) with its alt text, and the author.
+
+The image and its alt text are chosen in ``bot.sources.markup``; Media RSS
+descriptions, which feedparser drops (it files them as the summary), are read
+from the lxml tree on both paths (``media_alts``): the strict tree the fast path
+has anyway, a recovering parse on feedparser's path. When that tree's item
+count differs from the parser's, the Media RSS alts are left out rather than
+give an item another item's text.
 
 ``RssSource`` is the ``Source`` for ``kind = "rss"``; ``FeedSource`` is its
 fetch-then-parse base, shared with the JSON Feed source.
@@ -39,14 +46,11 @@ belong together.
 from __future__ import annotations
 
 import asyncio
-import html
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from time import struct_time
 from typing import Any, ClassVar, Literal
-from urllib.parse import urljoin
 
 import fastfeedparser
 import httpx
@@ -65,21 +69,21 @@ from bot.sources.integrity import (
     repair_encoding,
     scan_structure,
 )
+from bot.sources.markup import _IMG_SRC as _IMG_SRC  # re-exported: tests and older imports use it here
+from bot.sources.markup import _ITEM_TAGS, _MEDIA_NS, MediaAlts, image_alt, media_alts, pick_image, recovered_tree
+from bot.sources.markup import _img_src as _img_src
+from bot.sources.markup import absolute as absolute
+from bot.sources.markup import clean_text as clean_text
+from bot.sources.markup import decode_entities as decode_entities
+from bot.sources.markup import first_image as first_image
 
 ParserName = Literal["fastfeedparser", "feedparser", "orjson"]
 
 RSS_ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml;q=0.9, "
               "application/xml;q=0.8, text/xml;q=0.8, */*;q=0.5")
 
-_ENTITY_REF = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
-_IMG_SRC = re.compile(r"""<img\b[^>]*?\bsrc\s*=\s*(?:"([^"]+)"|'([^']+)'|([^\s>"']+))""", re.IGNORECASE)
-_IMG_OPEN = re.compile(r"<img\b", re.IGNORECASE)
-_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".bmp", ".svg")
 _SUMMARY_NAMES = frozenset({"description", "summary"})
 _CONTENT_NAMES = frozenset({"encoded", "content"})
-_ITEM_TAGS = ("item", "{http://purl.org/rss/1.0/}item", "{http://www.w3.org/2005/Atom}entry",
-              "{http://purl.org/atom/ns#}entry")
-_MEDIA_NS = "http://search.yahoo.com/mrss/"
 _WHITESPACE = b" \t\r\n"
 _STRICT = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
                           recover=False, remove_blank_text=False)
@@ -141,24 +145,6 @@ def keep_identifiable(posts: Sequence[ParsedPost]) -> tuple[tuple[ParsedPost, ..
 # --- shared normalisation -------------------------------------------------
 
 
-def decode_entities(text: str) -> str:
-    """Decode complete ``&name;``/``&#NNN;`` references left after XML decoding.
-
-    WordPress double-escapes (``&amp;#8217;``) and Atom ``type="html"`` titles
-    keep references; a bare ``&`` as in ``R&D`` stays as it is.
-    """
-    if "&" not in text:
-        return text
-    return _ENTITY_REF.sub(lambda m: html.unescape(m.group(0)), text)
-
-
-def clean_text(text: str | None) -> str:
-    """Entities decoded, whitespace collapsed, for titles, tags and authors."""
-    if not text:
-        return ""
-    return " ".join(decode_entities(text).split())
-
-
 def unique_tags(names: Iterable[str | None]) -> tuple[str, ...]:
     """Cleaned, non-empty tag names, first occurrence kept, feed order kept."""
     seen: set[str] = set()
@@ -169,49 +155,6 @@ def unique_tags(names: Iterable[str | None]) -> tuple[str, ...]:
             seen.add(name)
             out.append(name)
     return tuple(out)
-
-
-def _img_src(html_text: str) -> re.Match[str] | None:
-    """``_IMG_SRC.search(html_text)`` in linear time.
-
-    Searching tries every ``<img`` and scans each up to the next ``>``: on "<img <img <img …"
-    that is quadratic. When one ``<img`` finds no ``src`` before its ``>``, no later ``<img``
-    before that ``>`` can (it would scan a part of the same text), so those are skipped.
-    """
-    skip_until = 0
-    for tag in _IMG_OPEN.finditer(html_text):
-        if tag.start() < skip_until:
-            continue
-        match = _IMG_SRC.match(html_text, tag.start())
-        if match:
-            return match
-        skip_until = html_text.find(">", tag.start())
-        if skip_until < 0:
-            return None
-    return None
-
-
-def first_image(html_text: str, base_url: str | None = None) -> str | None:
-    """The ``src`` of the first ``<img>`` in an HTML fragment (absolute when ``base_url`` is given)."""
-    if not html_text or "<img" not in html_text.lower():
-        return None
-    match = _img_src(html_text)
-    if not match:
-        return None
-    src = html.unescape(next(g for g in match.groups() if g)).strip()
-    if not src or src.startswith("data:"):
-        return None
-    return absolute(src, base_url)
-
-
-def absolute(url: str | None, base_url: str | None) -> str | None:
-    """``url`` resolved against ``base_url`` when it is relative; None for empty."""
-    if not url or not url.strip():
-        return None
-    url = url.strip()
-    if base_url and "://" not in url[:12]:
-        return urljoin(base_url, url)
-    return url
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -241,37 +184,6 @@ def _from_struct(value: Any) -> datetime | None:
         return None
 
 
-def _is_image(url: str | None, mime: str | None, medium: str | None) -> bool:
-    if not url:
-        return False
-    if medium:
-        return medium.lower() == "image"
-    if mime:
-        return mime.lower().startswith("image/")
-    return url.lower().split("?", 1)[0].endswith(_IMAGE_EXTENSIONS)
-
-
-def _pick_image(entry: Mapping[str, Any], content: str, summary: str, base_url: str | None) -> str | None:
-    """media:content, media:thumbnail, image enclosure, first ``<img>``; in that order."""
-    for media in entry.get("media_content") or ():
-        if isinstance(media, Mapping):
-            url = media.get("url")
-            if _is_image(url, media.get("type"), media.get("medium")):
-                return absolute(url, base_url)
-    for media in entry.get("media_content") or ():
-        if isinstance(media, Mapping) and media.get("thumbnail_url"):
-            return absolute(media["thumbnail_url"], base_url)
-    for thumb in entry.get("media_thumbnail") or ():
-        if isinstance(thumb, Mapping) and thumb.get("url"):
-            return absolute(thumb["url"], base_url)
-    for enclosure in entry.get("enclosures") or ():
-        if isinstance(enclosure, Mapping):
-            url = enclosure.get("url") or enclosure.get("href")
-            if url and _is_image(url, enclosure.get("type"), None):
-                return absolute(url, base_url)
-    return first_image(content, base_url) or first_image(summary, base_url)
-
-
 def _content_value(entry: Mapping[str, Any]) -> str:
     for part in entry.get("content") or ():
         if isinstance(part, Mapping) and isinstance(part.get("value"), str) and part["value"].strip():
@@ -280,8 +192,9 @@ def _content_value(entry: Mapping[str, Any]) -> str:
 
 
 def _make_post(entry: Mapping[str, Any], *, summary: str, published: datetime | None,
-               updated: datetime | None, base_url: str | None) -> ParsedPost:
+               updated: datetime | None, base_url: str | None, media: MediaAlts | None = None) -> ParsedPost:
     content = _content_value(entry)
+    image, from_html = pick_image(entry, content, summary, base_url)
     link_value = entry.get("link")
     raw_link = link_value.strip() if isinstance(link_value, str) else None
     link = absolute(raw_link, base_url)
@@ -301,8 +214,9 @@ def _make_post(entry: Mapping[str, Any], *, summary: str, published: datetime | 
         tags=tags,
         published=published or updated,
         updated=updated,
-        image_url=_pick_image(entry, content, summary, base_url),
+        image_url=image,
         author=author,
+        image_alt=image_alt(image, media or {}, content, summary, base_url, from_html=from_html),
     )
 
 
@@ -341,6 +255,9 @@ def parse_fast(body: bytes, *, base_url: str | None = None,
     shapes = _item_shapes(root) if root is not None else None
     if shapes is not None and len(shapes) != len(entries):
         shapes = None
+    alts = media_alts(root if root is not None else recovered_tree(bytes(body)))
+    if alts is not None and len(alts) != len(entries):
+        alts = None
     posts = []
     for i, entry in enumerate(entries):
         own_summary, own_content = shapes[i] if shapes is not None else (True, True)
@@ -355,6 +272,7 @@ def parse_fast(body: bytes, *, base_url: str | None = None,
             published=parse_iso_datetime(entry.get("published")),
             updated=parse_iso_datetime(entry.get("updated")),
             base_url=base_url,
+            media=alts[i] if alts is not None else None,
         ))
     feed = parsed.get("feed") or {}
     return tuple(posts), clean_text(feed.get("title") if isinstance(feed.get("title"), str) else None)
@@ -368,8 +286,11 @@ def parse_compat(body: bytes, *, base_url: str | None = None) -> tuple[tuple[Par
     import feedparser  # deliberately lazy
 
     parsed = feedparser.parse(bytes(body), sanitize_html=False, resolve_relative_uris=False)
+    alts = media_alts(recovered_tree(bytes(body)))
+    if alts is not None and len(alts) != len(parsed.entries):
+        alts = None
     posts = []
-    for entry in parsed.entries:
+    for i, entry in enumerate(parsed.entries):
         summary = entry.get("summary")
         if not isinstance(summary, str) or not summary.strip():
             summary = _content_value(entry)
@@ -379,6 +300,7 @@ def parse_compat(body: bytes, *, base_url: str | None = None) -> tuple[tuple[Par
             published=_from_struct(entry.get("published_parsed")),
             updated=_from_struct(entry.get("updated_parsed")) if "updated" in entry else None,
             base_url=base_url,
+            media=alts[i] if alts is not None else None,
         ))
     title = parsed.feed.get("title") if isinstance(parsed.feed.get("title"), str) else None
     return tuple(posts), clean_text(title)

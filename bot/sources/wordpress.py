@@ -26,7 +26,14 @@ posts already reported from the cursor's last second). Tag and category ids are
 resolved through ``/wp/v2/tags`` and ``/wp/v2/categories`` (``include=``,
 100 at a time) and cached in the source object, so only unknown ids cost a
 request. Author names come from ``/wp/v2/users`` on a best-effort basis (many
-sites block it). Titles and excerpts are HTML-unescaped; ``guid.rendered``
+sites block it). The featured image (``featured_media``) and its ``alt_text``
+come from ``/wp/v2/media`` the same way: one ``include=`` request per poll for
+the ids not yet known (100 at a time), never one per post, cached by id
+(``MEDIA_CACHE_SIZE``); best effort too (a site that refuses it with 401/403 is
+not asked again, any other failure only costs this poll's alt texts). The
+image is Jetpack's ``jetpack_featured_media_url`` when the site has it, else
+the media's ``source_url``, else the first ``<img>`` of the content (with its
+``alt``). Titles and excerpts are HTML-unescaped; ``guid.rendered``
 (``https://site/?p=123``) is the guid, the same as in the site's RSS feed, so a
 switch between the two kinds keeps identities. Dates are ``date_gmt`` and
 ``modified_gmt`` (UTC without an offset).
@@ -35,6 +42,7 @@ switch between the two kinds keeps identities. Dates are ``date_gmt`` and
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,11 +53,12 @@ import httpx
 import orjson
 
 from bot.domain.models import ParsedPost
-from bot.errors import FeedParseError, SourceError
+from bot.errors import FeedParseError, FetchError, SourceError
 from bot.settings import HttpConfig, SourceConfig
 from bot.sources.base import CacheState, Fetched, NotModified, PollResult
 from bot.sources.discover import not_a_feed_reason, sniff
 from bot.sources.http import FetchOutcome, fetch
+from bot.sources.markup import clean_alt, html_alt
 from bot.sources.rss import clean_text, first_image, unique_tags
 
 WP_MAX_PER_PAGE = 100
@@ -66,7 +75,10 @@ OLD_WORDPRESS_NOTE = ("this WordPress ignores modified_after (it needs WordPress
                       "only the newest 100 posts by date are checked")
 
 POST_FIELDS = ("id,date_gmt,modified_gmt,guid,link,title,excerpt,content,author,tags,categories,"
-               "jetpack_featured_media_url")
+               "featured_media,jetpack_featured_media_url")
+MEDIA_FIELDS = "id,source_url,alt_text,media_type"
+MEDIA_CACHE_SIZE = 1000
+"""Featured images (id → URL and alt text) kept across polls; the oldest leave first."""
 _ACCEPT = {"Accept": "application/json"}
 _OVERLAP = timedelta(seconds=1)
 """``modified_after`` is exclusive and second-grained: ask from one second earlier."""
@@ -237,6 +249,9 @@ class WordPressSource:
         self.names = _Names()
         self.authors: dict[int, str | None] = {}
         self.authors_blocked = False
+        self.media: OrderedDict[int, tuple[str | None, str | None]] = OrderedDict()
+        """Featured media id → (source_url, alt text), for the ids already looked up (None: none)."""
+        self.media_blocked = False
         self.modified_after_ignored = False
         """Set once the site shows it ignores ``modified_after`` (WordPress < 5.7): stop asking."""
 
@@ -330,6 +345,39 @@ class WordPressSource:
         for uid in missing[:WP_MAX_PER_PAGE]:
             self.authors[uid] = found.get(uid)
 
+    async def _resolve_media(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Featured images of ``rows`` not yet known: one ``/wp/v2/media?include=`` request per 100 ids."""
+        if self.media_blocked:
+            return
+        missing = sorted({m for row in rows if isinstance(m := row.get("featured_media"), int)
+                          and not isinstance(m, bool) and m > 0 and m not in self.media})
+        for start in range(0, len(missing), WP_MAX_PER_PAGE):
+            chunk = missing[start:start + WP_MAX_PER_PAGE]
+            url = endpoint(self.base, "/wp/v2/media", [("include", ",".join(map(str, chunk))),
+                                                       ("per_page", str(WP_MAX_PER_PAGE)),
+                                                       ("_fields", MEDIA_FIELDS)])
+            try:
+                found = self._rows(await self._get(url))
+            except FetchError as exc:
+                if exc.status in (401, 403):
+                    self.media_blocked = True  # a site may hide its media library: alt texts are optional
+                return
+            except SourceError:
+                return
+            by_id: dict[int, tuple[str | None, str | None]] = {}
+            for item in found:
+                mid, source_url = item.get("id"), item.get("source_url")
+                if not isinstance(mid, int) or item.get("media_type", "image") != "image":
+                    continue
+                alt = item.get("alt_text")
+                by_id[mid] = (source_url.strip() if isinstance(source_url, str) and source_url.strip() else None,
+                              clean_alt(alt) if isinstance(alt, str) else None)
+            for mid in chunk:
+                self.media[mid] = by_id.get(mid, (None, None))
+                self.media.move_to_end(mid)
+            while len(self.media) > MEDIA_CACHE_SIZE:
+                self.media.popitem(last=False)
+
     # -- mapping --
 
     def to_post(self, row: Mapping[str, Any]) -> ParsedPost:
@@ -342,7 +390,12 @@ class WordPressSource:
         content = _rendered(row, "content")
         link = row.get("link") if isinstance(row.get("link"), str) else None
         guid = _rendered(row, "guid").strip() or None
-        featured = row.get("jetpack_featured_media_url")
+        jetpack = row.get("jetpack_featured_media_url")
+        media_id = row.get("featured_media")
+        media_url, media_alt = self.media.get(media_id, (None, None)) if isinstance(media_id, int) else (None, None)
+        featured = jetpack.strip() if isinstance(jetpack, str) and jetpack.strip() else media_url
+        image = featured or first_image(content, link)
+        alt = media_alt if featured else html_alt(content, image, link, first=True)
         author = row.get("author")
         return ParsedPost(
             title=clean_text(_rendered(row, "title")),
@@ -353,13 +406,15 @@ class WordPressSource:
             tags=unique_tags(names),
             published=parse_gmt(row.get("date_gmt")) or parse_gmt(row.get("modified_gmt")),
             updated=parse_gmt(row.get("modified_gmt")),
-            image_url=featured if isinstance(featured, str) and featured.strip() else first_image(content, link),
+            image_url=image,
             author=self.authors.get(author) if isinstance(author, int) else None,
+            image_alt=alt,
         )
 
     async def _posts(self, rows: Sequence[dict[str, Any]]) -> tuple[ParsedPost, ...]:
         await self._resolve_terms(rows)
         await self._resolve_authors(rows)
+        await self._resolve_media(rows)
         return tuple(self.to_post(row) for row in rows)
 
     # -- polling --

@@ -98,7 +98,8 @@ def _claim_statement(dialect: str) -> Update:
             .values(status=DeliveryStatus.SENDING.value, attempts=t.deliveries.c.attempts + 1,
                     claimed_by=bindparam("claim_owner", type_=String), updated_at=now)
             .returning(t.deliveries.c.id, t.deliveries.c.attempts, t.deliveries.c.post_id,
-                       t.deliveries.c.uncertain_since, t.deliveries.c.kind, t.deliveries.c.channel_id))
+                       t.deliveries.c.uncertain_since, t.deliveries.c.staged, t.deliveries.c.kind,
+                       t.deliveries.c.channel_id))
 
 
 @functools.cache
@@ -211,7 +212,7 @@ def claim(conn: Connection, dialect: str, channel: str, now: datetime, owner: st
     target = None if kind is DeliveryKind.POST else sent_message(conn, row.post_id, row.channel_id)
     return ClaimedDelivery(id=row.id, channel=channel, post=load_post(conn, row.post_id),
                            attempts=row.attempts, status=DeliveryStatus.SENDING,
-                           uncertain_since=utc(row.uncertain_since), kind=kind, target=target)
+                           uncertain_since=utc(row.uncertain_since), staged=row.staged, kind=kind, target=target)
 
 
 _SENT_MESSAGE = select(t.deliveries.c.id, t.deliveries.c.status, t.deliveries.c.remote_id, t.deliveries.c.sent_at,
@@ -268,6 +269,19 @@ class DeliveriesMixin(StoreBase):
         The transition is committed before this returns, i.e. before any request leaves.
         """
         return await self._write(lambda conn: claim(conn, self.dialect, channel, now, owner))
+
+    async def stage(self, delivery_id: int, staged: str, *, owner: str) -> bool:
+        """Remember what a two-step publisher staged for a delivery ``owner`` has claimed (``sending``),
+        committed before this returns, i.e. before the publishing request leaves (``PublishesStaged``).
+        False when the delivery is not, or no longer, this owner's claim (nothing is written)."""
+
+        def work(conn: Connection) -> bool:
+            result = conn.execute(update(t.deliveries).where(
+                t.deliveries.c.id == delivery_id, t.deliveries.c.status == DeliveryStatus.SENDING.value,
+                t.deliveries.c.claimed_by == owner).values(staged=staged))
+            return bool(result.rowcount)
+
+        return await self._write(work)
 
     async def finish(self, delivery_id: int, status: DeliveryStatus, now: datetime, *,
                      remote_id: str | None = None, remote_url: str | None = None,
@@ -382,7 +396,7 @@ class DeliveriesMixin(StoreBase):
             post_title=r.title, post_url=r.url, source=r.source, published=utc(r.published_at),
             next_attempt_at=utc(r.next_attempt_at), remote_id=r.remote_id, remote_url=r.remote_url,
             last_error=r.last_error, created_at=utc(r.created_at), updated_at=utc(r.updated_at),
-            sent_at=utc(r.sent_at), kind=r.kind, reason=r.reason) for r in rows]
+            sent_at=utc(r.sent_at), staged=r.staged, kind=r.kind, reason=r.reason) for r in rows]
 
     async def channel_counts(self, now: datetime) -> list[ChannelCounts]:
         day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)

@@ -131,6 +131,13 @@ def lock_path(url: str | URL) -> Path | None:
     return path.with_name(path.name + SUFFIX)
 
 
+def database_dir(url: str | URL) -> Path | None:
+    """The directory of a SQLite database file, where a publisher may keep a small private file beside it
+    (``PublisherContext.state_dir``); None for PostgreSQL and in-memory SQLite."""
+    path = lock_path(url)
+    return path.parent if path is not None else None
+
+
 _HELD: dict[Path, Holder] = {}
 """The lock files this process holds. ``probe`` answers from here for them: it must never open and close
 such a file itself (where ``flock`` is emulated with POSIX locks, as on NFS, closing any descriptor of the

@@ -12,6 +12,7 @@ The methods live with their aggregate, one module each (the way lemon24/reader s
 - ``pacing``: the persisted token buckets
 - ``coordination``: instances, named leases, source claims, taking over a dead instance's work
 - ``audit``: the audit log
+- ``explain``: what ``tagrelay explain`` reads about one post (deliveries, rule drops, subscriptions)
 - ``lifecycle``: a post's later life: edits, edit and delete outcomes, unpublishing, retraction
 
 ``base`` holds what they share (the ``Database``, ``_read``/``_write``, the dialect helpers). Rows are
@@ -27,6 +28,7 @@ from bot.storage.base import StoreBase
 from bot.storage.channels import ChannelsMixin
 from bot.storage.coordination import CoordinationMixin
 from bot.storage.deliveries import DeliveriesMixin
+from bot.storage.explain import ExplainMixin
 from bot.storage.holds import HoldsMixin
 from bot.storage.lifecycle import LifecycleMixin
 from bot.storage.pacing import PacingMixin
@@ -37,6 +39,6 @@ from bot.storage.subscriptions import SubscriptionsMixin
 
 
 class Store(SourcesMixin, PollsMixin, PostsMixin, SubscriptionsMixin, ChannelsMixin, DeliveriesMixin, HoldsMixin,
-            PacingMixin, CoordinationMixin, AuditMixin, LifecycleMixin, StoreBase):
+            PacingMixin, CoordinationMixin, AuditMixin, ExplainMixin, LifecycleMixin, StoreBase):
     """All database access. Open with ``Store.open(url)`` (or give it a ``Database``); call ``aclose`` at
     the end."""

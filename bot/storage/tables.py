@@ -138,6 +138,7 @@ subscriptions = Table(
     Column("backfill", Integer, nullable=False, default=0),
     Column("origin", String(16), nullable=False),
     Column("created_at", TS, nullable=False),
+    Column("rule", Text),  # the subscription's conditions as JSON (bot.domain.rules; 0007); NULL: none
     UniqueConstraint("tag_slug", "channel_id"),
     Index("ix_subscriptions_backfill", "backfill", sqlite_where=text("backfill > 0")),
 )
@@ -170,6 +171,8 @@ deliveries = Table(
     Column("post_at", TS),  # the post's date (first seen if undated): the per-channel send order
     # when an attempt may have reached the platform unconfirmed (ambiguous answer, crash while sending)
     Column("uncertain_since", TS),
+    # what a two-step publisher staged before publishing (Threads' media container id), committed first (0010)
+    Column("staged", Text),
     # post | edit | delete: the message itself, an update of it, its removal (0011)
     Column("kind", String(8), nullable=False, default="post", server_default=text("'post'")),
     Column("rendered_hash", String(64)),  # what the message shows (a post's row; 0011)
@@ -180,6 +183,18 @@ deliveries = Table(
     # claim_next walks this in order and stops at the first due row: O(log n), whatever the queue depth
     Index("ix_deliveries_pending", "channel_id", "post_at", "id",
           sqlite_where=text(PENDING_SQL)),
+)
+
+rule_drops = Table(
+    "rule_drops",
+    metadata,
+    # one row per (post, channel) a subscribed tag matched but a rule kept out (0007): `tagrelay explain`
+    Column("post_id", ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True),
+    Column("channel_id", ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True),
+    Column("subscription", String(255)),  # the tag name of the subscription whose rule decided; NULL: the channel's
+    Column("condition", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("at", TS, nullable=False),
 )
 
 instance_leases = Table(

@@ -100,8 +100,8 @@ def platforms(feed_size: int = 1000) -> Iterator[Platforms]:
 
 def write_config(folder: Path, fakes: Platforms, *, lease_ttl: float = 2.0, shutdown_timeout: float = 2.0,
                  read_timeout: float = 5.0, interval: float = 1.0, retry_base: float = 0.2,
-                 telegram_extra: str = "", burst_limit: int = 0, masto_extra: str = "", x_extra: str = "",
-                 source_kind: str = "rss") -> Path:
+                 telegram_extra: str = "", burst_limit: int = 0, mastodon_extra: str = "",
+                 x_extra: str = "", source_kind: str = "rss") -> Path:
     """A config with one channel per platform on the fakes, pacing off, no health server. ``*_extra``: more
     keys of a channel's table; ``source_kind`` "wordpress" reads the archive's REST API instead of its feed."""
     source_url = f"{fakes.archive.url}/feed/" if source_kind == "rss" else f"{fakes.archive.url}/wp-json/"
@@ -147,7 +147,7 @@ api_base = "{fakes.telegram.url}"
 name = "masto"
 platform = "mastodon"
 instance = "{fakes.mastodon.url}"
-{masto_extra}
+{mastodon_extra}
 
 [[channels]]
 name = "x"

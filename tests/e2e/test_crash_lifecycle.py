@@ -122,7 +122,7 @@ def test_edits_and_deletions_survive_sigkill_without_being_applied_twice(tmp_pat
     kills: Counter[str] = Counter()
     with platforms() as fakes:
         fakes.archive.add_post(title="Before", tags=["MEK"], slug="before")
-        config = write_config(tmp_path, fakes, telegram_extra=DELETING, masto_extra=DELETING, x_extra=DELETING,
+        config = write_config(tmp_path, fakes, telegram_extra=DELETING, mastodon_extra=DELETING, x_extra=DELETING,
                               source_kind="wordpress")
         db = Db(config)
         posts: dict[int, ArchivePost] = {}

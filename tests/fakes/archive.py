@@ -10,7 +10,8 @@ from the same in-memory posts, the way WordPress renders them:
                       ``wp/v2/posts`` (``per_page``, ``page``, ``orderby``, ``order``,
                       ``modified_after``, ``after``, ``include``, ``_fields``; ``X-WP-Total``,
                       ``X-WP-TotalPages``; 400 ``rest_post_invalid_page_number`` past the end),
-                      ``wp/v2/tags``, ``wp/v2/categories``, ``wp/v2/users`` (``include``), and the index
+                      ``wp/v2/tags``, ``wp/v2/categories``, ``wp/v2/users``, ``wp/v2/media`` (featured
+                      images with ``alt_text``; ``include``), and the index
 * ``/``               a home page whose ``<link>`` tags are configurable (``home_links``)
 * ``/YYYY/MM/DD/slug/`` a post's own page: 200 while it is published, 404 once it is trashed
                       (``trash_post``), drafted, made private or deleted (``delete_post``)
@@ -70,6 +71,13 @@ class ArchivePost:
     author: str = "Staff Writer"
     image: str | None = None
     status: str = "publish"
+    image_alt: str | None = None
+    """The featured image's alt text: WordPress ``alt_text``, ``media:description`` in the RSS feed."""
+
+    @property
+    def media_id(self) -> int:
+        """The featured image's attachment id (0: none)."""
+        return 900000 + self.id if self.image else 0
 
     def guid(self, site: str) -> str:
         return f"{site}/?p={self.id}"
@@ -133,7 +141,8 @@ class ArchiveServer(LoopbackServer):
 
     def __init__(self, *, feed_size: int = 10, home_links: Iterable[str] = ("rest", "rss", "comments", "json"),
                  rest_form: str = "pretty", link_header: bool = False, rest_status: int | None = None,
-                 users_status: int | None = None, modified_after_supported: bool = True, guid_churn: bool = False,
+                 users_status: int | None = None, media_status: int | None = None, jetpack: bool = True,
+                 modified_after_supported: bool = True, guid_churn: bool = False,
                  site_title: str = "Iraq protest against Iran’s meddling – Archive") -> None:
         super().__init__()
         self.posts: list[ArchivePost] = []
@@ -147,6 +156,10 @@ class ArchiveServer(LoopbackServer):
         self.rest_status = rest_status
         """When set, every REST route answers this status (a site that closed its API)."""
         self.users_status = users_status
+        self.media_status = media_status
+        """When set, ``/wp/v2/media`` answers this status (a site that hides its media library)."""
+        self.jetpack = jetpack
+        """Posts carry ``jetpack_featured_media_url`` (a site with Jetpack); else only ``featured_media``."""
         self.modified_after_supported = modified_after_supported
         self.site_title = site_title
         self.guid_churn = guid_churn
@@ -175,7 +188,7 @@ class ArchiveServer(LoopbackServer):
     def add_post(self, *, title: str = "Untitled", tags: Sequence[str] = (), categories: Sequence[str] = (),
                  excerpt_html: str | None = None, content_html: str | None = None, author: str = "Staff Writer",
                  image: str | None = None, published: datetime | None = None, modified: datetime | None = None,
-                 status: str = "publish", slug: str | None = None) -> ArchivePost:
+                 status: str = "publish", slug: str | None = None, image_alt: str | None = None) -> ArchivePost:
         """Add a post (published now by the archive clock unless dates are given)."""
         when = published or self.tick()
         with self.lock:
@@ -186,7 +199,7 @@ class ArchiveServer(LoopbackServer):
                 else f"{html.escape(title, quote=False)} in brief. [&#8230;]",
                 content_html=content_html if content_html is not None
                 else f"<p>{html.escape(title, quote=False)}.</p>\n<p>More to follow.</p>",
-                author=author, image=image, status=status,
+                author=author, image=image, status=status, image_alt=image_alt,
             )
             self._next_id += 7
             for name in post.tags:
@@ -493,7 +506,10 @@ class ArchiveServer(LoopbackServer):
         items = []
         for p in self._newest()[: self.feed_size]:
             cats = "".join(f"\n\t\t<category><![CDATA[{t}]]></category>" for t in [*p.categories, *p.tags])
-            media = f'\n\t\t<media:content url="{html.escape(p.image)}" medium="image" />' if p.image else ""
+            description = (f"<media:description>{html.escape(p.image_alt, quote=False)}</media:description>"
+                           if p.image_alt else "")
+            media = (f'\n\t\t<media:content url="{html.escape(p.image)}" medium="image">{description}'
+                     f"</media:content>" if p.image else "")
             items.append(f"""\t<item>
 \t\t<title>{_texturize(p.title).replace("&#038;", "&amp;")}</title>
 \t\t<link>{p.link(site)}</link>
@@ -559,10 +575,10 @@ class ArchiveServer(LoopbackServer):
             "content": {"rendered": p.content_html + "\n", "protected": False},
             "excerpt": {"rendered": f"<p>{p.excerpt_html}</p>\n", "protected": False},
             "author": 1 + sum(map(ord, p.author)) % 5,
-            "featured_media": 0,
+            "featured_media": p.media_id,
             "categories": [self._cat_ids[c] for c in p.categories],
             "tags": [self._tag_ids[t] for t in p.tags],
-            **({"jetpack_featured_media_url": p.image} if p.image else {}),
+            **({"jetpack_featured_media_url": p.image} if p.image and self.jetpack else {}),
             "_links": {"self": [{"href": f"{site}/wp-json/wp/v2/posts/{p.id}"}]},
         }
 
@@ -589,6 +605,12 @@ class ArchiveServer(LoopbackServer):
             names = sorted({p.author for p in self.visible()})
             users = [{"id": 1 + sum(map(ord, n)) % 5, "name": n, "slug": _slug(n)} for n in names]
             return self._list_response(request, users)
+        if route == "/wp/v2/media":
+            if self.media_status is not None:
+                return _wp_error(self.media_status, "rest_forbidden", "Sorry, you are not allowed to do that.")
+            media = [{"id": p.media_id, "source_url": p.image, "alt_text": p.image_alt or "", "media_type": "image",
+                      "mime_type": "image/jpeg", "post": p.id} for p in self.visible() if p.image]
+            return self._list_response(request, media)
         return _wp_error(404, "rest_no_route", "No route was found matching the URL and request method.")
 
     @staticmethod

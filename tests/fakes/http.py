@@ -6,7 +6,8 @@ real sockets with httpx; nothing is monkeypatched.
 
 Faults: a handler may return ``DROP`` to close the connection without an
 answer, or a ``Response`` with ``hold`` set to a ``threading.Event`` that the
-test sets to release it (slow responses without sleeping in the test).
+test sets to release it (slow responses without sleeping in the test), or
+with ``trickle`` set to send its body a byte at a time.
 
 Waiting without sleeping: ``wait_for(predicate, timeout)`` wakes on every
 request that arrives or is handled; ``on_request`` (if set) is called with each request as
@@ -17,6 +18,8 @@ soon as it is read, before it is handled (crash tests kill the client there); if
 from __future__ import annotations
 
 import contextlib
+import email.parser
+import email.policy
 import json
 import socketserver
 import sys
@@ -26,6 +29,19 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass(frozen=True)
+class Part:
+    """One field of a multipart/form-data body."""
+
+    data: bytes
+    filename: str | None
+    content_type: str
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8")
 
 
 @dataclass
@@ -42,6 +58,23 @@ class Request:
     def form(self) -> dict[str, list[str]]:
         return parse_qs(self.body.decode("utf-8"), keep_blank_values=True)
 
+    def multipart(self) -> dict[str, Part]:
+        """The fields of a ``multipart/form-data`` body by name (the last of a repeated name)."""
+        ctype = self.header("content-type") or ""
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + ctype.encode("latin-1") + b"\r\n\r\n" + self.body)
+        if not message.is_multipart():
+            return {}
+        parts: dict[str, Part] = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if not isinstance(name, str):
+                continue
+            payload = part.get_payload(decode=True)
+            parts[name] = Part(data=payload if isinstance(payload, bytes) else b"", filename=part.get_filename(),
+                               content_type=part.get_content_type())
+        return parts
+
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
 
@@ -56,6 +89,8 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     hold: threading.Event | None = None
+    trickle: float | None = None
+    """Send the body one byte every ``trickle`` seconds (a server that is slow but never silent for long)."""
 
     @classmethod
     def json(cls, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -115,7 +150,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         if self.command != "HEAD" and result.status not in (204, 304):
-            self.wfile.write(result.body)
+            if result.trickle is None:
+                self.wfile.write(result.body)
+                return
+            for i in range(len(result.body)):
+                self.wfile.write(result.body[i:i + 1])
+                self.wfile.flush()
+                if owner.stopping.wait(result.trickle):
+                    return
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _serve
 
@@ -139,6 +181,8 @@ class LoopbackServer:
         self.requests: list[Request] = []
         self.handled = 0
         """Requests whose answer is decided (it may still be held or dropped)."""
+        self.stopping = threading.Event()
+        """Set by ``stop``: a trickling answer ends."""
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
         self._server.handle_error = self._handle_error  # type: ignore[method-assign]
@@ -167,6 +211,7 @@ class LoopbackServer:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self._server.shutdown()
         self._server.server_close()
 

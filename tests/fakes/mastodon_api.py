@@ -23,6 +23,17 @@ Answers like Mastodon 4.x (mastodon/documentation ``methods/statuses.md``,
   other parameters such as ``exclude_reblogs`` are accepted and change nothing:
   the fake has no reblogs). An unknown id → 404 "Record not found". A bad or
   missing token → 401, as on the other routes.
+* ``POST /api/v2/media`` (multipart ``file``, ``description``, ``focus``) like
+  Mastodon 4.x (``methods/media.md``): the file must be an image of a
+  ``supported_mime_types`` type (422 "File content type is invalid"), at most
+  ``image_size_limit`` bytes and ``image_matrix_limit`` pixels (422), its
+  ``description`` at most 1,500 characters (422). It answers 200 with the
+  MediaAttachment, or, while ``media_processing`` > 0, 202 with ``url: null``;
+  then ``GET /api/v1/media/:id`` answers 206 that many times, then 200 with the
+  ``url``. ``DELETE /api/v1/media/:id`` deletes an unattached upload (4.4+; 422
+  when attached). ``media_ids`` on a status must name this account's
+  processed, unattached uploads, else 422 (as ``PostStatusService``); the
+  Status lists them in ``media_attachments`` with their ``description``.
 * Every answer carries ``X-RateLimit-Limit/-Remaining/-Reset`` (Reset is an
   ISO 8601 timestamp, unlike X).
 * Errors as ``{"error": "..."}``: unknown token → 401 "The access token is
@@ -36,12 +47,14 @@ Scripting (besides ``fail_next`` / ``drop_next`` / ``hold_next`` from
     fake.reject(422, "Validation failed: ...")
     event = fake.hold_next("/api/v1/statuses")   # status created, answer held until event.set()
 
-Recorded: ``fake.statuses`` (created, in order), ``fake.requests`` (everything).
+Recorded: ``fake.statuses`` (created, in order), ``fake.media`` (uploads by id, in
+order), ``fake.requests`` (everything).
 """
 
 from __future__ import annotations
 
 import html
+import io
 import itertools
 import re
 from collections.abc import Callable, Mapping
@@ -50,12 +63,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grapheme
+from PIL import Image as PIL
 
 from tests.fakes.http import Request, Response
 from tests.fakes.telegram_api import ScriptedServer
 
 DEFAULT_TOKEN = "mastodon-test-token-0123456789abcdef"
 STATUSES = "/api/v1/statuses"
+MEDIA_V2 = "/api/v2/media"
+DESCRIPTION_LIMIT = 1500
+_MEDIA_ONE = re.compile(r"^/api/v1/media/([^/]+)$")
 IDEMPOTENCY_TTL = timedelta(seconds=3600)
 """How long the real server (and the fake) honours an Idempotency-Key."""
 ACCOUNT_STATUSES_LIMIT = 20
@@ -75,6 +92,28 @@ class Account:
 
 
 @dataclass
+class Media:
+    """An upload the fake holds (``POST /api/v2/media``)."""
+
+    id: str
+    account: Account
+    mime: str
+    size: int
+    width: int
+    height: int
+    description: str | None
+    focus: str | None
+    polls_left: int
+    """206 answers left before ``GET /api/v1/media/:id`` says it is processed."""
+    status_id: str | None = None
+    deleted: bool = False
+
+    @property
+    def processed(self) -> bool:
+        return self.polls_left <= 0
+
+
+@dataclass
 class Status:
     """A status the fake created."""
 
@@ -89,6 +128,7 @@ class Status:
     """``clock()`` when it was created; its Idempotency-Key holds until ``created_at + IDEMPOTENCY_TTL``."""
     url: str
     uri: str
+    media_ids: tuple[str, ...] = ()
     edits: list[str] = field(default_factory=list)
     """Earlier texts, oldest first: one per ``PUT`` that changed it (Mastodon's edit history)."""
     deleted: bool = False
@@ -110,7 +150,10 @@ class FakeMastodon(ScriptedServer):
 
     def __init__(self, *, tokens: Mapping[str, str] | None = None, max_characters: int = 500,
                  characters_reserved_per_url: int = 23, v2_instance: bool = True, rate_limit_total: int = 300,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), image_size_limit: int = 16 * 1024 * 1024,
+                 image_matrix_limit: int = 33_177_600,
+                 supported_mime_types: tuple[str, ...] = ("image/jpeg", "image/png", "image/gif", "image/webp",
+                                                          "image/heic", "image/avif", "video/mp4")) -> None:
         super().__init__()
         self.max_characters = max_characters
         self.characters_reserved_per_url = characters_reserved_per_url
@@ -123,6 +166,12 @@ class FakeMastodon(ScriptedServer):
         self.statuses: list[Status] = []
         self.deletions: list[str] = []
         """Ids of the statuses deleted, in order."""
+        self.media: dict[str, Media] = {}
+        self.image_size_limit = image_size_limit
+        self.image_matrix_limit = image_matrix_limit
+        self.supported_mime_types = supported_mime_types
+        self.media_processing = 0
+        """Uploads answer 202 and ``GET /api/v1/media/:id`` 206 this many times before the media is ready."""
         self.idempotent_replays = 0
         self._by_key: dict[tuple[str, str], Status] = {}
         self._ids = itertools.count(113000000000000001)
@@ -153,6 +202,14 @@ class FakeMastodon(ScriptedServer):
             return self._answer(self._account_json(account)) if account else self._invalid_token()
         if method == "POST" and path == STATUSES:
             return self._post_status(request, account) if account else self._invalid_token()
+        if method == "POST" and path == MEDIA_V2:
+            return self._upload(request, account) if account else self._invalid_token()
+        one = _MEDIA_ONE.match(path)
+        if one and method in ("GET", "DELETE"):
+            if not account:
+                return self._invalid_token()
+            return self._media_get(one.group(1), account) if method == "GET" else self._media_delete(one.group(1),
+                                                                                                     account)
         listing = _ACCOUNT_STATUSES.match(path)
         if method == "GET" and listing:
             return self._account_statuses(request, listing.group(1)) if account else self._invalid_token()
@@ -221,6 +278,13 @@ class FakeMastodon(ScriptedServer):
                 "configuration": {"urls": {"streaming": ""},
                                   "statuses": {"max_characters": self.max_characters, "max_media_attachments": 4,
                                                "characters_reserved_per_url": self.characters_reserved_per_url},
+                                  "media_attachments": {"supported_mime_types": list(self.supported_mime_types),
+                                                        "description_limit": DESCRIPTION_LIMIT,
+                                                        "image_size_limit": self.image_size_limit,
+                                                        "image_matrix_limit": self.image_matrix_limit,
+                                                        "video_size_limit": 103809024,
+                                                        "video_frame_rate_limit": 120,
+                                                        "video_matrix_limit": 8294400},
                                   "accounts": {"max_featured_tags": 10}}}
 
     def _instance_v1(self) -> dict[str, Any]:
@@ -239,7 +303,91 @@ class FakeMastodon(ScriptedServer):
         if ctype.startswith("application/json"):
             body = request.json()
             return body if isinstance(body, dict) else {}
-        return {k: v[-1] for k, v in request.form().items()} if request.body else {}
+        if not request.body:
+            return {}
+        form = request.form()
+        params: dict[str, Any] = {k: v[-1] for k, v in form.items()}
+        if "media_ids[]" in form:
+            params["media_ids"] = form["media_ids[]"]
+        return params
+
+    # -- media -------------------------------------------------------------------------------
+
+    def _upload(self, request: Request, account: Account) -> Response:
+        parts = request.multipart()
+        file = parts.get("file")
+        if file is None or not file.data:
+            return self._error(422, "Validation failed: File can't be blank")
+        description = parts["description"].text if "description" in parts else None
+        focus = parts["focus"].text if "focus" in parts else None
+        try:
+            with PIL.open(io.BytesIO(file.data)) as image:
+                mime = PIL.MIME.get(str(image.format), "application/octet-stream")
+                width, height = image.size
+        except (OSError, ValueError, SyntaxError):
+            mime, width, height = "application/octet-stream", 0, 0
+        if mime not in self.supported_mime_types:
+            return self._error(422, "Validation failed: File content type is invalid, File is invalid")
+        if len(file.data) > self.image_size_limit:
+            return self._error(422, f"Validation failed: File file size must be less than "
+                                    f"{self.image_size_limit // (1024 * 1024)} MB")
+        if width * height > self.image_matrix_limit:
+            return self._error(422, f"Validation failed: File dimensions {width}x{height} exceed the limit")
+        if description is not None and len(description) > DESCRIPTION_LIMIT:
+            return self._error(422, f"Validation failed: Description is too long (maximum is {DESCRIPTION_LIMIT} "
+                                    "characters)")
+        with self.lock:
+            media = Media(id=str(next(self._ids)), account=account, mime=mime, size=len(file.data), width=width,
+                          height=height, description=description, focus=focus, polls_left=self.media_processing)
+            self.media[media.id] = media
+        return self._answer(self._media_json(media), 202 if not media.processed else 200)
+
+    def _media_get(self, media_id: str, account: Account) -> Response:
+        with self.lock:
+            media = self.media.get(media_id)
+            if media is None or media.deleted or media.account.id != account.id:
+                return self._error(404, "Record not found")
+            if not media.processed:
+                media.polls_left -= 1
+                return self._answer(self._media_json(media, processing=True), 206)
+        return self._answer(self._media_json(media))
+
+    def _media_delete(self, media_id: str, account: Account) -> Response:
+        with self.lock:
+            media = self.media.get(media_id)
+            if media is None or media.deleted or media.account.id != account.id:
+                return self._error(404, "Record not found")
+            if media.status_id is not None:
+                return self._error(422, "Cannot delete media attachment that is already attached to a post")
+            media.deleted = True
+        return self._answer(self._media_json(media))
+
+    def _media_json(self, media: Media, *, processing: bool = False) -> dict[str, Any]:
+        ready = media.processed and not processing
+        ext = {"image/png": "png", "image/gif": "gif", "image/webp": "webp"}.get(media.mime, "jpg")
+        return {"id": media.id, "type": "gifv" if media.mime == "image/gif" else "image",
+                "url": f"{self.url}/system/media/{media.id}/original.{ext}" if ready else None,
+                "preview_url": f"{self.url}/system/media/{media.id}/small.{ext}", "remote_url": None,
+                "text_url": None, "description": media.description, "blurhash": "UFAAAA00000000000000000000",
+                "meta": {"original": {"width": media.width, "height": media.height},
+                         **({"focus": _focus_json(media.focus)} if media.focus else {})}}
+
+    def _take_media(self, ids: Any, account: Account) -> tuple[str, ...] | Response:
+        """The media of a new status, checked like ``PostStatusService``: this account's unattached,
+        processed uploads, at most 4."""
+        if ids is None:
+            return ()
+        wanted = [str(i) for i in (ids if isinstance(ids, list) else [ids])][:4]
+        with self.lock:
+            found = [self.media.get(i) for i in wanted]
+            missing = [i for i, m in zip(wanted, found, strict=True)
+                       if m is None or m.deleted or m.account.id != account.id or m.status_id is not None]
+            if missing:
+                return self._error(422, f"Media {', '.join(missing)} not found or already attached to another post")
+            if any(m is not None and not m.processed for m in found):
+                return self._error(422, "Cannot attach files that have not finished processing. "
+                                        "Try again in a moment!")
+        return tuple(wanted)
 
     def _post_status(self, request: Request, account: Account) -> Response:
         key = request.header("idempotency-key")
@@ -261,12 +409,17 @@ class FakeMastodon(ScriptedServer):
             return self._error(422, "Validation failed: Visibility is not included in the list")
         if status_length(text, spoiler, url_length=self.characters_reserved_per_url) > self.max_characters:
             return self._error(422, f"Validation failed: Text character limit of {self.max_characters} exceeded")
+        media_ids = self._take_media(params.get("media_ids"), account)
+        if isinstance(media_ids, Response):
+            return media_ids
         with self.lock:
             status_id = str(next(self._ids))
             status = Status(id=status_id, account=account, text=text, visibility=visibility,
                             language=params.get("language") or None, spoiler_text=spoiler, idempotency_key=key,
                             created_at=self.clock(), url=f"{self.url}/@{account.username}/{status_id}",
-                            uri=f"{self.url}/users/{account.username}/statuses/{status_id}")
+                            uri=f"{self.url}/users/{account.username}/statuses/{status_id}", media_ids=media_ids)
+            for media_id in media_ids:
+                self.media[media_id].status_id = status_id
             self.statuses.append(status)
             if key:
                 self._by_key[(account.id, key)] = status
@@ -292,7 +445,8 @@ class FakeMastodon(ScriptedServer):
                 "sensitive": bool(status.spoiler_text), "spoiler_text": status.spoiler_text,
                 "visibility": status.visibility, "language": status.language, "uri": status.uri, "url": status.url,
                 "replies_count": 0, "reblogs_count": 0, "favourites_count": 0, "content": content,
-                "account": self._account_json(status.account), "media_attachments": [], "mentions": [],
+                "account": self._account_json(status.account),
+                "media_attachments": [self._media_json(self.media[m]) for m in status.media_ids], "mentions": [],
                 "tags": [], "emojis": [], "card": None, "poll": None, "reblog": None,
                 "edited_at": _iso(status.edited_at) if status.edited_at else None}
 
@@ -303,6 +457,11 @@ def _int_arg(value: str | None) -> int | None:
         return abs(int(value)) if value is not None else None
     except ValueError:
         return None
+
+
+def _focus_json(focus: str) -> dict[str, float]:
+    x, _, y = focus.partition(",")
+    return {"x": float(x), "y": float(y)}
 
 
 def _iso(when: datetime) -> str:

@@ -25,6 +25,13 @@ these limits in "characters after entities parsing"; ``utf16=True`` (the
 default of ``FakeChatBotApi``) counts them in UTF-16 code units like message
 entities do, the stricter reading (an emoji counts 2).
 
+Forum topics: ``fake.forum(chat_id, topics=[42])`` adds a forum supergroup
+(``getChat`` says ``is_forum``); a send with ``message_thread_id`` must name one
+of its topics, else 400 "message thread not found" (also after
+``fake.delete_topic``). ``SentMessage.message_thread_id`` records it.
+``fetch_photos=True`` makes ``sendPhoto`` fetch a photo URL as Telegram's
+servers do (400 "failed to get HTTP URL content" / "wrong type of the web page
+content" when it cannot use it).
 Edits and deletions of the messages it accepted, as the Bot API answers them:
 ``editMessageText`` (a text message), ``editMessageCaption`` and
 ``editMessageMedia`` (a photo; 400 "there is no text/caption/media in the
@@ -60,6 +67,7 @@ import socketserver
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
@@ -201,6 +209,9 @@ DEFAULT_CHANNEL_USERNAME = "tagrelay_test"
 
 MAX_TEXT_LENGTH = 4096
 MAX_CAPTION_LENGTH = 1024
+PHOTO_URL_MAX_BYTES = 5 * 1024 * 1024
+"""Telegram fetches photos given by URL up to 5 MB (Bot API, "Sending files")."""
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
 _ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a",
                  "tg-emoji", "tg-time", "code", "pre", "blockquote"}
 _OBJECT_FIELDS = {"link_preview_options", "reply_markup", "entities", "caption_entities", "reply_parameters",
@@ -230,15 +241,23 @@ def bot_api_error(code: int, description: str, parameters: dict[str, Any] | None
 
 @dataclass
 class Chat:
-    """A chat the fake knows. Channels and supergroups have ids like -100…; ``username`` without '@'."""
+    """A chat the fake knows. Channels and supergroups have ids like -100…; ``username`` without '@'.
+
+    A forum supergroup (``is_forum=True``) has topics: ``message_thread_id`` must name one of ``topics``,
+    else (deleted, never created, or the chat is no forum) Telegram answers 400 "message thread not found".
+    """
 
     id: int
     type: str = "channel"
     title: str | None = "Tagrelay test channel"
     username: str | None = None
+    is_forum: bool = False
+    topics: set[int] = field(default_factory=set)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "type": self.type}
+        if self.is_forum:
+            data["is_forum"] = True
         if self.title is not None:
             data["title"] = self.title
         if self.username is not None:
@@ -260,6 +279,9 @@ class SentMessage:
     link_preview_options: dict[str, Any] | None = None
     disable_notification: bool = False
     params: dict[str, Any] = field(default_factory=dict)
+    message_thread_id: int | None = None
+    photo_bytes: int | None = None
+    """With ``fetch_photos``: the size of the photo the fake fetched from the URL."""
     sent_at: float = 0.0
     """The fake's ``clock()`` when it was sent (``deleteMessage`` refuses after 48 hours, as Telegram does)."""
     deleted: bool = False
@@ -315,9 +337,13 @@ class FakeBotApi(ScriptedServer):
 
     def __init__(self, token: str = DEFAULT_TOKEN, *, bot_id: int = 123456789,
                  bot_username: str = "tagrelay_test_bot", chats: Iterable[Chat] | None = None,
-                 clock: Callable[[], float] = time.time, utf16: bool = False) -> None:
+                 clock: Callable[[], float] = time.time, utf16: bool = False, fetch_photos: bool = False) -> None:
         super().__init__()
         self.token = token
+        self.fetch_photos = fetch_photos
+        """sendPhoto with an http(s) URL fetches it, as Telegram's servers do: a URL that does not answer
+        is 400 "failed to get HTTP URL content", bytes that are no image 400 "wrong type of the web page
+        content", more than ``PHOTO_URL_MAX_BYTES`` 400 "failed to get HTTP URL content"."""
         self.utf16 = utf16
         """Count text limits in UTF-16 code units instead of characters."""
         self.bot_id = bot_id
@@ -372,6 +398,16 @@ class FakeBotApi(ScriptedServer):
         """400 "group chat was upgraded to a supergroup chat" with ``parameters.migrate_to_chat_id``."""
         self.error(400, "Bad Request: group chat was upgraded to a supergroup chat",
                    {"migrate_to_chat_id": new_chat_id}, match=match, times=times)
+
+    def forum(self, chat_id: int, topics: Iterable[int], *, username: str | None = None,
+              title: str = "Tagrelay forum") -> Chat:
+        """A forum supergroup with these topic ids."""
+        return self.add_chat(Chat(chat_id, type="supergroup", title=title, username=username, is_forum=True,
+                                  topics=set(topics)))
+
+    def delete_topic(self, chat_id: int, topic: int) -> None:
+        with self.lock:
+            self.chats[chat_id].topics.discard(topic)
 
     def sent_to(self, chat_id: int) -> list[SentMessage]:
         with self.lock:
@@ -441,6 +477,33 @@ class FakeBotApi(ScriptedServer):
                     return self.chats[chat_id]
         raise BotApiError(400, "Bad Request: chat not found")
 
+    @staticmethod
+    def _topic(chat: Chat, params: dict[str, Any]) -> int | None:
+        """The ``message_thread_id`` of a send, checked like Telegram: a topic of a forum, or 400."""
+        raw = params.get("message_thread_id")
+        if raw is None or raw == "":
+            return None
+        try:
+            topic = int(raw)
+        except (TypeError, ValueError):
+            raise BotApiError(400, "Bad Request: message thread not found") from None
+        if not chat.is_forum or topic not in chat.topics:
+            raise BotApiError(400, "Bad Request: message thread not found")
+        return topic
+
+    def _fetch_photo(self, url: str) -> int:
+        """Fetch a photo URL the way Telegram's servers do (see ``fetch_photos``); its size in bytes."""
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - http(s) only, checked below
+                data = answer.read(PHOTO_URL_MAX_BYTES + 1)
+        except (OSError, ValueError):
+            raise BotApiError(400, "Bad Request: failed to get HTTP URL content") from None
+        if len(data) > PHOTO_URL_MAX_BYTES:
+            raise BotApiError(400, "Bad Request: failed to get HTTP URL content")
+        if not (data.startswith(_IMAGE_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")):
+            raise BotApiError(400, "Bad Request: wrong type of the web page content")
+        return len(data)
+
     def _next_id(self, chat_id: int) -> int:
         with self.lock:
             counter = self._ids.setdefault(chat_id, itertools.count(1))
@@ -480,12 +543,13 @@ class FakeBotApi(ScriptedServer):
             raise BotApiError(400, f"Bad Request: can't parse entities: {problem}")
         if length > MAX_TEXT_LENGTH:
             raise BotApiError(400, "Bad Request: message is too long")
+        thread = self._topic(chat, params)
         message_id = self._next_id(chat.id)
         preview = params.get("link_preview_options")
         sent = SentMessage("sendMessage", chat.id, message_id, text, parse_mode=parse_mode,
                            link_preview_options=preview if isinstance(preview, dict) else None,
                            disable_notification=bool(params.get("disable_notification", False)), params=params,
-                           sent_at=self.clock())
+                           message_thread_id=thread, sent_at=self.clock())
         with self.lock:
             self.messages.append(sent)
         data = self._message_json(chat, message_id)
@@ -507,10 +571,14 @@ class FakeBotApi(ScriptedServer):
                 raise BotApiError(400, f"Bad Request: can't parse entities: {problem}")
             if length > MAX_CAPTION_LENGTH:
                 raise BotApiError(400, "Bad Request: message caption is too long")
+        thread = self._topic(chat, params)
+        size = None
+        if self.fetch_photos and str(photo).lower().startswith(("http://", "https://")):
+            size = self._fetch_photo(str(photo))
         message_id = self._next_id(chat.id)
         sent = SentMessage("sendPhoto", chat.id, message_id, None, caption=caption, photo=str(photo),
                            parse_mode=parse_mode, disable_notification=bool(params.get("disable_notification", False)),
-                           params=params, sent_at=self.clock())
+                           params=params, message_thread_id=thread, photo_bytes=size, sent_at=self.clock())
         with self.lock:
             self.messages.append(sent)
         data = self._message_json(chat, message_id)

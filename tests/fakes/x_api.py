@@ -26,10 +26,24 @@ Scripting (plus ``fail_next`` / ``drop_next`` / ``hold_next`` matching the path)
     fake.payment_required()                    # 402 (body hand-made: X documents none)
     fake.forbid_oauth1_permissions()           # 403 oauth1-permissions problem
 
+Media (the v2 endpoints, docs.x.com "Upload media" and "Create Media metadata"):
+
+* ``POST /2/media/upload`` with JSON ``media`` (base64), ``media_category``,
+  ``media_type`` → 200 ``{"data": {"id", "media_key", "size",
+  "expires_after_secs", "image"}}``; not an image, or over ``image_limit``
+  bytes (5 MB) → 400 invalid-request. With ``media_processing`` > 0 the answer
+  carries ``processing_info`` (pending) and ``GET /2/media/upload?command=STATUS&
+  media_id=`` answers in_progress that many times, then succeeded.
+* ``POST /2/media/metadata`` ``{"id", "metadata": {"alt_text": {"text"}}}`` →
+  200; an unknown id or an alt text over 1,000 characters → 400.
+* ``POST /2/tweets`` with ``media.media_ids``: every id must be a processed
+  upload of this fake, else 400 "Your media IDs are invalid."
+
 ``DELETE /2/tweets/:id`` removes one of ``fake.tweets`` (200 ``{"data": {"deleted": true}}``;
 an unknown id: 404 resource-not-found) and records it in ``fake.deleted``.
 
-Recorded: ``fake.tweets`` (accepted posts, with the auth style used).
+Recorded: ``fake.tweets`` (accepted posts, with the auth style used and their
+``media_ids``), ``fake.media`` (uploads by id, with their ``alt_text``).
 """
 
 from __future__ import annotations
@@ -37,6 +51,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import io
 import itertools
 import json
 import re
@@ -46,6 +61,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
+from PIL import Image as PIL
 from twitter_text import parse_tweet
 
 from tests.fakes.http import Request, Response
@@ -98,7 +114,24 @@ class Tweet:
     id: str
     text: str
     auth: str  # "oauth1" or "oauth2"
+    media_ids: tuple[str, ...] = ()
 
+
+@dataclass
+class XMedia:
+    id: str
+    size: int
+    mime: str
+    width: int
+    height: int
+    category: str | None
+    polls_left: int
+    alt_text: str | None = None
+
+
+MEDIA_UPLOAD = "/2/media/upload"
+MEDIA_METADATA = "/2/media/metadata"
+ALT_TEXT_LIMIT = 1000
 
 class FakeX(ScriptedServer):
     """An X API v2 server on 127.0.0.1 for one user. See the module docstring."""
@@ -121,6 +154,11 @@ class FakeX(ScriptedServer):
         self.tweets: list[Tweet] = []
         self.deleted: list[Tweet] = []
         """Posts removed by ``DELETE /2/tweets/:id`` (no longer in ``tweets``), in order."""
+        self.media: dict[str, XMedia] = {}
+        self.image_limit = 5 * 1024 * 1024
+        self.media_processing = 0
+        """Uploads carry processing_info and STATUS answers in_progress this many times."""
+        self._media_ids = itertools.count(1900000000000000001)
         self.auth_failures: list[str] = []
         self._nonces: set[tuple[str, str]] = set()
         self._ids = itertools.count(1880000000000000001)
@@ -163,6 +201,12 @@ class FakeX(ScriptedServer):
             return Response.json({"data": dict(self.user)})
         if request.method == "DELETE" and request.path.startswith(TWEETS + "/"):
             return self._delete(request.path[len(TWEETS) + 1:])
+        if request.method == "POST" and request.path == MEDIA_UPLOAD:
+            return self._upload(request)
+        if request.method == "GET" and request.path == MEDIA_UPLOAD:
+            return self._media_status(request)
+        if request.method == "POST" and request.path == MEDIA_METADATA:
+            return self._metadata(request)
         return Response.json({"errors": [{"message": "Sorry, that page does not exist", "code": 34}]}, 404)
 
     def _fail(self, reason: str) -> None:
@@ -254,14 +298,85 @@ class FakeX(ScriptedServer):
         if not parse_tweet(text).valid:
             return Response.json(problem(400, "Invalid Request", "Your Tweet text is too long.",
                                          "https://api.twitter.com/2/problems/invalid-request"), 400, headers)
+        media = body.get("media") if isinstance(body, dict) else None
+        ids = media.get("media_ids") if isinstance(media, dict) else None
+        media_ids = tuple(str(i) for i in ids) if isinstance(ids, list) else ()
+        with self.lock:
+            bad = [i for i in media_ids if i not in self.media or self.media[i].polls_left > 0]
+        if bad or len(media_ids) > 4:
+            return Response.json(problem(400, "Invalid Request", "Your media IDs are invalid.",
+                                         "https://api.twitter.com/2/problems/invalid-request"), 400, headers)
         with self.lock:
             if any(t.text == text for t in self.tweets):
                 duplicate = True
             else:
                 duplicate = False
-                tweet = Tweet(id=str(next(self._ids)), text=text, auth=auth)
+                tweet = Tweet(id=str(next(self._ids)), text=text, auth=auth, media_ids=media_ids)
                 self.tweets.append(tweet)
         if duplicate:
             return Response.json(problem(403, "Forbidden", DUPLICATE_DETAIL), 403, headers)
         return Response.json({"data": {"id": tweet.id, "text": text, "edit_history_tweet_ids": [tweet.id]}},
                              201, headers)
+
+    # -- media -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _invalid(detail: str) -> Response:
+        return Response.json(problem(400, "Invalid Request", detail, "https://api.x.com/2/problems/invalid-request"),
+                             400)
+
+    def _upload(self, request: Request) -> Response:
+        try:
+            body = json.loads(request.body or b"null")
+            data = base64.b64decode(body["media"], validate=True)
+        except (ValueError, KeyError, TypeError):
+            return self._invalid("One or more parameters to your request was invalid.")
+        if len(data) > self.image_limit:
+            return self._invalid(f"File size exceeds {self.image_limit} bytes.")
+        try:
+            with PIL.open(io.BytesIO(data)) as image:
+                mime = PIL.MIME.get(str(image.format), "")
+                width, height = image.size
+        except (OSError, ValueError, SyntaxError):
+            return self._invalid("Unsupported media type.")
+        with self.lock:
+            media = XMedia(id=str(next(self._media_ids)), size=len(data), mime=mime, width=width, height=height,
+                           category=body.get("media_category"), polls_left=self.media_processing)
+            self.media[media.id] = media
+        answer: dict[str, Any] = {"id": media.id, "media_key": f"3_{media.id}", "size": media.size,
+                                  "expires_after_secs": 86400,
+                                  "image": {"image_type": mime, "w": width, "h": height}}
+        if media.polls_left > 0:
+            answer["processing_info"] = {"state": "pending", "check_after_secs": 0}
+        return Response.json({"data": answer})
+
+    def _media_status(self, request: Request) -> Response:
+        if request.arg("command") != "STATUS":
+            return self._invalid("One or more parameters to your request was invalid.")
+        with self.lock:
+            media = self.media.get(request.arg("media_id") or "")
+            if media is None:
+                return self._invalid("Invalid media id.")
+            if media.polls_left > 0:
+                media.polls_left -= 1
+            state = "in_progress" if media.polls_left > 0 else "succeeded"
+        info: dict[str, Any] = {"state": state, "progress_percent": 100 if state == "succeeded" else 50}
+        if state != "succeeded":
+            info["check_after_secs"] = 0
+        return Response.json({"data": {"id": media.id, "media_key": f"3_{media.id}", "processing_info": info}})
+
+    def _metadata(self, request: Request) -> Response:
+        try:
+            body = json.loads(request.body or b"null")
+            media_id = str(body["id"])
+            text = body["metadata"]["alt_text"]["text"]
+        except (ValueError, KeyError, TypeError):
+            return self._invalid("One or more parameters to your request was invalid.")
+        if not isinstance(text, str) or len(text) > ALT_TEXT_LIMIT:
+            return self._invalid(f"Alt text must be at most {ALT_TEXT_LIMIT} characters.")
+        with self.lock:
+            media = self.media.get(media_id)
+            if media is None:
+                return self._invalid("Invalid media id.")
+            media.alt_text = text
+        return Response.json({"data": {"id": media_id, "associated_metadata": {"alt_text": {"text": text}}}})

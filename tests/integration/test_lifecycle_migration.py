@@ -1,4 +1,4 @@
-"""Migration 0011 on a database that has history: every delivery of revision 0006 becomes a ``post``
+"""Migration 0011 on a database that has history: every delivery of the revision before becomes a ``post``
 delivery with its status, remote id and send order kept; a (post, channel) pair may then hold an edit and a
 deletion too; existing posts have no content hash yet, so the first poll after the upgrade records it and
 edits nothing. SQLite (where the table is rebuilt) and PostgreSQL."""
@@ -22,7 +22,7 @@ from bot.storage.store import Store
 async def test_migration_0011_keeps_every_delivery_as_a_post_delivery(db_url: str, clock: FakeClock) -> None:
     from alembic import command
 
-    # the tables as revision 0006 had them (the current ``tables`` would write the new columns)
+    # the tables as the revision before 0011 had them (the current ``tables`` would write the new columns)
     sources = table("sources", *(column(c) for c in ("id", "name", "url", "kind", "baseline_done",
                                                       "consecutive_failures", "created_at")))
     posts = table("posts", *(column(c) for c in ("id", "source_id", "key", "title", "summary_html", "content_html",
@@ -32,16 +32,16 @@ async def test_migration_0011_keeps_every_delivery_as_a_post_delivery(db_url: st
         "post_id", "channel_id", "status", "attempts", "created_at", "updated_at", "sent_at", "remote_id", "post_at",
         "next_attempt_at")))
 
-    def to_0006(conn: Connection) -> None:
+    def to_previous(conn: Connection) -> None:
         cfg = migrate.alembic_config()
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0006")
+        command.upgrade(cfg, "0010")
 
     now = clock.now()
     store = Store.open(db_url)
     try:
         async with store.engine.begin() as conn:
-            await conn.run_sync(to_0006)
+            await conn.run_sync(to_previous)
             source_id = (await conn.execute(insert(sources).values(
                 name="archive", url="https://a.example/feed/", kind="rss", baseline_done=True,
                 consecutive_failures=0, created_at=now).returning(sources.c.id))).scalar_one()
@@ -58,7 +58,7 @@ async def test_migration_0011_keeps_every_delivery_as_a_post_delivery(db_url: st
                  "updated_at": now, "sent_at": now, "remote_id": "41", "post_at": now, "next_attempt_at": None},
                 {"post_id": post_ids[1], "channel_id": chan_id, "status": "queued", "attempts": 0, "created_at": now,
                  "updated_at": now, "sent_at": None, "remote_id": None, "post_at": now, "next_attempt_at": now}])
-        assert await migrate.upgrade(store.engine) == ("0006", migrate.HEAD)
+        assert await migrate.upgrade(store.engine) == ("0010", migrate.HEAD)
 
         rows = await store.deliveries()
         assert sorted((d.post_title, d.kind, d.status, d.remote_id) for d in rows) == [

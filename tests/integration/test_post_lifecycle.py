@@ -134,7 +134,7 @@ async def test_an_edited_title_is_edited_on_telegram_and_mastodon_within_one_pol
                            ("tg", "post", "sent"), ("x", "post", "sent")]
     assert (await actions(app)).count("edit") == 3  # the poll's line, and one per message edited
     report = await make_admin_service(app.config, app.store, clock=rig.clock).status()
-    assert any("channel x: x has no edit" in w for w in report.warnings)
+    assert any("channel x: x has no edit" in n for n in report.notes)
 
     await rig.cycle(app)  # nothing changed since: nothing sent
     await rig.cycle(app)

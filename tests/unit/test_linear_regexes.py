@@ -48,12 +48,23 @@ CASES = [
     pytest.param("from bot.render.text import excerpt_of as f", f"'<a ' * {MB // 3}", id="excerpt-html-open-tags"),
     pytest.param("from bot.sources.rss import first_image as f", f"'<img ' * {MB // 5}", id="rss-img-src"),
     pytest.param("from bot.sources.rss import first_image as f", f"'<img src' * {MB // 8}", id="rss-img-src-attr"),
+    pytest.param("from bot.sources.markup import html_alt\nf = lambda v: html_alt(v, 'https://s/x', first=True)",
+                 f"'<img src=x alt=\"' * {MB // 14}", id="markup-img-alt-unclosed"),
+    pytest.param("from bot.sources.markup import html_alt\nf = lambda v: html_alt(v, 'https://s/x')",
+                 f"'<img src=y ' * {MB // 11}", id="markup-img-alt-by-src"),
+    pytest.param("from bot.sources.markup import html_alt\nf = lambda v: html_alt(v, 'https://s/x', first=True)",
+                 f"'<img src=x' + ' a=b' * {MB // 4}", id="markup-img-alt-many-attributes"),
     pytest.param("from bot.sources.discover import discover_links\n"
                  "f = lambda v: discover_links(b'', 'https://example.org/', {'Link': v})",
                  f"'<' * {MB}", id="discover-link-header"),
     pytest.param("from bot.render.mastodon import mastodon_length as f", f"'@a@' + '.' * {MB}",
                  id="mastodon-mention"),
     pytest.param("from bot.render.tghtml import telegram_html_problems as f", f"'<a ' * {MB // 3}", id="tghtml-token"),
+    pytest.param("from bot.domain.rules import compiled\nf = compiled('(a+)+$').search", f"'a' * {MB} + '!'",
+                 id="rules-catastrophic-pattern"),
+    pytest.param("from bot.domain.rules import html_text as f", f"'<' * {MB}", id="rules-html-text-lt"),
+    pytest.param("from bot.domain.tags import fold_words as f", f"'a\u0301\u064b ' * {MB // 4}",
+                 id="rules-fold-marks"),
 ]
 
 
