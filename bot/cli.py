@@ -471,7 +471,8 @@ async def cmd_explain(ctx: Context) -> int:
         seen = found.first_seen.strftime("%Y-%m-%d %H:%M UTC") if found.first_seen else "?"
         ctx.out.write(f"{_cell(found.title)}\n{found.url}\nsource {found.source}; published {when}; detected {seen}\n"
                       f"tags: {_cell(', '.join(found.tags) or '(none)')}\n\n")
-        _table([[a.channel, a.outcome, a.reason] for a in found.channels], ["channel", "outcome", "why"], ctx.out)
+        _table([[a.channel, a.outcome, a.reason, a.later or ""] for a in found.channels],
+               ["channel", "outcome", "why", "edits / unpublishing"], ctx.out)
         return EXIT_OK
 
     return await ctx.with_store(go)

@@ -222,6 +222,8 @@ def format_explanation(found: Explanation) -> str:
     for a in found.channels:
         lines.append(f"{marks.get(a.outcome, '⏳')} <b>{esc(a.channel)}</b>: {esc(a.outcome)} — "
                      f"{quote(a.reason, DETAIL_LIMIT + 200)}")
+        if a.later:
+            lines.append(f"   <i>{esc(a.later)}</i>")
     return fit(lines)
 
 

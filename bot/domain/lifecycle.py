@@ -104,6 +104,27 @@ class ChannelLifecycle:
         return self.on_delete and self.can_delete
 
 
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds < 72 * 3600 else f"{seconds / 86400:g} d"
+
+
+def describe_policy(policy: ChannelLifecycle, platform: str) -> str:
+    """What an edit and an unpublishing of a sent post do on a channel, in words (``explain``)."""
+    if not policy.on_edit:
+        edits = "edits ignored (on_edit = ignore)"
+    elif not policy.can_edit:
+        edits = f"edits not sent ({platform} has no edit)"
+    else:
+        edits = f"edits update it for {_hours(policy.edit_window)}"
+    if not policy.on_delete:
+        deletes = "left if unpublished (on_delete = ignore)"
+    elif not policy.can_delete:
+        deletes = f"left if unpublished ({platform} cannot delete)"
+    else:
+        deletes = f"deleted if unpublished within {_hours(policy.delete_window)}"
+    return f"{edits}; {deletes}"
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryFact:
     """One delivery of a post, as a plan needs it."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.domain.detect import churn_message, hold_message
 from bot.domain.explain import ChannelAnswer, explain
-from bot.domain.lifecycle import ChannelLifecycle
+from bot.domain.lifecycle import ChannelLifecycle, describe_policy
 from bot.domain.models import DeliveryKind, DeliveryStatus, Post, Subscription
 from bot.domain.routing import verdict
 from bot.domain.rules import PostText, Rule
@@ -583,8 +583,16 @@ class AdminService:
             raise NotFoundError("post", target, "no stored post has this link (has the source been polled?)")
         names = [channel] if channel is not None else [c.name for c in self.config.channels]
         post = facts.post
+        answers = [self._with_later(a) for a in explain(facts, names)]
         return Explanation(title=post.title, url=post.url, source=post.source, tags=tuple(t.name for t in post.tags),
-                           published=post.published, first_seen=facts.first_seen, channels=explain(facts, names))
+                           published=post.published, first_seen=facts.first_seen, channels=answers)
+
+    def _with_later(self, answer: ChannelAnswer) -> ChannelAnswer:
+        """The answer with what an edit or an unpublishing of the post does on its channel."""
+        policy, opts = self.lifecycle.get(answer.channel), self.config.channel(answer.channel)
+        if policy is None or opts is None:
+            return answer
+        return replace(answer, later=describe_policy(policy, opts.platform))
 
     async def audit_log(self, limit: int = 50) -> list[Any]:
         return await self.store.audit_entries(limit)

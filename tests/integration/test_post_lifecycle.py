@@ -133,8 +133,13 @@ async def test_an_edited_title_is_edited_on_telegram_and_mastodon_within_one_pol
     assert kinds(rows) == [("masto", "edit", "sent"), ("masto", "post", "sent"), ("tg", "edit", "sent"),
                            ("tg", "post", "sent"), ("x", "post", "sent")]
     assert (await actions(app)).count("edit") == 3  # the poll's line, and one per message edited
-    report = await make_admin_service(app.config, app.store, clock=rig.clock).status()
+    admin = make_admin_service(app.config, app.store, clock=rig.clock)
+    report = await admin.status()
     assert any("channel x: x has no edit" in n for n in report.notes)
+    found = {a.channel: a.later for a in (await admin.explain(post.link(rig.archive.site))).channels}
+    assert found == {"tg": "edits update it for 48 h; left if unpublished (on_delete = ignore)",
+                     "masto": "edits update it for 48 h; left if unpublished (on_delete = ignore)",
+                     "x": "edits not sent (x has no edit); left if unpublished (on_delete = ignore)"}
 
     await rig.cycle(app)  # nothing changed since: nothing sent
     await rig.cycle(app)

@@ -21,7 +21,15 @@ from bot.errors import (
 )
 from bot.publishers import mastodon, telegram, x
 from bot.publishers.api import ChangeResult, PublisherContext, abilities
+from bot.publishers.bluesky import BlueskyOptions
+from bot.publishers.bluesky import plugin as bluesky_plugin
+from bot.publishers.discord import DiscordOptions
+from bot.publishers.discord import plugin as discord_plugin
 from bot.render.message import RenderedMessage
+from bot.testing import sample_post
+from tests.fakes.bluesky_api import APP_PASSWORD, FakeBluesky
+from tests.fakes.bluesky_api import HANDLE as BSKY_HANDLE
+from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.mastodon_api import DEFAULT_TOKEN as MASTODON_TOKEN
 from tests.fakes.mastodon_api import FakeMastodon
 from tests.fakes.telegram_api import DEFAULT_CHANNEL_ID, FakeBotApi
@@ -229,3 +237,50 @@ async def test_x_deletes_but_has_no_edit(api_x: FakeX, ctx: PublisherContext) ->
     api_x.rate_limit(2_000_000_000, match=f"{TWEETS}/123")
     with pytest.raises(RetryAfter):
         await pub.delete("123")
+
+
+# -- Discord (webhook messages) and Bluesky (records) --------------------------------------------
+
+
+async def test_discord_edits_and_deletes_its_webhook_messages(ctx: PublisherContext) -> None:
+    with FakeDiscord(clock=FakeClock().now) as fake:
+        opts = DiscordOptions.model_validate({"name": "dc", "platform": "discord", "api_base": fake.api_base})
+        dctx = PublisherContext(http=ctx.http, secret=DictSecrets({"DISCORD_WEBHOOK_URL": fake.webhook_url}),
+                                logger=ctx.logger, clock=ctx.clock)
+        pub = discord_plugin.create(opts, dctx)
+        await pub.initialize()
+        found = abilities(pub)
+        assert found.editor is not None and found.deleter is not None and found.delete_max_age is None
+        post = sample_post("Protest in Baghdad", url=LINK)
+        sent = await pub.publish(discord_plugin.render(post, opts, pub.render_env), idempotency_key="k")
+        assert sent.remote_id is not None
+        fixed = discord_plugin.render(sample_post("Protest in Baghdad, corrected", url=LINK), opts, pub.render_env)
+        assert await pub.edit(sent.remote_id, fixed) == ChangeResult()
+        assert await pub.edit(sent.remote_id, fixed) == ChangeResult()  # a repeat sets the same content
+        assert fake.messages[0].embeds[0]["title"] == "Protest in Baghdad, corrected"
+        assert await pub.delete(sent.remote_id) == ChangeResult()
+        assert await pub.delete(sent.remote_id) == ChangeResult()  # gone already (10008): done
+        with pytest.raises(MessageGoneError):
+            await pub.edit(sent.remote_id, fixed)  # not a paused channel: nothing to edit
+        assert fake.live() == []
+        assert_clean(MessageGoneError("dc", "x"), fake.token)
+
+
+async def test_bluesky_deletes_its_record_and_a_repeat_is_a_no_op(ctx: PublisherContext) -> None:
+    with FakeBluesky(clock=FakeClock().now) as fake:
+        opts = BlueskyOptions.model_validate({"name": "bsky", "platform": "bluesky", "handle": BSKY_HANDLE,
+                                              "service": fake.url})
+        bctx = PublisherContext(http=ctx.http, secret=DictSecrets({"BLUESKY_APP_PASSWORD": APP_PASSWORD}),
+                                logger=ctx.logger, clock=ctx.clock)
+        pub = bluesky_plugin.create(opts, bctx)
+        found = abilities(pub)
+        assert found.editor is None and found.deleter is not None  # Bluesky has no edit
+        sent = await pub.publish(RenderedMessage(text=f"Hello {LINK}", link=LINK), idempotency_key="tagrelay-k")
+        assert sent.remote_id is not None and sent.remote_id.startswith("at://")
+        assert await pub.delete(sent.remote_id) == ChangeResult()
+        assert await pub.delete(sent.remote_id) == ChangeResult()  # not there any more: the PDS does nothing
+        assert fake.posts == {} and len(fake.deleted) == 1
+        for foreign in ("at://did:plc:other/app.bsky.feed.like/3k", "https://bsky.app/x", "at://a/b"):
+            with pytest.raises(ChangeRefusedError):
+                await pub.delete(foreign)
+        assert len(fake.deleted) == 1

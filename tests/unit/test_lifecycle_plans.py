@@ -45,6 +45,7 @@ from bot.domain.lifecycle import (
     EditPlan,
     Why,
     content_hash,
+    describe_policy,
     plan_edit,
     plan_retract,
     plan_unpublished,
@@ -368,3 +369,13 @@ def test_changed_posts_are_told_from_unhashed_churned_and_damaged_ones() -> None
     assert changed_posts([before], stored) == ((), ())
     assert changed_posts([edited, unhashed, churned], stored) == ((edited,), (unhashed,))
     assert changed_posts([damaged], stored) == ((), ())
+
+
+def test_what_explain_says_a_channel_does_with_edits_and_unpublishing() -> None:
+    assert describe_policy(ChannelLifecycle(can_edit=True, can_delete=True), "telegram") == (
+        "edits update it for 48 h; left if unpublished (on_delete = ignore)")
+    assert describe_policy(ChannelLifecycle(on_edit=False, on_delete=True, can_delete=True,
+                                            delete_window=5 * 86400), "mastodon") == (
+        "edits ignored (on_edit = ignore); deleted if unpublished within 5 d")
+    assert describe_policy(ChannelLifecycle(on_delete=True), "threads") == (
+        "edits not sent (threads has no edit); left if unpublished (threads cannot delete)")
