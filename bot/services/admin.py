@@ -25,6 +25,14 @@ from bot.storage.instance_lock import Holder, database_dir, lock_path, probe
 from bot.storage.store import Store
 
 
+def deliveries_problem(dead: int, unknown: int) -> str:
+    """A channel's problem line for its dead and unknown deliveries, with the command that lists each kind
+    (``deliveries --status`` takes one status: a hint naming only ``dead`` would list no ``unknown`` one)."""
+    hints = "; ".join(f"tagrelay deliveries --status {status}"
+                      for status, count in (("dead", dead), ("unknown", unknown)) if count)
+    return f"{dead} dead, {unknown} unknown deliveries need a look ({hints})"
+
+
 class UsageError(TagrelayError):
     """A command was called with arguments that cannot work; the message says how to call it."""
 
@@ -351,8 +359,7 @@ class AdminService:
             if counts.paused:
                 problem = f"PAUSED: {counts.paused_reason}"
             elif counts.counts.get("dead") or counts.counts.get("unknown"):
-                problem = (f"{counts.counts.get('dead', 0)} dead, {counts.counts.get('unknown', 0)} unknown "
-                           "deliveries need a look (tagrelay deliveries --status dead)")
+                problem = deliveries_problem(counts.counts.get("dead", 0), counts.counts.get("unknown", 0))
             channels.append(ChannelStatus(counts, problem, self._channel_notes(counts.channel, now)))
         path = lock_path(self.config.storage.url)
         return StatusReport(now=now, storage=redact_url(self.config.storage.url),
