@@ -78,6 +78,13 @@ class PreviewItem:
         return f"with the featured image, alt text: {self.image_alt}" if self.image_alt else \
             "with the featured image, no alt text"
 
+    @property
+    def link_note(self) -> str | None:
+        """Where the post link is when the text leaves it out (a Bluesky link card); None when the text has it."""
+        if self.platform == "bluesky" and self.link and self.link not in self.text:
+            return "on the link card, not in the text"
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class TagPage:

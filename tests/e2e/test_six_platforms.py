@@ -405,6 +405,8 @@ def test_the_service_delivers_each_post_once_on_six_platforms_in_each_ones_shape
                  six.bluesky.created[-1].record["text"], six.threads.posts[-1].text):
         assert text in shown, (text, shown)
     assert six.discord.messages[-1].embeds[0]["title"] in shown and link[5] in shown
+    bluesky = shown.split("── bsky (bluesky,", 1)[1].split("\n── ", 1)[0]  # its text leaves the link to the card
+    assert f"link: {link[5]} (on the link card, not in the text)" in bluesky, bluesky
 
     for path in tmp_path.iterdir():  # the database (and its WAL): no secret
         if path.name.startswith("tagrelay.db"):
