@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bot.domain.budget import BudgetLine, budget_lines
 from bot.domain.detect import churn_message, hold_message
 from bot.domain.models import DeliveryStatus, Subscription
 from bot.domain.state import ChannelCounts, DeliveryView, HoldView, InstanceInfo, SourceState, TagCount
 from bot.domain.tags import make_tag, slugify
 from bot.errors import NotFoundError, TagrelayError
 from bot.log import redact_url
-from bot.publishers.api import Clock, PublisherPlugin, RenderEnv
+from bot.publishers.api import Clock, PublisherPlugin, RenderEnv, spending_plans
 from bot.settings import Config
 from bot.storage.instance_lock import Holder, lock_path, probe
 from bot.storage.store import Store
@@ -95,6 +96,19 @@ class SourceStatus:
 class ChannelStatus:
     counts: ChannelCounts
     problem: str | None
+    budgets: tuple[BudgetLine, ...] = ()
+    """The channel's spending budgets in their current windows (X channels with ``budget`` or an account
+    ``account_budget``)."""
+
+    @property
+    def budget_warning(self) -> str | None:
+        """A budget reached in its window while the channel waits for it (worth knowing, nothing to do)."""
+        reached = [b for b in self.budgets if b.reached]
+        until = self.counts.hold_until
+        if not reached or self.counts.paused or until is None:
+            return None
+        return (f"budget reached ({'; '.join(b.describe() for b in reached)}), resumes at "
+                f"{until:%Y-%m-%d %H:%M} UTC")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +131,10 @@ class StatusReport:
 
     @property
     def warnings(self) -> list[str]:
-        return [f"source {s.state.name}: {s.warning}" for s in self.sources if s.warning]
+        out = [f"source {s.state.name}: {s.warning}" for s in self.sources if s.warning]
+        out += [f"channel {c.counts.channel}: {c.budget_warning}" for c in self.channels
+                if c.budget_warning and c.counts.hold_until and c.counts.hold_until > self.now]
+        return out
 
 
 class AdminService:
@@ -323,6 +340,7 @@ class AdminService:
             sources.append(SourceStatus(state, nxt, problem, warning=warning, hold=holds.get(state.name),
                                         burst_limit=self.burst_limit(state.name)))
         channels = []
+        budgets = await self.budgets(now)
         for counts in await self.store.channel_counts(now):
             if self.config.channel(counts.channel) is None:
                 continue
@@ -332,11 +350,21 @@ class AdminService:
             elif counts.counts.get("dead") or counts.counts.get("unknown"):
                 problem = (f"{counts.counts.get('dead', 0)} dead, {counts.counts.get('unknown', 0)} unknown "
                            "deliveries need a look (tagrelay deliveries --status dead)")
-            channels.append(ChannelStatus(counts, problem))
+            channels.append(ChannelStatus(counts, problem, tuple(budgets.get(counts.channel, ()))))
         path = lock_path(self.config.storage.url)
         return StatusReport(now=now, storage=redact_url(self.config.storage.url),
                             holder=probe(path) if path is not None else None,
                             sources=sources, channels=channels, instances=await self.store.instances())
+
+    async def budgets(self, now: datetime | None = None) -> dict[str, list[BudgetLine]]:
+        """Each budgeted channel's budgets in their current windows (spent, limit, left, when they reset)."""
+        now = now or self.clock.now()
+        plans = spending_plans(self.config.channels)
+        if not plans:
+            return {}
+        wanted = {(b.key, lim.period) for plan in plans.values() for b in plan.budgets for lim in b.limits}
+        spent = await self.store.spending(wanted, now)
+        return {name: budget_lines(plan, spent, now) for name, plan in plans.items()}
 
     async def preview(self, target: str, channel: str | None = None) -> list[PreviewItem]:
         """What each subscribed channel (or ``channel``) would receive for a tag's latest post or a post URL."""
