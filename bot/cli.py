@@ -351,7 +351,7 @@ def write_status(report: StatusReport, out: TextIO) -> None:
         out.write("\nBUDGETS (USD)\n")
         _table([[name, b.label, b.period.value, usd(b.spent), usd(b.limit), usd(b.left),
                  b.resets_at.strftime("%Y-%m-%d %H:%M"), "reached" if b.reached else ""] for name, b in budgets],
-               ["channel", "budget", "window", "spent", "budget", "left", "resets (UTC)", ""], out)
+               ["channel", "budget", "window", "spent", "limit", "left", "resets (UTC)", ""], out)
     if view.problems:
         out.write("\nPROBLEMS\n")
         for p in view.problems:

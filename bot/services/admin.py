@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from bot.domain.budget import BudgetLine, budget_lines
+from bot.domain.budget import BudgetLine, budget_lines, usd
 from bot.domain.detect import churn_message, hold_message
 from bot.domain.models import DeliveryStatus, Subscription
 from bot.domain.state import ChannelCounts, DeliveryView, HoldView, InstanceInfo, SourceState, TagCount
@@ -107,8 +107,8 @@ class ChannelStatus:
         until = self.counts.hold_until
         if not reached or self.counts.paused or until is None:
             return None
-        return (f"budget reached ({'; '.join(b.describe() for b in reached)}), resumes at "
-                f"{until:%Y-%m-%d %H:%M} UTC")
+        full = "; ".join(f"{b.label} {usd(b.limit)} USD/{b.period.value}, {usd(b.spent)} spent" for b in reached)
+        return f"budget reached ({full}), resumes at {until:%Y-%m-%d %H:%M} UTC"
 
 
 @dataclass(frozen=True, slots=True)
