@@ -251,11 +251,12 @@ def format_status(view: StatusView) -> str:
     if not view.channels:
         lines.append("<i>none</i>")
     for c in view.channels:
-        state = _CHANNEL_WORDS.get(c.state, c.state)
+        state = _CHANNEL_WORDS.get(c.state, c.state_text)
         lines.append(f"• <b>{esc(c.name)}</b> ({esc(c.platform)}): {state} · queue {c.queued} · retrying "
                      f"{c.retrying} · sent today {c.sent_today} · failures {c.failures}")
         if c.state == "PAUSED":
             lines.append(f"   paused: {quote(c.paused_reason or 'no reason given', DETAIL_LIMIT)}")
+        lines += [f"   💰 {quote(b.describe(), DETAIL_LIMIT)}" for b in c.budgets]
     if view.problems:
         lines += ["", "<b>Problems</b>"] + [f"⚠️ {quote(p, DETAIL_LIMIT)}" for p in view.problems]
     if view.warnings:
