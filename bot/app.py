@@ -26,6 +26,7 @@ from typing import Protocol
 import httpx
 
 from bot.domain.models import Subscription
+from bot.domain.rules import Rule
 from bot.domain.tags import make_tag
 from bot.errors import PermanentPublishError, StorageError
 from bot.log import event
@@ -99,6 +100,11 @@ class CycleReport:
     deliveries: list[DeliveryOutcome]
 
 
+def channel_rules(config: Config) -> dict[str, Rule]:
+    """Each channel's own exclusions (``[[channels]] exclude_tags``/``exclude_keywords``), by channel."""
+    return {c.name: rule for c in config.channels if (rule := c.rule()) is not None}
+
+
 class App:
     def __init__(self, parts: Components) -> None:
         self.parts = parts
@@ -112,7 +118,8 @@ class App:
         """Set when deliveries were queued: the delivery driver looks at once."""
         self.stop_event = asyncio.Event()
         self.poller = Poller(parts.store, parts.sources, {s.name: s for s in parts.config.sources}, parts.clock,
-                             parts.config.service, parts.metrics, on_queued=self.wake.set, notifier=parts.notifier)
+                             parts.config.service, parts.metrics, on_queued=self.wake.set, notifier=parts.notifier,
+                             channel_rules=channel_rules(parts.config))
         self.deliverer = Deliverer(parts.store, parts.channels, parts.clock, parts.config.delivery, parts.metrics,
                                    owner=parts.owner, notifier=parts.notifier)
         enabled = [s for s in parts.config.sources if s.enabled]
@@ -163,7 +170,8 @@ class App:
         for s in cfg.subscriptions:
             tag = make_tag(s.tag)
             assert tag is not None  # validated at load
-            subs.extend(Subscription(tag.slug, tag.name, ch, s.backfill) for ch in s.channels)
+            rule = s.rule()
+            subs.extend(Subscription(tag.slug, tag.name, ch, s.backfill, rule) for ch in s.channels)
         await self.store.sync_config(
             [(s.name, s.url, s.kind) for s in cfg.sources if s.enabled],
             [(c.name, c.platform) for c in cfg.channels], subs, self.clock.now())

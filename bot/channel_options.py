@@ -8,7 +8,8 @@ re-exports it; this module exists so that ``render/`` need not import ``publishe
 from __future__ import annotations
 
 from bot import config_bounds as bounds
-from bot.config_bounds import Rate, within
+from bot.config_bounds import Rate, RuleKeyword, RuleTag, within
+from bot.domain.rules import Rule, parse_keywords, parse_tags
 from bot.validation import Field, Model
 
 
@@ -28,3 +29,14 @@ class ChannelOptions(Model):
     """Start paused (the queue is kept; ``channels resume`` starts it)."""
     rate_limit: Rate | None = None
     """Client-side pacing for this channel, e.g. "1/s" or "20/min"; None: the platform default."""
+    exclude_tags: tuple[RuleTag, ...] = Field(default=(), max_length=bounds.RULE_ITEMS)
+    """Channel-wide: a post with any of these tags is never sent here, whichever subscription matched."""
+    exclude_keywords: tuple[RuleKeyword, ...] = Field(default=(), max_length=bounds.RULE_ITEMS)
+    """Channel-wide: a post containing any of these keywords (``field:words`` for one field) is never sent here."""
+
+    def rule(self) -> Rule | None:
+        """The channel's exclusions as a rule (``bot.domain.routing`` checks them first), or None."""
+        if not self.exclude_tags and not self.exclude_keywords:
+            return None
+        return Rule(none_tags=parse_tags(self.exclude_tags, "exclude_tags"),
+                    exclude_keywords=parse_keywords(self.exclude_keywords, "exclude_keywords"))

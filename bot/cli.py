@@ -29,11 +29,15 @@ from bot.admin.views import channel_listing, source_listing, status_view
 from bot.app import upgrade_schema
 from bot.bootstrap import build_service, load_service_config, make_admin_service, make_store, open_channel
 from bot.clock import SystemClock
-from bot.errors import ConfigError, NotFoundError, PluginError, TagrelayError
+from bot.config_bounds import MAX_AGE
+from bot.domain.budget import BudgetLine, usd
+from bot.domain.rules import RuleParts, rule_dict
+from bot.errors import ConfigError, NotFoundError, PluginError, RuleError, TagrelayError
 from bot.humanize import ago as _ago
 from bot.humanize import json_visible_controls, visible_controls
 from bot.log import configure_logging, event, redact_text, redact_url
 from bot.publishers.x_auth import x_auth_flow
+from bot.rule_syntax import describe
 from bot.services.admin import StatusReport, UsageError
 from bot.settings import Config, EnvSettings, Secrets, StorageConfig
 from bot.storage import migrate
@@ -229,12 +233,36 @@ async def cmd_channels_pause_resume(ctx: Context) -> int:
     return await ctx.with_store(go)
 
 
+_RULE_FLAGS = {"all_tags": "--all-tags", "none_tags": "--exclude-tags", "include_keywords": "--include-keywords",
+               "exclude_keywords": "--exclude-keywords", "patterns": "--pattern", "sources": "--source"}
+
+
+def _rule_args(args: argparse.Namespace) -> tuple[Any, bool]:
+    """The rule the ``subscribe`` flags give (None: none), and whether any rule flag was given at all."""
+    max_age = None
+    if args.max_age is not None:
+        try:
+            max_age = MAX_AGE(args.max_age)
+        except ValueError as exc:
+            raise RuleError("--max-age", str(exc)) from None
+    parts = RuleParts(all_tags=tuple(args.all_tags), none_tags=tuple(args.exclude_tags),
+                      include_keywords=tuple(args.include_keywords), exclude_keywords=tuple(args.exclude_keywords),
+                      patterns=tuple(args.pattern), max_age=max_age, sources=tuple(args.source), names=_RULE_FLAGS)
+    rule = parts.build()
+    if args.no_rule and rule is not None:
+        raise RuleError("--no-rule", "removes the rule: give no other rule flag with it")
+    return rule, args.no_rule or rule is not None
+
+
 async def cmd_subscribe(ctx: Context) -> int:
+    rule, given = _rule_args(ctx.args) if ctx.args.command == "subscribe" else (None, False)
+
     async def go(store: Any) -> int:
         admin = ctx.admin(store)
         if ctx.args.command == "subscribe":
             changes = await admin.subscribe(ctx.args.tag, ctx.args.channels, actor=ctx.actor(), via="cli",
-                                            backfill=ctx.args.backfill, allow_new=ctx.args.new)
+                                            backfill=ctx.args.backfill, allow_new=ctx.args.new, rule=rule,
+                                            set_rule=given)
         else:
             changes = await admin.unsubscribe(ctx.args.tag, ctx.args.channels, actor=ctx.actor(), via="cli")
         for change in changes:
@@ -246,13 +274,15 @@ async def cmd_subscribe(ctx: Context) -> int:
 
 async def cmd_subscriptions(ctx: Context) -> int:
     async def go(store: Any) -> int:
-        subs = await ctx.admin(store).subscriptions(ctx.args.channel)
+        views = await ctx.admin(store).subscription_views(ctx.args.channel)
         if ctx.args.json:
-            _print_json([{"tag": s.tag_name, "slug": s.tag_slug, "channel": s.channel, "backfill": s.backfill,
-                          "origin": origin} for s, origin in subs], ctx.out)
+            _print_json([{"tag": v.subscription.tag_name, "slug": v.subscription.tag_slug,
+                          "channel": v.subscription.channel, "backfill": v.subscription.backfill,
+                          "origin": v.origin, "created_at": v.created_at, "rule": rule_dict(v.subscription.rule)}
+                         for v in views], ctx.out)
             return EXIT_OK
-        _table([[s.tag_name, s.tag_slug, s.channel, origin] for s, origin in subs],
-               ["tag", "slug", "channel", "from"], ctx.out)
+        _table([[v.subscription.tag_name, v.subscription.channel, describe(v.subscription.rule) or "-", v.origin]
+                for v in views], ["tag", "channel", "rule", "from"], ctx.out)
         return EXIT_OK
 
     return await ctx.with_store(go)
@@ -302,13 +332,21 @@ async def cmd_status(ctx: Context) -> int:
                                        "paused": c.counts.paused, "paused_reason": c.counts.paused_reason,
                                        "hold_until": c.counts.hold_until, "counts": c.counts.counts,
                                        "sent_today": c.counts.sent_today,
-                                       "oldest_waiting": c.counts.oldest_queued} for c in report.channels]},
+                                       "oldest_waiting": c.counts.oldest_queued,
+                                       "budgets": [_budget_json(b) for b in c.budgets]} for c in report.channels]},
                         ctx.out)
             return EXIT_OK
         write_status(report, ctx.out)
         return EXIT_OK
 
     return await ctx.with_store(go)
+
+
+def _budget_json(line: BudgetLine) -> dict[str, Any]:
+    """A budget line for ``status --json``: amounts as decimal text in US dollars (no float rounding)."""
+    return {"budget": line.budget, "label": line.label, "period": line.period.value, "spent_usd": usd(line.spent),
+            "limit_usd": usd(line.limit), "left_usd": usd(line.left), "resets_at": line.resets_at,
+            "reached": line.reached}
 
 
 def write_status(report: StatusReport, out: TextIO) -> None:
@@ -336,11 +374,17 @@ def write_status(report: StatusReport, out: TextIO) -> None:
             for s in view.sources]
     _table(rows, ["source", "health", "last poll", "outcome", "next poll", "posts", "last error"], out)
     out.write("\nCHANNELS\n")
-    rows = [[c.name, c.platform, c.state, str(c.queued), str(c.retrying), str(c.sent), str(c.sent_today),
+    rows = [[c.name, c.platform, c.state_text, str(c.queued), str(c.retrying), str(c.sent), str(c.sent_today),
              str(c.dead), str(c.unknown), _ago(c.oldest_waiting, now) if c.oldest_waiting else "-"]
             for c in view.channels]
     _table(rows, ["channel", "platform", "state", "queued", "retrying", "sent", "today", "dead", "unknown",
                   "oldest waiting"], out)
+    budgets = [(c.name, b) for c in view.channels for b in c.budgets]
+    if budgets:
+        out.write("\nBUDGETS (USD)\n")
+        _table([[name, b.label, b.period.value, usd(b.spent), usd(b.limit), usd(b.left),
+                 b.resets_at.strftime("%Y-%m-%d %H:%M"), "reached" if b.reached else ""] for name, b in budgets],
+               ["channel", "budget", "window", "spent", "limit", "left", "resets (UTC)", ""], out)
     if view.problems:
         out.write("\nPROBLEMS\n")
         for p in view.problems:
@@ -412,7 +456,25 @@ async def cmd_preview(ctx: Context) -> int:
             image = f"image: {item.image_url} ({item.image_note})\n" if item.image_note else ""
             link = f"link: {item.link} ({item.link_note})\n" if item.link_note else ""
             ctx.out.write(f"── {item.channel} ({item.platform}, {item.format}) — {item.length}{limit} "
-                          f"characters, {verdict}\n{item.text}\n{image}{link}\n")
+                          f"characters, {verdict}\n   {item.verdict} (if detected now)\n")
+            # the message itself where the channel would get it, or where it was asked for by name
+            ctx.out.write(f"{item.text}\n{image}{link}\n" if item.sent or ctx.args.channel else "\n")
+        return EXIT_OK
+
+    return await ctx.with_store(go)
+
+
+async def cmd_explain(ctx: Context) -> int:
+    async def go(store: Any) -> int:
+        found = await ctx.admin(store).explain(ctx.args.url, ctx.args.channel)
+        if ctx.args.json:
+            _print_json(found, ctx.out)
+            return EXIT_OK
+        when = found.published.strftime("%Y-%m-%d %H:%M UTC") if found.published else "undated"
+        seen = found.first_seen.strftime("%Y-%m-%d %H:%M UTC") if found.first_seen else "?"
+        ctx.out.write(f"{_cell(found.title)}\n{found.url}\nsource {found.source}; published {when}; detected {seen}\n"
+                      f"tags: {_cell(', '.join(found.tags) or '(none)')}\n\n")
+        _table([[a.channel, a.outcome, a.reason] for a in found.channels], ["channel", "outcome", "why"], ctx.out)
         return EXIT_OK
 
     return await ctx.with_store(go)
@@ -495,6 +557,27 @@ def cmd_x_auth(ctx: Context) -> int:
 
 # -- parser -----------------------------------------------------------------------------------
 
+SUBSCRIBE_EXAMPLES = """\
+examples:
+  tagrelay subscribe Iraq news-tg --exclude-tags Opinion
+      everything tagged Iraq, except Opinion pieces
+  tagrelay subscribe Iraq news-tg --all-tags MEK
+      posts tagged both Iraq and MEK
+  tagrelay subscribe Iraq news-tg --include-keywords title:Basra
+      Iraq posts with Basra in the title
+  tagrelay subscribe Iraq news-tg --exclude-keywords sponsored "paid content" --max-age 1d
+      no sponsored posts, nothing older than a day when it is found
+  tagrelay subscribe "Editor’s picks" news-x --pattern 'title!=(?i)^live:' --source archive
+      only from the archive source, no live blogs
+  tagrelay subscribe Iraq news-tg --no-rule
+      remove the rule of an existing subscription
+
+Keywords match like tags: case, accents, apostrophes and Arabic/Persian diacritics do not matter,
+and they match whole words. Given to an existing subscription, the rule flags replace its rule.
+A rule applies to posts detected after it is set; `tagrelay explain POST_URL` says why a post
+was (not) sent.
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tagrelay", description="Publish new archive posts, per tag, to channels.")
@@ -530,14 +613,34 @@ def build_parser() -> argparse.ArgumentParser:
     cr.add_argument("name")
     cr.set_defaults(func=cmd_channels_pause_resume)
 
-    for name, helptext in (("subscribe", "send posts with TAG to CHANNELs"),
+    for name, helptext in (("subscribe", "send posts with TAG to CHANNELs (optionally under a rule)"),
                            ("unsubscribe", "stop sending posts with TAG to CHANNELs")):
-        sp = sub.add_parser(name, help=helptext)
+        extra = {"epilog": SUBSCRIBE_EXAMPLES, "formatter_class": argparse.RawDescriptionHelpFormatter} \
+            if name == "subscribe" else {}
+        sp = sub.add_parser(name, help=helptext, description=helptext, **extra)  # type: ignore[arg-type]
         sp.add_argument("tag", help="tag name (quote it if it has spaces)")
         sp.add_argument("channels", nargs="+", metavar="CHANNEL")
         if name == "subscribe":
             sp.add_argument("--backfill", type=int, default=0, help="also send the N latest matching posts")
             sp.add_argument("--new", action="store_true", help="allow a tag no post carries yet")
+            rule = sp.add_argument_group("rule (a post with TAG must also meet every condition given)")
+            rule.add_argument("--all-tags", nargs="+", action="extend", default=[], metavar="T",
+                              help="it also carries every one of these tags")
+            rule.add_argument("--exclude-tags", nargs="+", action="extend", default=[], metavar="T",
+                              help="it carries none of these tags")
+            rule.add_argument("--include-keywords", nargs="+", action="extend", default=[], metavar="W",
+                              help="at least one of these keywords is in its title, excerpt or content "
+                                   "(FIELD:W for one field: title, excerpt, content, author)")
+            rule.add_argument("--exclude-keywords", nargs="+", action="extend", default=[], metavar="W",
+                              help="none of these keywords is in it (FIELD:W as above)")
+            rule.add_argument("--pattern", action="append", default=[], metavar="FIELD=RE",
+                              help="FIELD matches the regular expression RE (RE2 syntax); FIELD!=RE: it does not. "
+                                   "Repeat for more (all must hold)")
+            rule.add_argument("--max-age", metavar="D", help="at most this old when detected, e.g. 12h, 1d")
+            rule.add_argument("--source", nargs="+", action="extend", default=[], metavar="S",
+                              help="only posts from these sources")
+            rule.add_argument("--no-rule", action="store_true",
+                              help="remove the rule of an existing subscription (rule flags replace it)")
         sp.set_defaults(func=cmd_subscribe)
 
     subs = sub.add_parser("subscriptions", help="list subscriptions")
@@ -578,11 +681,18 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("target", metavar="CHANNEL|DELIVERY_ID")
     retry.set_defaults(func=cmd_retry)
 
-    preview = sub.add_parser("preview", help="show what channels would receive for a tag or a post URL")
+    preview = sub.add_parser("preview", help="show what channels would receive for a tag or a post URL, and "
+                                             "whether each would get it")
     preview.add_argument("target", metavar="TAG|POST_URL")
     preview.add_argument("--channel")
     preview.add_argument("--json", action="store_true")
     preview.set_defaults(func=cmd_preview)
+
+    explain = sub.add_parser("explain", help="why a post was (not) sent to each channel")
+    explain.add_argument("url", metavar="POST_URL")
+    explain.add_argument("--channel")
+    explain.add_argument("--json", action="store_true")
+    explain.set_defaults(func=cmd_explain)
 
     audit = sub.add_parser("audit", help="who changed what, when")
     audit.add_argument("--limit", type=int, default=50)
@@ -630,7 +740,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     except ConfigError as exc:
         _emit(f"tagrelay: config error: {exc}\n", err, secrets)
         return EXIT_CONFIG
-    except (UsageError, NotFoundError, PluginError) as exc:
+    except (UsageError, NotFoundError, PluginError, RuleError) as exc:
         _emit(f"tagrelay: {exc}\n", err, secrets)
         return EXIT_CONFIG
     except TagrelayError as exc:

@@ -24,9 +24,12 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from annotated_types import Interval
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
+from bot.domain import rules
+from bot.domain.budget import MICRO, Limit, parse_limits, parse_money, usd
 from bot.domain.pacing import RATE_SYNTAX, parse_rate
+from bot.errors import RuleError
 
 SECOND, MINUTE, HOUR, DAY = 1.0, 60.0, 3600.0, 86400.0
 
@@ -155,6 +158,8 @@ HEALTH_TIMEOUT = DurationIn(0.1 * SECOND, 1 * MINUTE)
 """[health] timeout: how long a probe waits for the database."""
 THREADS_IMAGE_WAIT = DurationIn(1 * SECOND, 10 * MINUTE)
 """threads ``image_wait``: how long a publish waits for Meta to process an IMAGE container."""
+MAX_AGE = DurationIn(1 * MINUTE, 365 * DAY)
+"""[[subscriptions]] max_age: a post older than this when detected is not sent."""
 
 # -- numbers -------------------------------------------------------------------------------------------
 
@@ -210,3 +215,65 @@ def check_rate(value: object) -> str:
 
 Rate = Annotated[str, BeforeValidator(check_rate)]
 """A validated rate (``ChannelOptions.rate_limit``, ``[delivery] account_limits`` and ``channel_limits``)."""
+
+
+# -- subscription rules (bot.domain.rules holds the numbers: the CLI and the admin bot check the same) ----
+
+RULE_ITEMS = rules.RULE_ITEMS
+"""Most tags, keywords or sources in one list of a rule ([[subscriptions]], [[channels]] exclude_*)."""
+RULE_PATTERNS = rules.RULE_PATTERNS
+"""Most patterns in one [[subscriptions]] table."""
+KEYWORD_CHARS = rules.KEYWORD_CHARS
+PATTERN_CHARS = rules.PATTERN_CHARS
+
+
+def _rule_item(parse: Any) -> Any:
+    def check(value: str) -> str:
+        try:
+            parse(value)
+        except RuleError as exc:
+            raise ValueError(exc.reason) from None
+        return value
+
+    return AfterValidator(check)
+
+
+RuleTag = Annotated[str, _rule_item(lambda v: rules.parse_tags([v], ""))]
+"""A tag name in a rule: it needs letters or digits."""
+RuleKeyword = Annotated[str, _rule_item(rules.parse_keyword)]
+"""A keyword (``"Basra"``, ``"title:Basra"``): letters or digits, at most ``KEYWORD_CHARS``."""
+RulePattern = Annotated[str, _rule_item(rules.parse_pattern)]
+"""``FIELD=RE`` / ``FIELD!=RE``: at most ``PATTERN_CHARS``, and RE2 compiles it."""
+# -- money (micro-dollars: bot.domain.budget) -----------------------------------------------------------
+
+BUDGET_AMOUNT = Span(10_000, 1_000_000 * MICRO)
+"""X channel ``budget`` and ``account_budget``: 0.01 to 1,000,000 USD per window."""
+PRICE = Span(0, 100 * MICRO)
+"""X channel ``price_*`` keys: 0 to 100 USD per request."""
+
+
+def check_budgets(value: object) -> tuple[Limit, ...]:
+    """Before-validator for a budget key: ``"5 USD/day"``, ``"5 USD/day, 100 USD/month"`` or an array of such,
+    each amount within ``BUDGET_AMOUNT``."""
+    limits = parse_limits(value)
+    for lim in limits:
+        if not BUDGET_AMOUNT.lo <= lim.amount <= BUDGET_AMOUNT.hi:
+            raise ValueError(f"{lim}: a budget must be from {usd(int(BUDGET_AMOUNT.lo))} to "
+                             f"{usd(int(BUDGET_AMOUNT.hi))} USD per window")
+    return limits
+
+
+def check_price(value: object) -> int:
+    """Before-validator for a price: micro-dollars, within ``PRICE``."""
+    micro = parse_money(value)
+    if not PRICE.lo <= micro <= PRICE.hi:
+        raise ValueError(f"must be from {usd(int(PRICE.lo))} to {usd(int(PRICE.hi))} USD per request "
+                         f"(got {usd(micro)})")
+    return micro
+
+
+Budgets = Annotated[tuple[Limit, ...], BeforeValidator(check_budgets)]
+"""A validated budget key: its limits, day first, at most one per window."""
+Price = Annotated[int, BeforeValidator(check_price), between(PRICE)]
+"""A validated price: micro-dollars per request (``check_price`` enforces ``PRICE`` in words; the interval
+states it for pydantic and the bounds test)."""

@@ -13,6 +13,7 @@ a default message. Third-party exceptions are wrapped at the adapter edge with
     │   └── InstanceLockedError(holder)     another instance holds the instance lock
     ├── NotFoundError(kind, name)           unknown tag, channel, source, delivery
     ├── MediaError(reason)                  a post's image cannot be fetched or fitted: sent without it
+    ├── RuleError(part, reason)             a subscription rule that cannot work (also a ValueError)
     ├── SourceError(source)
     │   ├── FetchError                      network, HTTP status, size cap, redirects
     │   └── FeedParseError                  body is not a feed we can read
@@ -21,7 +22,8 @@ a default message. Third-party exceptions are wrapped at the adapter edge with
         │   ├── RetryAfter(delay)           the platform told us how long to wait
         │   └── AmbiguousPublishError       the request left, no answer came back
         ├── PermanentPublishError           the channel cannot post (403, 402, ...)
-        │   └── CredentialsError            missing or rejected credentials
+        │   ├── CredentialsError            missing or rejected credentials
+        │   └── CreditsExhaustedError       no paid credits left (X's 402)
         ├── ContentRejectedError            this message was refused (400, 422)
         ├── DuplicateContentError           the platform already has this post
         └── ChatMigratedError(new_chat_id)  Telegram moved the chat
@@ -52,6 +54,21 @@ class ConfigError(TagrelayError):
         self.key = key
         self.reason = reason
         super().__init__(f"{key}: {reason}" if key else reason)
+
+
+class RuleError(TagrelayError, ValueError):
+    """A subscription rule's part is wrong (a pattern RE2 cannot compile, a keyword without letters…).
+
+    ``part`` names it where it came from (``patterns``, ``--pattern``); also a ``ValueError``, so a
+    configuration model's validator that meets it reports it on the key (exit 2).
+    """
+
+    default_message = "invalid subscription rule"
+
+    def __init__(self, part: str, reason: str) -> None:
+        self.part = part
+        self.reason = reason
+        super().__init__(f"{part}: {reason}" if part else reason)
 
 
 class PluginError(TagrelayError):
@@ -141,6 +158,9 @@ class PublishError(TagrelayError):
     """Publishing to a channel failed. Adapters raise only subclasses of this."""
 
     default_message = "publish failed"
+    nothing_sent = False
+    """True when the request never left this process (connection refused, an unusable URL): nothing was
+    posted and nothing can be billed (``bot.publishers.http.transport_error`` sets it)."""
 
     def __init__(self, channel: str, message: str | None = None) -> None:
         self.channel = channel
@@ -180,6 +200,12 @@ class CredentialsError(PermanentPublishError):
     """Credentials are missing or were rejected. Never includes the secret."""
 
     default_message = "credentials missing or rejected"
+
+
+class CreditsExhaustedError(PermanentPublishError):
+    """The platform refused the request for want of paid credits (X's 402 Payment Required)."""
+
+    default_message = "out of credits"
 
 
 class ContentRejectedError(PublishError):

@@ -26,11 +26,13 @@ from pydantic import BeforeValidator
 from bot import config_bounds as bounds
 from bot.admin.settings import AdminSettings, admin_table
 from bot.channel_options import ChannelOptions
-from bot.config_bounds import Rate, within
+from bot.config_bounds import Rate, RuleKeyword, RulePattern, RuleTag, within
 from bot.config_bounds import parse_duration as parse_duration  # re-exported: the models' duration parser
+from bot.domain.budget import SpendingConflict
+from bot.domain.rules import Rule, RuleParts
 from bot.domain.tags import slugify
-from bot.errors import ConfigError, CredentialsError, PluginError
-from bot.publishers.api import PublisherPlugin
+from bot.errors import ConfigError, CredentialsError, PluginError, RuleError
+from bot.publishers.api import PublisherPlugin, spending_plans
 from bot.publishers.registry import load_plugins
 from bot.validation import Field, Model, ValidationError, field_validator
 
@@ -86,6 +88,27 @@ class SubscriptionConfig(Model):
     tag: str = Field(min_length=1)
     channels: tuple[str, ...] = Field(min_length=1)
     backfill: int = within(bounds.BACKFILL, 0)
+    # the rule (bot.domain.rules): conditions a post with the tag must also meet
+    all_tags: tuple[RuleTag, ...] = Field(default=(), max_length=bounds.RULE_ITEMS)
+    """The post must carry every one of these tags too."""
+    none_tags: tuple[RuleTag, ...] = Field(default=(), max_length=bounds.RULE_ITEMS)
+    """The post must carry none of these."""
+    include_keywords: tuple[RuleKeyword, ...] = Field(default=(), max_length=bounds.RULE_ITEMS)
+    """At least one must be found (title, excerpt, content; ``field:words`` for one field)."""
+    exclude_keywords: tuple[RuleKeyword, ...] = Field(default=(), max_length=bounds.RULE_ITEMS)
+    """None may be found."""
+    patterns: tuple[RulePattern, ...] = Field(default=(), max_length=bounds.RULE_PATTERNS)
+    """``FIELD=RE`` must match, ``FIELD!=RE`` must not (RE2 syntax)."""
+    max_age: Annotated[float, BeforeValidator(bounds.MAX_AGE)] | None = None
+    """A post older than this when detected is not sent."""
+    sources: tuple[str, ...] = Field(default=(), max_length=bounds.RULE_ITEMS)
+    """Only posts from these sources (names of [[sources]])."""
+
+    def rule(self) -> Rule | None:
+        """The subscription's rule (None: every post with the tag). Its parts were validated at load."""
+        return RuleParts(all_tags=self.all_tags, none_tags=self.none_tags, include_keywords=self.include_keywords,
+                         exclude_keywords=self.exclude_keywords, patterns=self.patterns, max_age=self.max_age,
+                         sources=self.sources).build()
 
 
 class DeliveryConfig(Model):
@@ -391,6 +414,10 @@ def build_config(
 
     _check_unique("sources", [s.name for s in base.sources])
     _check_unique("channels", [c.name for c in channels])
+    try:
+        spending_plans(channels)  # channels posting with one account must agree on its budget
+    except SpendingConflict as exc:
+        raise ConfigError(f"channels[{exc.index}].account_budget", str(exc)) from None
     names = {c.name for c in channels}
     for i, sub in enumerate(base.subscriptions):
         for j, chan in enumerate(sub.channels):
@@ -400,6 +427,15 @@ def build_config(
                                   f"no channel named {chan!r} (channels: {known})")
         if not slugify(sub.tag):
             raise ConfigError(f"subscriptions[{i}].tag", f"{sub.tag!r} has no letters or digits")
+        source_names = [s.name for s in base.sources]
+        for j, name in enumerate(sub.sources):
+            if name not in source_names:
+                known = ", ".join(source_names) or "none are configured"
+                raise ConfigError(f"subscriptions[{i}].sources[{j}]", f"no source named {name!r} (sources: {known})")
+        try:
+            sub.rule()
+        except RuleError as exc:  # a whole-rule bound the per-item checks cannot see
+            raise ConfigError(f"subscriptions[{i}].{exc.part}", exc.reason) from None
 
     folder = path.parent if path is not None else None
     sources = tuple(s.model_copy(update={"url": resolve_source_url(s.url, folder)}) for s in base.sources)

@@ -19,11 +19,14 @@ from telegram.constants import ParseMode
 from bot.admin.keyboards import (
     Cancel,
     Choose,
+    ExcludeTag,
     Menu,
     MenuAction,
     SubsPage,
     TagsPage,
     channels_menu,
+    exclude_button,
+    exclude_menu,
     subscriptions_menu,
     tags_menu,
 )
@@ -33,6 +36,7 @@ from bot.admin.replies import (
     esc,
     format_changes,
     format_channels,
+    format_explanation,
     format_help,
     format_holds,
     format_preview_head,
@@ -43,8 +47,10 @@ from bot.admin.replies import (
     split_tag_channel,
 )
 from bot.admin.views import channel_listing, source_listing, status_view
+from bot.errors import RuleError
 from bot.humanize import cut, visible_controls
 from bot.publishers.api import Clock
+from bot.rule_syntax import parse
 from bot.services.admin import AdminService, PreviewItem, UsageError
 from bot.settings import Config
 
@@ -93,7 +99,7 @@ class Commands:
             "help": self.help, "start": self.help, "tags": self.tags, "subscribe": self.subscribe,
             "unsubscribe": self.unsubscribe, "subscriptions": self.subscriptions, "channels": self.channels,
             "pause": self.pause, "resume": self.resume, "preview": self.preview, "status": self.status,
-            "retry": self.retry, "sources": self.sources, "hold": self.hold,
+            "retry": self.retry, "sources": self.sources, "hold": self.hold, "explain": self.explain,
         }
         """What each command does (``CommandHandler`` callbacks are built from it)."""
 
@@ -117,8 +123,16 @@ class Commands:
         await self._choose(req, "unsubscribe", allow_new=False)
 
     async def _choose(self, req: Request, action: Literal["subscribe", "unsubscribe"], *, allow_new: bool) -> None:
-        tag, channel = split_tag_channel(req.args, self._channel_names())
-        choice = Choose(action, tag or None, channel, allow_new)
+        if action == "subscribe":
+            try:
+                parsed = parse(req.args, self._channel_names())
+            except RuleError as exc:
+                raise UsageError(str(exc)) from None
+            choice = Choose(action, parsed.tag or None, parsed.channel, allow_new, parsed.rule, parsed.given)
+            channel = parsed.channel
+        else:
+            tag, channel = split_tag_channel(req.args, self._channel_names())
+            choice = Choose(action, tag or None, channel, allow_new)
         if choice.action == "unsubscribe" and choice.tag is None:
             text, markup = await self.run(SubsPage(channel, 1), req.actor)
         else:
@@ -130,7 +144,7 @@ class Commands:
         if len(words) > 1:
             raise UsageError("name at most one channel")
         channel = words[0] if words else None
-        await self._send(req.message, format_subscriptions(await self.service.subscriptions(channel), channel))
+        await self._send(req.message, format_subscriptions(await self.service.subscription_views(channel), channel))
 
     async def channels(self, req: Request) -> None:
         await self._send(req.message, format_channels(channel_listing(await self.service.channels())))
@@ -183,7 +197,17 @@ class Commands:
             await self._send(req.message, "Nothing to preview: no configured channel can render this post.")
             return
         for item in items:
-            await self._send_preview(req.message, item)
+            if item.sent or channel is not None:
+                await self._send_preview(req.message, item)
+            else:  # a channel that would not get it: only why (name it to see the message anyway)
+                await self._send(req.message, format_preview_head(item))
+
+    async def explain(self, req: Request) -> None:
+        words = req.args.split()
+        if not words or len(words) > 2:
+            raise UsageError("give the post's link, and a channel if you like")
+        channel = words[1] if len(words) == 2 else None
+        await self._send(req.message, format_explanation(await self.service.explain(words[0], channel)))
 
     async def _send_preview(self, message: Message, item: PreviewItem) -> None:
         head = format_preview_head(item)
@@ -213,12 +237,20 @@ class Commands:
             return tags_menu(action, page)
         if isinstance(action, SubsPage):
             return subscriptions_menu(action, await self.service.subscriptions(action.channel), size)
+        if isinstance(action, ExcludeTag):
+            if action.excluded is None:
+                return exclude_menu(action, await self.service.tags_page(None, page=action.page, size=size))
+            change = await self.service.exclude_tag(action.tag, action.channel, action.excluded, actor=actor, via=VIA)
+            return format_changes([change]), exclude_button(action.tag, action.channel) if change.done else None
         if action.tag is not None and action.channel is not None:
             if action.action == "subscribe":
                 changes = await self.service.subscribe(action.tag, [action.channel], actor=actor, via=VIA,
-                                                       allow_new=action.allow_new)
-            else:
-                changes = await self.service.unsubscribe(action.tag, [action.channel], actor=actor, via=VIA)
+                                                       allow_new=action.allow_new, rule=action.rule,
+                                                       set_rule=action.set_rule)
+                [change] = changes
+                markup = exclude_button(change.tag, action.channel) if change.done and change.tag else None
+                return format_changes(changes), markup
+            changes = await self.service.unsubscribe(action.tag, [action.channel], actor=actor, via=VIA)
             return format_changes(changes), None
         if action.tag is not None:
             channels = [(opts.name, opts.platform) for opts, _ in await self.service.channels()]

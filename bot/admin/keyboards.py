@@ -1,4 +1,5 @@
-"""The inline keyboards of /tags, /subscribe and /unsubscribe: what each button means, and the menus.
+"""The inline keyboards of /tags, /subscribe and /unsubscribe (and the "exclude a tag" button of a
+subscription): what each button means, and the menus.
 
 Each button carries its meaning as an object (``MenuAction``): python-telegram-bot's
 ``arbitrary_callback_data`` keeps the object and sends Telegram only a key for it, and gives the
@@ -16,6 +17,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.admin.replies import format_tags, quote, safe_label
 from bot.domain.models import Subscription
+from bot.domain.rules import Rule
 from bot.services.admin import TagPage
 
 LABEL_LIMIT = 48
@@ -30,6 +32,10 @@ class Choose:
     tag: str | None
     channel: str | None
     allow_new: bool = False
+    rule: Rule | None = None
+    """The rule typed with ``/subscribe`` (``bot.rule_syntax``)."""
+    set_rule: bool = False
+    """A rule was typed (or ``rule:none``): it replaces an existing subscription's rule."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +56,22 @@ class SubsPage:
 
 
 @dataclass(frozen=True, slots=True)
+class ExcludeTag:
+    """Keep posts with ``excluded`` out of the subscription of ``channel`` to ``tag`` (its ``none_tags``);
+    without ``excluded``: show page ``page`` of the known tags to pick one."""
+
+    tag: str
+    channel: str
+    excluded: str | None = None
+    page: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class Cancel:
     pass
 
 
-MenuAction = TagsPage | Choose | SubsPage | Cancel
+MenuAction = TagsPage | Choose | SubsPage | ExcludeTag | Cancel
 Menu = tuple[str, InlineKeyboardMarkup | None]
 """A reply's HTML text and its keyboard (None: no buttons)."""
 
@@ -90,7 +107,8 @@ def tags_menu(state: TagsPage, page: TagPage) -> Menu:
     if not page.items:
         text = "No tags are known yet (no source has been polled); send <code>/subscribe! &lt;tag&gt; " \
                "&lt;channel&gt;</code> to subscribe to a future tag."
-    rows = [[button(f"{t.name} · {t.posts}", Choose(pick.action, t.name, pick.channel, pick.allow_new))]
+    rows = [[button(f"{t.name} · {t.posts}", Choose(pick.action, t.name, pick.channel, pick.allow_new, pick.rule,
+                                                    pick.set_rule))]
             for t in page.items]
     if nav:
         rows.append(nav)
@@ -102,7 +120,8 @@ def channels_menu(choice: Choose, channels: Sequence[tuple[str, str]]) -> Menu:
     """Which channel to (un)subscribe ``choice.tag`` to or from; ``channels`` are (name, platform)."""
     verb = "Subscribe" if choice.action == "subscribe" else "Unsubscribe"
     prep = "to" if choice.action == "subscribe" else "from"
-    buttons = [button(f"{name} ({platform})", Choose(choice.action, choice.tag, name, choice.allow_new))
+    buttons = [button(f"{name} ({platform})", Choose(choice.action, choice.tag, name, choice.allow_new, choice.rule,
+                                                     choice.set_rule))
                for name, platform in channels]
     rows = [buttons[i:i + 2] for i in range(0, len(buttons), 2)]
     rows.append(_cancel_row())
@@ -125,3 +144,22 @@ def subscriptions_menu(state: SubsPage, subs: Sequence[tuple[Subscription, str]]
         rows.append(nav)
     rows.append(_cancel_row())
     return f"Unsubscribe{where}: choose a subscription (page {number}/{pages}).", InlineKeyboardMarkup(rows)
+
+
+def exclude_button(tag: str, channel: str) -> InlineKeyboardMarkup:
+    """Under a subscription that was made or changed: a button to keep a tag out of it."""
+    return InlineKeyboardMarkup([[button("➖ Exclude a tag…", ExcludeTag(tag, channel))]])
+
+
+def exclude_menu(action: ExcludeTag, page: TagPage) -> Menu:
+    """A page of known tags as buttons that add the pressed one to the subscription's ``none_tags``."""
+    own = {t.name for t in page.items if t.name == action.tag}
+    rows = [[button(f"➖ {t.name} · {t.posts}", ExcludeTag(action.tag, action.channel, t.name))]
+            for t in page.items if t.name not in own]
+    nav = _nav(ExcludeTag(action.tag, action.channel, None, page.page - 1) if page.has_prev else None,
+               ExcludeTag(action.tag, action.channel, None, page.page + 1) if page.has_next else None)
+    if nav:
+        rows.append(nav)
+    rows.append(_cancel_row())
+    return (f"Keep which tag out of <b>{quote(action.tag)}</b> → <b>{quote(action.channel)}</b>? "
+            f"(page {page.page})", InlineKeyboardMarkup(rows))

@@ -17,12 +17,12 @@ from datetime import datetime
 
 from bot import __version__
 from bot.admin.views import ChannelListing, SourceListing, StatusView
-from bot.domain.models import Subscription
-from bot.domain.state import HoldView
+from bot.domain.state import HoldView, SubscriptionView
 from bot.errors import NotFoundError, TagrelayError
 from bot.humanize import CUT_MARK, ago, cut, visible_controls
 from bot.log import redact_url
-from bot.services.admin import Change, PreviewItem, TagPage
+from bot.rule_syntax import describe
+from bot.services.admin import Change, Explanation, PreviewItem, TagPage
 
 MAX_MESSAGE = 4096
 """Telegram's limit on a message's text after entity parsing, counted here in UTF-16 code units (the
@@ -58,7 +58,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("channels", "", "channels, their state and queues"),
     CommandSpec("pause", "<channel> [reason]", "pause a channel (its queue is kept)"),
     CommandSpec("resume", "<channel>", "resume a paused channel"),
-    CommandSpec("preview", "<tag|post url> [channel]", "show a post exactly as a channel would get it"),
+    CommandSpec("preview", "<tag|post url> [channel]", "show a post as each channel would get it, and if it would"),
+    CommandSpec("explain", "<post url> [channel]", "why a post was (not) sent to each channel"),
     CommandSpec("status", "", "sources, channels and problems"),
     CommandSpec("retry", "<channel|delivery id>", "requeue failed, dead or unknown deliveries"),
     CommandSpec("sources", "", "sources and their last poll"),
@@ -173,6 +174,10 @@ def format_help(channels: Sequence[str]) -> str:
               "Tag names may contain spaces and apostrophes; the last word is the channel: "
               "<code>/subscribe Editor’s picks news-tg</code>.",
               "<code>/subscribe!</code> also takes a tag no post carries yet.",
+              "A rule narrows a subscription: <code>/subscribe Iraq -Opinion +MEK \"title:Basra\" news-tg</code> "
+              "(<code>-tag</code> none of, <code>+tag</code> all of, <code>\"keyword\"</code> any of, "
+              "<code>-\"keyword\"</code> none of, <code>title=regex</code>, <code>age:1d</code>, "
+              "<code>source:name</code>, <code>rule:none</code>).",
               "Without a tag, /subscribe and /unsubscribe show buttons to choose from.",
               "Channels: " + (", ".join(f"<code>{esc(c)}</code>" for c in channels) or "none configured")]
     return "\n".join(lines)
@@ -194,12 +199,28 @@ def format_tags(page: TagPage) -> str:
     return fit(lines)
 
 
-def format_subscriptions(subs: Sequence[tuple[Subscription, str]], channel: str | None) -> str:
+def format_subscriptions(subs: Sequence[SubscriptionView], channel: str | None) -> str:
     where = f" of <b>{quote(channel)}</b>" if channel else ""
     if not subs:
         return f"<b>Subscriptions</b>{where}: none."
     lines = [f"<b>Subscriptions</b>{where} ({len(subs)})"]
-    lines += [f"• {quote(s.tag_name)} → <b>{esc(s.channel)}</b> <i>({esc(origin)})</i>" for s, origin in subs]
+    for v in subs:
+        s = v.subscription
+        rule = f" <code>{quote(describe(s.rule), DETAIL_LIMIT)}</code>" if s.rule else ""
+        lines.append(f"• {quote(s.tag_name)}{rule} → <b>{esc(s.channel)}</b> <i>({esc(v.origin)})</i>")
+    return fit(lines)
+
+
+def format_explanation(found: Explanation) -> str:
+    title = quote(found.title)
+    post = f'<a href="{esc(found.url)}">{title}</a>' if found.url else title
+    when = found.published.strftime("%Y-%m-%d %H:%M UTC") if found.published else "undated"
+    lines = [f"<b>Why (not)</b>: {post}",
+             f"source {esc(found.source)} · published {when} · tags: {quote(', '.join(found.tags) or 'none')}", ""]
+    marks = {"sent": "✅", "filtered": "🚫", "no subscribed tag": "•", "not routed": "•"}
+    for a in found.channels:
+        lines.append(f"{marks.get(a.outcome, '⏳')} <b>{esc(a.channel)}</b>: {esc(a.outcome)} — "
+                     f"{quote(a.reason, DETAIL_LIMIT + 200)}")
     return fit(lines)
 
 
@@ -230,11 +251,12 @@ def format_status(view: StatusView) -> str:
     if not view.channels:
         lines.append("<i>none</i>")
     for c in view.channels:
-        state = _CHANNEL_WORDS.get(c.state, c.state)
+        state = _CHANNEL_WORDS.get(c.state, c.state_text)
         lines.append(f"• <b>{esc(c.name)}</b> ({esc(c.platform)}): {state} · queue {c.queued} · retrying "
                      f"{c.retrying} · sent today {c.sent_today} · failures {c.failures}")
         if c.state == "PAUSED":
             lines.append(f"   paused: {quote(c.paused_reason or 'no reason given', DETAIL_LIMIT)}")
+        lines += [f"   💰 {quote(b.describe(), DETAIL_LIMIT)}" for b in c.budgets]
     if view.problems:
         lines += ["", "<b>Problems</b>"] + [f"⚠️ {quote(p, DETAIL_LIMIT)}" for p in view.problems]
     if view.warnings:
@@ -278,5 +300,7 @@ def format_preview_head(item: PreviewItem) -> str:
     post = f'<a href="{esc(item.post_url)}">{title}</a>' if item.post_url else title
     photo = f" · {quote(item.image_note, 300)}" if item.image_note else ""
     card = f" · link {esc(item.link_note)}" if item.link_note else ""
+    would = f"\n{'✅' if item.sent else '🚫'} {quote(item.verdict, DETAIL_LIMIT + 200)} (if detected now)" \
+        if item.verdict else ""
     return (f"Preview for <b>{esc(item.channel)}</b> ({esc(item.platform)}, {esc(item.format)}) — "
-            f"{item.length}{limit} characters, {verdict}{photo}{card}\nPost: {post}")
+            f"{item.length}{limit} characters, {verdict}{photo}{card}\nPost: {post}{would}")

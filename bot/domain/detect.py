@@ -19,13 +19,14 @@ is recorded, but its deliveries are held for an admin instead of being sent.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from bot.domain.identity import link_key, post_key
 from bot.domain.limits import bounded, rejection
 from bot.domain.models import Detection, ParsedPost, Post, Subscription
-from bot.domain.routing import route
+from bot.domain.routing import decide
+from bot.domain.rules import Rule
 from bot.domain.tags import make_tags
 from bot.domain.urls import followable_or_none
 
@@ -113,11 +114,14 @@ def detect(
     first_poll: bool,
     known_links: Collection[str] = (),
     burst_limit: int = 0,
+    now: datetime | None = None,
+    channel_rules: Mapping[str, Rule] | None = None,
 ) -> Detection:
     """Decide what a poll found. ``known_keys``/``known_links``: identities and canonical links already
-    stored for the source; ``burst_limit``: more new posts than this are a burst (0: no limit)."""
+    stored for the source; ``burst_limit``: more new posts than this are a burst (0: no limit); ``now``:
+    when the posts were detected (rules' ``max_age``); ``channel_rules``: each channel's exclusions."""
     return detect_posts(normalise(source, parsed), known_keys, subscriptions, first_poll=first_poll,
-                        known_links=known_links, burst_limit=burst_limit)
+                        known_links=known_links, burst_limit=burst_limit, now=now, channel_rules=channel_rules)
 
 
 def detect_posts(
@@ -128,13 +132,16 @@ def detect_posts(
     first_poll: bool,
     known_links: Collection[str] = (),
     burst_limit: int = 0,
+    now: datetime | None = None,
+    channel_rules: Mapping[str, Rule] | None = None,
 ) -> Detection:
     """``detect`` for posts already normalised (``normalise``)."""
     new, known, churned = classify(posts, known_keys, known_links)
     if first_poll:  # a baseline publishes nothing, so it is never a burst
         return Detection(new_posts=new, known_posts=known, intents=(), baseline=True, churned=churned)
-    return Detection(new_posts=new, known_posts=known, intents=route(new, subscriptions), churned=churned,
-                     burst=is_burst(len(new), burst_limit))
+    routing = decide(new, subscriptions, now=now, channel_rules=channel_rules)
+    return Detection(new_posts=new, known_posts=known, intents=routing.intents, churned=churned,
+                     burst=is_burst(len(new), burst_limit), drops=routing.drops)
 
 
 def newest_first(posts: Iterable[Post]) -> list[Post]:

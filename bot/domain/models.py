@@ -10,6 +10,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.domain.routing import RuleDrop
+    from bot.domain.rules import Rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +70,14 @@ class Post:
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
-    """Posts tagged ``tag_slug`` go to ``channel``. ``backfill``: latest N on creation."""
+    """Posts tagged ``tag_slug`` go to ``channel``. ``backfill``: latest N on creation. ``rule``: the
+    conditions a post must also meet (``bot.domain.rules``; None: every post with the tag)."""
 
     tag_slug: str
     tag_name: str
     channel: str
     backfill: int = 0
+    rule: Rule | None = None
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -119,3 +126,5 @@ class Detection:
     """Known posts that came with a new guid for their known link (guid churn): not new."""
     burst: bool = False
     """More new posts than the source's burst limit: their deliveries are held for an admin."""
+    drops: tuple[RuleDrop, ...] = ()
+    """(post, channel) pairs a subscribed tag matched but a rule kept out, with the reason."""

@@ -9,21 +9,28 @@ a burst to hold and the source's usual volume are all decided here.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from bot.domain.detect import detect_posts, hold_message, pick_backfill
+from bot.domain.detect import detect_posts, hold_message, newest_first
 from bot.domain.models import DeliveryIntent, Post, Subscription
+from bot.domain.routing import RuleDrop, verdict
+from bot.domain.rules import PostText, Rule
 
 USUAL_WEIGHT = 0.2
 """Weight of a poll's new posts in a source's moving average (``usual_new``)."""
+BACKFILL_SCAN = 3
+"""A backfill under a rule (the subscription's or the channel's) looks at up to this many times its N
+latest posts with the tag for N that pass; if fewer pass, it sends fewer."""
 
 
 @dataclass(frozen=True, slots=True)
 class PendingBackfill:
     """A subscription whose backfill from this source has not run yet, with the source's stored posts
-    that can fill it: up to ``subscription.backfill`` of its latest posts carrying the tag, newest first
-    (undated last; among equal dates the most recently stored first), each with its ``id``."""
+    that can fill it: up to ``subscription.backfill`` of its latest posts carrying the tag (``BACKFILL_SCAN``
+    times as many when a rule may keep some out), newest first (undated last; among equal dates the most
+    recently stored first), each with its ``id``."""
 
     subscription_id: int
     subscription: Subscription
@@ -70,6 +77,7 @@ class PollPlan:
     another backfill's (post, channel)."""
     backfills_done: tuple[int, ...]
     """Subscriptions (ids) whose backfill from this source is done with this poll."""
+
     baseline: bool
     """The source's first poll: everything is recorded as known, nothing is routed."""
     burst: bool
@@ -80,6 +88,9 @@ class PollPlan:
     """What the audit log, ``status`` and the admins are told about the burst ("" if none)."""
     usual_new: float | None
     """The source's new moving average of new posts per poll (None: it stays as it is)."""
+    drops: tuple[RuleDrop, ...] = ()
+    """(post, channel) pairs a subscribed tag matched but a rule kept out (new posts and backfills), with
+    the reason: kept for ``tagrelay explain``."""
 
     @property
     def outcome(self) -> str:
@@ -97,40 +108,79 @@ def next_usual(usual: float | None, new_posts: int) -> float:
 
 
 def plan_backfills(new_posts: Sequence[Post], pending: Iterable[PendingBackfill],
-                   intents: Iterable[DeliveryIntent]) -> tuple[tuple[BackfillDelivery, ...], tuple[int, ...]]:
-    """(deliveries, subscriptions done) of the pending backfills: for each, its N latest posts among the
-    stored ones and this poll's new ones, oldest first; a (post, channel) pair already in ``intents`` or
+                   intents: Iterable[DeliveryIntent], *, now: datetime | None = None,
+                   channel_rules: Mapping[str, Rule] | None = None
+                   ) -> tuple[tuple[BackfillDelivery, ...], tuple[int, ...]]:
+    """(deliveries, subscriptions done) of the pending backfills (``backfills_with_drops``)."""
+    chosen, done, _ = backfills_with_drops(new_posts, pending, intents, now=now, channel_rules=channel_rules)
+    return chosen, done
+
+
+def backfills_with_drops(new_posts: Sequence[Post], pending: Iterable[PendingBackfill],
+                         intents: Iterable[DeliveryIntent], *, now: datetime | None = None,
+                         channel_rules: Mapping[str, Rule] | None = None
+                         ) -> tuple[tuple[BackfillDelivery, ...], tuple[int, ...], tuple[RuleDrop, ...]]:
+    """(deliveries, subscriptions done, rule drops) of the pending backfills: for each, its N latest posts
+    among the stored ones and this poll's new ones that pass its rule and its channel's exclusions, oldest
+    first (a newer post a rule kept out is a drop); a (post, channel) pair already in ``intents`` or
     picked by an earlier backfill is not repeated. Every pending backfill is done, even one that found
     nothing (a backfill runs once, at the first poll after its subscription was made)."""
     taken = {(i.post_key, i.channel) for i in intents}
+    rules = channel_rules or {}
     chosen: list[BackfillDelivery] = []
+    drops: dict[tuple[str, str], RuleDrop] = {}
     done: list[int] = []
     for backfill in pending:
         sub = backfill.subscription
         # newest-stored first among equal dates, as the stored candidates are: this poll's posts are
         # stored after every earlier one, in feed order
         fresh = [p for p in reversed(new_posts) if sub.tag_slug in p.tag_slugs]
-        for post in pick_backfill([*fresh, *backfill.stored], sub):
+        picked: list[Post] = []
+        for post in newest_first(p for p in [*fresh, *backfill.stored] if sub.tag_slug in p.tag_slugs):
+            if len(picked) >= sub.backfill:
+                break
+            decided = verdict(post, PostText(post), [sub], rules.get(sub.channel), now)
+            if decided.sent:
+                picked.append(post)
+            elif (post.key, sub.channel) not in taken:
+                drops.setdefault((post.key, sub.channel), decided.drop(post, sub.channel))
+        for post in reversed(picked):
             if (post.key, sub.channel) not in taken:
                 taken.add((post.key, sub.channel))
+                drops.pop((post.key, sub.channel), None)
                 chosen.append(BackfillDelivery(source=post.source, post_key=post.key, channel=sub.channel,
                                                post_id=post.id))
         done.append(backfill.subscription_id)
-    return tuple(chosen), tuple(done)
+    return tuple(chosen), tuple(done), tuple(drops.values())
 
 
 def plan_poll(source: str, posts: Sequence[Post], facts: PollFacts, *, first_poll: bool, burst_limit: int = 0,
-              usual_new: float | None = None) -> PollPlan:
+              usual_new: float | None = None, now: datetime | None = None,
+              channel_rules: Mapping[str, Rule] | None = None) -> PollPlan:
     """Decide what a poll of ``source`` writes. ``posts``: normalised, in feed order; ``first_poll``: the
     source has no baseline yet; ``burst_limit``: more new posts than this are held (0: never);
-    ``usual_new``: the source's moving average so far."""
+    ``usual_new``: the source's moving average so far; ``now``: when the posts were detected (the rules'
+    ``max_age``; None: ages are not checked); ``channel_rules``: each channel's exclusions."""
     detection = detect_posts(posts, facts.known_keys, facts.subscriptions, first_poll=first_poll,
-                             known_links=facts.known_links, burst_limit=burst_limit)
+                             known_links=facts.known_links, burst_limit=burst_limit, now=now,
+                             channel_rules=channel_rules)
     new = detection.new_posts
-    backfills, done = plan_backfills(new, facts.backfills, detection.intents)
+    backfills, done, backfill_drops = backfills_with_drops(new, facts.backfills, detection.intents, now=now,
+                                                           channel_rules=channel_rules)
     hold = detection.burst and bool(detection.intents)
     usual = next_usual(usual_new, len(new)) if new and not detection.baseline and not detection.burst else None
     note = hold_message(source, len(new), usual_new, burst_limit) if detection.burst else ""
     return PollPlan(new_posts=new, churned=detection.churned, intents=detection.intents, backfills=backfills,
                     backfills_done=done, baseline=detection.baseline, burst=detection.burst, hold=hold,
-                    hold_note=note, usual_new=usual)
+                    hold_note=note, usual_new=usual, drops=_merge_drops(detection.drops, backfill_drops, backfills))
+
+
+def _merge_drops(detected: Iterable[RuleDrop], backfilled: Iterable[RuleDrop],
+                 sent: Iterable[BackfillDelivery]) -> tuple[RuleDrop, ...]:
+    """One drop per (post, channel), the detection's first; none for a pair a backfill sends anyway."""
+    out: dict[tuple[str, str], RuleDrop] = {}
+    for drop in (*detected, *backfilled):
+        out.setdefault((drop.post_key, drop.channel), drop)
+    for delivery in sent:
+        out.pop((delivery.post_key, delivery.channel), None)
+    return tuple(out.values())

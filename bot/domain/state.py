@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from bot.domain.models import DeliveryStatus, Post
+from bot.domain.models import DeliveryStatus, Post, Subscription
 
 CHANNEL_LEASE = "channel:"
 """Prefix of the named lease an instance holds while it sends to a channel (shared mode)."""
@@ -173,3 +173,12 @@ class HoldView:
     since: datetime | None
     usual_new: float | None
     channels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionView:
+    """A stored subscription (with its rule), where it came from ("config", "cli", "telegram") and when."""
+
+    subscription: Subscription
+    origin: str
+    created_at: datetime | None

@@ -7,6 +7,11 @@ NFKC-normalised and case-folded, accents on Latin letters are dropped (as
 WordPress's ``remove_accents`` does), every apostrophe-like character is
 dropped, so ``Iran’s`` and ``Iran's`` are one tag, and letters of other scripts
 are kept as they are instead of being percent-encoded.
+
+``fold_words`` is the same normalisation for running text (the keywords of subscription rules and the
+posts' title, excerpt, content and author they are looked for in): case, accents and every kind of
+apostrophe ignored, words kept apart so that a keyword matches on word boundaries only, and Arabic and
+Persian written without their diacritics and with their letter variants unified.
 """
 
 from __future__ import annotations
@@ -67,6 +72,56 @@ def slugify(name: str) -> str:
     kept = "".join(ch for ch in text if ch.isalnum() or ch in " _-" or ch.isspace())
     kept = _SEPARATORS.sub(lambda m: _separator(m.group(0)), kept)
     return kept.strip("-_ ")[:TAG_CHARS].strip("-_ ")
+
+
+_WORD_JOINERS = "\u200c\u200d\u00ad\u0640"
+"""Inside a word, dropped: zero-width non-joiner and joiner (Persian), soft hyphen, tatweel (Arabic)."""
+_LETTER_VARIANTS = {
+    "\u0649": "\u064a",  # alef maksura → yeh
+    "\u06cc": "\u064a",  # Farsi yeh → yeh
+    "\u06a9": "\u0643",  # keheh (Persian kaf) → kaf
+    "\u0629": "\u0647",  # teh marbuta → heh
+    "\u06c1": "\u0647",  # heh goal → heh
+    "\u06d5": "\u0647",  # ae (what ۀ leaves once its hamza is dropped) → heh
+    "\u0671": "\u0627",  # alef wasla → alef
+}
+"""Arabic and Persian spellings of one letter (after NFKD: أ إ آ are alef plus a mark, dropped)."""
+
+
+class _FoldTable(dict[int, str]):
+    """``str.translate`` table of ``fold_words``, filled once per code point met: a letter or digit is
+    kept (a variant unified, any decimal digit as its ASCII digit), a nonspacing mark or a word joiner
+    dropped, anything else (space, punctuation, apostrophes) separates words."""
+
+    def __missing__(self, code: int) -> str:
+        ch = chr(code)
+        category = unicodedata.category(ch)
+        if ch in _WORD_JOINERS or category in ("Mn", "Me"):
+            out = ""
+        elif category == "Nd":
+            out = str(unicodedata.decimal(ch))
+        elif ch.isalnum() or category == "Mc":
+            out = _LETTER_VARIANTS.get(ch, ch)
+        else:
+            out = " "
+        self[code] = out
+        return out
+
+
+_FOLD = _FoldTable()
+
+
+def fold_words(text: str) -> str:
+    """``text`` as lower-case words without accents, marks or punctuation, one space apart
+    (``"Iran’s  Café!"`` → ``"iran s cafe"``; ``"إيران"`` and ``"ايران"`` alike). Linear in ``text``.
+
+    An apostrophe separates words (``Iran`` is a word of ``Iran's``), whichever apostrophe it is.
+    """
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    if folded.isascii():
+        return " ".join(folded.translate(_FOLD).split())
+    folded = unicodedata.normalize("NFKD", folded).translate(_FOLD)
+    return " ".join(unicodedata.normalize("NFC", folded).split())
 
 
 def make_tag(name: str) -> Tag | None:

@@ -9,17 +9,30 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from bot.domain.budget import BudgetLine, budget_lines, usd
 from bot.domain.detect import churn_message, hold_message
-from bot.domain.models import DeliveryStatus, Subscription
-from bot.domain.state import ChannelCounts, DeliveryView, HoldView, InstanceInfo, SourceState, TagCount
+from bot.domain.explain import ChannelAnswer, explain
+from bot.domain.models import DeliveryStatus, Post, Subscription
+from bot.domain.routing import verdict
+from bot.domain.rules import PostText, Rule
+from bot.domain.state import (
+    ChannelCounts,
+    DeliveryView,
+    HoldView,
+    InstanceInfo,
+    SourceState,
+    SubscriptionView,
+    TagCount,
+)
 from bot.domain.tags import make_tag, slugify
 from bot.errors import NotFoundError, TagrelayError
 from bot.log import redact_url
-from bot.publishers.api import ChannelNote, Clock, PublisherPlugin, RenderEnv, ReportsChannelNotes
+from bot.publishers.api import ChannelNote, Clock, PublisherPlugin, RenderEnv, ReportsChannelNotes, spending_plans
+from bot.rule_syntax import describe
 from bot.settings import Config
 from bot.storage.instance_lock import Holder, database_dir, lock_path, probe
 from bot.storage.store import Store
@@ -44,6 +57,8 @@ class Change:
     channel: str
     done: bool
     text: str
+    tag: str | None = None
+    """The subscription's tag as it is known (subscribe, rule changes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +75,11 @@ class PreviewItem:
     """The featured image the channel sends (Telegram: as a photo with ``text`` as its caption)."""
     link: str | None = None
     """The post link the platform previews (Telegram's link preview card)."""
-
+    sent: bool | None = None
+    """Would the channel get the post if it were detected now (None: not asked)."""
+    verdict: str = ""
+    """Why (not): the subscription that sends it, or the condition (or the missing subscription) that
+    keeps it out."""
     image_alt: str | None = None
     """The image's alt text as the platform gets it (Telegram has none)."""
 
@@ -84,6 +103,19 @@ class PreviewItem:
         if self.platform == "bluesky" and self.link and self.link not in self.text:
             return "on the link card, not in the text"
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """``tagrelay explain``: a stored post and, for each channel, why it was (not) sent there."""
+
+    title: str
+    url: str | None
+    source: str
+    tags: tuple[str, ...]
+    published: datetime | None
+    first_seen: datetime | None
+    channels: list[ChannelAnswer]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +157,19 @@ class ChannelStatus:
     problem: str | None
     notes: tuple[ChannelNote, ...] = ()
     """What the channel's plugin says besides the queue (``ReportsChannelNotes``: a Threads token's expiry)."""
+    budgets: tuple[BudgetLine, ...] = ()
+    """The channel's spending budgets in their current windows (X channels with ``budget`` or an account
+    ``account_budget``)."""
+
+    @property
+    def budget_warning(self) -> str | None:
+        """A budget reached in its window while the channel waits for it (worth knowing, nothing to do)."""
+        reached = [b for b in self.budgets if b.reached]
+        until = self.counts.hold_until
+        if not reached or self.counts.paused or until is None:
+            return None
+        full = "; ".join(f"{b.label} {usd(b.limit)} USD/{b.period.value}, {usd(b.spent)} spent" for b in reached)
+        return f"budget reached ({full}), resumes at {until:%Y-%m-%d %H:%M} UTC"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +193,10 @@ class StatusReport:
 
     @property
     def warnings(self) -> list[str]:
-        return [f"source {s.state.name}: {s.warning}" for s in self.sources if s.warning]
+        out = [f"source {s.state.name}: {s.warning}" for s in self.sources if s.warning]
+        out += [f"channel {c.counts.channel}: {c.budget_warning}" for c in self.channels
+                if c.budget_warning and c.counts.hold_until and c.counts.hold_until > self.now]
+        return out
 
     @property
     def notes(self) -> list[str]:
@@ -196,22 +244,73 @@ class AdminService:
 
     # -- subscriptions --------------------------------------------------------------------
 
+    def _check_rule(self, rule: Rule | None) -> None:
+        """The sources a rule names must be configured (``[[sources]]``)."""
+        names = [src.name for src in self.config.sources]
+        for source in rule.sources if rule else ():
+            if source not in names:
+                close = difflib.get_close_matches(source, names, n=3)
+                hint = f"did you mean {', '.join(close)}?" if close else f"sources: {', '.join(names) or 'none'}"
+                raise NotFoundError("source", source, hint)
+
     async def subscribe(self, tag: str, channels: Sequence[str], *, actor: str, via: str,
-                        backfill: int = 0, allow_new: bool = False) -> list[Change]:
+                        backfill: int = 0, allow_new: bool = False, rule: Rule | None = None,
+                        set_rule: bool = False) -> list[Change]:
+        """Subscribe ``channels`` to ``tag`` with ``rule``. An existing subscription keeps its rule unless
+        ``set_rule`` (then ``rule`` replaces it; None removes it); one from the config file is changed there."""
         self._check_channels(channels)
         if backfill < 0 or backfill > 100:
             raise UsageError("backfill must be between 0 and 100")
+        self._check_rule(rule)
         slug, name = await self._resolve_tag(tag, allow_new=allow_new)
         now = self.clock.now()
         changes = []
+        added: list[str] = []
+        shown = f" [{describe(rule)}]" if rule else ""
         for chan in channels:
-            added = await self.store.add_subscription(Subscription(slug, name, chan, backfill), via, now)
-            verdict = "subscribed" if added else "already subscribed"
-            changes.append(Change(chan, added, f"{name} → {chan}: {verdict}"))
-        if any(c.done for c in changes):
-            await self.store.audit(actor, via, "subscribe",
-                                   f"{name} → {', '.join(c.channel for c in changes if c.done)}", now)
+            if await self.store.add_subscription(Subscription(slug, name, chan, backfill, rule), via, now):
+                added.append(chan)
+                changes.append(Change(chan, True, f"{name} → {chan}: subscribed{shown}", name))
+            elif set_rule:
+                changes.append(await self._replace_rule(slug, name, chan, rule, actor=actor, via=via, now=now))
+            else:
+                changes.append(Change(chan, False, f"{name} → {chan}: already subscribed", name))
+        if added:
+            await self.store.audit(actor, via, "subscribe", f"{name} → {', '.join(added)}{shown}", now)
         return changes
+
+    async def _replace_rule(self, slug: str, name: str, channel: str, rule: Rule | None, *, actor: str, via: str,
+                            now: datetime) -> Change:
+        [view] = await self.store.subscription_views(channel, tag_slug=slug)
+        old = view.subscription.rule
+        if view.origin == "config":
+            return Change(channel, False, f"{name} → {channel}: comes from the config file; change its rule there",
+                          name)
+        if old == rule:
+            return Change(channel, False, f"{name} → {channel}: already subscribed with this rule", name)
+        await self.store.set_rule(slug, channel, rule)
+        detail = f"{name} → {channel}: [{describe(old) or 'no rule'}] → [{describe(rule) or 'no rule'}]"
+        await self.store.audit(actor, via, "rule", detail, now)
+        return Change(channel, True, f"{name} → {channel}: rule changed to [{describe(rule) or 'no rule'}]", name)
+
+    async def exclude_tag(self, tag: str, channel: str, excluded: str, *, actor: str, via: str) -> Change:
+        """Add ``excluded`` to the ``none_tags`` of the subscription of ``channel`` to ``tag`` (the admin bot's
+        "exclude a tag" button)."""
+        self._check_channels([channel])
+        slug, excl = slugify(tag), make_tag(excluded)
+        if excl is None:
+            raise UsageError(f"{excluded!r} is not a tag name")
+        views = await self.store.subscription_views(channel, tag_slug=slug)
+        if not views:
+            raise NotFoundError("subscription", f"{tag} → {channel}")
+        sub = views[0].subscription
+        if excl.slug == slug:
+            raise UsageError("a subscription cannot exclude its own tag")
+        old = sub.rule or Rule()
+        if any(t.slug == excl.slug for t in old.none_tags):
+            return Change(channel, False, f"{sub.tag_name} → {channel}: already excludes {excl.name}", sub.tag_name)
+        rule = replace(old, none_tags=(*old.none_tags, excl))
+        return await self._replace_rule(slug, sub.tag_name, channel, rule, actor=actor, via=via, now=self.clock.now())
 
     async def unsubscribe(self, tag: str, channels: Sequence[str], *, actor: str, via: str) -> list[Change]:
         self._check_channels(channels)
@@ -233,6 +332,12 @@ class AdminService:
         if channel is not None:
             self._check_channels([channel])
         return await self.store.subscriptions(channel)
+
+    async def subscription_views(self, channel: str | None = None) -> list[SubscriptionView]:
+        """The subscriptions with their rules, origin and creation time."""
+        if channel is not None:
+            self._check_channels([channel])
+        return await self.store.subscription_views(channel)
 
     async def tags(self, search: str | None = None, *, limit: int | None = None, offset: int = 0) -> list[TagCount]:
         return await self.store.tags(search, limit=limit, offset=offset)
@@ -359,6 +464,7 @@ class AdminService:
             sources.append(SourceStatus(state, nxt, problem, warning=warning, hold=holds.get(state.name),
                                         burst_limit=self.burst_limit(state.name)))
         channels = []
+        budgets = await self.budgets(now)
         for counts in await self.store.channel_counts(now):
             if self.config.channel(counts.channel) is None:
                 continue
@@ -367,7 +473,8 @@ class AdminService:
                 problem = f"PAUSED: {counts.paused_reason}"
             elif counts.counts.get("dead") or counts.counts.get("unknown"):
                 problem = deliveries_problem(counts.counts.get("dead", 0), counts.counts.get("unknown", 0))
-            channels.append(ChannelStatus(counts, problem, self._channel_notes(counts.channel, now)))
+            channels.append(ChannelStatus(counts, problem, self._channel_notes(counts.channel, now),
+                                          tuple(budgets.get(counts.channel, ()))))
         path = lock_path(self.config.storage.url)
         return StatusReport(now=now, storage=redact_url(self.config.storage.url),
                             holder=probe(path) if path is not None else None,
@@ -381,8 +488,19 @@ class AdminService:
             return ()
         return tuple(plugin.channel_notes(opts, state_dir=database_dir(self.config.storage.url), now=now))
 
+    async def budgets(self, now: datetime | None = None) -> dict[str, list[BudgetLine]]:
+        """Each budgeted channel's budgets in their current windows (spent, limit, left, when they reset)."""
+        now = now or self.clock.now()
+        plans = spending_plans(self.config.channels)
+        if not plans:
+            return {}
+        wanted = {(b.key, lim.period) for plan in plans.values() for b in plan.budgets for lim in b.limits}
+        spent = await self.store.spending(wanted, now)
+        return {name: budget_lines(plan, spent, now) for name, plan in plans.items()}
+
     async def preview(self, target: str, channel: str | None = None) -> list[PreviewItem]:
-        """What each subscribed channel (or ``channel``) would receive for a tag's latest post or a post URL."""
+        """What each channel (or ``channel``) would receive for a tag's latest post or a post URL, and whether
+        it would get it at all if the post were detected now (``sent``, ``verdict``)."""
         if channel is not None:
             self._check_channels([channel])
         is_url = target.startswith(("http://", "https://"))
@@ -390,21 +508,14 @@ class AdminService:
             post = await self.store.latest_post(url=target)
             if post is None:
                 raise NotFoundError("post", target, "no stored post has this link (has the source been polled?)")
-            slugs = post.tag_slugs
         else:
             slug = slugify(target)
             post = await self.store.latest_post(tag_slug=slug) if slug else None
             if post is None:
                 await self._resolve_tag(target, allow_new=False)
                 raise NotFoundError("post", target, "no stored post carries this tag yet")
-            slugs = frozenset({slug})
-        if channel is not None:
-            names = [channel]
-        else:
-            subs = await self.store.subscriptions()
-            names = sorted({s.channel for s, _ in subs if s.tag_slug in slugs})
-            if not names:
-                names = [c.name for c in self.config.channels]
+        names = [channel] if channel is not None else [c.name for c in self.config.channels]
+        verdicts = await self._verdicts(post, names)
         items = []
         for name in names:
             opts = self.config.channel(name)
@@ -413,12 +524,54 @@ class AdminService:
             plugin = self.plugins.get(opts.platform)
             if plugin is None:
                 continue
+            sent, why = verdicts[name]
             msg = plugin.render(post, opts, self.render_envs.get(name, RenderEnv()))
             items.append(PreviewItem(channel=name, platform=opts.platform, text=msg.text, format=msg.format,
                                      length=msg.length, limit=msg.limit, post_title=post.title, post_url=post.url,
                                      image_url=msg.image_url, link=msg.link,
-                                     image_alt=msg.image_alt if opts.platform != "telegram" else None))
+                                     image_alt=msg.image_alt if opts.platform != "telegram" else None,
+                                     sent=sent, verdict=why))
         return items
+
+    async def _verdicts(self, post: Post, channels: Sequence[str]) -> dict[str, tuple[bool, str]]:
+        """For each channel: would it get ``post`` if it were detected now, and why (not)."""
+        subs = [v.subscription for v in await self.store.subscription_views()
+                if v.subscription.tag_slug in post.tag_slugs]
+        text = PostText(post)
+        now = self.clock.now()
+        out: dict[str, tuple[bool, str]] = {}
+        for name in channels:
+            mine = sorted((s for s in subs if s.channel == name), key=lambda s: s.tag_slug)
+            opts = self.config.channel(name)
+            if not mine:
+                tags = ", ".join(t.name for t in post.tags) or "none"
+                out[name] = (False, f"not sent: no subscribed tag (its tags: {tags})")
+                continue
+            decided = verdict(post, text, mine, opts.rule() if opts is not None else None, now)
+            if decided.sent:
+                assert decided.subscription is not None
+                out[name] = (True, f"sent: subscription {decided.subscription.tag_name}")
+            else:
+                assert decided.miss is not None
+                who = (f"subscription {decided.subscription.tag_name}" if decided.subscription is not None
+                       else "the channel's own rule")
+                out[name] = (False, f"not sent: {who}, {decided.miss.condition}: {decided.miss.detail}")
+        return out
+
+    async def explain(self, target: str, channel: str | None = None) -> Explanation:
+        """Why the stored post at ``target`` (its link) was or was not sent to each configured channel (or
+        ``channel``): routed by which subscription, kept out by which rule and condition, or no subscribed tag."""
+        if channel is not None:
+            self._check_channels([channel])
+        if not target.startswith(("http://", "https://")):
+            raise UsageError("give the post's link (http:// or https://)")
+        facts = await self.store.explain_facts(target)
+        if facts is None:
+            raise NotFoundError("post", target, "no stored post has this link (has the source been polled?)")
+        names = [channel] if channel is not None else [c.name for c in self.config.channels]
+        post = facts.post
+        return Explanation(title=post.title, url=post.url, source=post.source, tags=tuple(t.name for t in post.tags),
+                           published=post.published, first_seen=facts.first_seen, channels=explain(facts, names))
 
     async def audit_log(self, limit: int = 50) -> list[Any]:
         return await self.store.audit_entries(limit)

@@ -24,6 +24,7 @@ from bot.domain.detect import normalise
 from bot.domain.limits import rejection
 from bot.domain.models import ParsedPost
 from bot.domain.plan import plan_poll
+from bot.domain.rules import Rule
 from bot.domain.schedule import jittered, source_backoff, source_retry_delay
 from bot.domain.state import SourceState
 from bot.errors import FetchError, SourceError
@@ -66,6 +67,7 @@ class Poller:
         metrics: Metrics,
         on_queued: Callable[[], None] = lambda: None,
         notifier: Notifier | None = None,
+        channel_rules: Mapping[str, Rule] | None = None,
     ) -> None:
         self.store = store
         self.sources = sources
@@ -75,6 +77,8 @@ class Poller:
         self.metrics = metrics
         self.on_queued = on_queued
         self.notifier = notifier
+        self.channel_rules = dict(channel_rules or {})
+        """Each channel's own exclusions (``[[channels]] exclude_tags``/``exclude_keywords``)."""
 
     def burst_limit(self, name: str) -> int:
         """The source's own ``burst_limit``, else ``[service] burst_limit`` (0: never hold)."""
@@ -119,10 +123,15 @@ class Poller:
         # normalising and planning a big feed is CPU work proportional to it: off the event loop (health,
         # lease heartbeat)
         posts = await asyncio.to_thread(normalise, state.name, items)
-        facts = await self.store.poll_facts(state, posts)  # index lookups: ∝ the poll's posts, not history
+        # index lookups: ∝ the poll's posts, not history
+        facts = await self.store.poll_facts(state, posts, ruled_channels=self.channel_rules.keys())
         limit = self.burst_limit(state.name)
+        # the rules are evaluated here, once per post, at detection (``now``): a rule changed later applies to
+        # the posts detected after it
+        detected = self.clock.now()
         plan = await asyncio.to_thread(plan_poll, state.name, posts, facts, first_poll=not state.baseline_done,
-                                       burst_limit=limit, usual_new=state.usual_new)
+                                       burst_limit=limit, usual_new=state.usual_new, now=detected,
+                                       channel_rules=self.channel_rules)
         now = self.clock.now()
         next_at = self._next_poll(state.name, now)
         record = await self.store.apply_poll(state, plan, cache, now, next_at)
@@ -132,7 +141,7 @@ class Poller:
         self.metrics.new_posts(state.name, 0 if plan.baseline else record.new_posts)
         event(log, logging.INFO, "poll", source=state.name, outcome=outcome, posts=len(posts),
               new=record.new_posts, queued=record.queued, held=record.held, churned=churned,
-              backfilled=record.backfilled,
+              backfilled=record.backfilled, **({"filtered": len(plan.drops)} if plan.drops else {}),
               **({"rejected": rejected} if rejected else {}),
               ms=round((time.perf_counter() - started) * 1000, 1))
         if churned:

@@ -9,7 +9,7 @@ twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,13 +17,14 @@ from sqlalchemy import Connection, bindparam, insert, literal, select, update
 
 from bot.domain.detect import classify
 from bot.domain.models import DeliveryStatus, Post, Subscription, Tag
-from bot.domain.plan import PendingBackfill, PollFacts, PollPlan
+from bot.domain.plan import BACKFILL_SCAN, PendingBackfill, PollFacts, PollPlan
+from bot.domain.rules import rule_from_json
 from bot.domain.state import CacheState, PollRecord, SourceState
 from bot.storage import tables as t
 from bot.storage.audit import audit_row
 from bot.storage.base import NO_LEASE, StoreBase, cache_values, insert_ignore, utc
 from bot.storage.deliveries import queue_deliveries, read_channel_ids
-from bot.storage.posts import insert_posts, read_known
+from bot.storage.posts import insert_posts, load_posts, read_known
 from bot.storage.subscriptions import read_subscriptions_for_tags
 
 # built once: every unchanged poll and every poll with a burst runs these
@@ -39,7 +40,7 @@ _NOT_MODIFIED = update(t.sources).where(t.sources.c.id == bindparam("nm_source_i
 """``record_not_modified``: the validators, the poll's time and the next one (parameters ``nm_*``)."""
 _PENDING_BACKFILLS = (
     select(t.subscriptions.c.id, t.subscriptions.c.tag_slug, t.subscriptions.c.tag_name,
-           t.subscriptions.c.backfill, t.channels.c.name.label("channel"))
+           t.subscriptions.c.backfill, t.subscriptions.c.rule, t.channels.c.name.label("channel"))
     .join(t.channels, t.channels.c.id == t.subscriptions.c.channel_id)
     .where(t.subscriptions.c.backfill > 0)
     .where(~select(t.backfills_done.c.subscription_id).where(
@@ -49,30 +50,41 @@ _PENDING_BACKFILLS = (
 """The subscriptions whose backfill from the source (``pb_source_id``) has not run yet."""
 
 
-def _read_pending_backfills(conn: Connection, source: SourceState) -> tuple[PendingBackfill, ...]:
-    """Each pending backfill with the source's stored posts that can fill it (its N latest with the tag)."""
+def _read_pending_backfills(conn: Connection, source: SourceState,
+                            ruled_channels: Collection[str] = ()) -> tuple[PendingBackfill, ...]:
+    """Each pending backfill with the source's stored posts that can fill it: its N latest with the tag,
+    or, when a rule may keep some out (the subscription's, or its channel's: ``ruled_channels``),
+    ``BACKFILL_SCAN`` × N of them in full (text and tags: what the rule looks at)."""
     pending: list[PendingBackfill] = []
     for sub in conn.execute(_PENDING_BACKFILLS, {"pb_source_id": source.id}).all():
+        rule = rule_from_json(sub.rule)
+        full = rule is not None or sub.channel in ruled_channels
         rows = conn.execute(
             select(t.posts.c.id, t.posts.c.key, t.posts.c.title, t.posts.c.published_at)
             .join(t.post_tags, t.post_tags.c.post_id == t.posts.c.id)
             .join(t.tags, t.tags.c.id == t.post_tags.c.tag_id)
             .where(t.posts.c.source_id == source.id, t.tags.c.slug == sub.tag_slug)
             .order_by(t.posts.c.published_at.desc().nulls_last(), t.posts.c.id.desc())
-            .limit(sub.backfill)).all()
-        tag = Tag(sub.tag_slug, sub.tag_name)
-        stored = tuple(Post(key=r.key, source=source.name, title=r.title, url=None, summary_html="",
-                            content_html="", tags=(tag,), published=utc(r.published_at), id=r.id) for r in rows)
-        pending.append(PendingBackfill(sub.id, Subscription(sub.tag_slug, sub.tag_name, sub.channel, sub.backfill),
-                                       stored))
+            .limit(sub.backfill * (BACKFILL_SCAN if full else 1))).all()
+        if full:
+            stored = load_posts(conn, [r.id for r in rows])
+        else:
+            tag = Tag(sub.tag_slug, sub.tag_name)
+            stored = tuple(Post(key=r.key, source=source.name, title=r.title, url=None, summary_html="",
+                                content_html="", tags=(tag,), published=utc(r.published_at), id=r.id)
+                           for r in rows)
+        pending.append(PendingBackfill(sub.id, Subscription(sub.tag_slug, sub.tag_name, sub.channel, sub.backfill,
+                                                            rule), stored))
     return tuple(pending)
 
 
 class PollsMixin(StoreBase):
-    async def poll_facts(self, source: SourceState, posts: Sequence[Post]) -> PollFacts:
+    async def poll_facts(self, source: SourceState, posts: Sequence[Post], *,
+                         ruled_channels: Collection[str] = ()) -> PollFacts:
         """Everything ``plan_poll`` needs about a poll's (normalised) posts, in ONE read: which of their
-        identities and links the source has stored, the subscriptions to the tags of those that are new,
-        and the source's pending backfills with their candidates. Cost ∝ the poll's posts, not history."""
+        identities and links the source has stored, the subscriptions (and rules) to the tags of those
+        that are new, and the source's pending backfills with their candidates (``ruled_channels``: the
+        channels with exclusions of their own). Cost ∝ the poll's posts, not history."""
 
         def work(conn: Connection) -> PollFacts:
             known = read_known(conn, source.id, posts)
@@ -80,7 +92,7 @@ class PollsMixin(StoreBase):
             slugs = {slug for post in new for slug in post.tag_slugs}
             subs = read_subscriptions_for_tags(conn, slugs) if slugs else []
             return PollFacts(known_keys=known.keys, known_links=known.links, subscriptions=tuple(subs),
-                             backfills=_read_pending_backfills(conn, source))
+                             backfills=_read_pending_backfills(conn, source, ruled_channels))
 
         return await self._read(work)
 
@@ -88,13 +100,14 @@ class PollsMixin(StoreBase):
                          next_poll_at: datetime) -> PollRecord:
         """Write a successful poll as ``plan`` decided it, in ONE transaction: the new posts and their
         tags, their deliveries (``held`` when the plan holds the burst, the hold written to the audit log
-        in the same transaction), the backfills (never held; each pending one marked done) and the
-        source's cache state, outcome, churn count and usual volume. Deliveries a (post, channel) pair
-        already has are skipped, so nothing is ever queued twice."""
+        in the same transaction), the backfills (never held; each pending one marked done), the posts a
+        rule kept from a channel (``rule_drops``) and the source's cache state, outcome, churn count and
+        usual volume. Deliveries a (post, channel) pair already has are skipped, so nothing is ever queued
+        twice."""
 
         def work(conn: Connection) -> PollRecord:
             post_ids = insert_posts(conn, self.dialect, source.id, plan.new_posts, now)
-            chan_ids = read_channel_ids(conn) if plan.intents or plan.backfills else None  # one read for both
+            chan_ids = read_channel_ids(conn) if plan.intents or plan.backfills or plan.drops else None  # one read
             pairs = [(post_ids[i.post_key], i.channel) for i in plan.intents if i.post_key in post_ids]
             held = queued = 0
             started = False
@@ -107,6 +120,8 @@ class PollsMixin(StoreBase):
             else:
                 queued = queue_deliveries(conn, self.dialect, pairs, now, channel_ids=chan_ids)
             backfilled = self._apply_backfills(conn, source, plan, post_ids, chan_ids, now)
+            if plan.drops and chan_ids is not None:
+                _record_drops(conn, self.dialect, plan, post_ids, chan_ids, now)
             conn.execute(update(t.sources).where(t.sources.c.id == source.id).values(
                 **cache_values(cache), baseline_done=True, last_poll_at=now, last_success_at=now,
                 last_outcome=plan.outcome, last_error=None, consecutive_failures=0, next_poll_at=next_poll_at,
@@ -156,6 +171,19 @@ class PollsMixin(StoreBase):
                 t.sources.c.id == source_id)).scalar_one())
 
         return await self._write(work)
+
+
+def _record_drops(conn: Connection, dialect: str, plan: PollPlan, post_ids: dict[str, int],
+                  chan_ids: dict[str, int], now: datetime) -> None:
+    """One ``rule_drops`` row per (post, channel) a rule kept out (a pair that has one keeps it)."""
+    rows = []
+    for drop in plan.drops:
+        post_id = drop.post_id if drop.post_id is not None else post_ids.get(drop.post_key)
+        if post_id is not None and drop.channel in chan_ids:
+            rows.append({"post_id": post_id, "channel_id": chan_ids[drop.channel], "subscription": drop.subscription,
+                         "condition": drop.condition, "detail": drop.detail, "at": now})
+    if rows:
+        conn.execute(insert_ignore(dialect, t.rule_drops, ["post_id", "channel_id"]), rows)
 
 
 def _source_counters(plan: PollPlan, now: datetime) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, or_, select
 
@@ -28,6 +29,27 @@ def load_post(conn: Connection, post_id: int) -> Post:
     return Post(key=r.key, source=r.source_name, title=r.title, url=r.url, summary_html=r.summary_html or "",
                 content_html=r.content_html or "", tags=tags, published=utc(r.published_at),
                 image_url=r.image_url, author=r.author, id=r.id, image_alt=r.image_alt)
+
+
+def load_posts(conn: Connection, ids: Sequence[int]) -> tuple[Post, ...]:
+    """Stored posts with their tags, in the order of ``ids``: two reads per ``CHUNK`` of them."""
+    rows: dict[int, Any] = {}
+    tags: dict[int, list[Tag]] = {i: [] for i in ids}
+    for part in chunks(list(ids)):
+        for r in conn.execute(select(t.posts, t.sources.c.name.label("source_name"))
+                              .join(t.sources, t.sources.c.id == t.posts.c.source_id).where(t.posts.c.id.in_(part))):
+            rows[r.id] = r
+        for tr in conn.execute(select(t.post_tags.c.post_id, t.tags.c.slug, t.tags.c.name)
+                               .join(t.tags, t.tags.c.id == t.post_tags.c.tag_id)
+                               .where(t.post_tags.c.post_id.in_(part)).order_by(t.tags.c.id)):
+            tags[tr.post_id].append(Tag(tr.slug, tr.name))
+    return tuple(_post(rows[i], tuple(tags[i])) for i in ids if i in rows)
+
+
+def _post(r: Any, tags: tuple[Tag, ...]) -> Post:
+    return Post(key=r.key, source=r.source_name, title=r.title, url=r.url, summary_html=r.summary_html or "",
+                content_html=r.content_html or "", tags=tags, published=utc(r.published_at),
+                image_url=r.image_url, author=r.author, id=r.id, link_key=r.link_key, image_alt=r.image_alt)
 
 
 def read_known(conn: Connection, source_id: int, posts: Sequence[Post]) -> KnownIdentities:

@@ -1,4 +1,5 @@
-"""Subscriptions (tag → channel), and the config file applied to sources, channels and subscriptions."""
+"""Subscriptions (tag → channel, with their rules), and the config file applied to sources, channels and
+subscriptions."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from datetime import datetime
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from bot.domain.models import Subscription
+from bot.domain.rules import Rule, rule_from_json, rule_to_json
+from bot.domain.state import SubscriptionView
 from bot.errors import NotFoundError
 from bot.storage import tables as t
-from bot.storage.base import StoreBase, chunks
+from bot.storage.base import StoreBase, chunks, utc
 
 CONFIG_LOCK = 0x7461_6763  # "tagc": PostgreSQL advisory lock held while one instance applies the config
 
@@ -23,10 +26,11 @@ def read_subscriptions_for_tags(conn: Connection, slugs: Iterable[str]) -> list[
     for part in chunks(wanted):
         rows = conn.execute(
             select(t.subscriptions.c.tag_slug, t.subscriptions.c.tag_name, t.subscriptions.c.backfill,
-                   t.channels.c.name.label("channel"))
+                   t.subscriptions.c.rule, t.channels.c.name.label("channel"))
             .join(t.channels, t.channels.c.id == t.subscriptions.c.channel_id)
             .where(t.subscriptions.c.tag_slug.in_(part))).all()
-        out.extend(Subscription(r.tag_slug, r.tag_name, r.channel, r.backfill) for r in rows)
+        out.extend(Subscription(r.tag_slug, r.tag_name, r.channel, r.backfill, rule_from_json(r.rule))
+                   for r in rows)
     return sorted(out, key=lambda s: (s.tag_slug, s.channel))
 
 
@@ -39,8 +43,8 @@ class SubscriptionsMixin(StoreBase):
         now: datetime,
     ) -> None:
         """Apply the config file: sources (name, url, kind), channels (name, platform), and
-        the config-declared subscriptions (origin "config"). Subscriptions made through the
-        CLI or the bot are kept; config ones no longer in the file are removed."""
+        the config-declared subscriptions (origin "config", with their backfill and rule). Subscriptions
+        made through the CLI or the bot are kept; config ones no longer in the file are removed."""
 
         def work(conn: Connection) -> None:
             if self.dialect == "postgresql":  # instances starting together apply it one after the other
@@ -72,14 +76,16 @@ class SubscriptionsMixin(StoreBase):
             have = {(r.tag_slug, r.channel_id): r for r in rows}
             for sub in subscriptions:
                 key = (sub.tag_slug, ids[sub.channel])
+                rule = rule_to_json(sub.rule)
                 if key in have:
-                    if have[key].origin == "config" and have[key].backfill != sub.backfill:
+                    row = have[key]
+                    if row is not None and row.origin == "config" and (row.backfill, row.rule) != (sub.backfill, rule):
                         conn.execute(update(t.subscriptions).where(
-                            t.subscriptions.c.id == have[key].id).values(backfill=sub.backfill))
+                            t.subscriptions.c.id == row.id).values(backfill=sub.backfill, rule=rule))
                     continue
                 conn.execute(insert(t.subscriptions).values(
                     tag_slug=sub.tag_slug, tag_name=sub.tag_name, channel_id=key[1], backfill=sub.backfill,
-                    origin="config", created_at=now))
+                    origin="config", created_at=now, rule=rule))
                 have[key] = None  # type: ignore[assignment]
             for key, row in list(have.items()):
                 if row is not None and row.origin == "config" and key not in wanted:
@@ -88,17 +94,39 @@ class SubscriptionsMixin(StoreBase):
         await self._write(work)
 
     async def subscriptions(self, channel: str | None = None) -> list[tuple[Subscription, str]]:
-        """Subscriptions with their origin ("config", "cli", "bot")."""
+        """Subscriptions with their origin ("config", "cli", "telegram")."""
+        return [(v.subscription, v.origin) for v in await self.subscription_views(channel)]
+
+    async def subscription_views(self, channel: str | None = None, *, tag_slug: str | None = None
+                                 ) -> list[SubscriptionView]:
+        """Subscriptions (of ``channel``, to ``tag_slug``) with their rule, origin and creation time."""
         query = (select(t.subscriptions, t.channels.c.name.label("channel"))
                  .join(t.channels, t.channels.c.id == t.subscriptions.c.channel_id)
                  .order_by(t.subscriptions.c.tag_slug, t.channels.c.name))
         if channel:
             query = query.where(t.channels.c.name == channel)
+        if tag_slug is not None:
+            query = query.where(t.subscriptions.c.tag_slug == tag_slug)
         rows = await self._read(lambda conn: conn.execute(query).all())
-        return [(Subscription(r.tag_slug, r.tag_name, r.channel, r.backfill), r.origin) for r in rows]
+        return [SubscriptionView(Subscription(r.tag_slug, r.tag_name, r.channel, r.backfill, rule_from_json(r.rule)),
+                                 r.origin, utc(r.created_at)) for r in rows]
+
+    async def set_rule(self, tag_slug: str, channel: str, rule: Rule | None) -> bool:
+        """Replace a subscription's rule (None: no rule). False when there is no such subscription."""
+
+        def work(conn: Connection) -> bool:
+            chan = conn.execute(select(t.channels.c.id).where(t.channels.c.name == channel)).first()
+            if chan is None:
+                raise NotFoundError("channel", channel)
+            result = conn.execute(update(t.subscriptions).where(
+                t.subscriptions.c.tag_slug == tag_slug, t.subscriptions.c.channel_id == chan.id).values(
+                rule=rule_to_json(rule)))
+            return bool(result.rowcount)
+
+        return await self._write(work)
 
     async def add_subscription(self, sub: Subscription, origin: str, now: datetime) -> bool:
-        """Returns False when it already existed."""
+        """Returns False when it already existed (its rule is then left as it was)."""
 
         def work(conn: Connection) -> bool:
             chan = conn.execute(select(t.channels.c.id).where(t.channels.c.name == sub.channel)).first()
@@ -106,7 +134,7 @@ class SubscriptionsMixin(StoreBase):
                 raise NotFoundError("channel", sub.channel)
             result = conn.execute(self._insert_ignore(t.subscriptions, ["tag_slug", "channel_id"]).values(
                 tag_slug=sub.tag_slug, tag_name=sub.tag_name, channel_id=chan.id, backfill=sub.backfill,
-                origin=origin, created_at=now))
+                origin=origin, created_at=now, rule=rule_to_json(sub.rule)))
             return bool(result.rowcount)
 
         return await self._write(work)

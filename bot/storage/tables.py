@@ -134,6 +134,7 @@ subscriptions = Table(
     Column("backfill", Integer, nullable=False, default=0),
     Column("origin", String(16), nullable=False),
     Column("created_at", TS, nullable=False),
+    Column("rule", Text),  # the subscription's conditions as JSON (bot.domain.rules; 0007); NULL: none
     UniqueConstraint("tag_slug", "channel_id"),
     Index("ix_subscriptions_backfill", "backfill", sqlite_where=text("backfill > 0")),
 )
@@ -176,6 +177,18 @@ deliveries = Table(
           sqlite_where=text(PENDING_SQL)),
 )
 
+rule_drops = Table(
+    "rule_drops",
+    metadata,
+    # one row per (post, channel) a subscribed tag matched but a rule kept out (0007): `tagrelay explain`
+    Column("post_id", ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True),
+    Column("channel_id", ForeignKey("channels.id", ondelete="CASCADE"), primary_key=True),
+    Column("subscription", String(255)),  # the tag name of the subscription whose rule decided; NULL: the channel's
+    Column("condition", String(32), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("at", TS, nullable=False),
+)
+
 instance_leases = Table(
     "instance_leases",
     metadata,
@@ -214,4 +227,15 @@ instances = Table(
     Column("started_at", TS, nullable=False),
     Column("heartbeat_at", TS, nullable=False),
     Column("expires_at", TS, nullable=False),
+)
+
+spending = Table(
+    "spending",
+    metadata,
+    # a budget's spending in one window (migration 0012): "channel:<name>" or "account:<account>"
+    Column("budget", Text, primary_key=True),
+    Column("period", String(8), primary_key=True),  # "day" | "month" (UTC)
+    Column("window_start", String(10), primary_key=True),  # "2026-01-31" (a day) or "2026-01" (a month)
+    Column("spent", BigInteger, nullable=False, default=0),  # micro-dollars reserved or charged in the window
+    Column("reached_at", TS),  # the first request refused in the window (the admins are told once)
 )

@@ -60,6 +60,11 @@ CASES = [
     pytest.param("from bot.render.mastodon import mastodon_length as f", f"'@a@' + '.' * {MB}",
                  id="mastodon-mention"),
     pytest.param("from bot.render.tghtml import telegram_html_problems as f", f"'<a ' * {MB // 3}", id="tghtml-token"),
+    pytest.param("from bot.domain.rules import compiled\nf = compiled('(a+)+$').search", f"'a' * {MB} + '!'",
+                 id="rules-catastrophic-pattern"),
+    pytest.param("from bot.domain.rules import html_text as f", f"'<' * {MB}", id="rules-html-text-lt"),
+    pytest.param("from bot.domain.tags import fold_words as f", f"'a\u0301\u064b ' * {MB // 4}",
+                 id="rules-fold-marks"),
 ]
 
 
