@@ -454,10 +454,11 @@ async def cmd_preview(ctx: Context) -> int:
             limit = f"/{item.limit}" if item.limit else ""
             verdict = "fits" if item.fits else "TOO LONG"
             image = f"image: {item.image_url} ({item.image_note})\n" if item.image_note else ""
+            link = f"link: {item.link} ({item.link_note})\n" if item.link_note else ""
             ctx.out.write(f"── {item.channel} ({item.platform}, {item.format}) — {item.length}{limit} "
                           f"characters, {verdict}\n   {item.verdict} (if detected now)\n")
             # the message itself where the channel would get it, or where it was asked for by name
-            ctx.out.write(f"{item.text}\n{image}\n" if item.sent or ctx.args.channel else "\n")
+            ctx.out.write(f"{item.text}\n{image}{link}\n" if item.sent or ctx.args.channel else "\n")
         return EXIT_OK
 
     return await ctx.with_store(go)

@@ -299,7 +299,8 @@ def format_preview_head(item: PreviewItem) -> str:
     title = quote(item.post_title)
     post = f'<a href="{esc(item.post_url)}">{title}</a>' if item.post_url else title
     photo = f" · {quote(item.image_note, 300)}" if item.image_note else ""
+    card = f" · link {esc(item.link_note)}" if item.link_note else ""
     would = f"\n{'✅' if item.sent else '🚫'} {quote(item.verdict, DETAIL_LIMIT + 200)} (if detected now)" \
         if item.verdict else ""
     return (f"Preview for <b>{esc(item.channel)}</b> ({esc(item.platform)}, {esc(item.format)}) — "
-            f"{item.length}{limit} characters, {verdict}{photo}\nPost: {post}{would}")
+            f"{item.length}{limit} characters, {verdict}{photo}{card}\nPost: {post}{would}")

@@ -38,6 +38,14 @@ from bot.storage.instance_lock import Holder, database_dir, lock_path, probe
 from bot.storage.store import Store
 
 
+def deliveries_problem(dead: int, unknown: int) -> str:
+    """A channel's problem line for its dead and unknown deliveries, with the command that lists each kind
+    (``deliveries --status`` takes one status: a hint naming only ``dead`` would list no ``unknown`` one)."""
+    hints = "; ".join(f"tagrelay deliveries --status {status}"
+                      for status, count in (("dead", dead), ("unknown", unknown)) if count)
+    return f"{dead} dead, {unknown} unknown deliveries need a look ({hints})"
+
+
 class UsageError(TagrelayError):
     """A command was called with arguments that cannot work; the message says how to call it."""
 
@@ -88,6 +96,13 @@ class PreviewItem:
             return "sent as a photo with caption (Telegram has no alt text)"
         return f"with the featured image, alt text: {self.image_alt}" if self.image_alt else \
             "with the featured image, no alt text"
+
+    @property
+    def link_note(self) -> str | None:
+        """Where the post link is when the text leaves it out (a Bluesky link card); None when the text has it."""
+        if self.platform == "bluesky" and self.link and self.link not in self.text:
+            return "on the link card, not in the text"
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,8 +472,7 @@ class AdminService:
             if counts.paused:
                 problem = f"PAUSED: {counts.paused_reason}"
             elif counts.counts.get("dead") or counts.counts.get("unknown"):
-                problem = (f"{counts.counts.get('dead', 0)} dead, {counts.counts.get('unknown', 0)} unknown "
-                           "deliveries need a look (tagrelay deliveries --status dead)")
+                problem = deliveries_problem(counts.counts.get("dead", 0), counts.counts.get("unknown", 0))
             channels.append(ChannelStatus(counts, problem, self._channel_notes(counts.channel, now),
                                           tuple(budgets.get(counts.channel, ()))))
         path = lock_path(self.config.storage.url)
