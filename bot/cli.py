@@ -30,6 +30,7 @@ from bot.app import upgrade_schema
 from bot.bootstrap import build_service, load_service_config, make_admin_service, make_store, open_channel
 from bot.clock import SystemClock
 from bot.config_bounds import MAX_AGE
+from bot.domain.budget import BudgetLine, usd
 from bot.domain.rules import RuleParts, rule_dict
 from bot.errors import ConfigError, NotFoundError, PluginError, RuleError, TagrelayError
 from bot.humanize import ago as _ago
@@ -331,13 +332,21 @@ async def cmd_status(ctx: Context) -> int:
                                        "paused": c.counts.paused, "paused_reason": c.counts.paused_reason,
                                        "hold_until": c.counts.hold_until, "counts": c.counts.counts,
                                        "sent_today": c.counts.sent_today,
-                                       "oldest_waiting": c.counts.oldest_queued} for c in report.channels]},
+                                       "oldest_waiting": c.counts.oldest_queued,
+                                       "budgets": [_budget_json(b) for b in c.budgets]} for c in report.channels]},
                         ctx.out)
             return EXIT_OK
         write_status(report, ctx.out)
         return EXIT_OK
 
     return await ctx.with_store(go)
+
+
+def _budget_json(line: BudgetLine) -> dict[str, Any]:
+    """A budget line for ``status --json``: amounts as decimal text in US dollars (no float rounding)."""
+    return {"budget": line.budget, "label": line.label, "period": line.period.value, "spent_usd": usd(line.spent),
+            "limit_usd": usd(line.limit), "left_usd": usd(line.left), "resets_at": line.resets_at,
+            "reached": line.reached}
 
 
 def write_status(report: StatusReport, out: TextIO) -> None:
@@ -365,11 +374,17 @@ def write_status(report: StatusReport, out: TextIO) -> None:
             for s in view.sources]
     _table(rows, ["source", "health", "last poll", "outcome", "next poll", "posts", "last error"], out)
     out.write("\nCHANNELS\n")
-    rows = [[c.name, c.platform, c.state, str(c.queued), str(c.retrying), str(c.sent), str(c.sent_today),
+    rows = [[c.name, c.platform, c.state_text, str(c.queued), str(c.retrying), str(c.sent), str(c.sent_today),
              str(c.dead), str(c.unknown), _ago(c.oldest_waiting, now) if c.oldest_waiting else "-"]
             for c in view.channels]
     _table(rows, ["channel", "platform", "state", "queued", "retrying", "sent", "today", "dead", "unknown",
                   "oldest waiting"], out)
+    budgets = [(c.name, b) for c in view.channels for b in c.budgets]
+    if budgets:
+        out.write("\nBUDGETS (USD)\n")
+        _table([[name, b.label, b.period.value, usd(b.spent), usd(b.limit), usd(b.left),
+                 b.resets_at.strftime("%Y-%m-%d %H:%M"), "reached" if b.reached else ""] for name, b in budgets],
+               ["channel", "budget", "window", "spent", "limit", "left", "resets (UTC)", ""], out)
     if view.problems:
         out.write("\nPROBLEMS\n")
         for p in view.problems:
@@ -452,10 +467,11 @@ async def cmd_preview(ctx: Context) -> int:
             limit = f"/{item.limit}" if item.limit else ""
             verdict = "fits" if item.fits else "TOO LONG"
             image = f"image: {item.image_url} ({item.image_note})\n" if item.image_note else ""
+            link = f"link: {item.link} ({item.link_note})\n" if item.link_note else ""
             ctx.out.write(f"── {item.channel} ({item.platform}, {item.format}) — {item.length}{limit} "
                           f"characters, {verdict}\n   {item.verdict} (if detected now)\n")
             # the message itself where the channel would get it, or where it was asked for by name
-            ctx.out.write(f"{item.text}\n{image}\n" if item.sent or ctx.args.channel else "\n")
+            ctx.out.write(f"{item.text}\n{image}{link}\n" if item.sent or ctx.args.channel else "\n")
         return EXIT_OK
 
     return await ctx.with_store(go)

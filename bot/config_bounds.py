@@ -27,6 +27,7 @@ from annotated_types import Interval
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from bot.domain import rules
+from bot.domain.budget import MICRO, Limit, parse_limits, parse_money, usd
 from bot.domain.pacing import RATE_SYNTAX, parse_rate
 from bot.errors import RuleError
 
@@ -247,3 +248,36 @@ RuleKeyword = Annotated[str, _rule_item(rules.parse_keyword)]
 """A keyword (``"Basra"``, ``"title:Basra"``): letters or digits, at most ``KEYWORD_CHARS``."""
 RulePattern = Annotated[str, _rule_item(rules.parse_pattern)]
 """``FIELD=RE`` / ``FIELD!=RE``: at most ``PATTERN_CHARS``, and RE2 compiles it."""
+# -- money (micro-dollars: bot.domain.budget) -----------------------------------------------------------
+
+BUDGET_AMOUNT = Span(10_000, 1_000_000 * MICRO)
+"""X channel ``budget`` and ``account_budget``: 0.01 to 1,000,000 USD per window."""
+PRICE = Span(0, 100 * MICRO)
+"""X channel ``price_*`` keys: 0 to 100 USD per request."""
+
+
+def check_budgets(value: object) -> tuple[Limit, ...]:
+    """Before-validator for a budget key: ``"5 USD/day"``, ``"5 USD/day, 100 USD/month"`` or an array of such,
+    each amount within ``BUDGET_AMOUNT``."""
+    limits = parse_limits(value)
+    for lim in limits:
+        if not BUDGET_AMOUNT.lo <= lim.amount <= BUDGET_AMOUNT.hi:
+            raise ValueError(f"{lim}: a budget must be from {usd(int(BUDGET_AMOUNT.lo))} to "
+                             f"{usd(int(BUDGET_AMOUNT.hi))} USD per window")
+    return limits
+
+
+def check_price(value: object) -> int:
+    """Before-validator for a price: micro-dollars, within ``PRICE``."""
+    micro = parse_money(value)
+    if not PRICE.lo <= micro <= PRICE.hi:
+        raise ValueError(f"must be from {usd(int(PRICE.lo))} to {usd(int(PRICE.hi))} USD per request "
+                         f"(got {usd(micro)})")
+    return micro
+
+
+Budgets = Annotated[tuple[Limit, ...], BeforeValidator(check_budgets)]
+"""A validated budget key: its limits, day first, at most one per window."""
+Price = Annotated[int, BeforeValidator(check_price), between(PRICE)]
+"""A validated price: micro-dollars per request (``check_price`` enforces ``PRICE`` in words; the interval
+states it for pydantic and the bounds test)."""

@@ -22,7 +22,8 @@ a default message. Third-party exceptions are wrapped at the adapter edge with
         │   ├── RetryAfter(delay)           the platform told us how long to wait
         │   └── AmbiguousPublishError       the request left, no answer came back
         ├── PermanentPublishError           the channel cannot post (403, 402, ...)
-        │   └── CredentialsError            missing or rejected credentials
+        │   ├── CredentialsError            missing or rejected credentials
+        │   └── CreditsExhaustedError       no paid credits left (X's 402)
         ├── ContentRejectedError            this message was refused (400, 422)
         ├── DuplicateContentError           the platform already has this post
         ├── ChatMigratedError(new_chat_id)  Telegram moved the chat
@@ -159,6 +160,9 @@ class PublishError(TagrelayError):
     """Publishing to a channel failed. Adapters raise only subclasses of this."""
 
     default_message = "publish failed"
+    nothing_sent = False
+    """True when the request never left this process (connection refused, an unusable URL): nothing was
+    posted and nothing can be billed (``bot.publishers.http.transport_error`` sets it)."""
 
     def __init__(self, channel: str, message: str | None = None) -> None:
         self.channel = channel
@@ -198,6 +202,12 @@ class CredentialsError(PermanentPublishError):
     """Credentials are missing or were rejected. Never includes the secret."""
 
     default_message = "credentials missing or rejected"
+
+
+class CreditsExhaustedError(PermanentPublishError):
+    """The platform refused the request for want of paid credits (X's 402 Payment Required)."""
+
+    default_message = "out of credits"
 
 
 class ContentRejectedError(PublishError):

@@ -17,6 +17,10 @@ Exported series (counters get the ``_total`` suffix on the wire)::
     tagrelay_queue_depth{channel}                              refreshed on every scrape
     tagrelay_oldest_queued_age_seconds{channel}                refreshed on every scrape
     tagrelay_publication_to_delivery_seconds{platform}         histogram
+    tagrelay_budget_spent_usd{budget, period}                  spending budgets: reserved in the current window
+    tagrelay_budget_limit_usd{budget, period}                  the budget of the window
+    tagrelay_budget_remaining_usd{budget, period}              what is left (refreshed on every scrape)
+    tagrelay_budget_held_total{platform, channel}              posts held because a budget was reached
     process_*                                                  CPU, memory, open fds, start time
 
 The share of conditional GETs answered 304 is derived, not stored (a stored
@@ -79,6 +83,15 @@ class Metrics:
                                  ["channel"], registry=r)
         self.oldest_age = Gauge("tagrelay_oldest_queued_age_seconds", "Age of the oldest waiting delivery",
                                 ["channel"], registry=r)
+        self.budget_spent = Gauge("tagrelay_budget_spent_usd", "US dollars reserved or charged in the budget's "
+                                  "current window (budget: channel:NAME or account:ACCOUNT; period: day, month)",
+                                  ["budget", "period"], registry=r)
+        self.budget_limit = Gauge("tagrelay_budget_limit_usd", "The budget of the window in US dollars",
+                                  ["budget", "period"], registry=r)
+        self.budget_left = Gauge("tagrelay_budget_remaining_usd", "US dollars left in the budget's current window",
+                                 ["budget", "period"], registry=r)
+        self.budget_held = Counter("tagrelay_budget_held", "Posts held because a spending budget was reached",
+                                   ["platform", "channel"], registry=r)
         self.latency = Histogram("tagrelay_publication_to_delivery_seconds",
                                  "Time from a post's publication to its delivery", ["platform"],
                                  buckets=LATENCY_BUCKETS, registry=r)
@@ -118,6 +131,15 @@ class Metrics:
     def set_queue(self, channel: str, depth: int, oldest_age: float) -> None:
         self.queue_depth.labels(channel).set(depth)
         self.oldest_age.labels(channel).set(oldest_age)
+
+    def set_budget(self, budget: str, period: str, spent: int, limit: int) -> None:
+        """A budget's window, in micro-dollars (shown in dollars)."""
+        self.budget_spent.labels(budget, period).set(spent / 1_000_000)
+        self.budget_limit.labels(budget, period).set(limit / 1_000_000)
+        self.budget_left.labels(budget, period).set(max(0, limit - spent) / 1_000_000)
+
+    def budget_reached(self, platform: str, channel: str) -> None:
+        self.budget_held.labels(platform, channel).inc()
 
     def render(self) -> bytes:
         """The exposition in the text format 0.0.4 (serve it with ``CONTENT_TYPE``)."""

@@ -28,10 +28,11 @@ from bot.admin.settings import AdminSettings, admin_table
 from bot.channel_options import ChannelOptions
 from bot.config_bounds import Rate, RuleKeyword, RulePattern, RuleTag, within
 from bot.config_bounds import parse_duration as parse_duration  # re-exported: the models' duration parser
+from bot.domain.budget import SpendingConflict
 from bot.domain.rules import Rule, RuleParts
 from bot.domain.tags import slugify
 from bot.errors import ConfigError, CredentialsError, PluginError, RuleError
-from bot.publishers.api import PublisherPlugin
+from bot.publishers.api import PublisherPlugin, spending_plans
 from bot.publishers.registry import load_plugins
 from bot.validation import Field, Model, ValidationError, field_validator
 
@@ -413,6 +414,10 @@ def build_config(
 
     _check_unique("sources", [s.name for s in base.sources])
     _check_unique("channels", [c.name for c in channels])
+    try:
+        spending_plans(channels)  # channels posting with one account must agree on its budget
+    except SpendingConflict as exc:
+        raise ConfigError(f"channels[{exc.index}].account_budget", str(exc)) from None
     names = {c.name for c in channels}
     for i, sub in enumerate(base.subscriptions):
         for j, chan in enumerate(sub.channels):

@@ -254,11 +254,12 @@ def format_status(view: StatusView) -> str:
     if not view.channels:
         lines.append("<i>none</i>")
     for c in view.channels:
-        state = _CHANNEL_WORDS.get(c.state, c.state)
+        state = _CHANNEL_WORDS.get(c.state, c.state_text)
         lines.append(f"• <b>{esc(c.name)}</b> ({esc(c.platform)}): {state} · queue {c.queued} · retrying "
                      f"{c.retrying} · sent today {c.sent_today} · failures {c.failures}")
         if c.state == "PAUSED":
             lines.append(f"   paused: {quote(c.paused_reason or 'no reason given', DETAIL_LIMIT)}")
+        lines += [f"   💰 {quote(b.describe(), DETAIL_LIMIT)}" for b in c.budgets]
     if view.problems:
         lines += ["", "<b>Problems</b>"] + [f"⚠️ {quote(p, DETAIL_LIMIT)}" for p in view.problems]
     if view.warnings:
@@ -301,7 +302,8 @@ def format_preview_head(item: PreviewItem) -> str:
     title = quote(item.post_title)
     post = f'<a href="{esc(item.post_url)}">{title}</a>' if item.post_url else title
     photo = f" · {quote(item.image_note, 300)}" if item.image_note else ""
+    card = f" · link {esc(item.link_note)}" if item.link_note else ""
     would = f"\n{'✅' if item.sent else '🚫'} {quote(item.verdict, DETAIL_LIMIT + 200)} (if detected now)" \
         if item.verdict else ""
     return (f"Preview for <b>{esc(item.channel)}</b> ({esc(item.platform)}, {esc(item.format)}) — "
-            f"{item.length}{limit} characters, {verdict}{photo}\nPost: {post}{would}")
+            f"{item.length}{limit} characters, {verdict}{photo}{card}\nPost: {post}{would}")

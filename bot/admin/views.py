@@ -1,6 +1,6 @@
 """What ``tagrelay status`` / ``sources list`` / ``channels list`` and the bot's /status, /sources,
 /channels show, computed once: the state words (ERROR / BURST HELD / ok / not polled yet for a
-source; PAUSED / held / active for a channel) and the counts behind each row.
+source; PAUSED / budget reached / held / active for a channel) and the counts behind each row.
 
 Pure: values in (``bot.services.admin``'s reports, the configured sources and channels), view models
 out. The CLI renders them as tables (``bot.cli``), the bot as HTML (``bot.admin.replies``); neither
@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
+from bot.domain.budget import BudgetLine
 from bot.domain.state import ChannelCounts, SourceState
 from bot.services.admin import SourceStatus, StatusReport
 
 SourceHealth = Literal["ERROR", "BURST HELD", "ok", "not polled yet"]
-ChannelState = Literal["PAUSED", "held", "active"]
+ChannelState = Literal["PAUSED", "budget reached", "held", "active"]
 
 
 def source_health(status: SourceStatus) -> SourceHealth:
@@ -31,13 +32,14 @@ def source_health(status: SourceStatus) -> SourceHealth:
     return "ok" if status.state.last_poll_at is not None else "not polled yet"
 
 
-def channel_state(counts: ChannelCounts, now: datetime) -> ChannelState:
-    """``PAUSED`` (by an admin or a channel error) before ``held`` (the platform's rate limit, until
-    ``hold_until``), else ``active``."""
+def channel_state(counts: ChannelCounts, now: datetime, budgets: Sequence[BudgetLine] = ()) -> ChannelState:
+    """``PAUSED`` (by an admin or a channel error) before a hold: ``budget reached`` when one of the
+    channel's spending budgets refused a post in its window, else ``held`` (the platform's rate limit, a
+    backoff; until ``hold_until``); else ``active``."""
     if counts.paused:
         return "PAUSED"
     if counts.hold_until is not None and counts.hold_until > now:
-        return "held"
+        return "budget reached" if any(b.reached for b in budgets) else "held"
     return "active"
 
 
@@ -68,6 +70,17 @@ class ChannelView:
     dead: int
     unknown: int
     oldest_waiting: datetime | None
+    resumes_at: datetime | None = None
+    """When a held channel (``held``, ``budget reached``) sends again."""
+    budgets: tuple[BudgetLine, ...] = ()
+    """Its spending budgets in their current windows."""
+
+    @property
+    def state_text(self) -> str:
+        """The state word, with when a budget hold ends: ``budget reached, resumes at 2026-01-02 00:00 UTC``."""
+        if self.state == "budget reached" and self.resumes_at is not None:
+            return f"budget reached, resumes at {self.resumes_at:%Y-%m-%d %H:%M} UTC"
+        return self.state
 
     @property
     def failures(self) -> int:
@@ -100,11 +113,14 @@ def status_view(report: StatusReport) -> StatusView:
     channels = []
     for c in report.channels:
         k = c.counts.counts
+        held = c.counts.hold_until if c.counts.hold_until is not None and c.counts.hold_until > now else None
         channels.append(ChannelView(name=c.counts.channel, platform=c.counts.platform,
-                                    state=channel_state(c.counts, now), paused_reason=c.counts.paused_reason,
+                                    state=channel_state(c.counts, now, c.budgets),
+                                    paused_reason=c.counts.paused_reason,
                                     queued=k.get("queued", 0), retrying=k.get("failed", 0), sent=k.get("sent", 0),
                                     sent_today=c.counts.sent_today, dead=k.get("dead", 0),
-                                    unknown=k.get("unknown", 0), oldest_waiting=c.counts.oldest_queued))
+                                    unknown=k.get("unknown", 0), oldest_waiting=c.counts.oldest_queued,
+                                    resumes_at=held, budgets=c.budgets))
     return StatusView(now=now, sources=sources, channels=channels, problems=report.problems,
                       warnings=report.warnings, notes=report.notes)
 

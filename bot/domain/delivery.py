@@ -20,6 +20,10 @@ The rows (docs/delivery.md, "What happens on each error", is the same table in w
     ChatMigrated              otherwise                          dead     counted  —            error
     RateLimited(delay)        —                                  queued   not      held ≤ 7 d   rate_limited
     Permanent                 —                                  queued   not      paused       paused
+    CreditsExhausted (402)    —                                  queued   not      paused       paused
+    OverBudget                it could never fit the budget      queued   not      paused       paused
+    OverBudget                otherwise                          queued   not      held until   budget
+                                                                                   the window resets
     Ambiguous                 no resend (not idempotent,         unknown  counted  —            ambiguous
                               not at_least_once)
     Ambiguous                 resend, attempts left              failed   counted  held backoff retry
@@ -32,6 +36,8 @@ The rows (docs/delivery.md, "What happens on each error", is the same table in w
 "counted": the claim's attempt stays counted; "not": the claim's attempt is given back
 (``attempts_delta = -1``). An ``Ambiguous`` outcome marks the delivery ``uncertain`` (the post may
 exist), so a resend after the platform's idempotency window is checked first (``before_resend``).
+An ``OverBudget`` hold tells the admins only on the first refusal of its window (``first``); what an
+outcome means for a spending reservation is ``bot.domain.budget.keeps_charge``.
 """
 
 from __future__ import annotations
@@ -111,10 +117,32 @@ class RateLimited:
 
 @dataclass(frozen=True, slots=True)
 class Permanent:
-    """The channel cannot post until an operator acts; ``credentials``: missing or rejected ones."""
+    """The channel cannot post until an operator acts; ``credentials``: missing or rejected ones;
+    ``sent``: False when the request never left (an unusable URL)."""
 
     reason: str
     credentials: bool = False
+    sent: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class CreditsExhausted:
+    """The platform refused the request for want of paid credits (X's 402): nothing posts until an
+    operator adds credits."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OverBudget:
+    """The channel's spending budget has no room for this request (nothing was sent). ``resumes_at``: when
+    the full window resets; ``never``: the request costs more than a whole budget; ``first``: the first
+    refusal of the window (the admins are told once)."""
+
+    reason: str
+    resumes_at: datetime
+    first: bool = False
+    never: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,9 +154,11 @@ class Ambiguous:
 
 @dataclass(frozen=True, slots=True)
 class Retryable:
-    """A transient failure before anything was posted (5xx, connection refused)."""
+    """A transient failure before anything was posted (5xx, connection refused); ``sent``: False when the
+    request never left this process (connection refused, connect timeout)."""
 
     reason: str
+    sent: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +184,7 @@ class KeyExpired:
 
 
 Outcome = (Published | Duplicate | Found | Rejected | RenderFailed | ChatMigrated | RateLimited | Permanent
-           | Ambiguous | Retryable | InternalError | Failed | KeyExpired)
+           | CreditsExhausted | OverBudget | Ambiguous | Retryable | InternalError | Failed | KeyExpired)
 """The outcome of one attempt, as the delivery service observed it."""
 
 # -- the facts the decision needs --------------------------------------------------------------------
@@ -278,11 +308,17 @@ def decide(outcome: Outcome, attempt: Attempt, channel: ChannelFacts, traits: Pl
             return Decision(DeliveryStatus.QUEUED, reason="rate_limited", error=reason, next_attempt_at=until,
                             attempts_delta=-1, hold_until=until)
         case Permanent(reason, credentials):
-            kind = "credentials" if credentials else "channel error"
-            return Decision(DeliveryStatus.QUEUED, reason="paused", error=reason, next_attempt_at=now,
-                            attempts_delta=-1, pause=reason,
-                            notify=f"Channel {channel.name} paused ({kind}): {reason}. "
-                                   f"Its queue is kept; resume with /resume {channel.name}.")
+            return _pause(reason, "credentials" if credentials else "channel error", channel, now)
+        case CreditsExhausted(reason):
+            return _pause(f"credits exhausted: {reason}", "payment required", channel, now)
+        case OverBudget(reason, _, _, True):
+            return _pause(reason, "budget", channel, now)
+        case OverBudget(reason, resumes_at, first, _):
+            until = max(resumes_at, now)
+            return Decision(DeliveryStatus.QUEUED, reason="budget", error=reason, next_attempt_at=until,
+                            attempts_delta=-1, hold_until=until,
+                            notify=f"Channel {channel.name}: {reason}. Its posts wait in order; sending resumes "
+                                   f"at {until:%Y-%m-%d %H:%M} UTC." if first else None)
         case Ambiguous(reason):
             if not resend_when_unsure(channel.at_least_once, traits):
                 return Decision(DeliveryStatus.UNKNOWN, reason="ambiguous", error=reason, uncertain=True)
@@ -301,6 +337,13 @@ def decide(outcome: Outcome, attempt: Attempt, channel: ChannelFacts, traits: Pl
                             error=f"an attempt {minutes} min ago may have been posted, and the platform's "
                                   "idempotency key has expired; check the channel, then `tagrelay retry` if it "
                                   "is missing")
+
+
+def _pause(reason: str, kind: str, channel: ChannelFacts, now: datetime) -> Decision:
+    """The channel is paused with ``reason`` (its queue kept, the attempt not counted); the admins are told."""
+    return Decision(DeliveryStatus.QUEUED, reason="paused", error=reason, next_attempt_at=now, attempts_delta=-1,
+                    pause=reason, notify=f"Channel {channel.name} paused ({kind}): {reason}. "
+                                         f"Its queue is kept; resume with /resume {channel.name}.")
 
 
 def hold_seconds(delay: float) -> float:

@@ -20,7 +20,7 @@ re-exported here, and plugins keep importing them from this module.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bot.channel_options import ChannelOptions as ChannelOptions  # re-exported: plugins subclass it from here
 from bot.clock import Clock as Clock  # re-exported: part of the plugin API, defined below render/ and publishers/
+from bot.domain.budget import ChannelSpending, SpendingPlan, merge_spending
 from bot.domain.models import Post
 from bot.render.message import RenderedMessage as RenderedMessage
 from bot.render.message import RenderEnv as RenderEnv
@@ -269,3 +270,23 @@ class PublisherPlugin(Protocol):
         ...
 
     def create(self, options: Any, ctx: PublisherContext) -> Publisher: ...
+
+
+@runtime_checkable
+class Budgeted(Protocol):
+    """Optional ability of a channel's options model: the platform charges per request (X, pay-per-use),
+    and the channel may set spending budgets. ``spending_terms`` gives its budgets, the account they are
+    shared with and the prices (None: no budget); ``cost_of`` what sending ``message`` costs, in
+    micro-dollars (every request it takes: the post, an image upload). The delivery service reserves that
+    cost against the budgets before it sends (``bot.domain.budget``)."""
+
+    def spending_terms(self) -> ChannelSpending | None: ...
+
+    def cost_of(self, message: RenderedMessage) -> int: ...
+
+
+def spending_plans(channels: Sequence[ChannelOptions]) -> dict[str, SpendingPlan]:
+    """The spending plan of every channel with a budget of its own or of its account, by channel name
+    (``merge_spending``; raises ``SpendingConflict`` for two different budgets of one account, which the
+    configuration's check turns into a ``ConfigError``)."""
+    return merge_spending([c.spending_terms() if isinstance(c, Budgeted) else None for c in channels])

@@ -197,11 +197,16 @@ def transport_error(channel: str, exc: Exception, *, action: str, sending: bool)
     ``sending`` is True for calls that create a post: there an error after the
     request left is an ``AmbiguousPublishError``. For reads it is plainly retryable.
     """
+    error: PublishError
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        return PermanentPublishError(channel, f"{action}: unusable URL ({describe_exception(exc)}); "
-                                              "check the channel's base URL")
+        error = PermanentPublishError(channel, f"{action}: unusable URL ({describe_exception(exc)}); "
+                                               "check the channel's base URL")
+        error.nothing_sent = True
+        return error
     if isinstance(exc, NOT_SENT_ERRORS):
-        return RetryablePublishError(channel, f"{action}: {describe_exception(exc)} (nothing was sent)")
+        error = RetryablePublishError(channel, f"{action}: {describe_exception(exc)} (nothing was sent)")
+        error.nothing_sent = True
+        return error
     if sending:
         return AmbiguousPublishError(channel, f"{action}: {describe_exception(exc)} after the request was sent; "
                                               "the post may or may not exist")

@@ -63,6 +63,7 @@ from bot.errors import (
     ChangeRefusedError,
     ContentRejectedError,
     CredentialsError,
+    CreditsExhaustedError,
     DuplicateContentError,
     MessageGoneError,
     PermanentPublishError,
@@ -98,7 +99,7 @@ from bot.publishers.http import (
     require_secret,
     transport_error,
 )
-from bot.render.options import XRenderOptions
+from bot.publishers.x_budget import XBudgetOptions
 from bot.render.x import render_x
 from bot.validation import Field, field_validator, model_validator
 
@@ -124,8 +125,9 @@ _LIMIT_HEADERS = (
 )
 
 
-class XOptions(XRenderOptions):
-    """An X channel's table: render keys plus the API base and the credential variable names.
+class XOptions(XBudgetOptions):
+    """An X channel's table: render keys, spending keys (``bot.publishers.x_budget``), the API base and the
+    credential variable names.
 
     Auth style: if ``bearer_token_env`` is set the channel uses that OAuth 2.0
     user token; otherwise OAuth 1.0a with the four ``*_env`` names (defaults
@@ -162,6 +164,10 @@ class XOptions(XRenderOptions):
     @property
     def auth_style(self) -> Literal["oauth1", "oauth2"]:
         return "oauth2" if self.bearer_token_env is not None else "oauth1"
+
+    def budget_account(self) -> str:
+        """The X account for ``account_budget``: channels with the same api_base and user token variable."""
+        return f"x:{self.api_base}:{self.bearer_token_env or self.access_token_env}"
 
 
 class OAuth1Signer(httpx.Auth):
@@ -434,7 +440,7 @@ class XPublisher:
         if status == 403:
             return PermanentPublishError(channel, f"X refused {action} ({what})")
         if status == 402:
-            return PermanentPublishError(channel, f"X is out of credits for this app ({what}); add credits or "
+            return CreditsExhaustedError(channel, f"X is out of credits for this app ({what}); add credits or "
                                                   "raise the spending limit in the developer console")
         if status == 401:
             if self._options.auth_style == "oauth2":

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from bot.domain.budget import BudgetLine, budget_lines, usd
 from bot.domain.detect import churn_message, hold_message
 from bot.domain.explain import ChannelAnswer, explain
 from bot.domain.lifecycle import ChannelLifecycle, describe_policy
@@ -31,11 +32,19 @@ from bot.domain.state import (
 from bot.domain.tags import make_tag, slugify
 from bot.errors import NotFoundError, TagrelayError
 from bot.log import redact_url
-from bot.publishers.api import ChannelNote, Clock, PublisherPlugin, RenderEnv, ReportsChannelNotes
+from bot.publishers.api import ChannelNote, Clock, PublisherPlugin, RenderEnv, ReportsChannelNotes, spending_plans
 from bot.rule_syntax import describe
 from bot.settings import Config
 from bot.storage.instance_lock import Holder, database_dir, lock_path, probe
 from bot.storage.store import Store
+
+
+def deliveries_problem(dead: int, unknown: int) -> str:
+    """A channel's problem line for its dead and unknown deliveries, with the command that lists each kind
+    (``deliveries --status`` takes one status: a hint naming only ``dead`` would list no ``unknown`` one)."""
+    hints = "; ".join(f"tagrelay deliveries --status {status}"
+                      for status, count in (("dead", dead), ("unknown", unknown)) if count)
+    return f"{dead} dead, {unknown} unknown deliveries need a look ({hints})"
 
 
 class UsageError(TagrelayError):
@@ -88,6 +97,13 @@ class PreviewItem:
             return "sent as a photo with caption (Telegram has no alt text)"
         return f"with the featured image, alt text: {self.image_alt}" if self.image_alt else \
             "with the featured image, no alt text"
+
+    @property
+    def link_note(self) -> str | None:
+        """Where the post link is when the text leaves it out (a Bluesky link card); None when the text has it."""
+        if self.platform == "bluesky" and self.link and self.link not in self.text:
+            return "on the link card, not in the text"
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +158,19 @@ class ChannelStatus:
     problem: str | None
     notes: tuple[ChannelNote, ...] = ()
     """What the channel's plugin says besides the queue (``ReportsChannelNotes``: a Threads token's expiry)."""
+    budgets: tuple[BudgetLine, ...] = ()
+    """The channel's spending budgets in their current windows (X channels with ``budget`` or an account
+    ``account_budget``)."""
+
+    @property
+    def budget_warning(self) -> str | None:
+        """A budget reached in its window while the channel waits for it (worth knowing, nothing to do)."""
+        reached = [b for b in self.budgets if b.reached]
+        until = self.counts.hold_until
+        if not reached or self.counts.paused or until is None:
+            return None
+        full = "; ".join(f"{b.label} {usd(b.limit)} USD/{b.period.value}, {usd(b.spent)} spent" for b in reached)
+        return f"budget reached ({full}), resumes at {until:%Y-%m-%d %H:%M} UTC"
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +196,10 @@ class StatusReport:
 
     @property
     def warnings(self) -> list[str]:
-        return [f"source {s.state.name}: {s.warning}" for s in self.sources if s.warning]
+        out = [f"source {s.state.name}: {s.warning}" for s in self.sources if s.warning]
+        out += [f"channel {c.counts.channel}: {c.budget_warning}" for c in self.channels
+                if c.budget_warning and c.counts.hold_until and c.counts.hold_until > self.now]
+        return out
 
     @property
     def notes(self) -> list[str]:
@@ -487,6 +519,7 @@ class AdminService:
             sources.append(SourceStatus(state, nxt, problem, warning=warning, hold=holds.get(state.name),
                                         burst_limit=self.burst_limit(state.name)))
         channels = []
+        budgets = await self.budgets(now)
         for counts in await self.store.channel_counts(now):
             if self.config.channel(counts.channel) is None:
                 continue
@@ -494,9 +527,9 @@ class AdminService:
             if counts.paused:
                 problem = f"PAUSED: {counts.paused_reason}"
             elif counts.counts.get("dead") or counts.counts.get("unknown"):
-                problem = (f"{counts.counts.get('dead', 0)} dead, {counts.counts.get('unknown', 0)} unknown "
-                           "deliveries need a look (tagrelay deliveries --status dead)")
-            channels.append(ChannelStatus(counts, problem, self._channel_notes(counts.channel, now)))
+                problem = deliveries_problem(counts.counts.get("dead", 0), counts.counts.get("unknown", 0))
+            channels.append(ChannelStatus(counts, problem, self._channel_notes(counts.channel, now),
+                                          tuple(budgets.get(counts.channel, ()))))
         path = lock_path(self.config.storage.url)
         return StatusReport(now=now, storage=redact_url(self.config.storage.url),
                             holder=probe(path) if path is not None else None,
@@ -510,6 +543,16 @@ class AdminService:
         if opts is None or not isinstance(plugin, ReportsChannelNotes):
             return ()
         return tuple(plugin.channel_notes(opts, state_dir=database_dir(self.config.storage.url), now=now))
+
+    async def budgets(self, now: datetime | None = None) -> dict[str, list[BudgetLine]]:
+        """Each budgeted channel's budgets in their current windows (spent, limit, left, when they reset)."""
+        now = now or self.clock.now()
+        plans = spending_plans(self.config.channels)
+        if not plans:
+            return {}
+        wanted = {(b.key, lim.period) for plan in plans.values() for b in plan.budgets for lim in b.limits}
+        spent = await self.store.spending(wanted, now)
+        return {name: budget_lines(plan, spent, now) for name, plan in plans.items()}
 
     async def preview(self, target: str, channel: str | None = None) -> list[PreviewItem]:
         """What each channel (or ``channel``) would receive for a tag's latest post or a post URL, and whether

@@ -41,6 +41,7 @@ from bot.domain.delivery import (
     BeforeResend,
     ChannelFacts,
     ChatMigrated,
+    CreditsExhausted,
     Decision,
     Duplicate,
     Failed,
@@ -69,6 +70,7 @@ from bot.errors import (
     ChatMigratedError,
     ContentRejectedError,
     CredentialsError,
+    CreditsExhaustedError,
     DuplicateContentError,
     PermanentPublishError,
     PublishError,
@@ -86,10 +88,12 @@ from bot.publishers.api import (
     PublisherPlugin,
     RenderedMessage,
     abilities,
+    spending_plans,
 )
 from bot.render.message import message_hash
 from bot.services.changes import ChangeSender, lifecycle_of
 from bot.services.notifier import Notifier
+from bot.services.spending import Spender
 from bot.settings import DeliveryConfig
 from bot.storage.store import Store
 
@@ -250,12 +254,14 @@ def outcome_of(exc: PublishError, *, publishing: bool = True) -> Outcome:
             return Duplicate(exc.reason)
     if isinstance(exc, RetryAfter):
         return RateLimited(exc.reason, exc.delay)
+    if isinstance(exc, CreditsExhaustedError):
+        return CreditsExhausted(exc.reason)
     if isinstance(exc, PermanentPublishError):
-        return Permanent(exc.reason, credentials=isinstance(exc, CredentialsError))
+        return Permanent(exc.reason, credentials=isinstance(exc, CredentialsError), sent=not exc.nothing_sent)
     if isinstance(exc, AmbiguousPublishError):
         return Ambiguous(exc.reason)
     if isinstance(exc, RetryablePublishError) or type(exc) is PublishError:
-        return Retryable(exc.reason)
+        return Retryable(exc.reason, sent=not exc.nothing_sent)
     return Failed(exc.reason)
 
 
@@ -336,6 +342,8 @@ class Deliverer:
         self._locks: dict[str, asyncio.Lock] = {}
         self.stopping = False
         self.record_retry_delays: tuple[float, ...] = RECORD_RETRY_DELAYS
+        self.spender = Spender(store, metrics, spending_plans([c.options for c in self.channels.values()]))
+        """Spending budgets (``bot.services.spending``): a paid request's price is reserved before it leaves."""
         self.changes = ChangeSender(store, clock, metrics, policy=self.policy, rng=self.rng, classify=outcome_of,
                                     wait=self.pacer.wait, notifier=notifier)
         """Sends the edit and delete deliveries (``bot.services.changes``)."""
@@ -402,7 +410,10 @@ class Deliverer:
                 if sends:
                     await self.pacer.wait(chan)  # the plain / migrated retry is another request
                 sends += 1
-                outcome, ms = await self._publish(chan, message, key, staging)
+                reservation, outcome = await self.spender.reserve(chan.name, chan.options, message, self.clock.now())
+                if outcome is None:  # within budget (or none): send, then give back what was not billed
+                    outcome, ms = await self._publish(chan, message, key, staging)
+                    await self.spender.settle(chan.name, reservation, outcome)
             now = self.clock.now()
             verdict = decide(outcome, attempt, facts, traits, now=now, jitter=self.rng.random())
             if isinstance(verdict, Decision):
@@ -516,6 +527,8 @@ class Deliverer:
             self.metrics.rate_limited(chan.platform, chan.name)
         elif decision.reason == "retry":
             self.metrics.retry(chan.platform, chan.name)
+        elif decision.reason == "budget":
+            self.metrics.budget_reached(chan.platform, chan.name)
         if decision.pause is not None:
             event(log, logging.ERROR, "channel.paused", channel=chan.name, reason=decision.pause,
                   action=f"fix it, then run: tagrelay channels resume {chan.name}")
@@ -578,3 +591,4 @@ class Deliverer:
         for channel, (depth, oldest) in (await self.store.queue_depths()).items():  # ∝ waiting rows, not history
             age = (now - oldest).total_seconds() if oldest else 0.0
             self.metrics.set_queue(channel, depth, age)
+        await self.spender.refresh_metrics(now)

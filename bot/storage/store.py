@@ -10,6 +10,7 @@ The methods live with their aggregate, one module each (the way lemon24/reader s
 - ``deliveries``: the queue, claims, outcomes, and the views of it
 - ``holds``: held bursts released or dropped
 - ``pacing``: the persisted token buckets
+- ``spending``: what each spending budget reserved in its current window
 - ``coordination``: instances, named leases, source claims, taking over a dead instance's work
 - ``audit``: the audit log
 - ``explain``: what ``tagrelay explain`` reads about one post (deliveries, rule drops, subscriptions)
@@ -35,10 +36,11 @@ from bot.storage.pacing import PacingMixin
 from bot.storage.polls import PollsMixin
 from bot.storage.posts import PostsMixin
 from bot.storage.sources import SourcesMixin
+from bot.storage.spending import SpendingMixin
 from bot.storage.subscriptions import SubscriptionsMixin
 
 
 class Store(SourcesMixin, PollsMixin, PostsMixin, SubscriptionsMixin, ChannelsMixin, DeliveriesMixin, HoldsMixin,
-            PacingMixin, CoordinationMixin, AuditMixin, ExplainMixin, LifecycleMixin, StoreBase):
+            PacingMixin, SpendingMixin, CoordinationMixin, AuditMixin, ExplainMixin, LifecycleMixin, StoreBase):
     """All database access. Open with ``Store.open(url)`` (or give it a ``Database``); call ``aclose`` at
     the end."""

@@ -236,3 +236,14 @@ instances = Table(
     Column("heartbeat_at", TS, nullable=False),
     Column("expires_at", TS, nullable=False),
 )
+
+spending = Table(
+    "spending",
+    metadata,
+    # a budget's spending in one window (migration 0012): "channel:<name>" or "account:<account>"
+    Column("budget", Text, primary_key=True),
+    Column("period", String(8), primary_key=True),  # "day" | "month" (UTC)
+    Column("window_start", String(10), primary_key=True),  # "2026-01-31" (a day) or "2026-01" (a month)
+    Column("spent", BigInteger, nullable=False, default=0),  # micro-dollars reserved or charged in the window
+    Column("reached_at", TS),  # the first request refused in the window (the admins are told once)
+)

@@ -1,7 +1,7 @@
 """a post's whole life: edit and delete deliveries, content hashes, unpublishing
 
 Revision ID: 0011
-Revises: 0010
+Revises: 0012
 Create Date: 2026-12-20 10:00:00.000000
 
 ``deliveries.kind`` says what a delivery does on its channel: ``post`` (the
@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0011'
-down_revision = '0010'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 

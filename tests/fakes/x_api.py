@@ -23,7 +23,7 @@ in Unix epoch seconds; X sends no Retry-After).
 Scripting (plus ``fail_next`` / ``drop_next`` / ``hold_next`` matching the path)::
 
     fake.rate_limit(reset_epoch)               # 429 + x-rate-limit-* (daily=True: 24-hour cap headers too)
-    fake.payment_required()                    # 402 (body hand-made: X documents none)
+    fake.payment_required()                    # 402 CreditsDepleted (X's body as seen in the wild; see there)
     fake.forbid_oauth1_permissions()           # 403 oauth1-permissions problem
 
 Media (the v2 endpoints, docs.x.com "Upload media" and "Create Media metadata"):
@@ -76,6 +76,8 @@ TWEETS = "/2/tweets"
 USERS_ME = "/2/users/me"
 
 DUPLICATE_DETAIL = "You are not allowed to create a Tweet with duplicate content."
+CREDITS_ACCOUNT_ID = "1243608864848629761"
+"""The developer account id X names in its 402 CreditsDepleted body."""
 _AUTH_PARAM = re.compile(r'([A-Za-z0-9_]+)="([^"]*)"')
 
 
@@ -180,9 +182,14 @@ class FakeX(ScriptedServer):
                        times=times)
 
     def payment_required(self, *, match: str | None = TWEETS, times: int = 1) -> None:
-        self.fail_next(402, problem(402, "Payment Required",
-                                    "Your enrolled account does not have any credits to fulfill this request."),
-                       match=match, times=times)
+        """402 with the body X sends when the pay-per-use credits are spent. X's error page lists no 402;
+        these are the fields clients quote from production (title ``CreditsDepleted``, type
+        ``…/2/problems/credits``, no ``status`` member; written compactly they make exactly the
+        ``content-length: 185`` of the 402s in tryethernal/ethernal#1324)."""
+        self.fail_next(402, {"title": "CreditsDepleted",
+                             "detail": f"Your enrolled account [{CREDITS_ACCOUNT_ID}] does not have any credits "
+                                       "to fulfill this request.",
+                             "type": "https://api.twitter.com/2/problems/credits"}, match=match, times=times)
 
     def forbid_oauth1_permissions(self, *, match: str | None = TWEETS, times: int = 1) -> None:
         self.fail_next(403, problem(403, "Forbidden", "Your client app is not configured with the appropriate "

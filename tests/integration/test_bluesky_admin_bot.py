@@ -65,6 +65,7 @@ async def test_the_admin_bot_runs_a_bluesky_channel(h: tuple[Harness, FakeBluesk
     assert "bsky" in await harness.say(ALICE, "/channels")
     preview = await harness.say(ALICE, "/preview MEK bsky")
     assert "Before" in preview and "bluesky" in preview
+    assert "link on the link card, not in the text" in preview  # the text has no link: the card does
     assert await harness.say(ALICE, "/pause bsky maintenance") == "✅ bsky: paused; its queue is kept"
     harness.archive.add_post(title="While paused", tags=["MEK"])
     await harness.app.run_once()

@@ -35,7 +35,7 @@ async def test_migration_0011_keeps_every_delivery_as_a_post_delivery(db_url: st
     def to_previous(conn: Connection) -> None:
         cfg = migrate.alembic_config()
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0010")
+        command.upgrade(cfg, "0012")
 
     now = clock.now()
     store = Store.open(db_url)
@@ -58,7 +58,7 @@ async def test_migration_0011_keeps_every_delivery_as_a_post_delivery(db_url: st
                  "updated_at": now, "sent_at": now, "remote_id": "41", "post_at": now, "next_attempt_at": None},
                 {"post_id": post_ids[1], "channel_id": chan_id, "status": "queued", "attempts": 0, "created_at": now,
                  "updated_at": now, "sent_at": None, "remote_id": None, "post_at": now, "next_attempt_at": now}])
-        assert await migrate.upgrade(store.engine) == ("0010", migrate.HEAD)
+        assert await migrate.upgrade(store.engine) == ("0012", migrate.HEAD)
 
         rows = await store.deliveries()
         assert sorted((d.post_title, d.kind, d.status, d.remote_id) for d in rows) == [

@@ -16,6 +16,7 @@ from bot.errors import (
     AmbiguousPublishError,
     ContentRejectedError,
     CredentialsError,
+    CreditsExhaustedError,
     DuplicateContentError,
     PermanentPublishError,
     PublishError,
@@ -244,8 +245,9 @@ async def test_rate_limit_without_headers(fake: FakeX, publisher: XPublisher) ->
 async def test_out_of_credits(fake: FakeX, publisher: XPublisher) -> None:
     fake.payment_required()
     exc = await publish_error(publisher)
-    assert type(exc) is PermanentPublishError
+    assert type(exc) is CreditsExhaustedError and isinstance(exc, PermanentPublishError)  # 402: its own class
     assert "credits" in str(exc)
+    assert "does not have any credits" in exc.reason and "[credits]" in exc.reason  # X's detail and problem type
 
 
 async def test_oauth1_permissions(fake: FakeX, publisher: XPublisher) -> None:

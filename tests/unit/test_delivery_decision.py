@@ -24,6 +24,7 @@ from bot.domain.delivery import (
     BeforeResend,
     ChannelFacts,
     ChatMigrated,
+    CreditsExhausted,
     Decision,
     Duplicate,
     Failed,
@@ -31,6 +32,7 @@ from bot.domain.delivery import (
     InternalError,
     KeyExpired,
     Outcome,
+    OverBudget,
     Permanent,
     PlatformTraits,
     Published,
@@ -47,6 +49,7 @@ from bot.domain.models import DeliveryStatus
 from bot.domain.schedule import RetryPolicy
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+MIDNIGHT = datetime(2026, 3, 2, tzinfo=UTC)
 POLICY = RetryPolicy(base=10, cap=100, max_attempts=3)
 CHANNEL = ChannelFacts("tg", POLICY)
 MOVABLE = replace(CHANNEL, can_move=True)
@@ -102,6 +105,30 @@ ROWS: list[tuple[str, Outcome, Attempt, ChannelFacts, PlatformTraits, float, Dec
      Decision(S.QUEUED, reason="paused", error="bot was kicked", next_attempt_at=NOW, attempts_delta=-1,
               pause="bot was kicked",
               notify="Channel tg paused (channel error): bot was kicked. Its queue is kept; resume with /resume tg.")),
+    ("credits exhausted (402)", CreditsExhausted("X is out of credits"), FIRST, CHANNEL, TELEGRAM, 0.5,
+     Decision(S.QUEUED, reason="paused", error="credits exhausted: X is out of credits", next_attempt_at=NOW,
+              attempts_delta=-1, pause="credits exhausted: X is out of credits",
+              notify="Channel tg paused (payment required): credits exhausted: X is out of credits. "
+                     "Its queue is kept; resume with /resume tg.")),
+    ("over budget, first refusal of the window", OverBudget("budget reached: …", MIDNIGHT, first=True), FIRST,
+     CHANNEL, TELEGRAM, 0.5,
+     Decision(S.QUEUED, reason="budget", error="budget reached: …", next_attempt_at=MIDNIGHT, attempts_delta=-1,
+              hold_until=MIDNIGHT, notify="Channel tg: budget reached: …. Its posts wait in order; sending "
+                                          "resumes at 2026-03-02 00:00 UTC.")),
+    ("over budget, admins told already", OverBudget("budget reached: …", MIDNIGHT), Attempt(2), CHANNEL,
+     TELEGRAM, 0.5,
+     Decision(S.QUEUED, reason="budget", error="budget reached: …", next_attempt_at=MIDNIGHT, attempts_delta=-1,
+              hold_until=MIDNIGHT)),
+    ("over budget, the window is over already", OverBudget("budget reached: …", NOW - timedelta(seconds=1)),
+     FIRST, CHANNEL, TELEGRAM, 0.5,
+     Decision(S.QUEUED, reason="budget", error="budget reached: …", next_attempt_at=NOW, attempts_delta=-1,
+              hold_until=NOW)),
+    ("over budget, could never fit", OverBudget("costs more than the budget", MIDNIGHT, first=True, never=True),
+     FIRST, CHANNEL, TELEGRAM, 0.5,
+     Decision(S.QUEUED, reason="paused", error="costs more than the budget", next_attempt_at=NOW, attempts_delta=-1,
+              pause="costs more than the budget",
+              notify="Channel tg paused (budget): costs more than the budget. Its queue is kept; resume with "
+                     "/resume tg.")),
     ("ambiguous, no resend", Ambiguous("read timeout"), FIRST, CHANNEL, TELEGRAM, 0.5,
      Decision(S.UNKNOWN, reason="ambiguous", error="read timeout", uncertain=True)),
     ("ambiguous, no resend, last attempt", Ambiguous("read timeout"), LAST, CHANNEL, TELEGRAM, 0.5,
