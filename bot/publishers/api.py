@@ -285,6 +285,14 @@ class Budgeted(Protocol):
     def cost_of(self, message: RenderedMessage) -> int: ...
 
 
+@runtime_checkable
+class BudgetedDeletes(Protocol):
+    """Optional ability of a ``Budgeted`` channel's options: a deletion is billed too (X: "Interaction:
+    Delete"); ``delete_cost`` is reserved against the budgets before each one."""
+
+    def delete_cost(self) -> int: ...
+
+
 def spending_plans(channels: Sequence[ChannelOptions]) -> dict[str, SpendingPlan]:
     """The spending plan of every channel with a budget of its own or of its account, by channel name
     (``merge_spending``; raises ``SpendingConflict`` for two different budgets of one account, which the

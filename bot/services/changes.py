@@ -11,7 +11,9 @@ audit line (``Store.apply_change``). It names only the message its own post deli
   the message shows (``rendered_hash``) nothing is sent (``Unchanged``); else the publisher's ``edit``
   (``Edits``), and the new hash becomes what the message shows.
 * **delete**: past the platform's deletion limit (``DeleteLimit``: Telegram's 48 hours) nothing is sent
-  and the admins are told to delete it by hand (``TooOld``); else the publisher's ``delete``.
+  and the admins are told to delete it by hand (``TooOld``); on a channel whose deletions are billed
+  (``BudgetedDeletes``: X) the price is reserved against its spending budgets first, as for a post (over
+  budget: the channel waits for the window); then the publisher's ``delete``.
 
 A publisher without the ability: ``Unsupported``. Both are safe to repeat (``bot.domain.amend``).
 """
@@ -31,12 +33,22 @@ from bot.domain.amend import (
     Gone,
     NoMessage,
     Refused,
+    TooOld,
     Unchanged,
     Unsupported,
     decide_change,
     too_old,
 )
-from bot.domain.delivery import Attempt, Decision, InternalError, Outcome, Rejected, RenderFailed
+from bot.domain.budget import Reservation
+from bot.domain.delivery import (
+    Attempt,
+    Decision,
+    InternalError,
+    Outcome,
+    Published,
+    Rejected,
+    RenderFailed,
+)
 from bot.domain.lifecycle import ChannelLifecycle
 from bot.domain.models import DeliveryKind, DeliveryStatus
 from bot.domain.schedule import RetryPolicy
@@ -44,9 +56,17 @@ from bot.domain.state import ClaimedDelivery, SentMessage
 from bot.errors import ChangeRefusedError, MessageGoneError, PublishError
 from bot.log import event
 from bot.observability import Metrics
-from bot.publishers.api import ChangeResult, ChannelOptions, Clock, PublisherAbilities, RenderedMessage
+from bot.publishers.api import (
+    BudgetedDeletes,
+    ChangeResult,
+    ChannelOptions,
+    Clock,
+    PublisherAbilities,
+    RenderedMessage,
+)
 from bot.render.message import message_hash
 from bot.services.notifier import Notifier
+from bot.services.spending import Spender
 from bot.storage.store import Store
 
 if TYPE_CHECKING:
@@ -73,7 +93,8 @@ class ChangeSender:
     """Sends edit and delete deliveries (see the module docstring)."""
 
     def __init__(self, store: Store, clock: Clock, metrics: Metrics, *, policy: RetryPolicy, rng: random.Random,
-                 classify: Classify, wait: Wait, notifier: Notifier | None = None) -> None:
+                 classify: Classify, wait: Wait, notifier: Notifier | None = None, spender: Spender | None = None
+                 ) -> None:
         self.store = store
         self.clock = clock
         self.metrics = metrics
@@ -82,6 +103,8 @@ class ChangeSender:
         self.classify = classify
         self.wait = wait
         self.notifier = notifier
+        self.spender = spender
+        """The spending budgets: a billed deletion (X) reserves its price first, like a post."""
 
     async def settle(self, chan: ChannelRuntime, claimed: ClaimedDelivery) -> ChangeSettled:
         """One attempt: check, send, decide, record (one store call), report."""
@@ -145,7 +168,16 @@ class ChangeSender:
         late = too_old(target.sent_at, found.delete_max_age, self.clock.now())
         if late is not None:
             return late
-        return await self._call(chan, "delete", found.deleter.delete(target.remote_id), None)
+        reservation: Reservation | None = None
+        if self.spender is not None and isinstance(chan.options, BudgetedDeletes):
+            reservation, stop = await self.spender.reserve_cost(chan.name, chan.options.delete_cost(),
+                                                                self.clock.now())
+            if stop is not None:
+                return stop  # over budget (the channel waits for the window) or the budget cannot be read
+        outcome = await self._call(chan, "delete", found.deleter.delete(target.remote_id), None)
+        if self.spender is not None and reservation is not None:
+            await self.spender.settle(chan.name, reservation, _billed(outcome))
+        return outcome
 
     async def _call(self, chan: ChannelRuntime, what: str, call: Awaitable[ChangeResult],
                     message: RenderedMessage | None) -> ChangeOutcome:
@@ -200,6 +232,14 @@ def lifecycle_of(options: ChannelOptions, found: PublisherAbilities) -> ChannelL
     return ChannelLifecycle(on_edit=options.on_edit == "update", edit_window=options.edit_window,
                             can_edit=found.editor is not None, on_delete=options.on_delete == "delete",
                             delete_window=options.delete_window, can_delete=found.deleter is not None)
+
+
+def _billed(outcome: ChangeOutcome) -> Outcome:
+    """A deletion's outcome as the budget reads it (``bot.domain.budget.keeps_charge``): one that reached
+    the platform stays charged, one turned away unbilled (a rate limit, a request that never left) not."""
+    if isinstance(outcome, Changed | Done | Gone | Refused | Unchanged | Unsupported | NoMessage | TooOld):
+        return Published(None, None)  # the platform answered: the request reached it
+    return outcome
 
 
 def _no_message(target: SentMessage | None) -> NoMessage | None:

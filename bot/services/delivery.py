@@ -345,7 +345,7 @@ class Deliverer:
         self.spender = Spender(store, metrics, spending_plans([c.options for c in self.channels.values()]))
         """Spending budgets (``bot.services.spending``): a paid request's price is reserved before it leaves."""
         self.changes = ChangeSender(store, clock, metrics, policy=self.policy, rng=self.rng, classify=outcome_of,
-                                    wait=self.pacer.wait, notifier=notifier)
+                                    wait=self.pacer.wait, notifier=notifier, spender=self.spender)
         """Sends the edit and delete deliveries (``bot.services.changes``)."""
 
     async def deliver_channel(self, name: str) -> list[DeliveryOutcome]:

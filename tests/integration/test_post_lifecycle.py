@@ -435,3 +435,23 @@ async def test_the_cli_retracts_and_lists_edit_and_delete_deliveries(rig: Rig, t
         assert rig.mastodon.deletions == []
         audit = await asyncio.to_thread(cli, "audit")
         assert "retract" in audit and "@cli" in audit
+
+
+async def test_an_x_deletion_is_paid_from_the_channel_budget(rig: Rig) -> None:
+    async with rig.app(channels={"x": {"budget": "0.205 USD/day"}}) as app:  # a post with a URL is $0.20
+        await rig.cycle(app)
+        post = rig.archive.add_post(title="Costly", tags=["MEK"])
+        await rig.cycle(app)
+        assert len(rig.x.tweets) == 1
+        admin = make_admin_service(app.config, app.store, clock=rig.clock)
+        await admin.retract(post.link(rig.archive.site), ["x"], actor="op@cli", via="cli")
+        await rig.cycle(app)  # $0.01 more does not fit today: the deletion waits for the day to turn
+        (row,) = await app.store.deliveries(kind="delete")
+        assert (row.status, row.reason) == ("queued", "budget") and rig.x.seen("DELETE") == []
+        rig.clock.set(datetime(2026, 1, 2, 0, 1, tzinfo=UTC))
+        await rig.cycle(app)
+        assert len(rig.x.deleted) == 1
+        (row,) = await app.store.deliveries(kind="delete")
+        assert row.status == "sent"
+        (line,) = (await admin.budgets())["x"]
+        assert line.spent == 10_000  # the new day's spending: the deletion, $0.01
