@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
@@ -136,7 +136,3 @@ def newest_first(watched: Iterable[Watched], limit: int) -> list[Watched]:
     ordered = sorted(watched, key=lambda w: (w.published is not None, w.published or datetime.min, w.post_id),
                      reverse=True)
     return ordered[:limit]
-
-
-def with_strike(post: Watched, missing_since: datetime | None) -> Watched:
-    return replace(post, missing_since=missing_since)
