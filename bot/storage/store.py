@@ -12,6 +12,7 @@ The methods live with their aggregate, one module each (the way lemon24/reader s
 - ``pacing``: the persisted token buckets
 - ``coordination``: instances, named leases, source claims, taking over a dead instance's work
 - ``audit``: the audit log
+- ``push``: a poll brought forward by a push, and the WebSub subscriptions
 
 ``base`` holds what they share (the ``Database``, ``_read``/``_write``, the dialect helpers). Rows are
 mapped to the domain's values (``bot.domain.models``, ``bot.domain.state``); Core statements only
@@ -30,11 +31,12 @@ from bot.storage.holds import HoldsMixin
 from bot.storage.pacing import PacingMixin
 from bot.storage.polls import PollsMixin
 from bot.storage.posts import PostsMixin
+from bot.storage.push import PushMixin
 from bot.storage.sources import SourcesMixin
 from bot.storage.subscriptions import SubscriptionsMixin
 
 
 class Store(SourcesMixin, PollsMixin, PostsMixin, SubscriptionsMixin, ChannelsMixin, DeliveriesMixin, HoldsMixin,
-            PacingMixin, CoordinationMixin, AuditMixin, StoreBase):
+            PacingMixin, CoordinationMixin, AuditMixin, PushMixin, StoreBase):
     """All database access. Open with ``Store.open(url)`` (or give it a ``Database``); call ``aclose`` at
     the end."""
