@@ -136,7 +136,7 @@ class PushSettings(Model):
     """Renew this long before a lease ends (at most half the lease)."""
     window: Annotated[float, BeforeValidator(bounds.PUSH_WINDOW)] = 300.0
     """How far a hook call's ``X-Tagrelay-Timestamp`` may be from now."""
-    min_gap: Annotated[float, BeforeValidator(bounds.PUSH_MIN_GAP)] = 2.0
+    min_gap: Annotated[float, BeforeValidator(bounds.PUSH_MIN_GAP)] = 1.0
     """A push brings a source's poll forward to no sooner than this after its last poll."""
     hook_max_body: int = within(bounds.HOOK_MAX_BODY, 64 * 1024)
     notification_max_body: int = within(bounds.NOTIFICATION_MAX_BODY, 1024 * 1024)

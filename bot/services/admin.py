@@ -15,6 +15,7 @@ from typing import Any
 
 from bot.domain.detect import churn_message, hold_message
 from bot.domain.models import DeliveryStatus, Subscription
+from bot.domain.push import WebSubSubscription
 from bot.domain.state import ChannelCounts, DeliveryView, HoldView, InstanceInfo, SourceState, TagCount
 from bot.domain.tags import make_tag, slugify
 from bot.errors import NotFoundError, TagrelayError
@@ -265,6 +266,10 @@ class AdminService:
 
     async def sources(self) -> list[SourceState]:
         return await self.store.sources()
+
+    async def websub_subscriptions(self) -> dict[str, WebSubSubscription]:
+        """Each source's WebSub subscription, by source name (``sources list``)."""
+        return {s.source: s for s in await self.store.websub_subscriptions()}
 
     # -- held bursts ----------------------------------------------------------------------
 

@@ -50,6 +50,9 @@ log = logging.getLogger("tagrelay.websub")
 
 CHECK_EVERY = 60.0
 """Seconds between looks at the subscriptions due (a new hub wakes the loop at once)."""
+RENEW_AT_START = 3600.0
+"""At start every wanted subscription is requested again (a changed secret, a hub that forgot it), unless
+it was requested within this many seconds (a service restarting in a loop must not flood its hubs)."""
 REQUEST_TIMEOUT = 20.0
 """Seconds a subscription request to a hub may take."""
 MAX_CHALLENGE = 1024
@@ -90,7 +93,8 @@ class WebSubService:
         return self._known.get(source) is not None
 
     async def start(self) -> None:
-        """Read the stored subscriptions; stop renewing those of sources that no longer want WebSub."""
+        """Read the stored subscriptions; stop renewing those of sources that no longer want WebSub; request
+        the others again unless that was done within ``RENEW_AT_START``."""
         now = self.clock.now()
         for sub in await self.store.websub_subscriptions():
             if sub.source not in self.sources:
@@ -98,6 +102,8 @@ class WebSubService:
                     await self.store.websub_drop(sub.source, now)
                 continue
             self._known[sub.source] = None if sub.state == WebSubState.DROPPED else sub.link
+        if await self.store.websub_renew_all(sorted(self.sources), now, now - timedelta(seconds=RENEW_AT_START)):
+            self.wake.set()
 
     async def observe(self, source: str, hub: HubLink | None) -> None:
         """A poll of ``source`` fetched its feed, which advertises ``hub`` (None: none)."""

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, or_, select, update
 
 from bot.domain.push import HubLink, PollRequest, PushOutcome, WebSubState, WebSubSubscription, poll_request
 from bot.storage import tables as t
@@ -141,6 +141,23 @@ class PushMixin(StoreBase):
             rows = conn.execute(_SUBSCRIPTION.where(wt.c.source_id.in_(list(claimed)))
                                 .order_by(t.sources.c.name)).all()
             return [subscription(r) for r in rows]
+
+        return await self._write(work)
+
+    async def websub_renew_all(self, names: Sequence[str], now: datetime, not_since: datetime) -> int:
+        """Make the wanted subscriptions of ``names`` due now, except those requested at ``not_since`` or
+        later (a service that restarts in a loop must not flood its hubs). Returns how many."""
+        if not names:
+            return 0
+        wt = t.websub_subscriptions
+
+        def work(conn: Connection) -> int:
+            ids = select(t.sources.c.id).where(t.sources.c.name.in_(list(names)))
+            done = conn.execute(update(wt).where(
+                wt.c.source_id.in_(ids), wt.c.state != WebSubState.DROPPED.value,
+                or_(wt.c.requested_at.is_(None), wt.c.requested_at < not_since),
+                or_(wt.c.renew_at.is_(None), wt.c.renew_at > now)).values(renew_at=now, updated_at=now))
+            return int(done.rowcount or 0)
 
         return await self._write(work)
 

@@ -22,10 +22,12 @@
  *     X-Tagrelay-Timestamp: <Unix time in seconds>
  *     X-Tagrelay-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<source>.<body>" under the secret>
  *
- *     {"event":"publish|update|unpublish","post_id":123,"type":"post","url":"https://…"}
+ *     {"event":"publish|update|unpublish","post_id":123,"type":"post","url":"https://…","nonce":"<16 hex>"}
  *
  * <source> is the last path segment of TAGRELAY_PUSH_URL. The body is only a trigger: tagrelay polls
- * the source and believes what the source says, never this body (the URL is logged).
+ * the source and believes what the source says, never this body (the URL is logged). The nonce makes
+ * two saves of one post within the same second two calls, where tagrelay would refuse the second,
+ * byte for byte the same, as a replay.
  *
  * Sent without waiting ('blocking' => false): saving a post never waits for tagrelay, and a tagrelay
  * that is down costs nothing but the push (its polling still finds the post). At most one call per
@@ -87,6 +89,7 @@ function tagrelay_push_request( $url, $secret, $event, $post, $timestamp ) {
 			'post_id' => (int) $post->ID,
 			'type'    => (string) $post->post_type,
 			'url'     => is_string( $permalink ) ? $permalink : '',
+			'nonce'   => bin2hex( random_bytes( 8 ) ),
 		)
 	);
 	$stamp     = (string) $timestamp;

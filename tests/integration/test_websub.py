@@ -6,14 +6,18 @@ loopback archive and Telegram Bot API, an injectable clock, on SQLite and Postgr
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import socket
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from bot.cli import main
 from bot.clock import FakeClock
 from bot.domain.push import WebSubState, websub_secret
 from bot.settings import Secrets
@@ -265,3 +269,72 @@ async def test_a_hub_in_the_link_header_and_a_hub_that_verifies_first(db_url: st
             await eventually(active, "the subscription verified before the request was answered")
             assert eager.requests_made[0]["hub.topic"] == archive.url + "/feed/"
             assert (await running.app.store.websub_subscription("archive")).lease_seconds == 86400
+
+
+async def test_sources_list_shows_how_pushes_reach_each_source(websub: Setup, db_url: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the CLI reads .env from the working directory
+    for name in ("TAGRELAY_STORAGE_URL", "TAGRELAY_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TAGRELAY_WEBSUB_SECRET", MASTER)
+    monkeypatch.setenv("ARCHIVE_HOOK_SECRET", "archive-hook-secret-0123456789")
+    config = tmp_path / "tagrelay.toml"
+    config.write_text(f"""
+[storage]
+url = "{db_url}"
+
+[push]
+public_url = "{websub.running.url}"
+
+[[sources]]
+name = "archive"
+url = "{websub.archive.url}/feed/"
+kind = "rss"
+push_secret_env = "ARCHIVE_HOOK_SECRET"
+
+[[sources]]
+name = "json"
+url = "{websub.archive.url}/feed/json"
+kind = "jsonfeed"
+websub = false
+""", encoding="utf-8")
+
+    def cli(*args: str) -> str:
+        out, err = io.StringIO(), io.StringIO()
+        assert main(["--config", str(config), *args], out=out, err=err) == 0, err.getvalue()
+        return out.getvalue()
+
+    table = await off(cli, "sources", "list")
+    expires = (websub.clock.now() + timedelta(seconds=LEASE)).strftime("%Y-%m-%d %H:%M")
+    archive_row = next(line for line in table.splitlines() if line.startswith("archive"))
+    json_row = next(line for line in table.splitlines() if line.startswith("json"))
+    assert f"hook, websub active until {expires}Z" in archive_row
+    assert " - " in json_row
+    listed = json.loads(await off(cli, "sources", "list", "--json"))
+    assert listed[0]["push"]["hook"] is True and listed[0]["push"]["websub"]["state"] == "active"
+    assert listed[1]["push"] == {"hook": False, "websub": None}
+    assert MASTER not in table and MASTER not in json.dumps(listed)
+
+
+async def test_a_restart_requests_the_subscriptions_again_at_most_once_an_hour(
+        db_url: str, archive: ArchiveServer, telegram: FakeBotApi, hub: FakeHub, clock: FakeClock) -> None:
+    config = make_config(raw_config(db_url, archive, telegram, free_port()), SECRETS)
+
+    async def active(running: Running, requests: int) -> bool:
+        sub = await running.app.store.websub_subscription("archive")
+        return len(hub.requests_made) == requests and sub is not None and sub.state == WebSubState.ACTIVE
+
+    async with serving(config, SECRETS, clock=clock) as running:
+        await eventually(lambda: active(running, 1), "the first subscription")
+        first = await running.app.store.websub_subscription("archive")
+    clock.advance(600)
+    async with serving(config, SECRETS, clock=clock) as running:  # restarted within the hour: left alone
+        sub = await running.app.store.websub_subscription("archive")
+        assert sub is not None and first is not None and sub.renew_at == first.renew_at
+        assert await running.app.push.websub.renew_due() == 0 and len(hub.requests_made) == 1
+    clock.advance(3600)
+    # later: asked again at start (a changed secret, a hub that forgot it)
+    async with serving(config, SECRETS, clock=clock) as running:
+        await eventually(lambda: active(running, 2), "the subscription requested again at start")
+        again = await running.app.store.websub_subscription("archive")
+        assert again is not None and again.expires_at == clock.now() + timedelta(seconds=LEASE)

@@ -153,6 +153,14 @@ async def test_the_plugins_requests_are_accepted_and_deliver_the_post(
     forged = await running.client.post(first["url"], content=first["args"]["body"].replace("publish", "update"),
                                        headers=first["args"]["headers"])
     assert forged.status_code == 401
+    # two saves of one post in two PHP requests within one second are two calls, not a replay (the nonce)
+    twice = [run_plugin([{"new": "publish", "old": "publish", "post": post(new.id)}],
+                        url=f"{running.url}/hooks/archive")["sent"][0] for _ in range(2)]
+    assert json.loads(twice[0]["args"]["body"])["nonce"] != json.loads(twice[1]["args"]["body"])["nonce"]
+    for item in twice:
+        answer = await running.client.post(item["url"], content=item["args"]["body"].encode(),
+                                           headers=item["args"]["headers"])
+        assert answer.status_code == 202, answer.text
     wrong = run_plugin([{"new": "publish", "old": "draft", "post": post(5)}], url=f"{running.url}/hooks/archive",
                        secret="not-the-configured-secret-0123")["sent"][0]
     refused = await running.client.post(wrong["url"], content=wrong["args"]["body"].encode(),
