@@ -26,9 +26,12 @@ branch_labels = None
 depends_on = None
 
 
+# Plain ADD/DROP COLUMN on ``sources``, never a batch "move and copy" (see 0005): on SQLite that drops and
+# recreates the table, and dropping ``sources`` with foreign keys on would cascade to every post.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table('sources', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('push_requests', sa.Integer(), nullable=False, server_default=sa.text('0')))
+    op.add_column('sources', sa.Column('push_requests', sa.Integer(), nullable=False, server_default=sa.text('0')))
     op.create_table(
         'websub_subscriptions',
         sa.Column('source_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -53,5 +56,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index('ix_websub_subscriptions_renew_at', table_name='websub_subscriptions')
     op.drop_table('websub_subscriptions')
-    with op.batch_alter_table('sources', schema=None) as batch_op:
-        batch_op.drop_column('push_requests')
+    op.drop_column('sources', 'push_requests')

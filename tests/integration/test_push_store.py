@@ -4,6 +4,7 @@ that every instance sees, and a WebSub request is claimed by exactly one instanc
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 
 from bot.clock import FakeClock
@@ -91,3 +92,57 @@ async def test_two_instances_never_send_the_same_websub_request(store: Store, db
         assert sorted([*names, *(s.source for s in rest)]) == ["archive", "other"]
     finally:
         await second.aclose()
+
+
+async def test_migration_0008_keeps_every_source_post_and_delivery_both_ways(db_url: str, clock: FakeClock) -> None:
+    """Adding ``sources.push_requests`` must not recreate ``sources``: on SQLite that cascades to every post."""
+    from alembic import command
+    from sqlalchemy import Connection, column, func, insert, select, table
+
+    sources = table("sources", *(column(c) for c in ("id", "name", "url", "kind", "baseline_done",
+                                                      "consecutive_failures", "created_at")))
+    posts = table("posts", *(column(c) for c in ("id", "source_id", "key", "title", "summary_html",
+                                                  "content_html", "first_seen_at")))
+    channels = table("channels", *(column(c) for c in ("id", "name", "platform", "paused", "created_at")))
+    deliveries = table("deliveries", *(column(c) for c in ("post_id", "channel_id", "status", "attempts",
+                                                            "created_at", "updated_at")))
+
+    def to(revision: str, down: bool = False) -> Callable[[Connection], None]:
+        def run(conn: Connection) -> None:
+            cfg = migrate.alembic_config()
+            cfg.attributes["connection"] = conn
+            (command.downgrade if down else command.upgrade)(cfg, revision)
+        return run
+
+    async def counts(store: Store) -> tuple[int, int, int]:
+        async with store.engine.connect() as conn:
+            return tuple([(await conn.execute(select(func.count()).select_from(tbl))).scalar_one()  # type: ignore[return-value]
+                          for tbl in (sources, posts, deliveries)])
+
+    store = Store.open(db_url)
+    try:
+        async with store.engine.begin() as conn:
+            await conn.run_sync(to("0006"))
+            source_id = (await conn.execute(insert(sources).values(
+                name="archive", url="https://a.example/feed/", kind="rss", baseline_done=True,
+                consecutive_failures=0, created_at=clock.now()).returning(sources.c.id))).scalar_one()
+            channel_id = (await conn.execute(insert(channels).values(
+                name="tg", platform="telegram", paused=False, created_at=clock.now()).returning(channels.c.id))
+                          ).scalar_one()
+            for n in range(3):
+                post_id = (await conn.execute(insert(posts).values(
+                    source_id=source_id, key=f"k{n}", title=f"Post {n}", summary_html="", content_html="",
+                    first_seen_at=clock.now()).returning(posts.c.id))).scalar_one()
+                await conn.execute(insert(deliveries).values(post_id=post_id, channel_id=channel_id, status="sent",
+                                                             attempts=1, created_at=clock.now(),
+                                                             updated_at=clock.now()))
+        assert await counts(store) == (1, 3, 3)
+        await migrate.upgrade(store.engine)
+        assert await counts(store) == (1, 3, 3)
+        assert (await store.source("archive")).push_requests == 0
+        await store.websub_want("archive", HUB, clock.now())
+        async with store.engine.begin() as conn:
+            await conn.run_sync(to("0006", down=True))
+        assert await counts(store) == (1, 3, 3)
+    finally:
+        await store.aclose()
