@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from bot.domain.detect import normalise
 from bot.domain.limits import rejection
@@ -33,7 +34,7 @@ from bot.observability import Metrics
 from bot.publishers.api import Clock
 from bot.services.notifier import Notifier
 from bot.settings import ServiceConfig, SourceConfig
-from bot.sources.base import CacheState, NotModified, Source
+from bot.sources.base import CacheState, NotModified, PollResult, Source
 from bot.storage.store import Store
 
 log = logging.getLogger("tagrelay.poll")
@@ -53,9 +54,17 @@ class PollOutcome:
     next_poll_at: datetime | None = None
 
 
+class PollObserver(Protocol):
+    """Told of every poll that was recorded (``bot.services.push``: WebSub hubs, pushes during a poll)."""
+
+    async def polled(self, state: SourceState, result: PollResult) -> None:
+        """``state``: the source as the poll found it before fetching; ``result``: what it fetched."""
+
+
 class Poller:
     """Polls sources by name. ``on_queued`` is called when deliveries were queued; ``notifier`` tells
-    the admins about a burst that was held (a failure is logged, never raised)."""
+    the admins about a burst that was held (a failure is logged, never raised); ``observer`` is told of
+    each recorded poll (a failure is logged, never raised)."""
 
     def __init__(
         self,
@@ -68,6 +77,7 @@ class Poller:
         on_queued: Callable[[], None] = lambda: None,
         notifier: Notifier | None = None,
         channel_rules: Mapping[str, Rule] | None = None,
+        observer: PollObserver | None = None,
     ) -> None:
         self.store = store
         self.sources = sources
@@ -79,6 +89,7 @@ class Poller:
         self.notifier = notifier
         self.channel_rules = dict(channel_rules or {})
         """Each channel's own exclusions (``[[channels]] exclude_tags``/``exclude_keywords``)."""
+        self.observer = observer
 
     def burst_limit(self, name: str) -> int:
         """The source's own ``burst_limit``, else ``[service] burst_limit`` (0: never hold)."""
@@ -111,10 +122,21 @@ class Poller:
             self.metrics.poll(name, "not_modified")
             event(log, logging.INFO, "poll", source=name, outcome="not_modified",
                   ms=round((time.perf_counter() - started) * 1000, 1))
+            await self._observed(state, result)
             return PollOutcome(name, "not_modified", next_poll_at=next_at)
         for note in result.notes:
             event(log, logging.INFO, "poll.note", source=name, note=note)
-        return await self._record(state, result.posts, result.cache, started)
+        outcome = await self._record(state, result.posts, result.cache, started)
+        await self._observed(state, result)
+        return outcome
+
+    async def _observed(self, state: SourceState, result: PollResult) -> None:
+        if self.observer is None:
+            return
+        try:
+            await self.observer.polled(state, result)
+        except Exception as exc:  # noqa: BLE001 - the poll is recorded; what follows it must not fail it
+            log.warning("after the poll of source %s: %s: %s", state.name, type(exc).__name__, exc)
 
     async def _record(self, state: SourceState, items: Sequence[ParsedPost], cache: CacheState,
                       started: float) -> PollOutcome:
