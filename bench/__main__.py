@@ -2,7 +2,8 @@
 
 Phases (a progress line each on stderr): 1 the peers side by side, 2 polling
 throughput, 3 delivery throughput, 4 memory, 5 scaling and query plans, 6 one
-vs two instances on PostgreSQL (skipped without a reachable PostgreSQL).
+vs two instances on PostgreSQL (skipped without a reachable PostgreSQL), 7
+freshness: publication to delivery, with and without push.
 Every figure is the median of ``BENCH_RUNS`` runs (default 3) with min–max.
 The candidate HTTP client httpx2 (httpx-aiohttp is a dependency: the feed client) and the peers are installed
 here, never by ``make run`` or ``make test``.
@@ -79,7 +80,7 @@ class Table:
         return "\n".join(out)
 
 
-PHASES = {p.strip() for p in os.environ.get("BENCH_PHASES", "1,2,3,4,5,6").split(",")}
+PHASES = {p.strip() for p in os.environ.get("BENCH_PHASES", "1,2,3,4,5,6,7").split(",")}
 """``BENCH_PHASES=2,3`` runs only those phases (for working on one; ``make bench`` runs all)."""
 
 
@@ -165,7 +166,7 @@ def main() -> int:
             table.text_row(sec, "fake server CPU (max over runs)", f"{load.worst:.0f} %",
                            "100 % would mean the fake is the limit")
 
-        timed("1/6 peers side by side", phase_peers)
+        timed("1/7 peers side by side", phase_peers)
         clients = ours.available_clients()
 
         # -- 2. polling throughput ------------------------------------------------------------------
@@ -194,7 +195,7 @@ def main() -> int:
             asyncio.run(go())
             table.text_row(sec, "fake server CPU (max)", f"{load.worst:.0f} %", "")
 
-        timed("2/6 polling throughput", phase_polling)
+        timed("2/7 polling throughput", phase_polling)
 
         # -- 3. delivery throughput -----------------------------------------------------------------
         def phase_delivery() -> None:
@@ -218,7 +219,7 @@ def main() -> int:
             table.figures[f"del-{first}"].note = "target ≥ 200/s; claim and outcome each committed (WAL, NORMAL)"
             table.text_row(sec, "fake server CPU (max)", f"{load.worst:.0f} %", "")
 
-        timed("3/6 delivery throughput", phase_delivery)
+        timed("3/7 delivery throughput", phase_delivery)
 
         # -- 4. memory -------------------------------------------------------------------------------
         def phase_memory() -> None:
@@ -230,7 +231,7 @@ def main() -> int:
                 table.figure("rss-10k", sec, f"RSS after {posts:,} posts known", "MiB").values.append(rss)
             table.figures["rss-idle"].note = "target ≤ 80 MiB"
 
-        timed("4/6 memory", phase_memory)
+        timed("4/7 memory", phase_memory)
 
         # -- 5. scaling ------------------------------------------------------------------------------
         def phase_scaling() -> None:
@@ -269,7 +270,7 @@ def main() -> int:
                 if db:
                     multi.drop_database(db)
 
-        timed("5/6 scaling and query plans", phase_scaling)
+        timed("5/7 scaling and query plans", phase_scaling)
 
         # -- 6. several instances --------------------------------------------------------------------
         def phase_multi() -> None:
@@ -304,7 +305,28 @@ def main() -> int:
             table.text_row(sec, "fake server CPU (max)", f"{load.worst:.0f} %",
                            "PostgreSQL, the fake and the instances share 2 cores")
 
-        timed("6/6 one vs two instances", phase_multi)
+        timed("6/7 one vs two instances", phase_multi)
+
+        # -- 7. freshness ----------------------------------------------------------------------------
+        def phase_freshness() -> None:
+            from bench import freshness
+
+            sec = f"7 freshness ({freshness.POSTS} posts, polled every {freshness.INTERVAL:g} s)"
+            for run in range(RUNS):
+                for push in (True, False):
+                    got = asyncio.run(freshness.freshness(server, push=push, run=run))
+                    mode = "with push" if push else "without push"
+                    table.figure(f"fresh-50-{push}", sec, f"{mode}: publication → delivery p50", "s",
+                                 digits=2).values.append(got.p50)
+                    table.figure(f"fresh-95-{push}", sec, f"{mode}: publication → delivery p95", "s",
+                                 digits=2).values.append(got.p95)
+                    table.figure(f"fresh-polls-{push}", sec, f"{mode}: polls that found posts", "",
+                                 digits=0).values.append(got.polls)
+                    progress(f"  run {run + 1}: {mode} p50 {got.p50:.2f}s p95 {got.p95:.2f}s ({got.polls} polls)")
+            table.figures["fresh-95-True"].note = "target ≤ 5 s; [push] min_gap (1 s) bounds polls per second"
+            table.figures["fresh-95-False"].note = "∝ the interval: ~0.95 × interval, whatever the interval"
+
+        timed("7/7 freshness", phase_freshness)
 
     print(f"tagrelay bench — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {machine()}")
     print(f"command: make bench (BENCH_RUNS={RUNS}); every figure: median (min–max) of {RUNS} runs; "

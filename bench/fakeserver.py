@@ -14,8 +14,10 @@ the client under test, is the limit. It serves:
 * X: ``POST /2/tweets``, ``GET /2/users/me``.
 
 Control (JSON): ``POST /_ctl/feeds?count=N&items=K`` (re)builds N feeds of K items,
-``POST /_ctl/change?fraction=F`` gives that share of the feeds one new item,
-``POST /_ctl/reset`` zeroes the counters, ``GET /_ctl/stats``.
+``POST /_ctl/change?fraction=F`` gives that share of the feeds one new item (``&feed=N``: that
+feed only; the answer lists the new posts' ids in ``newest``), ``POST /_ctl/reset`` zeroes the
+counters, ``GET /_ctl/stats``, ``GET /_ctl/arrivals``: each new Mastodon status's arrival (Unix time)
+and the post id its text names (the freshness phase).
 
 Run: ``python -m bench.fakeserver`` prints ``PORT <n>`` on stdout once listening.
 """
@@ -28,6 +30,7 @@ import hashlib
 import itertools
 import json
 import random
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -156,6 +159,7 @@ class State:
         self.generations: list[int] = []
         self.counts: dict[str, int] = {}
         self.statuses = 0
+        self.arrivals: list[tuple[float, int | None]] = []
         self.by_key: dict[str, str] = {}
         self.ids = itertools.count(113000000000000001)
         self.started_cpu = time.process_time()
@@ -166,13 +170,16 @@ class State:
         self.generations = [1] * count
         self.feeds = [Feed(build_feed(self.base, i, items, 1), 1) for i in range(count)]
 
-    def change(self, fraction: float, seed: int, only: int | None = None, steps: int = 1) -> int:
+    def change(self, fraction: float, seed: int, only: int | None = None, steps: int = 1) -> list[int]:
+        """Give the chosen feeds ``steps`` new posts each; the ids of each changed feed's newest post."""
         rng = random.Random(seed)
         chosen = [only] if only is not None else rng.sample(range(len(self.feeds)), round(len(self.feeds) * fraction))
+        newest = []
         for i in chosen:
             self.generations[i] += steps
             self.feeds[i] = Feed(build_feed(self.base, i, self.items, self.generations[i]), self.generations[i])
-        return len(chosen)
+            newest.append(i * 100_000 + self.generations[i] + self.items - 1)
+        return newest
 
     def count(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1
@@ -195,6 +202,19 @@ INSTANCE = {"uri": "127.0.0.1", "domain": "127.0.0.1", "title": "Fake Mastodon",
             "description": "", "email": "", "urls": {}, "stats": {}, "languages": ["en"], "contact_account": None,
             "configuration": {"statuses": {"max_characters": 500, "max_media_attachments": 4,
                                            "characters_reserved_per_url": 23}}}
+
+
+_POST_ID = re.compile(r"Post ([0-9]+):")
+
+
+def _post_id(body: bytes) -> int | None:
+    """The post id a status's text names (the bench feeds' titles are "Post <id>: …")."""
+    try:
+        text = json.loads(body).get("status", "")
+    except (ValueError, AttributeError):
+        return None
+    found = _POST_ID.search(text) if isinstance(text, str) else None
+    return int(found.group(1)) if found else None
 
 
 def handle(method: str, target: str, headers: dict[bytes, bytes], body: bytes
@@ -222,13 +242,17 @@ def handle(method: str, target: str, headers: dict[bytes, bytes], body: bytes
             return _json({"feeds": len(STATE.feeds)})
         if path == "/_ctl/change":
             only = int(query["feed"]) if "feed" in query else None
-            return _json({"changed": STATE.change(float(query.get("fraction", "0.1")), int(query.get("seed", "1")),
-                                                  only, int(query.get("steps", "1")))})
+            newest = STATE.change(float(query.get("fraction", "0.1")), int(query.get("seed", "1")), only,
+                                  int(query.get("steps", "1")))
+            return _json({"changed": len(newest), "newest": newest})
         if path == "/_ctl/reset":
             STATE.counts.clear()
             STATE.statuses = 0
+            STATE.arrivals.clear()
             STATE.by_key.clear()
             return _json({})
+        if path == "/_ctl/arrivals":
+            return _json({"arrivals": STATE.arrivals})
         if path == "/_ctl/stats":
             return _json({"counts": STATE.counts, "statuses": STATE.statuses, "cpu": time.process_time(),
                           "wall": time.monotonic()})
@@ -243,6 +267,7 @@ def handle(method: str, target: str, headers: dict[bytes, bytes], body: bytes
         if status_id is None:
             status_id = str(next(STATE.ids))
             STATE.statuses += 1
+            STATE.arrivals.append((time.time(), _post_id(body)))
             if key:
                 STATE.by_key[key] = status_id
         return _json({"id": status_id, "created_at": "2026-03-01T08:00:00.000Z", "uri": f"{STATE.base}/s/{status_id}",

@@ -39,7 +39,9 @@ from bot.services.delivery_driver import DeliveryDriver
 from bot.services.notifier import Notifier
 from bot.services.poll_driver import PollDriver
 from bot.services.polling import Poller, PollOutcome
+from bot.services.push import PushSecrets, PushService
 from bot.services.unpublish import Unpublisher
+from bot.services.websub import WebSubService
 from bot.settings import Config
 from bot.sources.base import Source
 from bot.storage import migrate
@@ -93,6 +95,8 @@ class Components:
     """The administration use cases over this store and config (the admin bot's, as the CLI's)."""
     notifier: Notifier | None = None
     """Tells the admins about a paused channel or a held burst (the admin bot); None: the log only."""
+    push_secrets: PushSecrets = field(default_factory=PushSecrets)
+    """The sources' hook secrets and the WebSub master secret (none: no push endpoints)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +138,24 @@ class App:
         """The one poll driver (``run_forever`` and ``run_once`` alike)."""
         self.deliveries = DeliveryDriver(self.deliverer, self.coordinator, wake=self.wake, stop=self.stop_event)
         """The one delivery driver (``run_forever`` and ``run_once`` alike)."""
+        self.push = self._make_push(parts, enabled={s.name for s in enabled if s.websub})
+        """Pushes (hook calls, WebSub notifications) into polls; None when no source has a hook and
+        WebSub is off. Served on the health listener (``bot.pushhooks``), active in ``run_forever`` only."""
+        self.poller.observer = self.push
         self._serving = False
         self._initialized = False
         self.started_at: datetime | None = None
+
+    def _make_push(self, parts: Components, *, enabled: set[str]) -> PushService | None:
+        secrets = parts.push_secrets
+        if not secrets.any:
+            return None
+        websub = None
+        if secrets.websub is not None and parts.config.push.websub_on:
+            websub = WebSubService(parts.store, parts.clock, parts.http, parts.config.push, secrets.websub,
+                                   sources=enabled)
+        return PushService(parts.store, parts.clock, parts.metrics, parts.config.push, secrets,
+                           wake=self.polls.wake.set, websub=websub)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -263,6 +282,7 @@ class App:
                 with contextlib.suppress(Exception):
                     await sidecar.stop()
             raise
+        pushing = await self._start_push()
         timer = WakeTimer(self.polls.wake.set)
         timer.start()
         polling = asyncio.create_task(self.polls.run(self.stop_event, timer), name="polls")
@@ -284,6 +304,9 @@ class App:
             await polls  # running polls finish (or are abandoned) within the same grace period
             await _cancel(list(pending))
             await _cancel(background)
+            await _cancel(pushing)
+            if self.push is not None:
+                self.push.active = False
             for task in done:
                 if not task.cancelled() and task.exception() is not None:
                     log.error("delivery loop ended with %r", task.exception())
@@ -295,6 +318,20 @@ class App:
                     self.clock.now(), resend_channels=self._resend_channels(), owner=self.owner)
                 event(log, logging.WARNING, "abandoned", requeued=requeued, unknown=unknown)
             event(log, logging.INFO, "stopped")
+
+    async def _start_push(self) -> list[asyncio.Task[None]]:
+        """Pushes become polls from now on; the WebSub subscriber reads its subscriptions and starts."""
+        if self.push is None:
+            return []
+        self.push.active = True
+        websub = self.push.websub
+        if websub is None:
+            return []
+        try:
+            await websub.start()
+        except StorageError as exc:  # the subscriber retries on its own; a blip must not stop the start
+            log.warning("could not read the WebSub subscriptions: %s", exc)
+        return [asyncio.create_task(websub.run(self.stop_event), name="websub")]
 
     @property
     def running(self) -> bool:

@@ -31,8 +31,9 @@ from bot.services.changes import lifecycle_of
 from bot.services.coordinator import ClusterCoordinator, Coordinator, SoloCoordinator
 from bot.services.delivery import ChannelRuntime
 from bot.services.notifier import Notifier
+from bot.services.push import PushSecrets
 from bot.settings import Config, EnvSettings, Secrets, build_config, read_toml
-from bot.sidecars import check_sidecars, make_admin_bot, make_health_server
+from bot.sidecars import check_sidecars, load_push_secrets, make_admin_bot, make_health_server
 from bot.sources.base import Source
 from bot.sources.factory import make_source
 from bot.sources.http import DEADLINE_FACTOR, make_feed_client, make_http_client
@@ -180,7 +181,8 @@ def build_service(config: Config, secrets: Secrets) -> App:
     health = make_health_server(config, secrets)
     admin = make_admin_bot(config.admin, secrets.get)
     sidecars: list[Sidecar] = [s for s in (health, admin) if s is not None]
-    return build_app(config, secrets=secrets, sidecars=sidecars, notifier=admin)
+    return build_app(config, secrets=secrets, sidecars=sidecars, notifier=admin,
+                     push_secrets=load_push_secrets(config, secrets))
 
 
 
@@ -219,10 +221,13 @@ def build_app(
     notifier: Notifier | None = None,
     owner: str | None = None,
     store: Store | None = None,
+    push_secrets: PushSecrets | None = None,
 ) -> App:
     """Wire an ``App`` for ``config``. Call inside a running event loop; use ``async with``.
 
     ``notifier`` tells the admins about a paused channel or a held burst (the admin bot; None: only the log).
+    ``push_secrets``: the hook and WebSub secrets (``bot.sidecars.load_push_secrets``); None: none, so no
+    push endpoints.
     """
     clock = clock or SystemClock()
     secrets = secrets or Secrets()
@@ -244,7 +249,7 @@ def build_app(
                        coordinator=make_coordinator(config, store, owner, clock), sidecars=list(sidecars),
                        close_http=close_http,
                        admin=make_admin_service(config, store, clock=clock, plugins=plugins, channels=channels),
-                       notifier=notifier)
+                       notifier=notifier, push_secrets=push_secrets or PushSecrets())
     return App(parts)
 
 

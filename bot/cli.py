@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot import __version__
-from bot.admin.views import channel_listing, source_listing, status_view
+from bot.admin.views import channel_listing, push_word, source_listing, status_view
 from bot.app import upgrade_schema
 from bot.bootstrap import build_service, load_service_config, make_admin_service, make_store, open_channel
 from bot.clock import SystemClock
@@ -133,11 +133,15 @@ class Context:
             await store.aclose()
 
     def secret_values(self) -> list[str]:
-        """Values to redact from logs: secret-named variables plus every channel's ``*_env`` variable."""
+        """Values to redact from logs: secret-named variables plus every channel's ``*_env`` variable and
+        the push secrets (a source's ``push_secret_env``, ``[push] websub_secret_env``)."""
         names = {value for opts in self.config.channels for key, value in opts.model_dump().items()
                  if key.endswith("_env") and isinstance(value, str)}
         if self.config.admin is not None:  # the admin bot's token_env and secret_token_env
             names |= {self.config.admin.token_env, self.config.admin.secret_token_env}
+        names |= {s.push_secret_env for s in self.config.sources if s.push_secret_env is not None}
+        if self.config.push.websub_on:
+            names.add(self.config.push.websub_secret_env)
         extra = [v for v in (self.secrets.get(n) for n in sorted(names)) if v]
         return [*self.secrets.values(), *extra]
 
@@ -175,14 +179,19 @@ async def cmd_sources(ctx: Context) -> int:
 
         now = SystemClock().now()
         states = await ctx.admin(store).sources()
+        websub = await ctx.admin(store).websub_subscriptions()
+        hooks = {s.name for s in ctx.config.sources if s.push_secret_env is not None}
         if ctx.args.json:
             by_name = {s.name: s for s in states}
             _print_json([{"name": s.name, "url": s.url, "kind": s.kind, "interval": s.interval,
-                          "state": by_name.get(s.name)} for s in ctx.config.sources], ctx.out)
+                          "state": by_name.get(s.name), "push": {"hook": s.name in hooks,
+                                                                "websub": websub.get(s.name)}}
+                         for s in ctx.config.sources], ctx.out)
             return EXIT_OK
-        rows = [[s.name, s.kind, f"{s.interval:.0f}s", str(s.posts), _ago(s.last_poll_at, now), s.url]
+        rows = [[s.name, s.kind, f"{s.interval:.0f}s", str(s.posts), _ago(s.last_poll_at, now),
+                 push_word(s.name in hooks, websub.get(s.name)), s.url]
                 for s in source_listing(ctx.config.sources, states)]
-        _table(rows, ["name", "kind", "interval", "posts", "last poll", "url"], ctx.out)
+        _table(rows, ["name", "kind", "interval", "posts", "last poll", "push", "url"], ctx.out)
         return EXIT_OK
 
     return await ctx.with_store(go)

@@ -164,6 +164,14 @@ THREADS_IMAGE_WAIT = DurationIn(1 * SECOND, 10 * MINUTE)
 """threads ``image_wait``: how long a publish waits for Meta to process an IMAGE container."""
 MAX_AGE = DurationIn(1 * MINUTE, 365 * DAY)
 """[[subscriptions]] max_age: a post older than this when detected is not sent."""
+PUSH_WINDOW = DurationIn(10 * SECOND, 1 * HOUR)
+"""[push] window: how far a hook call's timestamp may be from now (either way)."""
+PUSH_MIN_GAP = DurationIn(0.1 * SECOND, 1 * HOUR)
+"""[push] min_gap: the shortest time from a source's last poll to a poll a push brings forward."""
+WEBSUB_LEASE = DurationIn(5 * MINUTE, 366 * DAY)
+"""[push] lease: the WebSub lease asked of a hub (the hub decides; what it grants is clamped the same)."""
+WEBSUB_RENEW_BEFORE = DurationIn(1 * MINUTE, 30 * DAY)
+"""[push] renew_before: how long before a lease ends it is renewed (at most half the lease)."""
 
 # -- numbers -------------------------------------------------------------------------------------------
 
@@ -179,6 +187,10 @@ BASELINE_DEPTH = Span(1, 1000)
 BACKFILL = Span(0, 100)
 BURST_LIMIT = Span(0, 100_000)
 """[service] and [[sources]] burst_limit: new posts in one poll before they are held (0: never held)."""
+HOOK_MAX_BODY = Span(1024, 1024 * 1024)
+"""[push] hook_max_body: bytes of a hook call's body (the WordPress plugin sends a few hundred)."""
+NOTIFICATION_MAX_BODY = Span(1024, 64 * 1024 * 1024)
+"""[push] notification_max_body: bytes of a WebSub notification (a "fat ping" carries feed entries)."""
 MAX_ATTEMPTS = Span(1, 100)
 DELIVERY_CONCURRENCY = Span(1, 256)
 MAX_HASHTAGS = Span(0, 30)

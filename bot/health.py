@@ -14,6 +14,10 @@ Configured by the ``[health]`` table (all keys optional; ``bot.settings.HealthSe
     port = 9464             # 0 picks a free port (see HealthServer.port)
     timeout = "2s"          # how long /readyz and /metrics wait for the database
 
+The same listener serves the push endpoints when any source has a hook or WebSub is on
+(``POST /hooks/<source>``, ``GET|POST /websub/<source>``: ``bot.pushhooks``); only those paths
+belong behind a public reverse proxy, never ``/metrics``.
+
 ``TAGRELAY_HEALTH_HOST`` and ``TAGRELAY_HEALTH_PORT`` (environment or ``.env``)
 override ``host`` and ``port``. Served by ``aiohttp.web`` (``bot.httpserver``);
 nothing listens until ``tagrelay run`` starts the service, and ``run --once``
@@ -33,6 +37,8 @@ from aiohttp import web
 from bot.httpserver import Listener, answer
 from bot.log import event, redact_text
 from bot.observability import CONTENT_TYPE, Metrics
+from bot.pushhooks import PushEndpoint
+from bot.services.push import PushService
 from bot.settings import DEFAULT_HEALTH_PORT, HEALTH_HOST_ENV, HEALTH_PORT_ENV, Config
 from bot.settings import HealthSettings as HealthSettings  # the [health] table is part of Config now
 from bot.settings import load_health_settings as load_health_settings
@@ -76,6 +82,9 @@ class HealthTarget(Protocol):
     @property
     def config(self) -> Config: ...
 
+    @property
+    def push(self) -> PushService | None: ...
+
 
 # -- HTTP ----------------------------------------------------------------------------------------
 
@@ -92,6 +101,7 @@ class HealthServer:
     def __init__(self, settings: HealthSettings) -> None:
         self.settings = settings
         self._app: HealthTarget | None = None
+        self._push: PushEndpoint | None = None
         self._listener = Listener(self._route, label="health endpoint")
 
     @property
@@ -110,18 +120,21 @@ class HealthServer:
 
     async def start(self, app: HealthTarget) -> None:
         self._app = app
+        self._push = PushEndpoint(app.push) if app.push is not None else None
         for source in app.config.sources:
             if source.enabled:
                 app.metrics.source_configured(source.name)
         await self._listener.listen(self.settings.host, self.settings.port, config_key="health.port",
                                     hint=f" (choose another [health] port or set {PORT_ENV})")
         event(log, logging.INFO, "health.listening", host=self.settings.host, port=self.port,
-              endpoints="/healthz /readyz /metrics")
+              endpoints="/healthz /readyz /metrics" + (" /hooks/ /websub/" if self._push is not None else ""))
 
     async def stop(self) -> None:
         await self._listener.stop()
 
-    async def _route(self, request: web.Request) -> web.Response:
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        if self._push is not None and self._push.handles(request.path):
+            return await self._push.handle(request)
         handlers = {"/healthz": self._healthz, "/readyz": self._readyz, "/metrics": self._metrics}
         handler = handlers.get(request.path.rstrip("/") or "/")
         if handler is None:

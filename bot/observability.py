@@ -21,6 +21,8 @@ Exported series (counters get the ``_total`` suffix on the wire)::
     tagrelay_budget_limit_usd{budget, period}                  the budget of the window
     tagrelay_budget_remaining_usd{budget, period}              what is left (refreshed on every scrape)
     tagrelay_budget_held_total{platform, channel}              posts held because a budget was reached
+    tagrelay_push_total{via, outcome}                          hook|websub|follow_up ×
+                                                               queued|due|held (a poll requested) or why refused
     process_*                                                  CPU, memory, open fds, start time
 
 The share of conditional GETs answered 304 is derived, not stored (a stored
@@ -92,6 +94,9 @@ class Metrics:
                                  ["budget", "period"], registry=r)
         self.budget_held = Counter("tagrelay_budget_held", "Posts held because a spending budget was reached",
                                    ["platform", "channel"], registry=r)
+        self.pushes = Counter("tagrelay_push", "Pushes (hook calls, WebSub notifications, follow-up polls) by "
+                              "what came of them: queued, due, held, or why they were refused", ["via", "outcome"],
+                              registry=r)
         self.latency = Histogram("tagrelay_publication_to_delivery_seconds",
                                  "Time from a post's publication to its delivery", ["platform"],
                                  buckets=LATENCY_BUCKETS, registry=r)
@@ -127,6 +132,9 @@ class Metrics:
 
     def delivered_after(self, platform: str, seconds: float) -> None:
         self.latency.labels(platform).observe(max(0.0, seconds))
+
+    def push(self, via: str, outcome: str) -> None:
+        self.pushes.labels(via, outcome).inc()
 
     def set_queue(self, channel: str, depth: int, oldest_age: float) -> None:
         self.queue_depth.labels(channel).set(depth)

@@ -33,6 +33,7 @@ from bot.domain.rules import Rule, RuleParts
 from bot.domain.tags import slugify
 from bot.errors import ConfigError, CredentialsError, PluginError, RuleError
 from bot.publishers.api import PublisherPlugin, spending_plans
+from bot.publishers.http import ENV_NAME_PATTERN, HTTP_URL_PATTERN
 from bot.publishers.registry import load_plugins
 from bot.validation import Field, Model, ValidationError, field_validator
 
@@ -75,6 +76,10 @@ class SourceConfig(Model):
     enabled: bool = True
     burst_limit: int | None = within(bounds.BURST_LIMIT, None)
     """More new posts than this in one poll are held for an admin (None: ``[service] burst_limit``; 0: never)."""
+    push_secret_env: str | None = Field(default=None, pattern=ENV_NAME_PATTERN)
+    """Environment variable holding the secret of ``POST /hooks/<name>`` (None: no hook for this source)."""
+    websub: bool = True
+    """Subscribe to the WebSub hub the feed advertises (with ``[push] public_url`` set)."""
 
     @field_validator("url")
     @classmethod
@@ -137,6 +142,43 @@ class ServiceConfig(Model):
     burst_limit: int = within(bounds.BURST_LIMIT, 50)
     """A poll with more new posts than this holds their deliveries for an admin (0: never); a source's
     own ``burst_limit`` overrides it."""
+
+
+class PushSettings(Model):
+    """The ``[push]`` table: the hook's checks and the WebSub subscriber (``bot.services.push``)."""
+
+    public_url: str | None = None
+    """The service's listener as the world reaches it (through a reverse proxy): WebSub callbacks are
+    ``<public_url>/websub/<source>``. None: no WebSub subscriptions."""
+    websub: bool = True
+    """Subscribe to the hubs feeds advertise (needs ``public_url``)."""
+    websub_secret_env: str = Field(default="TAGRELAY_WEBSUB_SECRET", pattern=ENV_NAME_PATTERN)
+    """Environment variable holding the secret each subscription's ``hub.secret`` is derived from."""
+    lease: Annotated[float, BeforeValidator(bounds.WEBSUB_LEASE)] = 10 * 86400.0
+    """The lease asked of a hub."""
+    renew_before: Annotated[float, BeforeValidator(bounds.WEBSUB_RENEW_BEFORE)] = 86400.0
+    """Renew this long before a lease ends (at most half the lease)."""
+    window: Annotated[float, BeforeValidator(bounds.PUSH_WINDOW)] = 300.0
+    """How far a hook call's ``X-Tagrelay-Timestamp`` may be from now."""
+    min_gap: Annotated[float, BeforeValidator(bounds.PUSH_MIN_GAP)] = 1.0
+    """A push brings a source's poll forward to no sooner than this after its last poll."""
+    hook_max_body: int = within(bounds.HOOK_MAX_BODY, 64 * 1024)
+    notification_max_body: int = within(bounds.NOTIFICATION_MAX_BODY, 1024 * 1024)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().rstrip("/")
+        if not re.match(HTTP_URL_PATTERN, value) or "@" in value.split("/", 3)[2]:
+            raise ValueError("must be an http:// or https:// URL without credentials, query or fragment")
+        return value
+
+    @property
+    def websub_on(self) -> bool:
+        """WebSub subscriptions are made (a public URL is set and WebSub is not switched off)."""
+        return self.websub and self.public_url is not None
 
 
 DEFAULT_HEALTH_PORT = 9464
@@ -223,6 +265,8 @@ class Config(Model):
     sources: tuple[SourceConfig, ...] = ()
     channels: tuple[ChannelOptions, ...] = ()
     subscriptions: tuple[SubscriptionConfig, ...] = ()
+    push: PushSettings = PushSettings()
+    """``[push]``: the hook's checks and WebSub (which sources have a hook: ``push_secret_env``)."""
     health: HealthSettings = HealthSettings()
     """``[health]`` as written; ``load_health_settings`` adds the ``TAGRELAY_HEALTH_*`` overrides."""
     admin: AdminSettings | None = None

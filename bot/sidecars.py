@@ -12,19 +12,54 @@ from typing import TYPE_CHECKING
 
 from bot.admin.settings import load_admin_settings
 from bot.app import Sidecar
+from bot.errors import ConfigError
 from bot.health import HealthServer
+from bot.services.push import PushSecrets
 from bot.settings import Config, Secrets, load_health_settings
 
 if TYPE_CHECKING:
     from bot.admin.bot import AdminBot
 
 
+MIN_PUSH_SECRET = 16
+"""Shortest hook or WebSub secret accepted (characters): a short one could be guessed."""
+
+
 def check_sidecars(config: Config, secrets: Secrets) -> None:
     """Validate the ``[health]`` and ``[admin]`` tables and what they need from the environment, exactly as
-    ``make_sidecars`` will (``ConfigError`` names the key or the variable). Builds and starts nothing."""
+    ``make_sidecars`` will, and the push secrets (``ConfigError`` names the key or the variable). Builds and
+    starts nothing."""
     load_health_settings(config.health, secrets.get)
     if config.admin is not None:  # no [admin] table: TAGRELAY_ADMIN_IDS alone is not read
         load_admin_settings(config.admin, secrets.get)
+    load_push_secrets(config, secrets)
+
+
+def load_push_secrets(config: Config, secrets: Secrets) -> PushSecrets:
+    """The hook secret of every enabled source with ``push_secret_env``, and the WebSub master secret when
+    ``[push] public_url`` is set (and WebSub not off). ``ConfigError`` names the key when a variable is
+    unset or its secret shorter than ``MIN_PUSH_SECRET``, or when the push endpoints have no listener
+    (``[health] enabled = false``)."""
+    hooks: dict[str, bytes] = {}
+    for i, source in enumerate(config.sources):
+        if source.enabled and source.push_secret_env is not None:
+            hooks[source.name] = _push_secret(secrets, source.push_secret_env, f"sources[{i}].push_secret_env")
+    websub = None
+    if config.push.websub_on:
+        websub = _push_secret(secrets, config.push.websub_secret_env, "push.websub_secret_env")
+    if (hooks or websub) and not load_health_settings(config.health, secrets.get).enabled:
+        raise ConfigError("health.enabled", "must be true: the push endpoints (/hooks/…, /websub/…) are served on "
+                                            "the health listener")
+    return PushSecrets(hooks, websub)
+
+
+def _push_secret(secrets: Secrets, name: str, key: str) -> bytes:
+    value = secrets.get(name)
+    if value is None:
+        raise ConfigError(key, f"environment variable {name} is not set (set it in the environment or in .env)")
+    if len(value) < MIN_PUSH_SECRET:
+        raise ConfigError(key, f"the secret in {name} is shorter than {MIN_PUSH_SECRET} characters")
+    return value.encode()
 
 
 def make_health_server(config: Config, secrets: Secrets) -> HealthServer | None:

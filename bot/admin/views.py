@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from bot.domain.budget import BudgetLine
+from bot.domain.push import WebSubState, WebSubSubscription
 from bot.domain.state import ChannelCounts, SourceState
 from bot.services.admin import SourceStatus, StatusReport
 
@@ -165,6 +166,20 @@ class SourceListing:
     """The last error, when the last poll failed."""
     failures: int
     """Failed polls in a row."""
+
+
+def push_word(hook: bool, websub: WebSubSubscription | None) -> str:
+    """How pushes reach a source (``sources list``): ``hook``, ``websub <state>`` (the lease's end when
+    active, the error when failed or denied), both, or ``-``."""
+    words = ["hook"] if hook else []
+    if websub is not None and websub.state != WebSubState.DROPPED:
+        word = f"websub {websub.state.value}"
+        if websub.state == WebSubState.ACTIVE and websub.expires_at is not None:
+            word += f" until {websub.expires_at:%Y-%m-%d %H:%M}Z"
+        elif websub.state in (WebSubState.FAILED, WebSubState.DENIED) and websub.last_error:
+            word += f" ({websub.last_error})"
+        words.append(word)
+    return ", ".join(words) or "-"
 
 
 def source_listing(configured: Sequence[_SourceConfig], states: Sequence[SourceState]) -> list[SourceListing]:

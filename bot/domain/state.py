@@ -52,6 +52,8 @@ class SourceState:
     guid_churn_at: datetime | None = None
     usual_new: float | None = None
     """Moving average of new posts per poll that found some (held bursts left out)."""
+    push_requests: int = 0
+    """Push triggers received so far (``bot.services.push``): a poll that sees it move gets one more."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from bot.domain.models import Post
 from bot.errors import TagrelayError
-from bot.render.hashtags import hashtags_for
+from bot.render.hashtags import hashtags_for, hashtags_in
 from bot.render.templates import (
     DEFAULT_TEMPLATE_HTML,
     DEFAULT_TEMPLATE_PLAIN,
@@ -99,7 +99,8 @@ def prepare(post: Post, *, excerpt_length: int, hashtags: bool, max_hashtags: in
         title=title,
         excerpt=excerpt,
         link=post.url or "",
-        hashtags=tuple(hashtags_for(names, max_hashtags)) if hashtags else (),
+        hashtags=(tuple(hashtags_for(names, max_hashtags, present=hashtags_in(f"{title} {excerpt}")))
+                  if hashtags else ()),
         tags=names,
         date=post.published.date().isoformat() if post.published else "",
         source=nfc(clean_inline(post.source)),

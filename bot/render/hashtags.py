@@ -70,10 +70,23 @@ def hashtag(name: str) -> str | None:
     return f"#{body}"
 
 
-def hashtags_for(names: Iterable[str], max_count: int) -> list[str]:
-    """Hashtags for ``names`` in order: at most ``max_count``, no case-insensitive duplicates."""
+def hashtags_in(text: str) -> set[str]:
+    """The hashtags ``text`` already carries (``#MEK`` in a title), case-folded: whitespace-separated words
+    that start with ``#``, trailing punctuation dropped. Linear in ``len(text)``."""
+    found: set[str] = set()
+    for word in text.split():
+        if word.startswith("#"):
+            body = "".join(_camel(w) for w in _words(word[1:]))
+            if body:
+                found.add(f"#{body}".casefold())
+    return found
+
+
+def hashtags_for(names: Iterable[str], max_count: int, *, present: Iterable[str] = ()) -> list[str]:
+    """Hashtags for ``names`` in order: at most ``max_count``, no case-insensitive duplicates, none that the
+    text already carries (``present``, case-folded as ``hashtags_in`` gives them)."""
     found: list[str] = []
-    seen: set[str] = set()
+    seen: set[str] = set(present)
     if max_count <= 0:
         return found
     for name in names:

@@ -18,6 +18,7 @@ from bot.domain.detect import churn_message, hold_message
 from bot.domain.explain import ChannelAnswer, explain
 from bot.domain.lifecycle import ChannelLifecycle, describe_policy
 from bot.domain.models import DeliveryKind, DeliveryStatus, Post, Subscription
+from bot.domain.push import WebSubSubscription
 from bot.domain.routing import verdict
 from bot.domain.rules import PostText, Rule
 from bot.domain.state import (
@@ -461,6 +462,10 @@ class AdminService:
 
     async def sources(self) -> list[SourceState]:
         return await self.store.sources()
+
+    async def websub_subscriptions(self) -> dict[str, WebSubSubscription]:
+        """Each source's WebSub subscription, by source name (``sources list``)."""
+        return {s.source: s for s in await self.store.websub_subscriptions()}
 
     # -- held bursts ----------------------------------------------------------------------
 

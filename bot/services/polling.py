@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from bot.domain.detect import normalise
 from bot.domain.lifecycle import ChannelLifecycle
@@ -40,7 +41,7 @@ from bot.publishers.api import Clock
 from bot.services.notifier import Notifier
 from bot.services.unpublish import Unpublisher
 from bot.settings import ServiceConfig, SourceConfig
-from bot.sources.base import CacheState, NotModified, Source
+from bot.sources.base import CacheState, NotModified, PollResult, Source
 from bot.storage.store import Store
 
 log = logging.getLogger("tagrelay.poll")
@@ -62,9 +63,17 @@ class PollOutcome:
     next_poll_at: datetime | None = None
 
 
+class PollObserver(Protocol):
+    """Told of every poll that was recorded (``bot.services.push``: WebSub hubs, pushes during a poll)."""
+
+    async def polled(self, state: SourceState, result: PollResult) -> None:
+        """``state``: the source as the poll found it before fetching; ``result``: what it fetched."""
+
+
 class Poller:
     """Polls sources by name. ``on_queued`` is called when deliveries were queued; ``notifier`` tells
-    the admins about a burst that was held (a failure is logged, never raised)."""
+    the admins about a burst that was held (a failure is logged, never raised); ``observer`` is told of
+    each recorded poll (a failure is logged, never raised)."""
 
     def __init__(
         self,
@@ -79,6 +88,7 @@ class Poller:
         channel_rules: Mapping[str, Rule] | None = None,
         lifecycle: Mapping[str, ChannelLifecycle] | None = None,
         unpublisher: Unpublisher | None = None,
+        observer: PollObserver | None = None,
     ) -> None:
         self.store = store
         self.sources = sources
@@ -94,6 +104,7 @@ class Poller:
         """Each channel's policy for edits and deletions (none: an edited post's messages are left)."""
         self.unpublisher = unpublisher
         """Checks after each poll whether recently sent posts are still on the site (None: never)."""
+        self.observer = observer
 
     def burst_limit(self, name: str) -> int:
         """The source's own ``burst_limit``, else ``[service] burst_limit`` (0: never hold)."""
@@ -128,10 +139,21 @@ class Poller:
                   ms=round((time.perf_counter() - started) * 1000, 1))
             if self.unpublisher is not None:
                 await self.unpublisher.check(state, result.cache, None)
+            await self._observed(state, result)
             return PollOutcome(name, "not_modified", next_poll_at=next_at)
         for note in result.notes:
             event(log, logging.INFO, "poll.note", source=name, note=note)
-        return await self._record(state, result.posts, result.cache, started)
+        outcome = await self._record(state, result.posts, result.cache, started)
+        await self._observed(state, result)
+        return outcome
+
+    async def _observed(self, state: SourceState, result: PollResult) -> None:
+        if self.observer is None:
+            return
+        try:
+            await self.observer.polled(state, result)
+        except Exception as exc:  # noqa: BLE001 - the poll is recorded; what follows it must not fail it
+            log.warning("after the poll of source %s: %s: %s", state.name, type(exc).__name__, exc)
 
     async def _record(self, state: SourceState, items: Sequence[ParsedPost], cache: CacheState,
                       started: float) -> PollOutcome:

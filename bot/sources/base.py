@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.domain.models import ParsedPost
+from bot.domain.push import HubLink
 from bot.domain.state import CacheState as CacheState  # its home is the domain; sources name it from here too
 
 
@@ -23,6 +24,8 @@ class Fetched:
     cache: CacheState
     bytes_read: int = 0
     notes: tuple[str, ...] = field(default=())
+    hub: HubLink | None = None
+    """The WebSub hub the feed advertises (``bot.sources.hubs``), None when none."""
 
 
 @dataclass(frozen=True, slots=True)

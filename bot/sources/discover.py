@@ -216,14 +216,22 @@ _LINK_HEADER = re.compile(r'<([^<>]*)>\s*((?:;\s*[^;,]+)*)')
 _REL_PARAM = re.compile(r';\s*rel\s*=\s*"?([^";]+)"?', re.IGNORECASE)
 
 
-def _api_from_link_header(value: str, page_url: str) -> str | None:
+def link_targets(value: str, rel: str, base: str) -> list[str]:
+    """The targets of an HTTP ``Link`` header value whose ``rel`` names ``rel`` (case-insensitively),
+    resolved against ``base``, in order."""
+    found: list[str] = []
     for match in _LINK_HEADER.finditer(value):
         target: str = match.group(1)
         params: str = match.group(2) or ""
-        rel = _REL_PARAM.search(params)
-        if rel and WP_API_REL in rel.group(1).split():
-            return _join(page_url, target)
-    return None
+        rels = _REL_PARAM.search(params)
+        if rels and rel.lower() in rels.group(1).lower().split():
+            found.append(_join(base, target))
+    return found
+
+
+def _api_from_link_header(value: str, page_url: str) -> str | None:
+    targets = link_targets(value, WP_API_REL, page_url)
+    return targets[0] if targets else None
 
 
 def _join(base: str, href: str) -> str:

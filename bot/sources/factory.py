@@ -27,6 +27,7 @@ refuses (written before that rule) is re-discovered rather than polled.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import ClassVar
 
 import httpx
@@ -50,8 +51,7 @@ Delegate = FeedSource | WordPressSource
 
 def _with_note(result: PollResult, note: str) -> PollResult:
     if isinstance(result, Fetched):
-        return Fetched(posts=result.posts, cache=result.cache, bytes_read=result.bytes_read,
-                       notes=(*result.notes, note))
+        return replace(result, notes=(*result.notes, note))
     return result
 
 

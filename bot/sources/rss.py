@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from time import struct_time
 from typing import Any, ClassVar, Literal
@@ -62,6 +62,7 @@ from bot.settings import HttpConfig, SourceConfig
 from bot.sources.base import CacheState, Fetched, NotModified, PollResult
 from bot.sources.discover import not_a_feed_reason, sniff
 from bot.sources.http import FetchOutcome, fetch
+from bot.sources.hubs import find_hub, xml_links
 from bot.sources.integrity import (
     UTF8_NAMES,
     declared_encoding,
@@ -105,6 +106,10 @@ class FeedDocument:
     """Items dropped because their element is not closed (in a document that is)."""
     decoding: str | None = None
     """What ``repair_encoding`` did to the body, if anything."""
+    hubs: tuple[str, ...] = ()
+    """The WebSub hubs the document declares (``bot.sources.hubs``), as written."""
+    self_url: str | None = None
+    """The document's own URL as it declares it (``rel="self"``, a JSON Feed's ``feed_url``)."""
 
     def notes(self) -> tuple[str, ...]:
         """Human-readable remarks for ``Fetched.notes``."""
@@ -428,7 +433,8 @@ class FeedSource:
             return NotModified(updated)
         doc = self.parse(outcome)
         posts = newest(doc.posts, self.cfg.baseline_depth) if first_poll else doc.posts
-        return Fetched(posts=posts, cache=updated, bytes_read=len(outcome.body), notes=doc.notes())
+        return Fetched(posts=posts, cache=updated, bytes_read=len(outcome.body), notes=doc.notes(),
+                       hub=find_hub(outcome.headers, doc.hubs, doc.self_url, outcome.url))
 
 
 class RssSource(FeedSource):
@@ -438,5 +444,7 @@ class RssSource(FeedSource):
     accept = RSS_ACCEPT
 
     def parse(self, outcome: FetchOutcome) -> FeedDocument:
-        return parse_rss(outcome.body, source=self.name, base_url=outcome.url,
-                         content_type=outcome.content_type, hint=self.explicit)
+        doc = parse_rss(outcome.body, source=self.name, base_url=outcome.url,
+                        content_type=outcome.content_type, hint=self.explicit)
+        hubs, self_url = xml_links(outcome.body)
+        return replace(doc, hubs=tuple(hubs), self_url=self_url) if hubs or self_url else doc

@@ -15,6 +15,7 @@ The methods live with their aggregate, one module each (the way lemon24/reader s
 - ``audit``: the audit log
 - ``explain``: what ``tagrelay explain`` reads about one post (deliveries, rule drops, subscriptions)
 - ``lifecycle``: a post's later life: edits, edit and delete outcomes, unpublishing, retraction
+- ``push``: a poll brought forward by a push, and the WebSub subscriptions
 
 ``base`` holds what they share (the ``Database``, ``_read``/``_write``, the dialect helpers). Rows are
 mapped to the domain's values (``bot.domain.models``, ``bot.domain.state``); Core statements only
@@ -35,12 +36,14 @@ from bot.storage.lifecycle import LifecycleMixin
 from bot.storage.pacing import PacingMixin
 from bot.storage.polls import PollsMixin
 from bot.storage.posts import PostsMixin
+from bot.storage.push import PushMixin
 from bot.storage.sources import SourcesMixin
 from bot.storage.spending import SpendingMixin
 from bot.storage.subscriptions import SubscriptionsMixin
 
 
 class Store(SourcesMixin, PollsMixin, PostsMixin, SubscriptionsMixin, ChannelsMixin, DeliveriesMixin, HoldsMixin,
-            PacingMixin, SpendingMixin, CoordinationMixin, AuditMixin, ExplainMixin, LifecycleMixin, StoreBase):
+            PacingMixin, SpendingMixin, CoordinationMixin, AuditMixin, ExplainMixin, LifecycleMixin, PushMixin,
+            StoreBase):
     """All database access. Open with ``Store.open(url)`` (or give it a ``Database``); call ``aclose`` at
     the end."""

@@ -70,6 +70,8 @@ sources = Table(
     Column("guid_churn_total", Integer, nullable=False, default=0, server_default=text("0")),
     Column("guid_churn_at", TS),  # when churn was last seen
     Column("usual_new", Float),  # moving average of new posts per poll that found some (bursts left out)
+    # push triggers received (hook or WebSub, 0008): a poll that sees it move gets one more poll
+    Column("push_requests", Integer, nullable=False, default=0, server_default=text("0")),
 )
 
 posts = Table(
@@ -246,4 +248,22 @@ spending = Table(
     Column("window_start", String(10), primary_key=True),  # "2026-01-31" (a day) or "2026-01" (a month)
     Column("spent", BigInteger, nullable=False, default=0),  # micro-dollars reserved or charged in the window
     Column("reached_at", TS),  # the first request refused in the window (the admins are told once)
+)
+
+websub_subscriptions = Table(
+    "websub_subscriptions",
+    metadata,
+    Column("source_id", ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("hub_url", Text, nullable=False),
+    Column("topic_url", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # pending|requested|active|denied|failed|dropped
+    Column("requested_at", TS),  # the last subscription request sent to the hub
+    Column("verified_at", TS),  # the hub's last verification of intent we confirmed
+    Column("lease_seconds", Integer),
+    Column("expires_at", TS),
+    Column("renew_at", TS),  # when the next request is due (renewal, retry, or a lost verification)
+    Column("attempts", Integer, nullable=False, default=0, server_default=text("0")),  # failed in a row
+    Column("last_error", Text),
+    Column("updated_at", TS, nullable=False),
+    Index("ix_websub_subscriptions_renew_at", "renew_at"),
 )

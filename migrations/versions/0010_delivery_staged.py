@@ -1,7 +1,7 @@
 """delivery staged
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-20 10:00:00.000000
 
 ``deliveries.staged``: what a two-step publisher staged on the platform for this
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0010'
-down_revision = '0007'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 

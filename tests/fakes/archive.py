@@ -26,6 +26,9 @@ the whole document's ``ETag`` and ``Last-Modified``, as an origin that crashed
 mid-response would), a body cut on the wire, a huge
 body, a gzip bomb, garbage, a dropped connection; ``hold()`` returns a
 ``threading.Event`` that stalls responses until set (no sleeping in tests).
+WebSub: ``hub = "<url>"`` makes both feeds advertise that hub (``<atom:link rel="hub">`` in RSS,
+``hubs`` in the JSON Feed); with ``hub_header = True`` the feeds' responses carry it in a ``Link``
+header instead (with ``rel="self"``), as the WordPress WebSub plugin does.
 Counters: ``count(path=..., status=...)``, ``not_modified``. ``guid_churn=True`` gives every
 item a new guid in every RSS/JSON Feed rendering (title, link and date stay the same).
 
@@ -164,6 +167,10 @@ class ArchiveServer(LoopbackServer):
         self.site_title = site_title
         self.guid_churn = guid_churn
         """Every RSS/JSON Feed rendering gives every item a new guid (title, link and date stay)."""
+        self.hub: str | None = None
+        """The WebSub hub the feeds advertise (None: none)."""
+        self.hub_header = False
+        """Advertise ``hub`` in a ``Link`` header rather than in the feed documents."""
         self._renders = 0
         self.clock = START
         self._next_id = 3001
@@ -392,10 +399,11 @@ class ArchiveServer(LoopbackServer):
 
     def _dispatch(self, request: Request, route: str) -> Response | object:
         if route in ("/feed/", "/feed"):
-            return Response(200, self.rss().encode(), {"Content-Type": "application/rss+xml; charset=UTF-8"})
+            return Response(200, self.rss().encode(), {"Content-Type": "application/rss+xml; charset=UTF-8",
+                                                       **self._hub_header("/feed/")})
         if route in ("/feed/json", "/feed/json/"):
             return Response(200, json.dumps(self.json_feed()).encode(),
-                            {"Content-Type": "application/feed+json; charset=UTF-8"})
+                            {"Content-Type": "application/feed+json; charset=UTF-8", **self._hub_header("/feed/json")})
         if route == "/":
             headers = {"Content-Type": "text/html; charset=UTF-8"}
             if self.link_header:
@@ -500,6 +508,14 @@ class ArchiveServer(LoopbackServer):
             return lambda p: p.guid(self.site)
         return lambda p: f"{p.guid(self.site)}&rev={render}"
 
+    def _hub_header(self, path: str) -> dict[str, str]:
+        if self.hub is None or not self.hub_header:
+            return {}
+        return {"Link": f'<{self.hub}>; rel="hub", <{self.site}{path}>; rel="self"'}
+
+    def _hub_in_feed(self) -> str | None:
+        return self.hub if self.hub is not None and not self.hub_header else None
+
     def rss(self) -> str:
         site = self.site
         guid = self._guid_maker()
@@ -521,6 +537,8 @@ class ArchiveServer(LoopbackServer):
 \t</item>""")
         body = "\n".join(items)
         built = max((p.modified for p in self.visible()), default=START)
+        in_feed = self._hub_in_feed()
+        hub = f'\n\t<atom:link rel="hub" href="{html.escape(in_feed)}" />' if in_feed else ""
         return f"""<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"
 \txmlns:content="http://purl.org/rss/1.0/modules/content/"
 \txmlns:dc="http://purl.org/dc/elements/1.1/"
@@ -528,7 +546,7 @@ class ArchiveServer(LoopbackServer):
 \txmlns:media="http://search.yahoo.com/mrss/">
 <channel>
 \t<title>{html.escape(self.site_title, quote=False)}</title>
-\t<atom:link href="{site}/feed/" rel="self" type="application/rss+xml" />
+\t<atom:link href="{site}/feed/" rel="self" type="application/rss+xml" />{hub}
 \t<link>{site}</link>
 \t<description>A fake archive</description>
 \t<lastBuildDate>{format_datetime(built)}</lastBuildDate>
@@ -545,6 +563,7 @@ class ArchiveServer(LoopbackServer):
             "title": self.site_title,
             "home_page_url": site,
             "feed_url": f"{site}/feed/json",
+            **({"hubs": [{"type": "WebSub", "url": self._hub_in_feed()}]} if self._hub_in_feed() else {}),
             "items": [{
                 "id": guid(p),
                 "url": p.link(site),

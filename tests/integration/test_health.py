@@ -217,6 +217,7 @@ class FakeApp:
     deliverer: _NoQueue = field(default_factory=_NoQueue)
     metrics: Metrics = field(default_factory=Metrics)
     config: Config = field(default_factory=Config)
+    push: Any = None
 
 
 class Serve(Protocol):

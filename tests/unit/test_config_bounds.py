@@ -23,17 +23,19 @@ from bot.admin.settings import AdminSettings
 from bot.bootstrap import load_service_config, validate_service_config
 from bot.config_bounds import DurationIn
 from bot.domain.pacing import TokenBucket, parse_rate
+from bot.domain.push import ReplayGuard, hub_lease, poll_request, renewal_time
 from bot.domain.schedule import RetryPolicy, fair_share, jittered, source_backoff
 from bot.errors import ConfigError
 from bot.health import HealthSettings
 from bot.publishers.registry import load_plugins
-from bot.settings import Config, EnvSettings, Secrets, parse_duration
+from bot.settings import Config, EnvSettings, PushSettings, Secrets, parse_duration
 from bot.sources.http import DEADLINE_FACTOR, client_settings
 from bot.validation import Model
 
 PLATFORMS = ("console", "telegram", "mastodon", "x")
 ENV = {"TG_BOT_TOKEN": "123:tok", "MASTODON_TOKEN": "masto-tok", "X_CONSUMER_KEY": "ck", "X_CONSUMER_SECRET": "cs",
-       "X_ACCESS_TOKEN": "at", "X_ACCESS_TOKEN_SECRET": "ats"}
+       "X_ACCESS_TOKEN": "at", "X_ACCESS_TOKEN_SECRET": "ats", "ARCHIVE_PUSH_SECRET": "archive-hook-secret-0123",
+       "TAGRELAY_WEBSUB_SECRET": "websub-master-secret-0123"}
 
 
 def base_raw() -> dict[str, Any]:
@@ -41,7 +43,8 @@ def base_raw() -> dict[str, Any]:
     return {
         "storage": {"url": "sqlite+aiosqlite:///never/created.db"},
         "http": {}, "service": {}, "delivery": {},
-        "sources": [{"name": "archive", "url": "https://archive.example.org/feed/"}],
+        "sources": [{"name": "archive", "url": "https://archive.example.org/feed/",
+                     "push_secret_env": "ARCHIVE_PUSH_SECRET"}],
         "channels": [
             {"name": "c", "platform": "console"},
             {"name": "tg", "platform": "telegram", "chat_id": "@chan"},
@@ -51,6 +54,7 @@ def base_raw() -> dict[str, Any]:
         "subscriptions": [{"tag": "MEK", "channels": ["c", "tg", "masto", "x"]}],
         "health": {},
         "admin": {"enabled": True, "admin_ids": [42]},
+        "push": {"public_url": "https://relay.example.org"},
     }
 
 
@@ -117,6 +121,7 @@ def _tables() -> Iterator[tuple[tuple[int | str, ...], str, type[Model]]]:
         yield ("channels", i), f"channels[{i}]", plugins[platform].options_model
     yield ("health",), "health", HealthSettings
     yield ("admin",), "admin", AdminSettings
+    yield ("push",), "push", PushSettings
 
 
 def numeric_keys() -> Iterator[tuple[tuple[int | str, ...], str, tuple[bool, bool]]]:
@@ -139,7 +144,8 @@ BOUNDED = {dotted: bounded for _, dotted, bounded in numeric_keys()}
 def test_the_walk_finds_the_numeric_keys_of_every_table() -> None:
     assert {"sources[0].interval", "storage.lease_ttl", "http.max_bytes", "service.jitter", "delivery.retry_cap",
             "subscriptions[0].backfill", "channels[0].max_hashtags", "channels[2].max_characters",
-            "health.port", "health.timeout", "admin.webhook_port", "admin.admin_ids[0]"} <= set(BOUNDED)
+            "health.port", "health.timeout", "admin.webhook_port", "admin.admin_ids[0]", "push.window",
+            "push.min_gap", "push.lease", "push.renew_before", "push.hook_max_body"} <= set(BOUNDED)
 
 
 @pytest.mark.parametrize("dotted", sorted(BOUNDED))
@@ -180,6 +186,14 @@ def exercise(config: Config) -> None:
     assert now + timedelta(seconds=config.health.timeout) > now
     for channel in config.channels:
         assert channel.max_hashtags >= 0 and (channel.excerpt_length or 0) < 2**31
+    push = config.push
+    request = poll_request(next_poll_at=now + timedelta(days=1), failures=0, last_poll_at=now, now=now,
+                           min_gap=push.min_gap)
+    assert request.at >= now
+    lease = hub_lease(str(int(push.lease)), push.lease)
+    assert renewal_time(now, lease, push.renew_before) > now
+    assert now.timestamp() - push.window < now.timestamp() < now.timestamp() + push.window
+    assert ReplayGuard().admit(b"k", expires=now.timestamp() + push.window, now=now.timestamp())
 
 
 def _values() -> st.SearchStrategy[object]:
@@ -341,6 +355,18 @@ def test_a_file_tomllib_cannot_read_is_one_config_error(tmp_path: Path, content:
     ({"admin": None}, {"MASTODON_TOKEN": " "}, "channels[2]", "MASTODON_TOKEN"),
     ({"telegram_admin": {"enabled": True}}, {}, "telegram_admin", "unknown key"),
     ({"storage": {"lease_ttl": "99999999999999999999d"}}, {}, "storage.lease_ttl", "from 1s to 1h"),
+    ({"push": {"public_url": "ftp://relay.example.org"}}, {}, "push.public_url", "http:// or https://"),
+    ({"push": {"public_url": "https://user:pw@relay.example.org"}}, {}, "push.public_url", "without credentials"),
+    ({"push": {"public_url": "https://relay.example.org/?a=b"}}, {}, "push.public_url", "query"),
+    ({"push": {"window": "2h"}}, {}, "push.window", "from 10s to 1h"),
+    ({"push": {"min_gap": 0}}, {}, "push.min_gap", "longer than zero"),
+    ({"push": {"hook_max_body": 10**9}}, {}, "push.hook_max_body", "at most"),
+    ({"push": {"bogus": 1}}, {}, "push.bogus", "unknown key"),
+    ({"push": {"websub_secret_env": "not a name"}}, {}, "push.websub_secret_env", "must match"),
+    ({}, {"ARCHIVE_PUSH_SECRET": ""}, "sources[0].push_secret_env", "ARCHIVE_PUSH_SECRET is not set"),
+    ({}, {"ARCHIVE_PUSH_SECRET": "short"}, "sources[0].push_secret_env", "shorter than 16 characters"),
+    ({}, {"TAGRELAY_WEBSUB_SECRET": ""}, "push.websub_secret_env", "TAGRELAY_WEBSUB_SECRET is not set"),
+    ({"health": {"enabled": False}}, {}, "health.enabled", "push endpoints"),
 ])
 def test_every_table_and_the_environment_are_checked_at_load(change: dict[str, Any], environ: dict[str, str],
                                                              key: str, says: str) -> None:

@@ -102,3 +102,12 @@ def test_hashtags_dropped_before_title_is_cut() -> None:
     assert "excerpt" not in message.text  # the excerpt went first …
     assert "#EditorsPicks" in message.text  # … then hashtags from the end, as far as needed
     assert "#SãoPaulo" not in message.text
+
+
+def test_a_hashtag_the_title_already_carries_is_not_appended_again() -> None:
+    from bot.render.hashtags import hashtags_in
+
+    present = hashtags_in("The latest #MEK post, and #iraq! on #")
+    assert present == {"#mek", "#iraq"}
+    assert hashtags_for(["MEK", "Iraq", "Basra"], 5, present=present) == ["#Basra"]
+    assert hashtags_for(["MEK", "Iraq"], 5) == ["#MEK", "#Iraq"]
