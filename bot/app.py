@@ -40,6 +40,7 @@ from bot.services.notifier import Notifier
 from bot.services.poll_driver import PollDriver
 from bot.services.polling import Poller, PollOutcome
 from bot.services.push import PushSecrets, PushService
+from bot.services.unpublish import Unpublisher
 from bot.services.websub import WebSubService
 from bot.settings import Config
 from bot.sources.base import Source
@@ -121,9 +122,13 @@ class App:
         self.wake = asyncio.Event()
         """Set when deliveries were queued: the delivery driver looks at once."""
         self.stop_event = asyncio.Event()
+        lifecycle = {name: chan.lifecycle for name, chan in parts.channels.items()}
+        unpublisher = Unpublisher(parts.store, parts.feed_http or parts.http, parts.clock, lifecycle,
+                                  max_bytes=parts.config.http.max_bytes, on_queued=self.wake.set)
         self.poller = Poller(parts.store, parts.sources, {s.name: s for s in parts.config.sources}, parts.clock,
                              parts.config.service, parts.metrics, on_queued=self.wake.set, notifier=parts.notifier,
-                             channel_rules=channel_rules(parts.config))
+                             channel_rules=channel_rules(parts.config), lifecycle=lifecycle,
+                             unpublisher=unpublisher if unpublisher.active else None)
         self.deliverer = Deliverer(parts.store, parts.channels, parts.clock, parts.config.delivery, parts.metrics,
                                    owner=parts.owner, notifier=parts.notifier)
         enabled = [s for s in parts.config.sources if s.enabled]

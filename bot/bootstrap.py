@@ -21,11 +21,13 @@ import httpx
 from bot import __version__
 from bot.app import App, Components, Sidecar
 from bot.clock import SystemClock
+from bot.domain.lifecycle import ChannelLifecycle
 from bot.errors import ConfigError, CredentialsError
 from bot.observability import Metrics
-from bot.publishers.api import Clock, PublisherContext, PublisherPlugin, RenderEnv
+from bot.publishers.api import Clock, PublisherContext, PublisherPlugin, RenderEnv, abilities
 from bot.publishers.registry import load_plugins
 from bot.services.admin import AdminService
+from bot.services.changes import lifecycle_of
 from bot.services.coordinator import ClusterCoordinator, Coordinator, SoloCoordinator
 from bot.services.delivery import ChannelRuntime
 from bot.services.notifier import Notifier
@@ -146,7 +148,31 @@ def make_admin_service(config: Config, store: Store, *, clock: Clock | None = No
     """
     plugins = plugins if plugins is not None else load_plugins({c.platform for c in config.channels})
     envs = _LiveRenderEnvs(channels) if channels is not None else None
-    return AdminService(store, config, clock or SystemClock(), plugins, envs)
+    lifecycle = ({name: chan.lifecycle for name, chan in channels.items()} if channels is not None
+                 else offline_lifecycles(config, plugins))
+    return AdminService(store, config, clock or SystemClock(), plugins, envs, lifecycle)
+
+
+def offline_lifecycles(config: Config, plugins: Mapping[str, PublisherPlugin]) -> dict[str, ChannelLifecycle]:
+    """Each channel's edit and delete policy with what its publisher can do, for a command that sends
+    nothing (``status``, ``retract``): the publishers are built over a client whose every request fails,
+    with stand-in secrets (constructors do no I/O; only the abilities they declare are read)."""
+    offline = httpx.AsyncClient(transport=httpx.MockTransport(_no_request), trust_env=False)
+    ctx = PublisherContext(http=offline, secret=lambda _name: "offline-stand-in",
+                           logger=logging.getLogger("tagrelay.publish"), clock=SystemClock())
+    out: dict[str, ChannelLifecycle] = {}
+    for options in config.channels:
+        plugin = plugins.get(options.platform)
+        if plugin is None:
+            continue
+        try:
+            publisher = plugin.create(options, ctx)
+        except Exception as exc:  # noqa: BLE001 - a plugin that cannot be built offline: abilities unknown
+            logging.getLogger("tagrelay").debug("channel %s: abilities unknown offline (%s)", options.name,
+                                                type(exc).__name__)
+            continue
+        out[options.name] = lifecycle_of(options, abilities(publisher))
+    return out
 
 
 def build_service(config: Config, secrets: Secrets) -> App:

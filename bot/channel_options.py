@@ -7,8 +7,13 @@ re-exports it; this module exists so that ``render/`` need not import ``publishe
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator
+
 from bot import config_bounds as bounds
 from bot.config_bounds import Rate, RuleKeyword, RuleTag, within
+from bot.domain.lifecycle import DEFAULT_DELETE_WINDOW, DEFAULT_EDIT_WINDOW
 from bot.domain.rules import Rule, parse_keywords, parse_tags
 from bot.validation import Field, Model
 
@@ -33,6 +38,20 @@ class ChannelOptions(Model):
     """Channel-wide: a post with any of these tags is never sent here, whichever subscription matched."""
     exclude_keywords: tuple[RuleKeyword, ...] = Field(default=(), max_length=bounds.RULE_ITEMS)
     """Channel-wide: a post containing any of these keywords (``field:words`` for one field) is never sent here."""
+
+    on_edit: Literal["ignore", "update"] = "update"
+    """A sent post edited on the site within ``edit_window``: update the channel's message ("update",
+    where the platform can edit) or leave it ("ignore"). "update" by default: a corrected headline is what
+    readers should see, an edit is silent (no second notification), and it is sent only when what the
+    message shows changes (docs/delivery.md, "Edits")."""
+    edit_window: Annotated[float, BeforeValidator(bounds.EDIT_WINDOW)] = DEFAULT_EDIT_WINDOW
+    """How long after the message went out an edit of its post still updates it (default 48 h)."""
+    on_delete: Literal["ignore", "delete"] = "ignore"
+    """A sent post unpublished on the site within ``delete_window``: delete the channel's message
+    ("delete", where the platform can) or leave it ("ignore", the default: a deletion cannot be undone,
+    so it is asked for)."""
+    delete_window: Annotated[float, BeforeValidator(bounds.DELETE_WINDOW)] = DEFAULT_DELETE_WINDOW
+    """How long after the message went out the unpublishing of its post still deletes it (default 48 h)."""
 
     def rule(self) -> Rule | None:
         """The channel's exclusions as a rule (``bot.domain.routing`` checks them first), or None."""

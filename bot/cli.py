@@ -432,13 +432,13 @@ async def cmd_hold(ctx: Context) -> int:
 async def cmd_deliveries(ctx: Context) -> int:
     async def go(store: Any) -> int:
         rows = await ctx.admin(store).deliveries(status=ctx.args.status, channel=ctx.args.channel,
-                                                 limit=ctx.args.limit)
+                                                 limit=ctx.args.limit, kind=ctx.args.kind)
         if ctx.args.json:
             _print_json(rows, ctx.out)
             return EXIT_OK
-        _table([[str(d.id), d.channel, d.status, str(d.attempts), d.post_title[:50],
-                 d.remote_url or d.remote_id or "", (d.last_error or "")[:60]] for d in rows],
-               ["id", "channel", "status", "tries", "post", "remote", "last error"], ctx.out)
+        _table([[str(d.id), d.channel, d.kind, d.status, str(d.attempts), d.post_title[:50],
+                 d.remote_url or d.remote_id or "", (d.last_error or d.reason or "")[:60]] for d in rows],
+               ["id", "channel", "kind", "status", "tries", "post", "remote", "last error / reason"], ctx.out)
         return EXIT_OK
 
     return await ctx.with_store(go)
@@ -448,6 +448,19 @@ async def cmd_retry(ctx: Context) -> int:
     async def go(store: Any) -> int:
         change = await ctx.admin(store).retry(ctx.args.target, actor=ctx.actor(), via="cli")
         ctx.out.write(change.text + "\n")
+        return EXIT_OK
+
+    return await ctx.with_store(go)
+
+
+async def cmd_retract(ctx: Context) -> int:
+    async def go(store: Any) -> int:
+        changes = await ctx.admin(store).retract(ctx.args.url, ctx.args.channel or None, actor=ctx.actor(),
+                                                 via="cli", confirmed=not ctx.args.dry_run)
+        for change in changes:
+            ctx.out.write(change.text + "\n")
+        if not ctx.args.dry_run and any(c.done for c in changes):
+            ctx.out.write("the running service sends the deletions (tagrelay deliveries --kind delete)\n")
         return EXIT_OK
 
     return await ctx.with_store(go)
@@ -483,7 +496,8 @@ async def cmd_explain(ctx: Context) -> int:
         seen = found.first_seen.strftime("%Y-%m-%d %H:%M UTC") if found.first_seen else "?"
         ctx.out.write(f"{_cell(found.title)}\n{found.url}\nsource {found.source}; published {when}; detected {seen}\n"
                       f"tags: {_cell(', '.join(found.tags) or '(none)')}\n\n")
-        _table([[a.channel, a.outcome, a.reason] for a in found.channels], ["channel", "outcome", "why"], ctx.out)
+        _table([[a.channel, a.outcome, a.reason, a.later or ""] for a in found.channels],
+               ["channel", "outcome", "why", "edits / unpublishing"], ctx.out)
         return EXIT_OK
 
     return await ctx.with_store(go)
@@ -671,6 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
     deliveries = sub.add_parser("deliveries", help="recent deliveries")
     deliveries.add_argument("--status")
     deliveries.add_argument("--channel")
+    deliveries.add_argument("--kind", choices=["post", "edit", "delete"])
     deliveries.add_argument("--limit", type=int, default=50)
     deliveries.add_argument("--json", action="store_true")
     deliveries.set_defaults(func=cmd_deliveries)
@@ -689,6 +704,13 @@ def build_parser() -> argparse.ArgumentParser:
     retry = sub.add_parser("retry", help="requeue failed/dead/unknown deliveries of a channel, or one by id")
     retry.add_argument("target", metavar="CHANNEL|DELIVERY_ID")
     retry.set_defaults(func=cmd_retry)
+
+    retract = sub.add_parser("retract", help="remove a post from every channel it reached (deleted where the "
+                                             "platform can; what has not gone out is cancelled)")
+    retract.add_argument("url", metavar="POST_URL")
+    retract.add_argument("--channel", action="append", metavar="C", help="only this channel (repeatable)")
+    retract.add_argument("--dry-run", action="store_true", help="say what it would do, change nothing")
+    retract.set_defaults(func=cmd_retract)
 
     preview = sub.add_parser("preview", help="show what channels would receive for a tag or a post URL, and "
                                              "whether each would get it")

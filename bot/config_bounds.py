@@ -156,6 +156,10 @@ RETRY_CAP = DurationIn(1 * SECOND, 7 * DAY)
 """[delivery] retry_cap: the longest retry delay."""
 HEALTH_TIMEOUT = DurationIn(0.1 * SECOND, 1 * MINUTE)
 """[health] timeout: how long a probe waits for the database."""
+EDIT_WINDOW = DurationIn(1 * MINUTE, 30 * DAY)
+"""[[channels]] edit_window: how long after a message went out an edit of its post updates it."""
+DELETE_WINDOW = DurationIn(1 * MINUTE, 30 * DAY)
+"""[[channels]] delete_window: how long after a message went out its post's unpublishing removes it."""
 THREADS_IMAGE_WAIT = DurationIn(1 * SECOND, 10 * MINUTE)
 """threads ``image_wait``: how long a publish waits for Meta to process an IMAGE container."""
 MAX_AGE = DurationIn(1 * MINUTE, 365 * DAY)

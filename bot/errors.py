@@ -26,7 +26,9 @@ a default message. Third-party exceptions are wrapped at the adapter edge with
         │   └── CreditsExhaustedError       no paid credits left (X's 402)
         ├── ContentRejectedError            this message was refused (400, 422)
         ├── DuplicateContentError           the platform already has this post
-        └── ChatMigratedError(new_chat_id)  Telegram moved the chat
+        ├── ChatMigratedError(new_chat_id)  Telegram moved the chat
+        ├── MessageGoneError                the message to edit or delete is not there (any more)
+        └── ChangeRefusedError              the platform will not edit or delete this message
 """
 
 from __future__ import annotations
@@ -226,3 +228,17 @@ class ChatMigratedError(PublishError):
     def __init__(self, channel: str, new_chat_id: int) -> None:
         self.new_chat_id = new_chat_id
         super().__init__(channel, f"chat migrated to {new_chat_id}")
+
+
+class MessageGoneError(PublishError):
+    """The message an edit or a deletion names is not on the platform (any more): deleted by hand, or
+    by an earlier attempt whose answer was lost. A deletion is then done; an edit has nothing to edit."""
+
+    default_message = "the message is not there (any more)"
+
+
+class ChangeRefusedError(PublishError):
+    """The platform will not edit or delete this message (Telegram: "message can't be deleted" after
+    48 hours), though the channel itself works: final for this edit or deletion, the channel goes on."""
+
+    default_message = "the platform refused to change this message"

@@ -12,6 +12,7 @@ Exported series (counters get the ``_total`` suffix on the wire)::
     tagrelay_new_posts_total{source}
     tagrelay_deliveries_total{platform, channel, status}       sent|queued|failed|dead|unknown
     tagrelay_delivery_retries_total{platform, channel}
+    tagrelay_changes_total{platform, channel, kind, status}    edits and deletions: sent|failed|dead|queued
     tagrelay_rate_limited_total{platform, channel}             429 answers
     tagrelay_queue_depth{channel}                              refreshed on every scrape
     tagrelay_oldest_queued_age_seconds{channel}                refreshed on every scrape
@@ -74,6 +75,8 @@ class Metrics:
         self.posts = Counter("tagrelay_new_posts", "New posts detected", ["source"], registry=r)
         self.deliveries = Counter("tagrelay_deliveries", "Delivery outcomes by platform, channel and status",
                                   ["platform", "channel", "status"], registry=r)
+        self.changes = Counter("tagrelay_changes", "Edit and deletion outcomes by platform, channel, kind "
+                               "(edit, delete) and status", ["platform", "channel", "kind", "status"], registry=r)
         self.retries = Counter("tagrelay_delivery_retries", "Deliveries scheduled for another attempt",
                                ["platform", "channel"], registry=r)
         self.rate_limits = Counter("tagrelay_rate_limited", "429 answers from platforms",
@@ -117,6 +120,9 @@ class Metrics:
 
     def delivery(self, platform: str, channel: str, status: str) -> None:
         self.deliveries.labels(platform, channel, status).inc()
+
+    def change(self, platform: str, channel: str, kind: str, status: str) -> None:
+        self.changes.labels(platform, channel, kind, status).inc()
 
     def retry(self, platform: str, channel: str) -> None:
         self.retries.labels(platform, channel).inc()

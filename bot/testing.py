@@ -15,10 +15,11 @@ from typing import Any
 
 from bot.domain.models import Post, Tag
 from bot.domain.tags import make_tags
-from bot.errors import PublishError
+from bot.errors import MessageGoneError, PublishError
 from bot.publishers.api import (
     API_VERSION,
     AccountInfo,
+    ChangeResult,
     ChannelOptions,
     PublisherContext,
     PublisherPlugin,
@@ -33,6 +34,8 @@ class RecordingOptions(ChannelOptions):
     at_least_once: bool = False
     chat_id: str | None = None
     """Where it "sends" (set when a scripted ``ChatMigratedError`` moves the channel)."""
+    changes: bool = True
+    """Its publisher can edit and delete (``ChangingRecordingPublisher``); false: it can only post."""
 
 
 @dataclass
@@ -83,6 +86,53 @@ class RecordingPublisher:
         self.closed = True
 
 
+@dataclass
+class Edit:
+    remote_id: str
+    text: str
+
+
+@dataclass
+class ChangingRecordingPublisher(RecordingPublisher):
+    """A ``RecordingPublisher`` that also edits (``Edits``) and deletes (``Deletes``) what it "sent":
+    ``edits`` and ``deleted`` record them; ``script`` queues errors for these calls too. An edit to the
+    text a message shows already answers ``already``; a deletion of a deleted one ``MessageGoneError``."""
+
+    edits: list[Edit] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    shown: dict[str, str] = field(default_factory=dict)
+
+    async def publish(self, message: RenderedMessage, *, idempotency_key: str) -> PublishResult:
+        result = await super().publish(message, idempotency_key=idempotency_key)
+        assert result.remote_id is not None
+        self.shown[result.remote_id] = message.text
+        return result
+
+    async def edit(self, remote_id: str, message: RenderedMessage) -> ChangeResult:
+        self._next_scripted()
+        if remote_id not in self.shown:
+            raise MessageGoneError(self.options.name, f"message {remote_id} is not there")
+        if self.shown[remote_id] == message.text:
+            return ChangeResult(already="the message already shows this text")
+        self.shown[remote_id] = message.text
+        self.edits.append(Edit(remote_id, message.text))
+        return ChangeResult()
+
+    async def delete(self, remote_id: str) -> ChangeResult:
+        self._next_scripted()
+        if self.shown.pop(remote_id, None) is None:
+            raise MessageGoneError(self.options.name, f"message {remote_id} is not there")
+        self.deleted.append(remote_id)
+        return ChangeResult()
+
+    def _next_scripted(self) -> None:
+        self.attempts += 1
+        if self._script:
+            outcome = self._script.popleft()
+            if outcome is not None:
+                raise outcome
+
+
 class RecordingPlugin:
     """A plugin whose publishers are kept in ``publishers`` by channel name."""
 
@@ -101,7 +151,7 @@ class RecordingPlugin:
     def create(self, options: Any, ctx: PublisherContext) -> RecordingPublisher:
         pub = self.publishers.get(options.name)
         if pub is None:
-            pub = RecordingPublisher(options)
+            pub = ChangingRecordingPublisher(options) if options.changes else RecordingPublisher(options)
             self.publishers[options.name] = pub
         else:
             pub.options = options

@@ -64,7 +64,7 @@ from telegram.ext import (
 from telegram.request import HTTPXRequest
 
 from bot.admin.commands import Commands, Request, actor_of
-from bot.admin.keyboards import Cancel, Choose, ExcludeTag, SubsPage, TagsPage
+from bot.admin.keyboards import Cancel, Choose, ExcludeTag, Retract, SubsPage, TagsPage
 from bot.admin.replies import COMMANDS, ERROR_LIMIT, MAX_REPLY, CommandSpec, bounded_reply, esc, format_error, quote
 from bot.admin.settings import AdminSettings
 from bot.admin.webhook import RejectedUpdate, WebhookListener
@@ -438,7 +438,7 @@ class AdminBot:
         if query is None or user is None:
             return
         action = query.data
-        if not isinstance(action, TagsPage | Choose | SubsPage | ExcludeTag | Cancel):  # not one of our menus
+        if not isinstance(action, TagsPage | Choose | SubsPage | ExcludeTag | Cancel | Retract):  # not one of ours
             await query.answer("This menu has expired; send the command again.", show_alert=True)
             return
         try:

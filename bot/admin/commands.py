@@ -22,17 +22,20 @@ from bot.admin.keyboards import (
     ExcludeTag,
     Menu,
     MenuAction,
+    Retract,
     SubsPage,
     TagsPage,
     channels_menu,
     exclude_button,
     exclude_menu,
+    retract_menu,
     subscriptions_menu,
     tags_menu,
 )
 from bot.admin.replies import (
     ERROR_LIMIT,
     MAX_REPLY,
+    QUOTE_LIMIT,
     esc,
     format_changes,
     format_channels,
@@ -100,6 +103,7 @@ class Commands:
             "unsubscribe": self.unsubscribe, "subscriptions": self.subscriptions, "channels": self.channels,
             "pause": self.pause, "resume": self.resume, "preview": self.preview, "status": self.status,
             "retry": self.retry, "sources": self.sources, "hold": self.hold, "explain": self.explain,
+            "retract": self.retract,
         }
         """What each command does (``CommandHandler`` callbacks are built from it)."""
 
@@ -188,6 +192,19 @@ class Commands:
         action = self.service.release_hold if words[0] == "release" else self.service.drop_hold
         await self._send(req.message, format_changes([await action(words[1], actor=req.actor, via=VIA)]))
 
+    async def retract(self, req: Request) -> None:
+        """``/retract <url> [channel…]``: says what it would do and asks; the Retract button does it."""
+        words = req.args.split()
+        if not words:
+            raise UsageError("name the post by its link, and optionally the channels to retract it from")
+        url, channels = words[0], tuple(words[1:]) or None
+        preview = await self.service.retract(url, channels, actor=req.actor, via=VIA, confirmed=False)
+        if not any(c.done for c in preview):
+            await self._send(req.message, format_changes(preview))
+            return
+        lines = [f"• {quote(c.text, QUOTE_LIMIT + 100, tail=60)}" for c in preview]
+        await self._send(req.message, *retract_menu(lines, Retract(url, channels)))
+
     async def preview(self, req: Request) -> None:
         target, channel = split_tag_channel(req.args, self._channel_names())
         if not target:
@@ -232,6 +249,9 @@ class Commands:
         size = self.page_size
         if isinstance(action, Cancel):
             return "Cancelled; nothing changed.", None
+        if isinstance(action, Retract):
+            changes = await self.service.retract(action.url, action.channels, actor=actor, via=VIA)
+            return format_changes(changes), None
         if isinstance(action, TagsPage):
             page = await self.service.tags_page(action.search, page=action.page, size=size)
             return tags_menu(action, page)

@@ -71,7 +71,15 @@ class Cancel:
     pass
 
 
-MenuAction = TagsPage | Choose | SubsPage | ExcludeTag | Cancel
+@dataclass(frozen=True, slots=True)
+class Retract:
+    """Retract the post at ``url`` (from ``channels``; None: every channel): pressed to confirm."""
+
+    url: str
+    channels: tuple[str, ...] | None = None
+
+
+MenuAction = TagsPage | Choose | SubsPage | ExcludeTag | Cancel | Retract
 Menu = tuple[str, InlineKeyboardMarkup | None]
 """A reply's HTML text and its keyboard (None: no buttons)."""
 
@@ -163,3 +171,9 @@ def exclude_menu(action: ExcludeTag, page: TagPage) -> Menu:
     rows.append(_cancel_row())
     return (f"Keep which tag out of <b>{quote(action.tag)}</b> → <b>{quote(action.channel)}</b>? "
             f"(page {page.page})", InlineKeyboardMarkup(rows))
+
+
+def retract_menu(title_lines: Sequence[str], action: Retract) -> Menu:
+    """Ask before a retraction: what it would do (``title_lines``, already HTML), and Retract / Cancel."""
+    text = "\n".join(["<b>Retract this post?</b> Deleted messages cannot be brought back.", *title_lines])
+    return text, InlineKeyboardMarkup([[button("Retract", action), button("Cancel", Cancel())]])

@@ -64,6 +64,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("retry", "<channel|delivery id>", "requeue failed, dead or unknown deliveries"),
     CommandSpec("sources", "", "sources and their last poll"),
     CommandSpec("hold", "[release|drop <source>]", "bursts held for an admin; send or drop one"),
+    CommandSpec("retract", "<post url> [channel…]", "remove a post from every channel it reached (asks first)"),
 )
 
 
@@ -221,6 +222,8 @@ def format_explanation(found: Explanation) -> str:
     for a in found.channels:
         lines.append(f"{marks.get(a.outcome, '⏳')} <b>{esc(a.channel)}</b>: {esc(a.outcome)} — "
                      f"{quote(a.reason, DETAIL_LIMIT + 200)}")
+        if a.later:
+            lines.append(f"   <i>{esc(a.later)}</i>")
     return fit(lines)
 
 

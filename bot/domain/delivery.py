@@ -240,7 +240,7 @@ class Decision:
     ``attempts_delta`` moves the attempt counter the claim incremented (-1: the attempt is not counted);
     ``uncertain``: the attempt may have reached the platform (the store keeps the first such time);
     ``hold_until``: no delivery of the channel is sent before then; ``pause``: the channel is paused
-    with this reason; ``notify``: the text for the admins (after the record)."""
+    with this reason; ``notify``: the text for the admins (after the record); ``rendered_hash``: see there."""
 
     status: DeliveryStatus
     reason: str | None = None
@@ -254,6 +254,9 @@ class Decision:
     hold_until: datetime | None = None
     pause: str | None = None
     notify: str | None = None
+    rendered_hash: str | None = None
+    """What the message shows now (``bot.render.message.message_hash``), recorded with a ``sent`` outcome:
+    a later edit whose rendering hashes the same sends nothing."""
 
     @property
     def stops_channel(self) -> bool:

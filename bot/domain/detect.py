@@ -23,6 +23,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from bot.domain.identity import link_key, post_key
+from bot.domain.lifecycle import content_hash
 from bot.domain.limits import bounded, rejection
 from bot.domain.models import Detection, ParsedPost, Post, Subscription
 from bot.domain.routing import decide
@@ -35,21 +36,28 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def to_post(source: str, parsed: ParsedPost) -> Post:
     """Normalise a parsed post: fields within their bounds (``domain.limits``), identity, tags, title whitespace;
-    an image URL only if http(s)."""
+    an image URL only if http(s); the hash of what a rendering can show (``domain.lifecycle.content_hash``)."""
     parsed = bounded(parsed)
+    title = " ".join(parsed.title.split())
+    url = parsed.url.strip() if parsed.url else None
+    image_url = followable_or_none(parsed.image_url)  # fetched by a platform: never a local file
+    image_alt = parsed.image_alt if parsed.image_alt and image_url else None
     return Post(
         key=post_key(parsed),
         link_key=link_key(parsed.url),
         source=source,
-        title=" ".join(parsed.title.split()),
-        url=parsed.url.strip() if parsed.url else None,
+        title=title,
+        url=url,
         summary_html=parsed.summary_html,
         content_html=parsed.content_html,
         tags=make_tags(list(parsed.tags)),
         published=parsed.published,
-        image_url=followable_or_none(parsed.image_url),  # fetched by a platform: never a local file
+        image_url=image_url,
         author=parsed.author,
-        image_alt=parsed.image_alt if parsed.image_alt and followable_or_none(parsed.image_url) else None,
+        image_alt=image_alt,
+        content_hash=content_hash(title=title, url=url, summary_html=parsed.summary_html,
+                                  content_html=parsed.content_html, image_url=image_url, image_alt=image_alt,
+                                  author=parsed.author),
     )
 
 

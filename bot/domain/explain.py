@@ -59,6 +59,8 @@ class ChannelAnswer:
     """The subscription that matched (routed) or whose rule decided (filtered)."""
     condition: str | None = None
     """The condition that kept it out (filtered)."""
+    later: str | None = None
+    """What an edit or an unpublishing of the post does there (``bot.domain.lifecycle.describe_policy``)."""
 
 
 def _ago(when: datetime | None) -> str:

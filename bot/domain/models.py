@@ -62,6 +62,9 @@ class Post:
     """The canonical link (``bot.domain.identity.link_key``): the post's identity when its guid churns."""
     image_alt: str | None = None
     """The featured image's text alternative, plain text (None: none known)."""
+    content_hash: str | None = None
+    """The hash of what a rendering can show (``bot.domain.lifecycle.content_hash``): a known post seen
+    again with another one was edited. None: not known (a post stored before it was recorded)."""
 
     @property
     def tag_slugs(self) -> frozenset[str]:
@@ -87,6 +90,19 @@ class DeliveryIntent:
     source: str
     post_key: str
     channel: str
+
+
+class DeliveryKind(enum.StrEnum):
+    """What a delivery does on its channel: sends the post, updates the message it became, or removes it.
+
+    Every kind goes through the same states (``DeliveryStatus``); a (post, channel) pair has at most one
+    delivery of each kind. An edit or a deletion names the message the ``post`` delivery made
+    (its ``remote_id``) and is never sent before it.
+    """
+
+    POST = "post"
+    EDIT = "edit"
+    DELETE = "delete"
 
 
 class DeliveryStatus(enum.StrEnum):

@@ -4,16 +4,18 @@ The poll path is: normalise once (``bot.domain.detect.normalise``) → ONE read 
 needs (``PollFacts``: ``Store.poll_facts``) → ``plan_poll`` (this module: no I/O, no clock) → ONE
 write that applies the ``PollPlan`` in one transaction (``Store.apply_poll``). Storage decides
 nothing: which posts are new, which deliveries they make, which backfills run, whether the poll is
-a burst to hold and the source's usual volume are all decided here.
+a burst to hold, the source's usual volume and which known posts were edited are all decided here
+(what an edit does on each channel is ``bot.domain.lifecycle.plan_edit``, applied by the same write).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.domain.detect import detect_posts, hold_message, newest_first
+from bot.domain.lifecycle import shows_damage
 from bot.domain.models import DeliveryIntent, Post, Subscription
 from bot.domain.routing import RuleDrop, verdict
 from bot.domain.rules import PostText, Rule
@@ -60,6 +62,8 @@ class PollFacts:
     """At least the subscriptions to every tag of the poll's new posts."""
     backfills: tuple[PendingBackfill, ...] = ()
     """The subscriptions whose backfill from this source is still to run."""
+    content_hashes: Mapping[str, str | None] = field(default_factory=dict)
+    """The stored ``content_hash`` of each of the poll's known identities (None: not recorded yet)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,11 @@ class PollPlan:
     drops: tuple[RuleDrop, ...] = ()
     """(post, channel) pairs a subscribed tag matched but a rule kept out (new posts and backfills), with
     the reason: kept for ``tagrelay explain``."""
+    edited: tuple[Post, ...] = ()
+    """Known posts whose content changed (``content_hash``): stored anew, and their messages updated where
+    ``bot.domain.lifecycle.plan_edit`` says so (``Store.apply_poll``, in the same transaction)."""
+    rehashed: tuple[Post, ...] = ()
+    """Known posts stored before their content hash was: stored anew (content and hash), nothing edited."""
 
     @property
     def outcome(self) -> str:
@@ -170,9 +179,11 @@ def plan_poll(source: str, posts: Sequence[Post], facts: PollFacts, *, first_pol
     hold = detection.burst and bool(detection.intents)
     usual = next_usual(usual_new, len(new)) if new and not detection.baseline and not detection.burst else None
     note = hold_message(source, len(new), usual_new, burst_limit) if detection.burst else ""
+    edited, rehashed = changed_posts(detection.known_posts, facts.content_hashes)
     return PollPlan(new_posts=new, churned=detection.churned, intents=detection.intents, backfills=backfills,
                     backfills_done=done, baseline=detection.baseline, burst=detection.burst, hold=hold,
-                    hold_note=note, usual_new=usual, drops=_merge_drops(detection.drops, backfill_drops, backfills))
+                    hold_note=note, usual_new=usual, drops=_merge_drops(detection.drops, backfill_drops, backfills),
+                    edited=edited, rehashed=rehashed)
 
 
 def _merge_drops(detected: Iterable[RuleDrop], backfilled: Iterable[RuleDrop],
@@ -184,3 +195,23 @@ def _merge_drops(detected: Iterable[RuleDrop], backfilled: Iterable[RuleDrop],
     for delivery in sent:
         out.pop((delivery.post_key, delivery.channel), None)
     return tuple(out.values())
+
+
+def changed_posts(known: Iterable[Post], stored: Mapping[str, str | None]
+                  ) -> tuple[tuple[Post, ...], tuple[Post, ...]]:
+    """(edited, rehashed) among a poll's known posts: those whose ``content_hash`` differs from the stored
+    one, and those stored without one (before it was recorded: their content is stored, nothing edited).
+    A churned post (known by its link, not its identity) is neither, nor is one whose shown text holds
+    U+FFFD (bytes a damaged document could not decode, ``bot.sources.integrity``: never sent as an edit;
+    the stored content stays, and the repaired document compares equal again)."""
+    edited: list[Post] = []
+    rehashed: list[Post] = []
+    for post in known:
+        if post.key not in stored or post.content_hash is None or shows_damage(post):
+            continue
+        before = stored[post.key]
+        if before is None:
+            rehashed.append(post)
+        elif before != post.content_hash:
+            edited.append(post)
+    return tuple(edited), tuple(rehashed)

@@ -7,10 +7,10 @@ here, without importing storage. Frozen, slotted, stdlib only. All datetimes are
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from bot.domain.models import DeliveryStatus, Post, Subscription
+from bot.domain.models import DeliveryKind, DeliveryStatus, Post, Subscription
 
 CHANNEL_LEASE = "channel:"
 """Prefix of the named lease an instance holds while it sends to a channel (shared mode)."""
@@ -69,6 +69,19 @@ class ChannelState:
 
 
 @dataclass(frozen=True, slots=True)
+class SentMessage:
+    """The message a post delivery made on its channel, as an edit or a deletion of it needs it: the
+    platform's id (None: it gave none), when it went out, what it shows (``rendered_hash``), and the post
+    delivery's row and status."""
+
+    delivery_id: int
+    status: DeliveryStatus
+    remote_id: str | None
+    sent_at: datetime | None
+    rendered_hash: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimedDelivery:
     id: int
     channel: str
@@ -79,6 +92,9 @@ class ClaimedDelivery:
     """When an earlier attempt may have reached the platform unconfirmed (None: none did)."""
     staged: str | None = None
     """What an earlier attempt staged on the platform before publishing (``PublishesStaged``; None: nothing)."""
+    kind: DeliveryKind = DeliveryKind.POST
+    target: SentMessage | None = None
+    """An edit's or a deletion's message (the post delivery of the same post and channel; None: none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +117,9 @@ class DeliveryView:
     sent_at: datetime | None
     staged: str | None = None
     """What a two-step publisher staged for it before publishing (Threads: the media container id)."""
+    kind: str = DeliveryKind.POST.value
+    """post | edit | delete"""
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +174,10 @@ class PollRecord:
     """Deliveries recorded ``held`` (a burst)."""
     hold_started: bool = False
     """The source had no held deliveries before this poll (admins are told once per hold)."""
+    edited: int = 0
+    """Known posts whose content changed (stored anew)."""
+    edits: int = 0
+    """Edit deliveries queued (or re-armed) for them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +186,8 @@ class KnownIdentities:
 
     keys: set[str]
     links: set[str]
+    hashes: dict[str, str | None] = field(default_factory=dict)
+    """The stored ``content_hash`` of each known identity (None: not recorded yet)."""
 
 
 @dataclass(frozen=True, slots=True)

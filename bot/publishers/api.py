@@ -105,9 +105,26 @@ class Publisher(Protocol):
       PublishResult | None`` - the post if it is already on the account
       (created at or after ``since``), else None [none: such a delivery is
       held as ``unknown`` for an operator instead of being resent].
+    * ``Edits``: ``async edit(remote_id, message) -> ChangeResult`` - make the
+      message ``publish`` answered ``remote_id`` for show ``message`` [none:
+      the post's edits are not sent to the channel; ``status`` says so].
+    * ``Deletes``: ``async delete(remote_id) -> ChangeResult`` - remove that
+      message [none: unpublishing and ``retract`` leave it].
+    * ``DeleteLimit``: ``delete_max_age: float`` - seconds after sending
+      within which the platform lets the message be deleted (Telegram: 48 h)
+      [None: no limit]; an older one is not asked for (the admins are told).
     * ``PublishesStaged``: ``async publish_staged(message, *, idempotency_key,
       staged, stage)`` - a two-step post whose staged id the delivery service
       keeps across attempts and crashes [none: ``publish``].
+
+    ``edit`` and ``delete`` raise ``PublishError`` subclasses like ``publish``,
+    plus ``MessageGoneError`` (the message is not there: deleted by hand, or
+    by an earlier attempt) and ``ChangeRefusedError`` (the platform will not
+    change it; the channel is fine). Both must be safe to repeat: a crash
+    while one is under way sends it again, so an edit that is made already
+    returns ``ChangeResult(already=...)`` (or is simply made again with the
+    same content), and a deletion of a deleted message raises
+    ``MessageGoneError``.
     """
 
     idempotent: bool
@@ -166,11 +183,45 @@ STAGED_LIMIT = 500
 
 
 @dataclass(frozen=True, slots=True)
+class ChangeResult:
+    """What an edit or a deletion did: made now, or ``already`` made (a note saying how the platform
+    told: "message is not modified", "the status already shows this text")."""
+
+    already: str | None = None
+
+
+@runtime_checkable
+class Edits(Protocol):
+    """Optional publisher ability: update a message this publisher made (``remote_id``, as ``publish``
+    answered it) to show ``message``. Safe to repeat (see ``Publisher``)."""
+
+    async def edit(self, remote_id: str, message: RenderedMessage) -> ChangeResult: ...
+
+
+@runtime_checkable
+class Deletes(Protocol):
+    """Optional publisher ability: remove a message this publisher made. A message that is not there
+    raises ``MessageGoneError`` (the deletion is then done)."""
+
+    async def delete(self, remote_id: str) -> ChangeResult: ...
+
+
+@runtime_checkable
+class DeleteLimit(Protocol):
+    """Optional publisher ability: the platform deletes a message only this many seconds after it was sent."""
+
+    delete_max_age: float
+
+
+@dataclass(frozen=True, slots=True)
 class PublisherAbilities:
     """A publisher's optional abilities (``Publisher``'s docstring), with the defaults filled in."""
 
     idempotency_window: float | None = None
     finder: FindsPublished | None = None
+    editor: Edits | None = None
+    deleter: Deletes | None = None
+    delete_max_age: float | None = None
     stager: PublishesStaged | None = None
 
 
@@ -178,8 +229,12 @@ def abilities(publisher: Publisher) -> PublisherAbilities:
     """The optional abilities ``publisher`` declares; absent ones take their defaults. Costs a few
     structural checks: the delivery service reads it once per publisher."""
     window = publisher.idempotency_window if isinstance(publisher, KeyWindow) else None
+    max_age = publisher.delete_max_age if isinstance(publisher, DeleteLimit) else None
     return PublisherAbilities(idempotency_window=None if window is None else float(window),
                               finder=publisher if isinstance(publisher, FindsPublished) else None,
+                              editor=publisher if isinstance(publisher, Edits) else None,
+                              deleter=publisher if isinstance(publisher, Deletes) else None,
+                              delete_max_age=None if max_age is None else float(max_age),
                               stager=publisher if isinstance(publisher, PublishesStaged) else None)
 
 
@@ -228,6 +283,14 @@ class Budgeted(Protocol):
     def spending_terms(self) -> ChannelSpending | None: ...
 
     def cost_of(self, message: RenderedMessage) -> int: ...
+
+
+@runtime_checkable
+class BudgetedDeletes(Protocol):
+    """Optional ability of a ``Budgeted`` channel's options: a deletion is billed too (X: "Interaction:
+    Delete"); ``delete_cost`` is reserved against the budgets before each one."""
+
+    def delete_cost(self) -> int: ...
 
 
 def spending_plans(channels: Sequence[ChannelOptions]) -> dict[str, SpendingPlan]:

@@ -47,8 +47,14 @@ then returns the status the first attempt created, and the new, unattached
 upload is deleted (``DELETE /api/v1/media/:id``, Mastodon 4.4+; older instances
 drop unattached media by themselves after about a day).
 
-Size: statuses, the account lookup and media uploads share one request and
-error-classification path (``_request``, ``_classify``), so they stay together.
+Edits (``edit``: ``PUT /api/v1/statuses/:id``, after reading the status's
+source; the text, spoiler and language change, the attached image stays) and
+deletions (``delete``: ``DELETE /api/v1/statuses/:id``) need the token's
+``write:statuses`` scope, the edit's source read ``read:statuses``.
+
+Size: statuses, the account lookup, media uploads, edits and deletions share one
+request and error-classification path (``_request``, ``_classify``), so they
+stay together.
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ from bot.errors import (
     AmbiguousPublishError,
     ContentRejectedError,
     CredentialsError,
+    MessageGoneError,
     PermanentPublishError,
     PublishError,
     RetryablePublishError,
@@ -79,6 +86,7 @@ from bot.media import GIF, JPEG, PNG, WEBP, Image
 from bot.publishers.api import (
     API_VERSION,
     AccountInfo,
+    ChangeResult,
     ChannelOptions,
     PublisherContext,
     PublishResult,
@@ -290,17 +298,7 @@ class MastodonPublisher:
               using=f"max_characters={self._max_chars} characters_reserved_per_url={self._url_length}")
 
     async def publish(self, message: RenderedMessage, *, idempotency_key: str) -> PublishResult:
-        extra = message.extra
-        payload: dict[str, Any] = {
-            "status": message.text,
-            "visibility": extra.get("visibility") or self._options.visibility,
-        }
-        language = extra.get("language", self._options.language)
-        if language:
-            payload["language"] = language
-        spoiler = extra.get("spoiler_text", self._options.spoiler_text)
-        if spoiler:
-            payload["spoiler_text"] = spoiler
+        payload = self._status_payload(message)
         media_id = await self._media_for(message, idempotency_key)
         if media_id is not None:
             payload["media_ids"] = [media_id]
@@ -388,6 +386,55 @@ class MastodonPublisher:
         raise AmbiguousPublishError(self._channel, f"{action}: {LOOKUP_MAX_PAGES * LOOKUP_PAGE_SIZE} statuses "
                                                    f"since {since.isoformat()} read without finding the post or "
                                                    "reaching that time; cannot tell whether it was posted")
+
+    async def edit(self, remote_id: str, message: RenderedMessage) -> ChangeResult:
+        """``PUT /api/v1/statuses/:id`` (Mastodon 3.5+) with the message's text, spoiler and language (a
+        status's visibility cannot change). The status's source is read first (``GET
+        /api/v1/statuses/:id/source``): one that already holds this text is not edited again, so a repeat
+        after a lost answer adds no second entry to the status's edit history."""
+        path = f"/api/v1/statuses/{quote(remote_id, safe='')}"
+        source = await self._request("GET", f"{path}/source", sending=False, action=f"GET {path}/source")
+        if source.status_code == 404:
+            raise MessageGoneError(self._channel, f"{self._host}: status {remote_id} is not there (any more)")
+        if not source.is_success:
+            raise self._classify(source, action=f"GET {path}/source", scope="read:statuses")
+        payload = self._status_payload(message)
+        body = json_body(source)
+        if isinstance(body, dict) and body.get("text") == payload["status"] \
+                and (body.get("spoiler_text") or "") == payload.get("spoiler_text", ""):
+            return ChangeResult(already=f"{self._host}: the status already shows this text")
+        payload.pop("visibility", None)
+        response = await self._request("PUT", path, json=payload, sending=True, action=f"PUT {path}")
+        if response.status_code == 404:
+            raise MessageGoneError(self._channel, f"{self._host}: status {remote_id} is not there (any more)")
+        if not response.is_success:
+            raise self._classify(response, action=f"PUT {path}")
+        return ChangeResult()
+
+    async def delete(self, remote_id: str) -> ChangeResult:
+        """``DELETE /api/v1/statuses/:id``; a 404 means it is gone already. Mastodon allows 30 deletions per
+        30 minutes per account (a 429 holds the channel until its ``X-RateLimit-Reset``)."""
+        path = f"/api/v1/statuses/{quote(remote_id, safe='')}"
+        response = await self._request("DELETE", path, sending=True, action=f"DELETE {path}")
+        if response.status_code == 404:
+            raise MessageGoneError(self._channel, f"{self._host}: status {remote_id} is not there (any more)")
+        if not response.is_success:
+            raise self._classify(response, action=f"DELETE {path}")
+        return ChangeResult()
+
+    def _status_payload(self, message: RenderedMessage) -> dict[str, Any]:
+        extra = message.extra
+        payload: dict[str, Any] = {
+            "status": message.text,
+            "visibility": extra.get("visibility") or self._options.visibility,
+        }
+        language = extra.get("language", self._options.language)
+        if language:
+            payload["language"] = language
+        spoiler = extra.get("spoiler_text", self._options.spoiler_text)
+        if spoiler:
+            payload["spoiler_text"] = spoiler
+        return payload
 
     async def aclose(self) -> None:
         return None  # the shared client belongs to the composition root

@@ -80,9 +80,11 @@ from bot.config_bounds import within
 from bot.domain.models import Post
 from bot.errors import (
     AmbiguousPublishError,
+    ChangeRefusedError,
     ChatMigratedError,
     ContentRejectedError,
     CredentialsError,
+    MessageGoneError,
     PermanentPublishError,
     PublishError,
     RetryablePublishError,
@@ -92,6 +94,7 @@ from bot.log import event
 from bot.publishers.api import (
     API_VERSION,
     AccountInfo,
+    ChangeResult,
     ChannelOptions,
     PublisherContext,
     PublishResult,
@@ -132,6 +135,13 @@ _CHAT_LEVEL_BAD_REQUESTS = (
     "topic_id_invalid",
 )
 
+DELETE_MAX_AGE = 48 * 3600.0
+"""Seconds after sending within which the Bot API deletes a message (``deleteMessage``)."""
+
+# What Telegram answers an edit of a message of the other kind (a text edit of a photo, a caption or media
+# edit of a text message): the edit is then made the other way.
+_OTHER_KIND = ("there is no text in the message", "there is no caption in the message",
+               "there is no media in the message", "message has no media", "message can't be edited")
 # Bad Request descriptions of sendPhoto that mean "this photo cannot be used" (the text itself is fine).
 _PHOTO_PROBLEMS = (
     "wrong file identifier",
@@ -266,9 +276,13 @@ def _form(params: dict[str, Any]) -> dict[str, str]:
 
 
 class TelegramPublisher:
-    """Posts to one Telegram chat with one bot token. Not idempotent."""
+    """Posts to one Telegram chat with one bot token. Not idempotent. Edits (``editMessageText``,
+    ``editMessageCaption``, ``editMessageMedia``) and deletes (``deleteMessage``, within 48 hours) its
+    own messages."""
 
     idempotent = False
+    delete_max_age: float = DELETE_MAX_AGE
+    """Telegram lets a bot delete a message only within 48 hours of sending it (Bot API, deleteMessage)."""
 
     def __init__(self, options: TelegramOptions, ctx: PublisherContext, token: str) -> None:
         self._options = options
@@ -336,6 +350,65 @@ class TelegramPublisher:
         if isinstance(message_id, bool) or not isinstance(message_id, int):
             raise self._classify(_Failure("TelegramError", "Invalid server response"), action=action, sending=True)
         return PublishResult(remote_id=str(message_id), url=self._public_url(sent, message_id))
+
+    async def edit(self, remote_id: str, message: RenderedMessage) -> ChangeResult:
+        """Make message ``remote_id`` show ``message``: ``editMessageMedia`` (photo and caption) when it has
+        an image, else ``editMessageText``; a message of the other kind (a photo post whose edit lost its
+        image, a text post whose edit gained one) gets its text as a caption, or the image is left out.
+        Telegram's "message is not modified" means it is done already (a repeat after a lost answer)."""
+        message_id = self._message_id(remote_id)
+        parse_mode = "HTML" if message.format == "html" else None
+        target: dict[str, Any] = {"chat_id": self._chat, "message_id": message_id}
+        text_call = ("editMessageText", {**target, "text": message.text, "parse_mode": parse_mode,
+                                         "link_preview_options": self._preview(message)})
+        caption_call = ("editMessageCaption", {**target, "caption": message.text, "parse_mode": parse_mode})
+        calls = [text_call, caption_call]
+        if message.image_url:
+            media: dict[str, Any] = {"type": "photo", "media": message.image_url, "caption": message.text}
+            if parse_mode:
+                media["parse_mode"] = parse_mode
+            calls = [("editMessageMedia", {**target, "media": media}), text_call]
+        for i, (method, params) in enumerate(calls):
+            try:
+                await self._call(method, params, action=method, sending=True)
+            except ContentRejectedError as exc:
+                said = exc.reason.lower()
+                if "not modified" in said:
+                    return ChangeResult(already="Telegram: message is not modified")
+                if i == 0 and any(marker in said for marker in _OTHER_KIND):
+                    continue  # the message is of the other kind: the second way
+                raise self._change_error(exc, "edit") from None
+            return ChangeResult()
+        raise ChangeRefusedError(self._channel, "Telegram: the message has neither text nor a caption to edit")
+
+    async def delete(self, remote_id: str) -> ChangeResult:
+        """``deleteMessage``. Telegram deletes a bot's message only within 48 hours of sending
+        (``delete_max_age``); "message to delete not found" means it is gone already."""
+        params = {"chat_id": self._chat, "message_id": self._message_id(remote_id)}
+        try:
+            await self._call("deleteMessage", params, action="deleteMessage", sending=True)
+        except ContentRejectedError as exc:
+            raise self._change_error(exc, "delete") from None
+        return ChangeResult()
+
+    def _message_id(self, remote_id: str) -> int:
+        text = remote_id.strip()
+        if not text.isdigit() or len(text) > 18:
+            raise ChangeRefusedError(self._channel, "the message id recorded for it is not a Telegram message id")
+        return int(text)
+
+    def _change_error(self, exc: ContentRejectedError, what: str) -> PublishError:
+        """A refused edit or deletion: the message is gone, will not change, or the content was refused."""
+        said = exc.reason.lower()
+        if "not found" in said:
+            return MessageGoneError(self._channel, f"Telegram: {exc.reason}")
+        if "can't be" in said or "can not be" in said:
+            why = (" (a bot deletes its messages only within 48 hours of sending, and needs the right to)"
+                   if what == "delete" else "")
+            return ChangeRefusedError(self._channel, f"Telegram will not {what} the message: {exc.reason}{why}")
+        if what == "delete":
+            return ChangeRefusedError(self._channel, f"Telegram refused to delete the message: {exc.reason}")
+        return exc
 
     async def check(self) -> AccountInfo:
         """getMe and getChat: who posts, and whether the chat is reachable."""

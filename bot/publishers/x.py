@@ -38,6 +38,9 @@ it (``media.skipped``); an alt text X refuses leaves the image without one
 post that fails after its upload reuses it on the retry (one upload per
 delivery, not per attempt); after a crash the retry uploads again and the
 unused upload expires at X (``expires_after_secs``, a day).
+
+X's API has no edit: the publisher has no ``edit``, so an edited post is left
+as it is on X (``status`` says so). It deletes (``DELETE /2/tweets/:id``).
 """
 
 from __future__ import annotations
@@ -57,10 +60,12 @@ from oauthlib.oauth1 import Client as OAuth1Client
 from bot.domain.models import Post
 from bot.errors import (
     AmbiguousPublishError,
+    ChangeRefusedError,
     ContentRejectedError,
     CredentialsError,
     CreditsExhaustedError,
     DuplicateContentError,
+    MessageGoneError,
     PermanentPublishError,
     PublishError,
     RetryablePublishError,
@@ -71,6 +76,7 @@ from bot.media import JPEG, PNG, WEBP, Image
 from bot.publishers.api import (
     API_VERSION,
     AccountInfo,
+    ChangeResult,
     ChannelOptions,
     PublisherContext,
     PublishResult,
@@ -287,6 +293,24 @@ class XPublisher:
             raise AmbiguousPublishError(self._channel, f"X answered {describe_status(response.status_code)} without "
                                                        "a post id; the post may exist")
         return PublishResult(remote_id=str(post_id), url=f"https://x.com/i/web/status/{post_id}")
+
+    async def delete(self, remote_id: str) -> ChangeResult:
+        """``DELETE /2/tweets/:id`` (X has no edit endpoint). Priced per request and limited to 50 per 15
+        minutes per user: a 429 holds the channel until ``x-rate-limit-reset``. A post that is not there
+        (404, or ``"deleted": false``) is gone already."""
+        if not remote_id.isdigit() or len(remote_id) > 30:
+            raise ChangeRefusedError(self._channel, "the post id recorded for it is not an X post id")
+        path = f"/2/tweets/{remote_id}"
+        response = await self._request("DELETE", path, None, sending=True)
+        if response.status_code == 404:
+            raise MessageGoneError(self._channel, f"X: post {remote_id} is not there (any more)")
+        if not response.is_success:
+            raise self._classify(response, action=f"DELETE {path}")
+        body = json_body(response)
+        data = body.get("data") if isinstance(body, dict) else None
+        if isinstance(data, dict) and data.get("deleted") is False:
+            return ChangeResult(already='X answered "deleted": false (the post is not there)')
+        return ChangeResult()
 
     async def check(self) -> AccountInfo:
         response = await self._request("GET", "/2/users/me", None, sending=False)

@@ -11,10 +11,12 @@ and what one message costs.
     price_post = "0.015"
     price_media_upload = "0"
     price_media_metadata = "0.005"
+    price_delete = "0.010"             # a deletion (on_delete = "delete", tagrelay retract)
 
 Amounts are micro-dollars once validated (``bot.domain.budget``). A budget smaller than one post (with a
 URL) could never let a post through: refused at load, on the key. The delivery service reserves
-``cost_of(message)`` against the channel's budgets before each post (``bot.services.spending``).
+``cost_of(message)`` against the channel's budgets before each post, and ``delete_cost()`` before each
+deletion (``bot.services.spending``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ DEFAULT_PRICE_MEDIA_UPLOAD = 0
 """Media upload is not on X's price list (read 2026-08): 0 until it is; set it if your console bills it."""
 DEFAULT_PRICE_MEDIA_METADATA = 5_000
 """$0.005: "Media Metadata" (an image's alt text)."""
+DEFAULT_PRICE_DELETE = 10_000
+"""$0.010: "Interaction: Delete" (``DELETE /2/tweets/:id``: an unpublished or retracted post's deletion)."""
 
 
 class XBudgetOptions(XRenderOptions):
@@ -48,6 +52,8 @@ class XBudgetOptions(XRenderOptions):
     price_post: Price = DEFAULT_PRICE_POST
     price_media_upload: Price = DEFAULT_PRICE_MEDIA_UPLOAD
     price_media_metadata: Price = DEFAULT_PRICE_MEDIA_METADATA
+    price_delete: Price = DEFAULT_PRICE_DELETE
+    """What deleting a post costs (``on_delete = "delete"``, ``tagrelay retract``)."""
     budget: Budgets = ()
     """This channel's spending per UTC day and/or calendar month; none: unlimited."""
     account_budget: Budgets = ()
@@ -75,6 +81,10 @@ class XBudgetOptions(XRenderOptions):
         """``bot.publishers.api.Budgeted``: the budgets, empty when unset (the channel still counts in an
         account budget another channel of its account sets)."""
         return ChannelSpending(self.name, self.budget, self.budget_account(), self.account_budget, self.prices())
+
+    def delete_cost(self) -> int:
+        """``bot.publishers.api.BudgetedDeletes``: what one deletion costs, in micro-dollars."""
+        return int(self.price_delete)
 
     def cost_of(self, message: RenderedMessage) -> int:
         """What sending ``message`` costs in micro-dollars: the post (with a URL when it carries the post's

@@ -7,6 +7,7 @@ importing them from ``bot.publishers.api``, which re-exports them.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,3 +34,10 @@ class RenderedMessage:
     image_alt: str | None = None
     """The image's text alternative, for platforms that take one (Telegram has none)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def message_hash(message: RenderedMessage) -> str:
+    """The hash of what a message shows on its channel: its text, format, image, image text and link.
+    Two renderings that hash the same look the same, so an edit between them is not sent."""
+    parts = (message.format, message.text, message.image_url or "", message.image_alt or "", message.link or "")
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:40]

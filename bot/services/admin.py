@@ -16,7 +16,8 @@ from typing import Any
 from bot.domain.budget import BudgetLine, budget_lines, usd
 from bot.domain.detect import churn_message, hold_message
 from bot.domain.explain import ChannelAnswer, explain
-from bot.domain.models import DeliveryStatus, Post, Subscription
+from bot.domain.lifecycle import ChannelLifecycle, describe_policy
+from bot.domain.models import DeliveryKind, DeliveryStatus, Post, Subscription
 from bot.domain.push import WebSubSubscription
 from bot.domain.routing import verdict
 from bot.domain.rules import PostText, Rule
@@ -183,6 +184,8 @@ class StatusReport:
     channels: list[ChannelStatus]
     instances: list[InstanceInfo] = field(default_factory=list)
     """Shared mode (PostgreSQL): every registered instance and the sources/channels it holds."""
+    lifecycle_notes: list[str] = field(default_factory=list)
+    """Channels asking for an edit or a deletion their platform cannot make (``AdminService.lifecycle_warnings``)."""
 
     @property
     def problems(self) -> list[str]:
@@ -201,19 +204,25 @@ class StatusReport:
 
     @property
     def notes(self) -> list[str]:
-        """Worth knowing about a channel, nothing to do yet (a Threads token's remaining days)."""
-        return [f"channel {c.counts.channel}: {n.text}" for c in self.channels for n in c.notes if not n.problem]
+        """Worth knowing about a channel, nothing to do yet (a Threads token's remaining days; an edit or a
+        deletion its platform cannot make)."""
+        return [f"channel {c.counts.channel}: {n.text}" for c in self.channels for n in c.notes
+                if not n.problem] + self.lifecycle_notes
 
 
 class AdminService:
     def __init__(self, store: Store, config: Config, clock: Clock,
                  plugins: Mapping[str, PublisherPlugin] | None = None,
-                 render_envs: Mapping[str, RenderEnv] | None = None) -> None:
+                 render_envs: Mapping[str, RenderEnv] | None = None,
+                 lifecycle: Mapping[str, ChannelLifecycle] | None = None) -> None:
         self.store = store
         self.config = config
         self.clock = clock
         self.plugins = plugins or {}
         self.render_envs = render_envs or {}
+        self.lifecycle = dict(lifecycle or {})
+        """Each channel's policy for edits and deletions, with what its platform can do (``retract``,
+        ``status``); a channel missing here is taken to be able to delete (the delivery finds out)."""
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -394,16 +403,62 @@ class AdminService:
         return Change(label, bool(count), f"{label}: {count} deliveries requeued" if count
                       else f"{label}: nothing failed, dead or unknown to retry")
 
+    # -- retraction -------------------------------------------------------------------------
+
+    async def retract(self, url: str, channels: Sequence[str] | None = None, *, actor: str, via: str,
+                      confirmed: bool = True) -> list[Change]:
+        """Remove the post at ``url`` from every channel it reached (or ``channels``): each message that went
+        out is deleted where the platform can, and each delivery not sent yet is cancelled; audited.
+        ``confirmed=False``: only say what it would do (nothing is written)."""
+        url = url.strip()
+        if not url.startswith(("http://", "https://")):
+            raise UsageError("name the post by its link (http:// or https://)")
+        if channels:
+            self._check_channels(channels)
+        posts = await self.store.posts_at(url)
+        if not posts:
+            raise NotFoundError("post", url, "no stored post has this link (tagrelay preview URL shows what is "
+                                             "known; a post is known once its source was polled)")
+        policies = {c.name: self.lifecycle.get(c.name, ChannelLifecycle(can_edit=True, can_delete=True))
+                    for c in self.config.channels}
+        removals = await self.store.retract([post_id for post_id, _, _ in posts], policies, self.clock.now(),
+                                            channels=list(channels) if channels else None, actor=actor, via=via,
+                                            apply=confirmed)
+        changes = []
+        for removal in removals:
+            acts = bool(removal.plan.delete or removal.plan.cancel)
+            lead = "" if confirmed else "would be: "
+            changes.append(Change(removal.url or url, acts, f"{removal.title}: {lead}{removal.text}"))
+        return changes
+
+    def lifecycle_warnings(self) -> list[str]:
+        """Channels asking for what their platform cannot do (``status`` warns): edits or deletions that
+        are never sent there."""
+        out = []
+        for opts in self.config.channels:
+            policy = self.lifecycle.get(opts.name)
+            if policy is None:
+                continue
+            if policy.on_edit and not policy.can_edit:
+                out.append(f"channel {opts.name}: {opts.platform} has no edit, so edited posts are left as they "
+                           "were sent there (on_edit = \"ignore\" silences this)")
+            if policy.on_delete and not policy.can_delete:
+                out.append(f"channel {opts.name}: {opts.platform} cannot delete, so on_delete = \"delete\" "
+                           "does nothing there")
+        return out
+
     # -- reads ----------------------------------------------------------------------------
 
     async def deliveries(self, *, status: str | None = None, channel: str | None = None,
-                         limit: int = 50) -> list[DeliveryView]:
+                         limit: int = 50, kind: str | None = None) -> list[DeliveryView]:
         if status is not None and status not in {s.value for s in DeliveryStatus}:
             raise UsageError(f"unknown status {status!r}; use one of: "
                              + ", ".join(s.value for s in DeliveryStatus))
+        if kind is not None and kind not in {k.value for k in DeliveryKind}:
+            raise UsageError(f"unknown kind {kind!r}; use one of: " + ", ".join(k.value for k in DeliveryKind))
         if channel is not None:
             self._check_channels([channel])
-        return await self.store.deliveries(status=status, channel=channel, limit=limit)
+        return await self.store.deliveries(status=status, channel=channel, limit=limit, kind=kind)
 
     async def sources(self) -> list[SourceState]:
         return await self.store.sources()
@@ -483,7 +538,8 @@ class AdminService:
         path = lock_path(self.config.storage.url)
         return StatusReport(now=now, storage=redact_url(self.config.storage.url),
                             holder=probe(path) if path is not None else None,
-                            sources=sources, channels=channels, instances=await self.store.instances())
+                            sources=sources, channels=channels, instances=await self.store.instances(),
+                            lifecycle_notes=self.lifecycle_warnings())
 
     def _channel_notes(self, name: str, now: datetime) -> tuple[ChannelNote, ...]:
         """The channel's plugin's notes (``ReportsChannelNotes``), from local state only."""
@@ -575,8 +631,16 @@ class AdminService:
             raise NotFoundError("post", target, "no stored post has this link (has the source been polled?)")
         names = [channel] if channel is not None else [c.name for c in self.config.channels]
         post = facts.post
+        answers = [self._with_later(a) for a in explain(facts, names)]
         return Explanation(title=post.title, url=post.url, source=post.source, tags=tuple(t.name for t in post.tags),
-                           published=post.published, first_seen=facts.first_seen, channels=explain(facts, names))
+                           published=post.published, first_seen=facts.first_seen, channels=answers)
+
+    def _with_later(self, answer: ChannelAnswer) -> ChannelAnswer:
+        """The answer with what an edit or an unpublishing of the post does on its channel."""
+        policy, opts = self.lifecycle.get(answer.channel), self.config.channel(answer.channel)
+        if policy is None or opts is None:
+            return answer
+        return replace(answer, later=describe_policy(policy, opts.platform))
 
     async def audit_log(self, limit: int = 50) -> list[Any]:
         return await self.store.audit_entries(limit)

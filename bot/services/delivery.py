@@ -60,7 +60,8 @@ from bot.domain.delivery import (
     decide,
     resend_when_unsure,
 )
-from bot.domain.models import DeliveryStatus, Post
+from bot.domain.lifecycle import ChannelLifecycle
+from bot.domain.models import DeliveryKind, DeliveryStatus, Post
 from bot.domain.pacing import parse_rate
 from bot.domain.schedule import RetryPolicy
 from bot.domain.state import ClaimedDelivery
@@ -89,6 +90,8 @@ from bot.publishers.api import (
     abilities,
     spending_plans,
 )
+from bot.render.message import message_hash
+from bot.services.changes import ChangeSender, lifecycle_of
 from bot.services.notifier import Notifier
 from bot.services.spending import Spender
 from bot.settings import DeliveryConfig
@@ -147,6 +150,12 @@ class ChannelRuntime:
         if known is None or known[0] is not self.publisher:
             known = self._abilities = (self.publisher, abilities(self.publisher))
         return known[1]
+
+    @property
+    def lifecycle(self) -> ChannelLifecycle:
+        """Its policy for its posts' later life (``on_edit``, ``on_delete``, windows; can its platform edit
+        and delete?)."""
+        return lifecycle_of(self.options, self.abilities)
 
     @property
     def traits(self) -> PlatformTraits:
@@ -335,6 +344,9 @@ class Deliverer:
         self.record_retry_delays: tuple[float, ...] = RECORD_RETRY_DELAYS
         self.spender = Spender(store, metrics, spending_plans([c.options for c in self.channels.values()]))
         """Spending budgets (``bot.services.spending``): a paid request's price is reserved before it leaves."""
+        self.changes = ChangeSender(store, clock, metrics, policy=self.policy, rng=self.rng, classify=outcome_of,
+                                    wait=self.pacer.wait, notifier=notifier, spender=self.spender)
+        """Sends the edit and delete deliveries (``bot.services.changes``)."""
 
     async def deliver_channel(self, name: str) -> list[DeliveryOutcome]:
         """Send the channel's due deliveries one by one, oldest post first, until none is due, the
@@ -375,7 +387,11 @@ class Deliverer:
 
     async def _deliver(self, chan: ChannelRuntime, claimed: ClaimedDelivery, *, chain: bool) -> _Settled:
         """One delivery: render → (check an unsure resend) → publish → decide → apply. A decision to
-        send again at once (the plain rendering, the chat's new id) loops here, in the same attempt."""
+        send again at once (the plain rendering, the chat's new id) loops here, in the same attempt.
+        An edit or a deletion goes to ``ChangeSender`` (never chained with the next claim)."""
+        if claimed.kind is not DeliveryKind.POST:
+            done = await self.changes.settle(chan, claimed)
+            return _Settled(DeliveryOutcome(claimed.id, chan.name, done.status, done.error), done.stops_channel, None)
         attempt = Attempt(claimed.attempts, claimed.uncertain_since)
         facts, traits = chan.facts(self.policy), chan.traits
         key = idempotency_key(chan.name, claimed.post)
@@ -401,6 +417,8 @@ class Deliverer:
             now = self.clock.now()
             verdict = decide(outcome, attempt, facts, traits, now=now, jitter=self.rng.random())
             if isinstance(verdict, Decision):
+                if verdict.status is DeliveryStatus.SENT and message is not None:
+                    verdict = replace(verdict, rendered_hash=message_hash(message))  # what an edit compares with
                 return await self._apply(chan, claimed, verdict, now, chain=chain, ms=ms)
             if verdict.how is Again.PLAIN:
                 assert isinstance(outcome, Rejected)

@@ -6,6 +6,11 @@ posts, validators, cursor) is untouched. When the source answered 429 or 503
 with ``Retry-After``, the next poll waits at least that long, but never longer
 than ``service.max_backoff`` (``domain.schedule.source_retry_delay``).
 
+A known post that comes back changed (``content_hash``) is stored anew, and its messages are updated
+where its channels want it (``bot.domain.lifecycle.plan_edit``), in the poll's one write. After each
+poll the ``Unpublisher`` checks whether recently sent posts are still on the site (only when a
+channel deletes).
+
 A poll with more new posts than the source's burst limit is recorded with its
 deliveries ``held`` (nothing is sent) and the admins are told once through
 the ``Notifier``; ``tagrelay hold release|drop`` (or the admin bot's /hold) ends it.
@@ -22,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from bot.domain.detect import normalise
+from bot.domain.lifecycle import ChannelLifecycle
 from bot.domain.limits import rejection
 from bot.domain.models import ParsedPost
 from bot.domain.plan import plan_poll
@@ -33,6 +39,7 @@ from bot.log import event, redact_url
 from bot.observability import Metrics
 from bot.publishers.api import Clock
 from bot.services.notifier import Notifier
+from bot.services.unpublish import Unpublisher
 from bot.settings import ServiceConfig, SourceConfig
 from bot.sources.base import CacheState, NotModified, PollResult, Source
 from bot.storage.store import Store
@@ -50,6 +57,8 @@ class PollOutcome:
     backfilled: int = 0
     held: int = 0
     churned: int = 0
+    edits: int = 0
+    """Edit deliveries queued for known posts that changed."""
     error: str | None = None
     next_poll_at: datetime | None = None
 
@@ -77,6 +86,8 @@ class Poller:
         on_queued: Callable[[], None] = lambda: None,
         notifier: Notifier | None = None,
         channel_rules: Mapping[str, Rule] | None = None,
+        lifecycle: Mapping[str, ChannelLifecycle] | None = None,
+        unpublisher: Unpublisher | None = None,
         observer: PollObserver | None = None,
     ) -> None:
         self.store = store
@@ -89,6 +100,10 @@ class Poller:
         self.notifier = notifier
         self.channel_rules = dict(channel_rules or {})
         """Each channel's own exclusions (``[[channels]] exclude_tags``/``exclude_keywords``)."""
+        self.lifecycle = dict(lifecycle or {})
+        """Each channel's policy for edits and deletions (none: an edited post's messages are left)."""
+        self.unpublisher = unpublisher
+        """Checks after each poll whether recently sent posts are still on the site (None: never)."""
         self.observer = observer
 
     def burst_limit(self, name: str) -> int:
@@ -122,6 +137,8 @@ class Poller:
             self.metrics.poll(name, "not_modified")
             event(log, logging.INFO, "poll", source=name, outcome="not_modified",
                   ms=round((time.perf_counter() - started) * 1000, 1))
+            if self.unpublisher is not None:
+                await self.unpublisher.check(state, result.cache, None)
             await self._observed(state, result)
             return PollOutcome(name, "not_modified", next_poll_at=next_at)
         for note in result.notes:
@@ -156,7 +173,7 @@ class Poller:
                                        channel_rules=self.channel_rules)
         now = self.clock.now()
         next_at = self._next_poll(state.name, now)
-        record = await self.store.apply_poll(state, plan, cache, now, next_at)
+        record = await self.store.apply_poll(state, plan, cache, now, next_at, self.lifecycle)
         outcome = plan.outcome
         churned = len(plan.churned)
         self.metrics.poll(state.name, outcome)
@@ -166,6 +183,9 @@ class Poller:
               backfilled=record.backfilled, **({"filtered": len(plan.drops)} if plan.drops else {}),
               **({"rejected": rejected} if rejected else {}),
               ms=round((time.perf_counter() - started) * 1000, 1))
+        if record.edited:
+            event(log, logging.INFO, "poll.edited", source=state.name, posts=record.edited, edits=record.edits,
+                  note="known posts changed on the site; their messages are updated where the channel wants it")
         if churned:
             event(log, logging.WARNING, "poll.guid_churn", source=state.name, churned=churned,
                   note="guids change between polls; identity falls back to the link")
@@ -175,11 +195,13 @@ class Poller:
             if record.hold_started:
                 await self._announce(state.name, f"Source {state.name}: {plan.hold_note} (or here: /hold release "
                                                  f"{state.name}, /hold drop {state.name}).")
-        if record.queued or record.backfilled:
+        if record.queued or record.backfilled or record.edits:
             self.on_queued()
+        if self.unpublisher is not None and not plan.baseline:
+            await self.unpublisher.check(state, cache, posts)
         return PollOutcome(state.name, outcome, posts=len(posts), new_posts=record.new_posts,
                            queued=record.queued, backfilled=record.backfilled, held=record.held,
-                           churned=churned, next_poll_at=next_at)
+                           churned=churned, next_poll_at=next_at, edits=record.edits)
 
     async def _announce(self, source: str, text: str) -> None:
         if self.notifier is None:

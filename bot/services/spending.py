@@ -39,10 +39,15 @@ class Spender:
         """Before a paid request: reserve its price against the channel's budgets. Returns the reservation
         (None: the channel has no budget), or the outcome that stops the send: ``OverBudget`` (nothing was
         sent), or ``Retryable`` when the database cannot say (nothing is sent unchecked)."""
-        plan = self.plans.get(channel)
-        if plan is None or not isinstance(options, Budgeted):
+        if channel not in self.plans or not isinstance(options, Budgeted):
             return None, None
-        cost = options.cost_of(message)
+        return await self.reserve_cost(channel, options.cost_of(message), now)
+
+    async def reserve_cost(self, channel: str, cost: int, now: datetime) -> tuple[Reservation | None, Outcome | None]:
+        """``reserve`` for a request whose price is known (a deletion: ``BudgetedDeletes.delete_cost``)."""
+        plan = self.plans.get(channel)
+        if plan is None:
+            return None, None
         try:
             verdict = await self.store.reserve_spend(plan.limits(), cost, now)
         except StorageError as exc:

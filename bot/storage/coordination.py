@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, case, delete, func, insert, or_, select, update
 
-from bot.domain.models import DeliveryStatus
+from bot.domain.models import DeliveryKind, DeliveryStatus
 from bot.domain.state import CHANNEL_LEASE, InstanceInfo
 from bot.storage import tables as t
 from bot.storage.base import StoreBase, dialect_insert, utc
@@ -134,14 +134,14 @@ class CoordinationMixin(StoreBase):
                 t.deliveries.c.status == DeliveryStatus.SENDING.value,
                 ~select(t.instances.c.owner).where(t.instances.c.owner == t.deliveries.c.claimed_by).exists())
             resend_ids = select(t.channels.c.id).where(t.channels.c.name.in_(sorted(resend_channels)))
-            requeued = conn.execute(update(t.deliveries).where(
-                orphan, t.deliveries.c.channel_id.in_(resend_ids)).values(
+            # an edit or a deletion is safe to repeat (bot.domain.amend): always back in the queue
+            again = or_(t.deliveries.c.channel_id.in_(resend_ids), t.deliveries.c.kind != DeliveryKind.POST.value)
+            requeued = conn.execute(update(t.deliveries).where(orphan, again).values(
                 status=DeliveryStatus.QUEUED.value, next_attempt_at=now, claimed_by=None, updated_at=now,
                 attempts=t.deliveries.c.attempts - 1, uncertain_since=UNCERTAIN_SINCE_CLAIM,
             ).returning(t.deliveries.c.id))
             n_requeued = len(requeued.all())
-            unknown = conn.execute(update(t.deliveries).where(
-                orphan, t.deliveries.c.channel_id.not_in(resend_ids)).values(
+            unknown = conn.execute(update(t.deliveries).where(orphan, ~again).values(
                 status=DeliveryStatus.UNKNOWN.value, claimed_by=None, updated_at=now, reason="interrupted",
                 last_error=INTERRUPTED).returning(t.deliveries.c.id))
             n_unknown = len(unknown.all())

@@ -32,8 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.sql.base import Executable
 
 from bot.domain.delivery import Decision
-from bot.domain.models import DeliveryStatus
-from bot.domain.state import ChannelCounts, ClaimedDelivery, DeliveryView
+from bot.domain.models import DeliveryKind, DeliveryStatus
+from bot.domain.state import ChannelCounts, ClaimedDelivery, DeliveryView, SentMessage
 from bot.errors import NotFoundError
 from bot.storage import tables as t
 from bot.storage.base import StoreBase, chunks, insert_ignore, utc
@@ -98,7 +98,8 @@ def _claim_statement(dialect: str) -> Update:
             .values(status=DeliveryStatus.SENDING.value, attempts=t.deliveries.c.attempts + 1,
                     claimed_by=bindparam("claim_owner", type_=String), updated_at=now)
             .returning(t.deliveries.c.id, t.deliveries.c.attempts, t.deliveries.c.post_id,
-                       t.deliveries.c.uncertain_since, t.deliveries.c.staged))
+                       t.deliveries.c.uncertain_since, t.deliveries.c.staged, t.deliveries.c.kind,
+                       t.deliveries.c.channel_id))
 
 
 @functools.cache
@@ -113,7 +114,8 @@ def _outcome_statement(sent: bool, counted: bool, uncertain: bool = False) -> Up
         "next_attempt_at": bindparam("o_next", type_=t.TS)}
     if sent:
         values.update(remote_id=bindparam("o_remote_id", type_=String),
-                      remote_url=bindparam("o_remote_url", type_=Text), sent_at=now)
+                      remote_url=bindparam("o_remote_url", type_=Text), sent_at=now,
+                      rendered_hash=bindparam("o_rendered_hash", type_=String))
     if counted:
         values["attempts"] = t.deliveries.c.attempts + bindparam("o_delta", type_=Integer)
     if uncertain:
@@ -135,6 +137,7 @@ class _Outcome:
     reason: str | None
     attempts_delta: int
     uncertain: bool = False
+    rendered_hash: str | None = None
 
     def record(self, conn: Connection) -> None:
         sent = self.status is DeliveryStatus.SENT
@@ -148,11 +151,27 @@ class _Outcome:
             "o_id": self.delivery_id, "o_status": self.status.value, "o_now": self.now,
             "o_error": self.error[:2000] if self.error else None, "o_reason": self.reason, "o_next": next_at}
         if sent:
-            params.update(o_remote_id=self.remote_id, o_remote_url=self.remote_url)
+            params.update(o_remote_id=self.remote_id, o_remote_url=self.remote_url,
+                          o_rendered_hash=self.rendered_hash)
         if self.attempts_delta:
             params["o_delta"] = self.attempts_delta
         conn.execute(_outcome_statement(sent, bool(self.attempts_delta), self.uncertain), params)
 
+
+
+def channel_effects(decision: Decision, channel: str, now: datetime) -> list[Executable]:
+    """The statements of a decision's effects on its channel: ``hold_until`` and ``pause`` (none for most
+    decisions: the sent path stays one UPDATE)."""
+    effects: list[Executable] = []
+    if decision.hold_until is not None:
+        effects.append(update(t.channels).where(t.channels.c.name == channel)
+                       .values(hold_until=decision.hold_until))
+    if decision.pause is not None:  # as ``set_paused``: an unchanged pause keeps its time
+        effects.append(update(t.channels).where(
+            t.channels.c.name == channel,
+            or_(t.channels.c.paused.is_(False), t.channels.c.paused_reason.is_distinct_from(decision.pause))
+        ).values(paused=True, paused_reason=decision.pause, paused_at=now))
+    return effects
 
 
 def queue_deliveries(conn: Connection, dialect: str, pairs: Sequence[tuple[int, str]], now: datetime, *,
@@ -164,12 +183,12 @@ def queue_deliveries(conn: Connection, dialect: str, pairs: Sequence[tuple[int, 
     if not pairs:
         return 0
     chan_ids = channel_ids if channel_ids is not None else read_channel_ids(conn)
-    rows = [{"post_id": post_id, "channel_id": chan_ids[channel], "status": status.value,
+    rows = [{"post_id": post_id, "channel_id": chan_ids[channel], "kind": "post", "status": status.value,
              "attempts": 0, "next_attempt_at": now, "created_at": now, "updated_at": now}
             for post_id, channel in pairs if channel in chan_ids]
     if not rows:
         return 0
-    stmt = insert_ignore(dialect, t.deliveries, ["post_id", "channel_id"]).returning(t.deliveries.c.id)
+    stmt = insert_ignore(dialect, t.deliveries, ["post_id", "channel_id", "kind"]).returning(t.deliveries.c.id)
     result = conn.execute(stmt, rows)
     ids = [r.id for r in result.all()]  # rowcount is unreliable for executemany on asyncpg
     post_at = (select(func.coalesce(t.posts.c.published_at, t.posts.c.first_seen_at))
@@ -189,9 +208,27 @@ def claim(conn: Connection, dialect: str, channel: str, now: datetime, owner: st
                        {"claim_channel": channel, "claim_now": now, "claim_owner": owner}).first()
     if row is None:
         return None
+    kind = DeliveryKind(row.kind)
+    target = None if kind is DeliveryKind.POST else sent_message(conn, row.post_id, row.channel_id)
     return ClaimedDelivery(id=row.id, channel=channel, post=load_post(conn, row.post_id),
                            attempts=row.attempts, status=DeliveryStatus.SENDING,
-                           uncertain_since=utc(row.uncertain_since), staged=row.staged)
+                           uncertain_since=utc(row.uncertain_since), staged=row.staged, kind=kind, target=target)
+
+
+_SENT_MESSAGE = select(t.deliveries.c.id, t.deliveries.c.status, t.deliveries.c.remote_id, t.deliveries.c.sent_at,
+                       t.deliveries.c.rendered_hash).where(
+    t.deliveries.c.post_id == bindparam("sm_post_id", type_=t.ID),
+    t.deliveries.c.channel_id == bindparam("sm_channel_id", type_=t.ID),
+    t.deliveries.c.kind == DeliveryKind.POST.value)
+
+
+def sent_message(conn: Connection, post_id: int, channel_id: int) -> SentMessage | None:
+    """The message the post delivery of (post, channel) made, for an edit or a deletion of it."""
+    row = conn.execute(_SENT_MESSAGE, {"sm_post_id": post_id, "sm_channel_id": channel_id}).first()
+    if row is None:
+        return None
+    return SentMessage(delivery_id=row.id, status=DeliveryStatus(row.status), remote_id=row.remote_id,
+                       sent_at=utc(row.sent_at), rendered_hash=row.rendered_hash)
 
 
 class DeliveriesMixin(StoreBase):
@@ -267,16 +304,9 @@ class DeliveriesMixin(StoreBase):
         outcome = _Outcome(delivery_id, decision.status, now, remote_id=decision.remote_id,
                            remote_url=decision.remote_url, error=decision.error,
                            next_attempt_at=decision.next_attempt_at, reason=decision.reason,
-                           attempts_delta=decision.attempts_delta, uncertain=decision.uncertain)
-        effects: list[Executable] = []  # built only when there are any: the sent path stays one UPDATE
-        if decision.hold_until is not None:
-            effects.append(update(t.channels).where(t.channels.c.name == channel)
-                           .values(hold_until=decision.hold_until))
-        if decision.pause is not None:  # as ``set_paused``: an unchanged pause keeps its time
-            effects.append(update(t.channels).where(
-                t.channels.c.name == channel,
-                or_(t.channels.c.paused.is_(False), t.channels.c.paused_reason.is_distinct_from(decision.pause))
-            ).values(paused=True, paused_reason=decision.pause, paused_at=now))
+                           attempts_delta=decision.attempts_delta, uncertain=decision.uncertain,
+                           rendered_hash=decision.rendered_hash)
+        effects = channel_effects(decision, channel, now)
 
         def work(conn: Connection) -> ClaimedDelivery | None:
             outcome.record(conn)
@@ -289,7 +319,8 @@ class DeliveriesMixin(StoreBase):
     async def recover_sending(self, now: datetime, *, resend_channels: set[str], owner: str | None = None
                               ) -> tuple[int, int]:
         """After a crash: ``sending`` rows go back to ``queued`` on channels whose publisher is
-        idempotent (or configured at-least-once), else to ``unknown``. Returns (requeued, unknown).
+        idempotent (or configured at-least-once), else to ``unknown``; an edit or a deletion always goes
+        back to ``queued`` (repeating one is safe). Returns (requeued, unknown).
         With ``owner`` only that owner's claims are touched."""
 
         def work(conn: Connection) -> tuple[int, int]:
@@ -297,10 +328,12 @@ class DeliveriesMixin(StoreBase):
             if owner is not None:
                 cond.append(t.deliveries.c.claimed_by == owner)
             rows = conn.execute(
-                select(t.deliveries.c.id, t.channels.c.name)
+                select(t.deliveries.c.id, t.deliveries.c.kind, t.channels.c.name)
                 .join(t.channels, t.channels.c.id == t.deliveries.c.channel_id).where(and_(*cond))).all()
-            requeue = [r.id for r in rows if r.name in resend_channels]
-            unknown = [r.id for r in rows if r.name not in resend_channels]
+            # an edit or a deletion is safe to repeat (bot.domain.amend): always back in the queue
+            again = [r for r in rows if r.name in resend_channels or r.kind != DeliveryKind.POST.value]
+            requeue = [r.id for r in again]
+            unknown = [r.id for r in rows if r not in again]
             for part in chunks(requeue):
                 conn.execute(update(t.deliveries).where(t.deliveries.c.id.in_(part)).values(
                     status=DeliveryStatus.QUEUED.value, next_attempt_at=now, claimed_by=None, updated_at=now,
@@ -339,7 +372,8 @@ class DeliveriesMixin(StoreBase):
 
 
     async def deliveries(self, *, status: str | None = None, channel: str | None = None,
-                         limit: int = 50, ids: Sequence[int] | None = None) -> list[DeliveryView]:
+                         limit: int = 50, ids: Sequence[int] | None = None, kind: str | None = None
+                         ) -> list[DeliveryView]:
         query = (
             select(t.deliveries, t.channels.c.name.label("channel"), t.channels.c.platform,
                    t.posts.c.title, t.posts.c.url, t.posts.c.published_at, t.sources.c.name.label("source"))
@@ -354,13 +388,15 @@ class DeliveriesMixin(StoreBase):
             query = query.where(t.channels.c.name == channel)
         if ids is not None:
             query = query.where(t.deliveries.c.id.in_(list(ids)))
+        if kind:
+            query = query.where(t.deliveries.c.kind == kind)
         rows = await self._read(lambda conn: conn.execute(query).all())
         return [DeliveryView(
             id=r.id, channel=r.channel, platform=r.platform, status=r.status, attempts=r.attempts,
             post_title=r.title, post_url=r.url, source=r.source, published=utc(r.published_at),
             next_attempt_at=utc(r.next_attempt_at), remote_id=r.remote_id, remote_url=r.remote_url,
             last_error=r.last_error, created_at=utc(r.created_at), updated_at=utc(r.updated_at),
-            sent_at=utc(r.sent_at), staged=r.staged) for r in rows]
+            sent_at=utc(r.sent_at), staged=r.staged, kind=r.kind, reason=r.reason) for r in rows]
 
     async def channel_counts(self, now: datetime) -> list[ChannelCounts]:
         day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -377,7 +413,8 @@ class DeliveriesMixin(StoreBase):
                 .group_by(t.deliveries.c.channel_id)).all()
             today = conn.execute(
                 select(t.deliveries.c.channel_id, func.count().label("n"))
-                .where(t.deliveries.c.status == DeliveryStatus.SENT.value, t.deliveries.c.sent_at >= day_start)
+                .where(t.deliveries.c.status == DeliveryStatus.SENT.value, t.deliveries.c.sent_at >= day_start,
+                       t.deliveries.c.kind == DeliveryKind.POST.value)  # posts sent, not their edits
                 .group_by(t.deliveries.c.channel_id)).all()
             return chans, counts, oldest, today
 

@@ -7,7 +7,7 @@ from sqlalchemy import Connection, select
 
 from bot.domain.explain import DeliveryFact, DropFact, ExplainFacts
 from bot.domain.identity import link_key
-from bot.domain.models import Subscription
+from bot.domain.models import DeliveryKind, Subscription
 from bot.domain.rules import rule_from_json
 from bot.domain.state import SubscriptionView
 from bot.storage import tables as t
@@ -42,7 +42,7 @@ class ExplainMixin(StoreBase):
             deliveries = {r.name: DeliveryFact(r.id, r.status, utc(r.created_at)) for r in conn.execute(
                 select(t.deliveries.c.id, t.deliveries.c.status, t.deliveries.c.created_at, t.channels.c.name)
                 .join(t.channels, t.channels.c.id == t.deliveries.c.channel_id)
-                .where(t.deliveries.c.post_id == post_id))}
+                .where(t.deliveries.c.post_id == post_id, t.deliveries.c.kind == DeliveryKind.POST.value))}
             drops = {r.name: DropFact(r.subscription, r.condition, r.detail, utc(r.at)) for r in conn.execute(
                 select(t.rule_drops, t.channels.c.name).join(t.channels, t.channels.c.id == t.rule_drops.c.channel_id)
                 .where(t.rule_drops.c.post_id == post_id))}

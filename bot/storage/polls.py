@@ -9,13 +9,14 @@ twice.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, literal, select, update
 
 from bot.domain.detect import classify
+from bot.domain.lifecycle import ChannelLifecycle
 from bot.domain.models import DeliveryStatus, Post, Subscription, Tag
 from bot.domain.plan import BACKFILL_SCAN, PendingBackfill, PollFacts, PollPlan
 from bot.domain.rules import rule_from_json
@@ -24,6 +25,7 @@ from bot.storage import tables as t
 from bot.storage.audit import audit_row
 from bot.storage.base import NO_LEASE, StoreBase, cache_values, insert_ignore, utc
 from bot.storage.deliveries import queue_deliveries, read_channel_ids
+from bot.storage.lifecycle import apply_edits
 from bot.storage.posts import insert_posts, load_posts, read_known
 from bot.storage.subscriptions import read_subscriptions_for_tags
 
@@ -92,18 +94,22 @@ class PollsMixin(StoreBase):
             slugs = {slug for post in new for slug in post.tag_slugs}
             subs = read_subscriptions_for_tags(conn, slugs) if slugs else []
             return PollFacts(known_keys=known.keys, known_links=known.links, subscriptions=tuple(subs),
-                             backfills=_read_pending_backfills(conn, source, ruled_channels))
+                             backfills=_read_pending_backfills(conn, source, ruled_channels),
+                             content_hashes=known.hashes)
 
         return await self._read(work)
 
     async def apply_poll(self, source: SourceState, plan: PollPlan, cache: CacheState, now: datetime,
-                         next_poll_at: datetime) -> PollRecord:
+                         next_poll_at: datetime, lifecycle: Mapping[str, ChannelLifecycle] | None = None
+                         ) -> PollRecord:
         """Write a successful poll as ``plan`` decided it, in ONE transaction: the new posts and their
         tags, their deliveries (``held`` when the plan holds the burst, the hold written to the audit log
         in the same transaction), the backfills (never held; each pending one marked done), the posts a
         rule kept from a channel (``rule_drops``) and the source's cache state, outcome, churn count and
         usual volume. Deliveries a (post, channel) pair already has are skipped, so nothing is ever queued
-        twice."""
+        twice. The edited posts' content is stored and their messages updated where
+        ``bot.domain.lifecycle.plan_edit`` says (``lifecycle``: each channel's policy; none: no edit is
+        sent), in the same transaction (``bot.storage.lifecycle.apply_edits``)."""
 
         def work(conn: Connection) -> PollRecord:
             post_ids = insert_posts(conn, self.dialect, source.id, plan.new_posts, now)
@@ -122,12 +128,14 @@ class PollsMixin(StoreBase):
             backfilled = self._apply_backfills(conn, source, plan, post_ids, chan_ids, now)
             if plan.drops and chan_ids is not None:
                 _record_drops(conn, self.dialect, plan, post_ids, chan_ids, now)
+            edits = apply_edits(conn, self.dialect, source.id, source.name, plan.edited, plan.rehashed,
+                                lifecycle or {}, now)
             conn.execute(update(t.sources).where(t.sources.c.id == source.id).values(
                 **cache_values(cache), baseline_done=True, last_poll_at=now, last_success_at=now,
                 last_outcome=plan.outcome, last_error=None, consecutive_failures=0, next_poll_at=next_poll_at,
                 **_source_counters(plan, now), **NO_LEASE))
             return PollRecord(new_posts=len(plan.new_posts), queued=queued, backfilled=backfilled, held=held,
-                              hold_started=started)
+                              hold_started=started, edited=edits.posts, edits=edits.edits)
 
         return await self._write(work)
 

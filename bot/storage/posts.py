@@ -28,7 +28,8 @@ def load_post(conn: Connection, post_id: int) -> Post:
     tags = tuple(Tag(tr.slug, tr.name) for tr in conn.execute(_POST_TAGS, {"load_post_id": post_id}))
     return Post(key=r.key, source=r.source_name, title=r.title, url=r.url, summary_html=r.summary_html or "",
                 content_html=r.content_html or "", tags=tags, published=utc(r.published_at),
-                image_url=r.image_url, author=r.author, id=r.id, image_alt=r.image_alt)
+                image_url=r.image_url, author=r.author, id=r.id, image_alt=r.image_alt, content_hash=r.content_hash,
+                link_key=r.link_key)
 
 
 def load_posts(conn: Connection, ids: Sequence[int]) -> tuple[Post, ...]:
@@ -59,8 +60,10 @@ def read_known(conn: Connection, source_id: int, posts: Sequence[Post]) -> Known
     links = list(dict.fromkeys(p.link_key for p in posts if p.link_key is not None))
     found = KnownIdentities(set(), set())
     for part in chunks(keys):
-        found.keys.update(r.key for r in conn.execute(select(t.posts.c.key).where(
-            t.posts.c.source_id == source_id, t.posts.c.key.in_(part))))
+        for r in conn.execute(select(t.posts.c.key, t.posts.c.content_hash).where(
+                t.posts.c.source_id == source_id, t.posts.c.key.in_(part))):
+            found.keys.add(r.key)
+            found.hashes[r.key] = r.content_hash
     for part in chunks(links):
         found.links.update(r.link_key for r in conn.execute(select(t.posts.c.link_key).where(
             t.posts.c.source_id == source_id, t.posts.c.link_key.in_(part)).distinct()))
@@ -92,7 +95,7 @@ def insert_posts(conn: Connection, dialect: str, source_id: int, posts: Sequence
         {"source_id": source_id, "key": p.key, "url": p.url, "title": p.title,
          "summary_html": p.summary_html, "content_html": p.content_html, "image_url": p.image_url,
          "author": p.author, "image_alt": p.image_alt, "published_at": p.published, "first_seen_at": now,
-         "link_key": p.link_key}
+         "link_key": p.link_key, "content_hash": p.content_hash}
         for p in posts])
     ids: dict[str, int] = {}
     for part in chunks([p.key for p in posts]):

@@ -14,6 +14,7 @@ The methods live with their aggregate, one module each (the way lemon24/reader s
 - ``coordination``: instances, named leases, source claims, taking over a dead instance's work
 - ``audit``: the audit log
 - ``explain``: what ``tagrelay explain`` reads about one post (deliveries, rule drops, subscriptions)
+- ``lifecycle``: a post's later life: edits, edit and delete outcomes, unpublishing, retraction
 - ``push``: a poll brought forward by a push, and the WebSub subscriptions
 
 ``base`` holds what they share (the ``Database``, ``_read``/``_write``, the dialect helpers). Rows are
@@ -31,6 +32,7 @@ from bot.storage.coordination import CoordinationMixin
 from bot.storage.deliveries import DeliveriesMixin
 from bot.storage.explain import ExplainMixin
 from bot.storage.holds import HoldsMixin
+from bot.storage.lifecycle import LifecycleMixin
 from bot.storage.pacing import PacingMixin
 from bot.storage.polls import PollsMixin
 from bot.storage.posts import PostsMixin
@@ -41,6 +43,7 @@ from bot.storage.subscriptions import SubscriptionsMixin
 
 
 class Store(SourcesMixin, PollsMixin, PostsMixin, SubscriptionsMixin, ChannelsMixin, DeliveriesMixin, HoldsMixin,
-            PacingMixin, SpendingMixin, CoordinationMixin, AuditMixin, ExplainMixin, PushMixin, StoreBase):
+            PacingMixin, SpendingMixin, CoordinationMixin, AuditMixin, ExplainMixin, LifecycleMixin, PushMixin,
+            StoreBase):
     """All database access. Open with ``Store.open(url)`` (or give it a ``Database``); call ``aclose`` at
     the end."""

@@ -90,6 +90,10 @@ posts = Table(
     Column("first_seen_at", TS, nullable=False),
     Column("link_key", Text),  # the canonical link, the post's identity when its guid churns (0005)
     Column("image_alt", Text),  # the featured image's alt text (0006)
+    # what a rendering can show, hashed: a known post seen with another hash was edited (0011)
+    Column("content_hash", String(64)),
+    Column("missing_since", TS),  # its URL first answered 404/410 (unpublishing not confirmed yet) (0011)
+    Column("unpublished_at", TS),  # its unpublishing was confirmed (0011)
     UniqueConstraint("source_id", "key"),
     Index("ix_posts_source_published", "source_id", "published_at"),
     Index("ix_posts_url", "url"),
@@ -171,9 +175,13 @@ deliveries = Table(
     Column("uncertain_since", TS),
     # what a two-step publisher staged before publishing (Threads' media container id), committed first (0010)
     Column("staged", Text),
-    UniqueConstraint("post_id", "channel_id"),
+    # post | edit | delete: the message itself, an update of it, its removal (0011)
+    Column("kind", String(8), nullable=False, default="post", server_default=text("'post'")),
+    Column("rendered_hash", String(64)),  # what the message shows (a post's row; 0011)
+    UniqueConstraint("post_id", "channel_id", "kind"),
     Index("ix_deliveries_due", "channel_id", "status", "next_attempt_at", "id"),
     Index("ix_deliveries_status", "status"),
+    Index("ix_deliveries_channel_sent", "channel_id", "sent_at"),  # recently sent messages (0011)
     # claim_next walks this in order and stops at the first due row: O(log n), whatever the queue depth
     Index("ix_deliveries_pending", "channel_id", "post_at", "id",
           sqlite_where=text(PENDING_SQL)),

@@ -101,8 +101,10 @@ def platforms(feed_size: int = 1000) -> Iterator[Platforms]:
 def write_config(folder: Path, fakes: Platforms, *, lease_ttl: float = 2.0, shutdown_timeout: float = 2.0,
                  read_timeout: float = 5.0, interval: float = 1.0, retry_base: float = 0.2,
                  telegram_extra: str = "", burst_limit: int = 0, mastodon_extra: str = "",
-                 x_extra: str = "") -> Path:
-    """A config with one channel per platform on the fakes, pacing off, no health server."""
+                 x_extra: str = "", source_kind: str = "rss") -> Path:
+    """A config with one channel per platform on the fakes, pacing off, no health server. ``*_extra``: more
+    keys of a channel's table; ``source_kind`` "wordpress" reads the archive's REST API instead of its feed."""
+    source_url = f"{fakes.archive.url}/feed/" if source_kind == "rss" else f"{fakes.archive.url}/wp-json/"
     db = folder / "tagrelay.db"
     subs = "\n".join(f'[[subscriptions]]\ntag = "{tag}"\nchannels = {json.dumps(list(chans))}\n'
                      for tag, chans in SUBSCRIPTIONS.items())
@@ -130,8 +132,8 @@ enabled = false
 
 [[sources]]
 name = "archive"
-url = "{fakes.archive.url}/feed/"
-kind = "rss"
+url = "{source_url}"
+kind = "{source_kind}"
 interval = {interval}
 
 [[channels]]

@@ -13,6 +13,8 @@ from the same in-memory posts, the way WordPress renders them:
                       ``wp/v2/tags``, ``wp/v2/categories``, ``wp/v2/users``, ``wp/v2/media`` (featured
                       images with ``alt_text``; ``include``), and the index
 * ``/``               a home page whose ``<link>`` tags are configurable (``home_links``)
+* ``/YYYY/MM/DD/slug/`` a post's own page: 200 while it is published, 404 once it is trashed
+                      (``trash_post``), drafted, made private or deleted (``delete_post``)
 * ``/r/<n>/<path>``   a chain of n redirects to ``<path>``; ``/loop`` redirects to itself
 
 Every 200 carries ``ETag`` and ``Last-Modified``; a matching ``If-None-Match``
@@ -227,6 +229,16 @@ class ArchiveServer(LoopbackServer):
             self.posts[index] = updated
             return updated
 
+    def trash_post(self, post: ArchivePost, status: str = "trash") -> ArchivePost:
+        """Unpublish a post as WordPress does (``trash``, or ``draft`` / ``private``): it leaves the feeds and
+        the REST API's public lists, and its page answers 404. Its modified time moves to now."""
+        return self.edit_post(post, status=status)
+
+    def delete_post(self, post: ArchivePost) -> None:
+        """Delete a post for good (its page answers 404, as for an unknown path)."""
+        with self.lock:
+            self.posts = [p for p in self.posts if p.id != post.id]
+
     def publish_scheduled(self, post: ArchivePost) -> ArchivePost:
         """WordPress's cron publish: only the status changes, ``modified`` stays (core trac #26980)."""
         with self.lock:
@@ -407,7 +419,24 @@ class ArchiveServer(LoopbackServer):
             return Response(301, b"", {"Location": "/loop"})
         if route.startswith("/wp-json"):
             return self._rest(request, route[len("/wp-json"):] or "/")
+        page = self._post_page(route)
+        if page is not None:
+            return page
         return Response.text("<html><body><h1>Not Found</h1></body></html>", 404, "text/html; charset=UTF-8")
+
+    def _post_page(self, route: str) -> Response | None:
+        """A post's own page at its link: published → 200; trashed, drafted, private or deleted → WordPress's
+        404 page (a visitor sees none of them). None: not a post's path."""
+        with self.lock:
+            post = next((p for p in self.posts if p.link("") == route), None)
+        if post is None:
+            return None
+        if post.status != "publish":
+            return Response.text("<html><body><h1>Page not found</h1></body></html>", 404,
+                                 "text/html; charset=UTF-8")
+        return Response.text(f"<html><head><title>{html.escape(post.title)}</title></head><body>"
+                             f"<article>{post.content_html}</article></body></html>",
+                             content_type="text/html; charset=UTF-8")
 
     def _conditional(self, request: Request, response: Response) -> Response:
         if request.method != "GET" or response.status != 200:

@@ -54,6 +54,7 @@ REFRESH_SESSION = "/xrpc/com.atproto.server.refreshSession"
 GET_SESSION = "/xrpc/com.atproto.server.getSession"
 CREATE_RECORD = "/xrpc/com.atproto.repo.createRecord"
 GET_RECORD = "/xrpc/com.atproto.repo.getRecord"
+DELETE_RECORD = "/xrpc/com.atproto.repo.deleteRecord"
 UPLOAD_BLOB = "/xrpc/com.atproto.repo.uploadBlob"
 POST = "app.bsky.feed.post"
 ACCESS_TTL = timedelta(hours=2)
@@ -113,6 +114,8 @@ class FakeBluesky(ScriptedServer):
         """The ``#atproto_pds`` endpoint in the DID document (default: this server)."""
         self.tokens: dict[str, Token] = {}
         self.posts: dict[str, Created] = {}
+        self.deleted: list[str] = []
+        """Record keys removed by ``deleteRecord``, in order."""
         self.created: list[Created] = []
         self.blobs: dict[str, tuple[bytes, str]] = {}
         self.logins = 0
@@ -182,6 +185,8 @@ class FakeBluesky(ScriptedServer):
                                   "active": self.account.active, "email": "desk@example.org"})
         if method == "POST" and path == CREATE_RECORD:
             return self._create_record(request, token)
+        if method == "POST" and path == DELETE_RECORD:
+            return self._delete_record(request, token)
         if method == "POST" and path == UPLOAD_BLOB:
             return self._upload_blob(request)
         return self._error(501, "MethodNotImplemented", "Method Not Implemented")
@@ -321,6 +326,21 @@ class FakeBluesky(ScriptedServer):
         uri = f"at://{self.account.did}/{POST}/{rkey}"
         return Response.json({"uri": uri, "cid": cid, "commit": {"cid": cid_of(uri.encode()), "rev": rkey},
                               "validationStatus": "valid"})
+
+    def _delete_record(self, request: Request, token: Token) -> Response:
+        """``com.atproto.repo.deleteRecord``: removes the record; one that is not there is a no-op (200), as
+        the reference PDS answers. Recorded in ``deleted`` (rkeys, in order)."""
+        body = request.json()
+        if not isinstance(body, dict) or not isinstance(body.get("rkey"), str):
+            return self._error(400, "InvalidRequest", "Input must have the properties repo, collection, rkey")
+        if body.get("repo") not in (self.account.did, self.account.handle) or token.did != self.account.did:
+            return self._error(401, "AuthenticationRequired", "Authentication Required")
+        if body.get("collection") != POST:
+            return self._error(400, "InvalidRequest", "Invalid collection")
+        with self.lock:
+            if self.posts.pop(body["rkey"], None) is not None:
+                self.deleted.append(body["rkey"])
+        return Response.json({"commit": {"cid": cid_of(body["rkey"].encode()), "rev": body["rkey"]}})
 
     def _invalid_post(self, record: dict[str, Any]) -> str | None:
         text = record.get("text")

@@ -13,6 +13,11 @@ Answers like Mastodon 4.x (mastodon/documentation ``methods/statuses.md``,
   key again returns that status (same id) and creates nothing; later it
   creates a new status (and the key now names that one).
 * ``GET /api/v1/accounts/verify_credentials`` → the account.
+* ``GET /api/v1/statuses/:id`` and ``/:id/source`` (``id``, ``text``, ``spoiler_text``), ``PUT
+  /api/v1/statuses/:id`` (an edit: the old text goes to ``Status.edits``, as Mastodon keeps an edit
+  history; validated like a post) and ``DELETE /api/v1/statuses/:id`` (``deletions``; the status is then
+  404 everywhere) of the token's own statuses; another account's status or an unknown id → 404
+  "Record not found".
 * ``GET /api/v1/accounts/:id/statuses`` → that account's statuses, newest first
   (``limit`` default 20, at most 40; ``max_id`` / ``since_id`` page by id;
   other parameters such as ``exclude_reblogs`` are accepted and change nothing:
@@ -53,7 +58,7 @@ import io
 import itertools
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -73,6 +78,7 @@ IDEMPOTENCY_TTL = timedelta(seconds=3600)
 ACCOUNT_STATUSES_LIMIT = 20
 ACCOUNT_STATUSES_MAX = 40
 _ACCOUNT_STATUSES = re.compile(r"^/api/v1/accounts/([^/]+)/statuses$")
+_STATUS = re.compile(r"^/api/v1/statuses/([^/]+)(/source)?$")
 _URL = re.compile(r"https?://[^\s<>\"]+", re.IGNORECASE)
 _REMOTE_MENTION = re.compile(r"(@[A-Za-z0-9_]+)@[A-Za-z0-9.\-]+[A-Za-z0-9]")
 _VISIBILITIES = ("public", "unlisted", "private", "direct")
@@ -123,6 +129,10 @@ class Status:
     url: str
     uri: str
     media_ids: tuple[str, ...] = ()
+    edits: list[str] = field(default_factory=list)
+    """Earlier texts, oldest first: one per ``PUT`` that changed it (Mastodon's edit history)."""
+    deleted: bool = False
+    edited_at: datetime | None = None
 
 
 def status_length(text: str, spoiler_text: str = "", *, url_length: int = 23) -> int:
@@ -154,6 +164,8 @@ class FakeMastodon(ScriptedServer):
         for i, (token, username) in enumerate((tokens or {DEFAULT_TOKEN: "tagrelay"}).items(), start=1):
             self.accounts[token] = Account(id=str(109000000000000000 + i), username=username)
         self.statuses: list[Status] = []
+        self.deletions: list[str] = []
+        """Ids of the statuses deleted, in order."""
         self.media: dict[str, Media] = {}
         self.image_size_limit = image_size_limit
         self.image_matrix_limit = image_matrix_limit
@@ -201,7 +213,42 @@ class FakeMastodon(ScriptedServer):
         listing = _ACCOUNT_STATUSES.match(path)
         if method == "GET" and listing:
             return self._account_statuses(request, listing.group(1)) if account else self._invalid_token()
+        one = _STATUS.match(path)
+        if one and method in ("GET", "PUT", "DELETE"):
+            if account is None:
+                return self._invalid_token()
+            return self._status_route(request, account, one.group(1), one.group(2))
         return self._error(404, "Record not found")
+
+    def _status_route(self, request: Request, account: Account, status_id: str, source: str | None) -> Response:
+        """``GET /api/v1/statuses/:id[/source]``, ``PUT`` (edit) and ``DELETE`` of one's own status; another
+        account's or a deleted one is 404 "Record not found", as Mastodon answers."""
+        with self.lock:
+            status = next((x for x in self.statuses if x.id == status_id and not x.deleted), None)
+        if status is None or (request.method != "GET" and status.account.id != account.id):
+            return self._error(404, "Record not found")
+        if request.method == "GET":
+            if source:
+                return self._answer({"id": status.id, "text": status.text, "spoiler_text": status.spoiler_text})
+            return self._answer(self._status_json(status))
+        if request.method == "DELETE":
+            with self.lock:
+                status.deleted = True
+                self.deletions.append(status.id)
+            return self._answer({**self._status_json(status), "text": status.text})
+        params = self._params(request)
+        text = str(params.get("status") or "")
+        spoiler = str(params.get("spoiler_text") or "")
+        if not text.strip():
+            return self._error(422, "Validation failed: Text can't be blank")
+        if status_length(text, spoiler, url_length=self.characters_reserved_per_url) > self.max_characters:
+            return self._error(422, f"Validation failed: Text character limit of {self.max_characters} exceeded")
+        with self.lock:
+            status.edits.append(status.text)
+            status.text, status.spoiler_text = text, spoiler
+            status.language = params.get("language") or status.language
+            status.edited_at = self.clock()
+        return self._answer(self._status_json(status))
 
     def _account(self, request: Request) -> Account | None:
         auth = request.header("authorization") or ""
@@ -381,7 +428,7 @@ class FakeMastodon(ScriptedServer):
     def _account_statuses(self, request: Request, account_id: str) -> Response:
         with self.lock:
             known = any(a.id == account_id for a in self.accounts.values())
-            mine = [s for s in self.statuses if s.account.id == account_id]
+            mine = [s for s in self.statuses if s.account.id == account_id and not s.deleted]
         if not known:
             return self._error(404, "Record not found")
         limit = _int_arg(request.arg("limit"))
@@ -400,7 +447,8 @@ class FakeMastodon(ScriptedServer):
                 "replies_count": 0, "reblogs_count": 0, "favourites_count": 0, "content": content,
                 "account": self._account_json(status.account),
                 "media_attachments": [self._media_json(self.media[m]) for m in status.media_ids], "mentions": [],
-                "tags": [], "emojis": [], "card": None, "poll": None, "reblog": None}
+                "tags": [], "emojis": [], "card": None, "poll": None, "reblog": None,
+                "edited_at": _iso(status.edited_at) if status.edited_at else None}
 
 
 def _int_arg(value: str | None) -> int | None:

@@ -32,6 +32,14 @@ of its topics, else 400 "message thread not found" (also after
 ``fetch_photos=True`` makes ``sendPhoto`` fetch a photo URL as Telegram's
 servers do (400 "failed to get HTTP URL content" / "wrong type of the web page
 content" when it cannot use it).
+Edits and deletions of the messages it accepted, as the Bot API answers them:
+``editMessageText`` (a text message), ``editMessageCaption`` and
+``editMessageMedia`` (a photo; 400 "there is no text/caption/media in the
+message to edit" for the other kind), 400 "message is not modified" for an edit
+that changes nothing, ``deleteMessage`` (refused with "message can't be deleted"
+48 hours after sending, by the fake's ``clock``), 400 "message to edit/delete not
+found" for an unknown or deleted one. Applied ones are in ``fake.changes``; a
+deleted message stays in ``messages`` with ``deleted`` set.
 
 ``fake.error_echoing_token_part(403, "Forbidden: bot {part} was kicked")``
 scripts an error whose description quotes the secret part of the token (after
@@ -207,7 +215,7 @@ _IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a")
 _ALLOWED_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a",
                  "tg-emoji", "tg-time", "code", "pre", "blockquote"}
 _OBJECT_FIELDS = {"link_preview_options", "reply_markup", "entities", "caption_entities", "reply_parameters",
-                  "allowed_updates", "commands", "scope"}
+                  "allowed_updates", "commands", "scope", "media"}
 _BOOL_FIELDS = {"disable_notification", "protect_content", "show_caption_above_media", "has_spoiler",
                 "allow_paid_broadcast"}
 _PATH = re.compile(r"^/bot(?P<token>[^/]+)/(?P<method>[A-Za-z]+)$")
@@ -274,6 +282,21 @@ class SentMessage:
     message_thread_id: int | None = None
     photo_bytes: int | None = None
     """With ``fetch_photos``: the size of the photo the fake fetched from the URL."""
+    sent_at: float = 0.0
+    """The fake's ``clock()`` when it was sent (``deleteMessage`` refuses after 48 hours, as Telegram does)."""
+    deleted: bool = False
+    """Removed by ``deleteMessage`` (kept in ``messages``, marked)."""
+
+
+@dataclass
+class Change:
+    """An edit or a deletion the fake applied (``FakeBotApi.changes``)."""
+
+    method: str
+    chat_id: int
+    message_id: int
+    text: str | None = None
+    photo: str | None = None
 
 
 class _EntityChecker(HTMLParser):
@@ -330,12 +353,18 @@ class FakeBotApi(ScriptedServer):
         for chat in chats if chats is not None else [Chat(DEFAULT_CHANNEL_ID, username=DEFAULT_CHANNEL_USERNAME)]:
             self.add_chat(chat)
         self.messages: list[SentMessage] = []
+        self.changes: list[Change] = []
+        """Every edit and deletion applied, in order (a refused one is not here)."""
         self._ids: dict[int, itertools.count[int]] = {}
         self.methods: dict[str, Callable[[dict[str, Any]], Any]] = {
             "getMe": self._get_me,
             "getChat": self._get_chat,
             "sendMessage": self._send_message,
             "sendPhoto": self._send_photo,
+            "editMessageText": self._edit_text,
+            "editMessageCaption": self._edit_caption,
+            "editMessageMedia": self._edit_media,
+            "deleteMessage": self._delete_message,
         }
 
     @property
@@ -520,7 +549,7 @@ class FakeBotApi(ScriptedServer):
         sent = SentMessage("sendMessage", chat.id, message_id, text, parse_mode=parse_mode,
                            link_preview_options=preview if isinstance(preview, dict) else None,
                            disable_notification=bool(params.get("disable_notification", False)), params=params,
-                           message_thread_id=thread)
+                           message_thread_id=thread, sent_at=self.clock())
         with self.lock:
             self.messages.append(sent)
         data = self._message_json(chat, message_id)
@@ -549,7 +578,7 @@ class FakeBotApi(ScriptedServer):
         message_id = self._next_id(chat.id)
         sent = SentMessage("sendPhoto", chat.id, message_id, None, caption=caption, photo=str(photo),
                            parse_mode=parse_mode, disable_notification=bool(params.get("disable_notification", False)),
-                           params=params, message_thread_id=thread, photo_bytes=size)
+                           params=params, message_thread_id=thread, photo_bytes=size, sent_at=self.clock())
         with self.lock:
             self.messages.append(sent)
         data = self._message_json(chat, message_id)
@@ -558,6 +587,98 @@ class FakeBotApi(ScriptedServer):
         if caption:
             data["caption"] = caption if (parse_mode or "").upper() != "HTML" else _strip_tags(str(caption))
         return data
+
+
+    # -- edits and deletions (Bot API: editMessageText/Caption/Media, deleteMessage) ----------------------
+
+    NOT_MODIFIED = ("Bad Request: message is not modified: specified new message content and reply markup are "
+                    "exactly the same as a current content and reply markup of the message")
+    DELETE_WINDOW = 48 * 3600.0
+
+    def _target(self, params: dict[str, Any], what: str) -> tuple[Chat, SentMessage]:
+        """The message an edit or deletion names (``what``: "edit" / "delete"), with Telegram's errors."""
+        chat = self._chat(params)
+        try:
+            message_id = int(params.get("message_id") or 0)
+        except (TypeError, ValueError):
+            raise BotApiError(400, "Bad Request: message identifier is not specified") from None
+        with self.lock:
+            target = next((m for m in self.messages if m.chat_id == chat.id and m.message_id == message_id
+                           and not m.deleted), None)
+        if target is None:
+            raise BotApiError(400, f"Bad Request: message to {what} not found")
+        return chat, target
+
+    def _check_text(self, text: str, parse_mode: Any, limit: int, too_long: str) -> None:
+        length, problem = visible_length(text, parse_mode, utf16=self.utf16)
+        if problem:
+            raise BotApiError(400, f"Bad Request: can't parse entities: {problem}")
+        if length > limit:
+            raise BotApiError(400, f"Bad Request: {too_long}")
+
+    def _edited(self, chat: Chat, target: SentMessage, method: str) -> dict[str, Any]:
+        with self.lock:
+            self.changes.append(Change(method, chat.id, target.message_id, target.text or target.caption,
+                                       target.photo))
+        data = self._message_json(chat, target.message_id)
+        shown = target.text if target.method == "sendMessage" else target.caption
+        if shown:
+            plain = shown if (target.parse_mode or "").upper() != "HTML" else _strip_tags(shown)
+            data["text" if target.method == "sendMessage" else "caption"] = plain
+        return data
+
+    def _edit_text(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat, target = self._target(params, "edit")
+        if target.method != "sendMessage":
+            raise BotApiError(400, "Bad Request: there is no text in the message to edit")
+        text = str(params.get("text") or "")
+        if not text.strip():
+            raise BotApiError(400, "Bad Request: message text is empty")
+        parse_mode = params.get("parse_mode")
+        self._check_text(text, parse_mode, MAX_TEXT_LENGTH, "MESSAGE_TOO_LONG")
+        with self.lock:
+            if target.text == text:
+                raise BotApiError(400, self.NOT_MODIFIED)
+            target.text, target.parse_mode = text, parse_mode
+        return self._edited(chat, target, "editMessageText")
+
+    def _edit_caption(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat, target = self._target(params, "edit")
+        if target.method != "sendPhoto":
+            raise BotApiError(400, "Bad Request: there is no caption in the message to edit")
+        caption = str(params.get("caption") or "")
+        parse_mode = params.get("parse_mode")
+        self._check_text(caption, parse_mode, MAX_CAPTION_LENGTH, "message caption is too long")
+        with self.lock:
+            if target.caption == caption:
+                raise BotApiError(400, self.NOT_MODIFIED)
+            target.caption, target.parse_mode = caption, parse_mode
+        return self._edited(chat, target, "editMessageCaption")
+
+    def _edit_media(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat, target = self._target(params, "edit")
+        media = params.get("media")
+        if not isinstance(media, dict) or media.get("type") != "photo" or not media.get("media"):
+            raise BotApiError(400, "Bad Request: can't parse InputMedia: media not found")
+        if target.method != "sendPhoto":
+            raise BotApiError(400, "Bad Request: there is no media in the message to edit")
+        caption = str(media.get("caption") or "")
+        parse_mode = media.get("parse_mode")
+        self._check_text(caption, parse_mode, MAX_CAPTION_LENGTH, "message caption is too long")
+        with self.lock:
+            if target.caption == caption and target.photo == str(media["media"]):
+                raise BotApiError(400, self.NOT_MODIFIED)
+            target.caption, target.photo, target.parse_mode = caption, str(media["media"]), parse_mode
+        return self._edited(chat, target, "editMessageMedia")
+
+    def _delete_message(self, params: dict[str, Any]) -> bool:
+        chat, target = self._target(params, "delete")
+        if self.clock() - target.sent_at > self.DELETE_WINDOW:
+            raise BotApiError(400, "Bad Request: message can't be deleted")
+        with self.lock:
+            target.deleted = True
+            self.changes.append(Change("deleteMessage", chat.id, target.message_id))
+        return True
 
 
 def _lower_first(name: str) -> str:

@@ -39,6 +39,9 @@ Media (the v2 endpoints, docs.x.com "Upload media" and "Create Media metadata"):
 * ``POST /2/tweets`` with ``media.media_ids``: every id must be a processed
   upload of this fake, else 400 "Your media IDs are invalid."
 
+``DELETE /2/tweets/:id`` removes one of ``fake.tweets`` (200 ``{"data": {"deleted": true}}``;
+an unknown id: 404 resource-not-found) and records it in ``fake.deleted``.
+
 Recorded: ``fake.tweets`` (accepted posts, with the auth style used and their
 ``media_ids``), ``fake.media`` (uploads by id, with their ``alt_text``).
 """
@@ -151,6 +154,8 @@ class FakeX(ScriptedServer):
         self.epoch = epoch
         """The 'now' used for x-rate-limit-reset on normal answers (None: the real time)."""
         self.tweets: list[Tweet] = []
+        self.deleted: list[Tweet] = []
+        """Posts removed by ``DELETE /2/tweets/:id`` (no longer in ``tweets``), in order."""
         self.media: dict[str, XMedia] = {}
         self.image_limit = 5 * 1024 * 1024
         self.media_processing = 0
@@ -201,6 +206,8 @@ class FakeX(ScriptedServer):
             return self._create(request, auth)
         if request.method == "GET" and request.path == USERS_ME:
             return Response.json({"data": dict(self.user)})
+        if request.method == "DELETE" and request.path.startswith(TWEETS + "/"):
+            return self._delete(request.path[len(TWEETS) + 1:])
         if request.method == "POST" and request.path == MEDIA_UPLOAD:
             return self._upload(request)
         if request.method == "GET" and request.path == MEDIA_UPLOAD:
@@ -268,6 +275,20 @@ class FakeX(ScriptedServer):
         now = self.epoch if self.epoch is not None else time.time()
         return {"x-rate-limit-limit": str(self.rate_limit_total), "x-rate-limit-remaining": str(remaining),
                 "x-rate-limit-reset": str(int(now) + 900)}
+
+    def _delete(self, tweet_id: str) -> Response:
+        """``DELETE /2/tweets/:id`` → 200 ``{"data": {"deleted": true}}``; an unknown or deleted id → 404
+        resource-not-found."""
+        headers = self._rate_headers()
+        with self.lock:
+            tweet = next((t for t in self.tweets if t.id == tweet_id), None)
+            if tweet is not None:
+                self.tweets.remove(tweet)
+                self.deleted.append(tweet)
+        if tweet is None:
+            return Response.json(problem(404, "Not Found Error", f"Could not find tweet with id: [{tweet_id}].",
+                                         "https://api.twitter.com/2/problems/resource-not-found"), 404, headers)
+        return Response.json({"data": {"deleted": True}}, 200, headers)
 
     def _create(self, request: Request, auth: str) -> Response:
         headers = self._rate_headers()

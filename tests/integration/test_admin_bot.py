@@ -682,3 +682,31 @@ def test_the_last_word_is_the_channel_only_when_it_names_one() -> None:
     assert split_tag_channel("", channels) == ("", None)
     page = TagPage(items=[TagCount("a-b", "A <b>", 1)], page=1, size=10, search="x&y", has_next=False)
     assert format_tags(page) == "<b>Known tags</b> matching “x&amp;y” · page 1\n1. A &lt;b&gt; — 1 post"
+
+
+async def test_retract_asks_first_and_removes_the_post_from_its_channels(h: Harness) -> None:
+    assert "subscribed" in await h.say(ALICE, "/subscribe Topic 03 news-tg")
+    post = h.archive.add_post(title="Topic 03, retracted", tags=["Topic 03"])
+    await h.app.run_once()
+    url = post.link(h.archive.site)
+    assert any("Topic 03, retracted" in (m.text or "") for m in h.fake.sent_to(CHANNEL))
+
+    (ask,) = await h.ask(ALICE, f"/retract {url}")
+    assert "Retract this post?" in (ask.text or "") and "deleting the message on news-tg" in (ask.text or "")
+    assert h.fake.labels(ask) == ["Retract", "Cancel"]
+    await h.press(ALICE, ask, "Cancel")
+    assert "Cancelled; nothing changed." in (h.fake.edits[-1]["text"] or "")
+    assert await h.app.store.deliveries(kind="delete") == []  # asking changes nothing
+
+    (ask,) = await h.ask(BOB, f"/retract {url} news-tg")
+    await h.press(BOB, ask, "Retract")
+    assert "✅ Topic 03, retracted: deleting the message on news-tg" in (h.fake.edits[-1]["text"] or "")
+    await h.app.run_once()
+    assert [(c.method, c.chat_id) for c in h.fake.changes] == [("deleteMessage", CHANNEL)]
+    (line,) = [e for e in await h.app.store.audit_entries() if e.action == "retract"]
+    assert (line.actor, line.via) == ("222 @bob", "telegram")
+    assert "delete" in await h.cli("deliveries", "--kind", "delete")
+
+    text = await h.say(ALICE, f"/retract {url}x")
+    assert "unknown post" in text and "Usage: <code>/retract" in text
+    assert "name the post by its link" in await h.say(ALICE, "/retract")

@@ -26,6 +26,9 @@ with refreshSession on ``ExpiredToken`` (once per call, then the call is made
 again), logins limited through a persisted bucket. A refused app password
 pauses the channel (``CredentialsError``); a 429 (``RateLimit-Reset``, epoch
 seconds) holds it until the reset.
+
+Deletions (``delete``, the ``Deletes`` ability): ``com.atproto.repo.deleteRecord`` of the post's record.
+Bluesky has no edit (a post record is not edited in the app), so there is no ``edit``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import httpx
 from bot.domain.models import Post
 from bot.errors import (
     AmbiguousPublishError,
+    ChangeRefusedError,
     ContentRejectedError,
     CredentialsError,
     MediaError,
@@ -53,6 +57,7 @@ from bot.media import JPEG, PNG, WEBP, prepare_image
 from bot.publishers.api import (
     API_VERSION,
     AccountInfo,
+    ChangeResult,
     ChannelOptions,
     PublisherContext,
     PublishResult,
@@ -205,6 +210,31 @@ class BlueskyPublisher:
         if self._options.langs:
             detail["langs"] = ", ".join(self._options.langs)
         return AccountInfo(display=f"@{handle} on {self._host}", detail=detail)
+
+    async def delete(self, remote_id: str) -> ChangeResult:
+        """The ``Deletes`` ability: ``com.atproto.repo.deleteRecord`` of the post ``publish`` made (its
+        ``at://`` URI, in this account's repo and the post collection: nothing else is ever named). Deleting
+        a record that is not there is a no-op for the PDS, so a repeat is safe. Bluesky has no edit."""
+        rkey = self._own_rkey(remote_id)
+        session = await self._keeper.current()
+        nsid = "com.atproto.repo.deleteRecord"
+
+        def body(current: Session) -> dict[str, Any]:
+            return {"repo": current.did, "collection": COLLECTION, "rkey": rkey}
+
+        response, session = await self._call(session, "POST", nsid, json=body, sending=True)
+        if not response.is_success:
+            raise self._classify(response, "deleteRecord")
+        return ChangeResult()
+
+    def _own_rkey(self, remote_id: str) -> str:
+        """The record key of one of this channel's posts, from its ``at://<did>/app.bsky.feed.post/<rkey>`` URI."""
+        parts = remote_id.removeprefix("at://").split("/")
+        if not remote_id.startswith("at://") or len(parts) != 3 or parts[1] != COLLECTION or not parts[2] \
+                or not parts[2].replace("-", "").replace("_", "").replace(".", "").replace("~", "").isalnum():
+            raise ChangeRefusedError(self._channel, "the id recorded for it is not one of this account's post "
+                                                    "records (at://…/app.bsky.feed.post/…)")
+        return parts[2]
 
     async def aclose(self) -> None:
         return None  # the shared client belongs to the composition root; the session dies with us

@@ -14,6 +14,10 @@ was lost (read timeout, connection dropped after sending, a 2xx without a messag
 channel sets ``at_least_once = true`` (a webhook cannot list the channel's messages, so the
 post cannot be looked up either).
 
+Edits and deletions (``edit``, ``delete``: the ``Edits`` and ``Deletes`` abilities) ``PATCH`` and
+``DELETE`` the message by its id; a message already gone (10008) is gone for a deletion and
+``MessageGoneError`` for an edit.
+
 Rate limits (``limits.DiscordLimits``, shared by the channels on one API host): before each
 request a spent bucket, a global limit or a spent invalid-request budget raises ``RetryAfter``
 for exactly the wait, sending nothing; every answer's ``X-RateLimit-*`` headers are recorded.
@@ -32,13 +36,14 @@ import httpx
 from bot.errors import (
     AmbiguousPublishError,
     CredentialsError,
+    MessageGoneError,
     PermanentPublishError,
     PublishError,
     RetryablePublishError,
     RetryAfter,
 )
 from bot.log import event
-from bot.publishers.api import AccountInfo, PublisherContext, PublishResult, RenderedMessage, RenderEnv
+from bot.publishers.api import AccountInfo, ChangeResult, PublisherContext, PublishResult, RenderedMessage, RenderEnv
 from bot.publishers.discord.answers import UNKNOWN_MESSAGE, Classifier, discord_error, rate_limit_delay
 from bot.publishers.discord.limits import DiscordLimits
 from bot.publishers.discord.options import DiscordOptions, WebhookAddress
@@ -130,14 +135,34 @@ class DiscordPublisher:
 
     async def edit_message(self, message_id: str, message: RenderedMessage) -> PublishResult:
         """``PATCH`` a message this webhook sent (content, embeds) - a thin call for the edit pipeline."""
+        response, action = await self._patch(message_id, message)
+        if not response.is_success:
+            raise self._failure(response, action=action)
+        return self._result(response, action=action)
+
+    async def edit(self, remote_id: str, message: RenderedMessage) -> ChangeResult:
+        """The ``Edits`` ability (``bot.publishers.api``): ``PATCH`` the message to show ``message``. A repeat
+        sets the same content again (harmless); a message that is gone (10008) raises ``MessageGoneError``."""
+        response, action = await self._patch(remote_id, message)
+        if response.is_success:
+            return ChangeResult()
+        code, _ = discord_error(json_body(response))
+        if response.status_code == 404 and code == UNKNOWN_MESSAGE:
+            raise MessageGoneError(self._channel, f"Discord: message {remote_id} is not there (any more)")
+        raise self._failure(response, action=action)
+
+    async def delete(self, remote_id: str) -> ChangeResult:
+        """The ``Deletes`` ability: ``delete_message`` (a message already gone counts as deleted)."""
+        await self.delete_message(remote_id)
+        return ChangeResult()
+
+    async def _patch(self, message_id: str, message: RenderedMessage) -> tuple[httpx.Response, str]:
         mid = self._message_id(message_id)
         body = {k: v for k, v in self._body(message).items() if k != "thread_name"}  # a thread is named once
         action = "PATCH webhook message"
         response = await self._request("PATCH", f"/messages/{mid}", action=action, sending=False, json=body,
                                        params=self._params(wait=False, message_id=mid))
-        if not response.is_success:
-            raise self._failure(response, action=action)
-        return self._result(response, action=action)
+        return response, action
 
     async def delete_message(self, message_id: str) -> None:
         """``DELETE`` a message this webhook sent; one that is already gone (10008) counts as deleted."""
