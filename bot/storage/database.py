@@ -193,8 +193,10 @@ class AsyncDatabase:
         attempt = 1
         while True:
             try:
-                async with self.engine.begin() as conn:
-                    return await conn.run_sync(work)
+                async with self.engine.connect() as conn:
+                    # the transaction begins and commits inside the one run_sync: ``engine.begin()`` would
+                    # cross into SQLAlchemy's greenlet twice more (begin, commit), ~0.05 ms of CPU each time
+                    return await conn.run_sync(_in_transaction, work)
             except DBAPIError as exc:
                 reason = transient_reason(exc)
                 if reason is None or attempt >= TRANSIENT_ATTEMPTS:
@@ -213,6 +215,12 @@ class AsyncDatabase:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _in_transaction(conn: Connection, work: Work[T]) -> T:
+    """``work`` as one transaction: committed when it returns, rolled back if it raises."""
+    with conn.begin():
+        return work(conn)
 
 
 def _driver_errors(dialect: str) -> tuple[type[BaseException], ...]:
