@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -70,6 +70,9 @@ class PollDriver:
         self._resting: dict[str, datetime] = {}
         self._draining = False
         self._bursting = False
+        self._ended_polls: list[asyncio.Task[PollOutcome]] = []
+        """Burst: the polls that ended since it last looked."""
+        self._poll_ended = asyncio.Event()
 
     @property
     def in_flight(self) -> frozenset[str]:
@@ -78,7 +81,7 @@ class PollDriver:
 
     # -- one round --------------------------------------------------------------------------------------
 
-    async def round(self, *, force: bool = False, only: Iterable[str] | None = None) -> list[str]:
+    async def round(self, *, force: bool = False, only: Collection[str] | None = None) -> list[str]:
         """Start the polls this round may: the due sources (``force``: every one of ``only``, in its order,
         or of all enabled sources) that the coordinator lets this instance take, within the free slots.
         Returns the sources started; ``next_wake`` says when the next round is due."""
@@ -88,8 +91,12 @@ class PollDriver:
             free = self.concurrency - len(self._inflight)
             plan: PollPlan | None = None
             if force:
-                candidates: Sequence[str] = [n for n in (self.names if only is None else only)
-                                             if n not in self._inflight]
+                pool = self.names if only is None else only
+                busy = self._inflight.keys()
+                # a burst passes the names whose poll has not started (a set-like view): none is busy, and
+                # telling so costs a look per busy source, not one per name left (a burst rounds per poll)
+                candidates: Sequence[str] = list(pool) if busy.isdisjoint(pool) else [
+                    n for n in pool if n not in busy]
             else:
                 schedule = await self.store.poll_schedule(self.names)
                 plan = plan_polls(schedule, self.names, busy=self._inflight, resting=self._resting, now=now)
@@ -116,6 +123,9 @@ class PollDriver:
 
     def _ended(self, name: str, task: asyncio.Task[PollOutcome]) -> None:
         self._inflight.pop(name, None)
+        if self._bursting:
+            self._ended_polls.append(task)
+            self._poll_ended.set()
         failure = None if task.cancelled() else task.exception()
         outcome = None if task.cancelled() or failure is not None else task.result()
         # a slot is free and the source has a new next_poll_at: a round only when it could decide something
@@ -157,17 +167,20 @@ class PollDriver:
         outcomes: dict[str, PollOutcome] = {}
         failure: BaseException | None = None
         self._bursting = True
+        self._ended_polls.clear()
         try:
             while failure is None:
-                for name in await self.round(force=True, only=pending):
+                for name in await self.round(force=True, only=pending.keys()):
                     del pending[name]
-                if not self._inflight:
+                if not self._inflight and not self._ended_polls:
                     break
-                done, _ = await asyncio.wait(list(self._inflight.values()), return_when=asyncio.FIRST_COMPLETED)
-                failure = _collect(done, outcomes)
+                if not self._ended_polls:  # until a poll ends (``_ended`` says so: no wait over every task)
+                    self._poll_ended.clear()
+                    await self._poll_ended.wait()
+                failure = _collect(self._take_ended(), outcomes)
             if self._inflight:  # one broke: the others end first
-                done, _ = await asyncio.wait(list(self._inflight.values()))
-                failure = failure or _collect(done, outcomes)
+                await asyncio.wait(list(self._inflight.values()))
+            failure = failure or _collect(self._take_ended(), outcomes)
         except BaseException:
             running = list(self._inflight.values())
             for task in running:
@@ -176,9 +189,14 @@ class PollDriver:
             raise
         finally:
             self._bursting = False
+            self._ended_polls.clear()
         if failure is not None:
             raise failure
         return [outcomes[n] for n in self.names if n in outcomes]
+
+    def _take_ended(self) -> list[asyncio.Task[PollOutcome]]:
+        ended, self._ended_polls = self._ended_polls, []
+        return ended
 
     # -- run ----------------------------------------------------------------------------------------------
 
@@ -216,7 +234,7 @@ class PollDriver:
         await asyncio.gather(*running, return_exceptions=True)  # failures were logged as they ended
 
 
-def _collect(done: set[asyncio.Task[PollOutcome]], outcomes: dict[str, PollOutcome]) -> BaseException | None:
+def _collect(done: Iterable[asyncio.Task[PollOutcome]], outcomes: dict[str, PollOutcome]) -> BaseException | None:
     """Outcomes of finished polls into ``outcomes``; the first failure, if any."""
     failure: BaseException | None = None
     for task in done:
