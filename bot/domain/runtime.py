@@ -75,6 +75,26 @@ def poll_wake(plan: PollPlan, *, taken: int, free: int, now: datetime, recheck: 
     return at
 
 
+def round_after_poll(next_poll_at: datetime | None, *, wake: datetime | None, starved: bool,
+                     in_round: bool) -> bool:
+    """Does a poll that just ended (and recorded ``next_poll_at``) need a round of the poll driver now?
+
+    A round reads the schedule and claims; after every finished poll it costs two statements for nothing
+    when nothing it would decide has changed. It is needed when:
+
+    - ``starved``: the last round left due sources for lack of a free slot, and one is free now;
+    - ``in_round``: a round is running; it read the schedule while this source was still being polled,
+      so the wake it plans knows nothing of the new ``next_poll_at``;
+    - the poll recorded no next time (``None``: it broke, nothing was written);
+    - there is no timed wake (``wake`` None), or the new time comes before it.
+
+    Otherwise the timed wake comes first, and the round it brings reads the new time.
+    """
+    if starved or in_round or next_poll_at is None or wake is None:
+        return True
+    return next_poll_at < wake
+
+
 def channels_to_start(due: Sequence[str], running: Collection[str], resting: Mapping[str, float], *,
                       limit: int, clock: float) -> list[str]:
     """Which due channels the delivery dispatcher starts a run for now: those without a run, not resting

@@ -6,8 +6,10 @@ due at once), lets the coordinator take them (``Coordinator.claim_sources``: all
 unleased ones on PostgreSQL) up to the free ``[http] concurrency`` slots, and starts their polls. It
 then knows when to wake next: the earliest ``next_poll_at`` to come (``bot.domain.runtime``). In the
 service, ``bot.scheduling.WakeTimer`` (APScheduler, one job) wakes the driver then; a poll that ends
-wakes it too (a slot is free, and that source has a new ``next_poll_at``). A restart therefore polls
-only the sources whose time has come, not every source at once.
+wakes it too when a round could decide something new (``round_after_poll``: due sources were waiting
+for its slot, a round was running meanwhile, the poll broke, or its next time comes before the
+planned wake). A restart therefore polls only the sources whose time has come, not every source at
+once.
 
 ``burst`` is ``run --once``: rounds with ``force`` (every enabled source once, due or not, as the
 documented ``--once`` does) until none is left to take and none is running; it returns the outcomes.
@@ -19,11 +21,11 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from bot.domain.runtime import PollPlan, plan_polls, poll_wake
+from bot.domain.runtime import PollPlan, plan_polls, poll_wake, round_after_poll
 from bot.publishers.api import Clock
 from bot.services.coordinator import Coordinator
 from bot.services.polling import Poller, PollOutcome
@@ -61,10 +63,16 @@ class PollDriver:
         self.next_wake: datetime | None = None
         """When the last round asked to be woken (None: only when a poll ends)."""
         self.rounds = 0
+        self._starved = False
+        """The last round left due sources for lack of a free slot (a poll that ends frees one)."""
+        self._in_round = False
         self._inflight: dict[str, asyncio.Task[PollOutcome]] = {}
         self._resting: dict[str, datetime] = {}
         self._draining = False
         self._bursting = False
+        self._ended_polls: list[asyncio.Task[PollOutcome]] = []
+        """Burst: the polls that ended since it last looked."""
+        self._poll_ended = asyncio.Event()
 
     @property
     def in_flight(self) -> frozenset[str]:
@@ -74,29 +82,39 @@ class PollDriver:
     # -- one round --------------------------------------------------------------------------------------
 
     async def round(self, *, force: bool = False, only: Collection[str] | None = None) -> list[str]:
-        """Start the polls this round may: the due sources (``force``: every one of ``only``, or of all
-        enabled sources) that the coordinator lets this instance take, within the free slots. Returns the
-        sources started; ``next_wake`` says when the next round is due."""
-        now = self.clock.now()
-        free = self.concurrency - len(self._inflight)
-        plan: PollPlan | None = None
-        if force:
-            candidates: Sequence[str] = [n for n in self.names if n not in self._inflight
-                                         and (only is None or n in only)]
-        else:
-            schedule = await self.store.poll_schedule(self.names)
-            plan = plan_polls(schedule, self.names, busy=self._inflight, resting=self._resting, now=now)
-            candidates = plan.due
-        taken: list[str] = []
-        if free > 0 and candidates:
-            taken = await self.coordinator.claim_sources(candidates, now, limit=free, force=force)
-        for name in taken:
-            self._start(name, force=force)
-        if plan is not None:
-            self.next_wake = poll_wake(plan, taken=len(taken), free=free, now=now,
-                                       recheck=self.coordinator.recheck)
-        self.rounds += 1
-        return taken
+        """Start the polls this round may: the due sources (``force``: every one of ``only``, in its order,
+        or of all enabled sources) that the coordinator lets this instance take, within the free slots.
+        Returns the sources started; ``next_wake`` says when the next round is due."""
+        self._in_round = True
+        try:
+            now = self.clock.now()
+            free = self.concurrency - len(self._inflight)
+            plan: PollPlan | None = None
+            if force:
+                pool = self.names if only is None else only
+                busy = self._inflight.keys()
+                # a burst passes the names whose poll has not started (a set-like view): none is busy, and
+                # telling so costs a look per busy source, not one per name left (a burst rounds per poll)
+                candidates: Sequence[str] = list(pool) if busy.isdisjoint(pool) else [
+                    n for n in pool if n not in busy]
+            else:
+                schedule = await self.store.poll_schedule(self.names)
+                plan = plan_polls(schedule, self.names, busy=self._inflight, resting=self._resting, now=now)
+                candidates = plan.due
+            taken: list[str] = []
+            if free > 0 and candidates:
+                taken = await self.coordinator.claim_sources(candidates, now, limit=free, force=force)
+            for name in taken:
+                self._start(name, force=force)
+            # every slot taken with due sources left over: the next poll to end must start one of them
+            self._starved = len(taken) >= free and len(candidates) > len(taken)
+            if plan is not None:
+                self.next_wake = poll_wake(plan, taken=len(taken), free=free, now=now,
+                                           recheck=self.coordinator.recheck)
+            self.rounds += 1
+            return taken
+        finally:
+            self._in_round = False
 
     def _start(self, name: str, *, force: bool) -> None:
         task = asyncio.create_task(self._poll(name, force=force), name=f"poll:{name}")
@@ -105,10 +123,19 @@ class PollDriver:
 
     def _ended(self, name: str, task: asyncio.Task[PollOutcome]) -> None:
         self._inflight.pop(name, None)
-        self.wake.set()  # a slot is free, and the source has a new next_poll_at
-        if not self._bursting and not task.cancelled() and task.exception() is not None:
+        if self._bursting:
+            self._ended_polls.append(task)
+            self._poll_ended.set()
+        failure = None if task.cancelled() else task.exception()
+        outcome = None if task.cancelled() or failure is not None else task.result()
+        # a slot is free and the source has a new next_poll_at: a round only when it could decide something
+        # (a skipped poll wrote nothing and gave its lease back: a round too)
+        if outcome is None or outcome.outcome == "skipped" or round_after_poll(
+                outcome.next_poll_at, wake=self.next_wake, starved=self._starved, in_round=self._in_round):
+            self.wake.set()
+        if not self._bursting and failure is not None:
             # a bug must not stop the polling; it is logged with its traceback (``burst`` raises it instead)
-            log.error("poll job for source %s failed unexpectedly", name, exc_info=task.exception())
+            log.error("poll job for source %s failed unexpectedly", name, exc_info=failure)
 
     async def _poll(self, name: str, *, force: bool) -> PollOutcome:
         outcome: PollOutcome | None = None
@@ -136,20 +163,24 @@ class PollDriver:
     async def burst(self) -> list[PollOutcome]:
         """Poll every enabled source once (those this instance may take), then return the outcomes in
         config order. A poll that broke (a bug, the database) is raised once the others have ended."""
-        pending = set(self.names)
+        pending = dict.fromkeys(self.names)  # in config order; a name leaves it when its poll starts
         outcomes: dict[str, PollOutcome] = {}
         failure: BaseException | None = None
         self._bursting = True
+        self._ended_polls.clear()
         try:
             while failure is None:
-                pending -= set(await self.round(force=True, only=pending))
-                if not self._inflight:
+                for name in await self.round(force=True, only=pending.keys()):
+                    del pending[name]
+                if not self._inflight and not self._ended_polls:
                     break
-                done, _ = await asyncio.wait(list(self._inflight.values()), return_when=asyncio.FIRST_COMPLETED)
-                failure = _collect(done, outcomes)
+                if not self._ended_polls:  # until a poll ends (``_ended`` says so: no wait over every task)
+                    self._poll_ended.clear()
+                    await self._poll_ended.wait()
+                failure = _collect(self._take_ended(), outcomes)
             if self._inflight:  # one broke: the others end first
-                done, _ = await asyncio.wait(list(self._inflight.values()))
-                failure = failure or _collect(done, outcomes)
+                await asyncio.wait(list(self._inflight.values()))
+            failure = failure or _collect(self._take_ended(), outcomes)
         except BaseException:
             running = list(self._inflight.values())
             for task in running:
@@ -158,9 +189,14 @@ class PollDriver:
             raise
         finally:
             self._bursting = False
+            self._ended_polls.clear()
         if failure is not None:
             raise failure
         return [outcomes[n] for n in self.names if n in outcomes]
+
+    def _take_ended(self) -> list[asyncio.Task[PollOutcome]]:
+        ended, self._ended_polls = self._ended_polls, []
+        return ended
 
     # -- run ----------------------------------------------------------------------------------------------
 
@@ -198,7 +234,7 @@ class PollDriver:
         await asyncio.gather(*running, return_exceptions=True)  # failures were logged as they ended
 
 
-def _collect(done: set[asyncio.Task[PollOutcome]], outcomes: dict[str, PollOutcome]) -> BaseException | None:
+def _collect(done: Iterable[asyncio.Task[PollOutcome]], outcomes: dict[str, PollOutcome]) -> BaseException | None:
     """Outcomes of finished polls into ``outcomes``; the first failure, if any."""
     failure: BaseException | None = None
     for task in done:

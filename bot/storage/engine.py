@@ -9,15 +9,20 @@ Two kinds of engine, built from the one storage URL:
   extension, which pulls in the ORM (~9 MiB of resident memory the service would keep for nothing).
 - ``make_engine``: an ``AsyncEngine`` (aiosqlite or asyncpg), for PostgreSQL, in-memory SQLite,
   migrations, ``db copy`` and tests. The asyncio extension is imported when it is first called.
+  On asyncpg its pool hands out only live connections without a round trip on the hot path
+  (``_check_out_live``), instead of ``pool_pre_ping``'s three round trips per transaction.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from bot.errors import StorageError
 
@@ -27,6 +32,9 @@ if TYPE_CHECKING:
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 SQLITE_POOL_TIMEOUT = 60.0
 """Seconds a statement may wait for the (single) SQLite connection before failing."""
+PING_AFTER_IDLE = 10.0
+"""PostgreSQL (asyncpg): a pooled connection idle longer than this many seconds is pinged before use."""
+_RETURNED_AT = "tagrelay_returned_at"
 
 
 def is_sqlite(url: str) -> bool:
@@ -87,7 +95,45 @@ def make_engine(url: str, *, create_dirs: bool = True) -> AsyncEngine:
                                      pool_size=1, max_overflow=0, pool_timeout=SQLITE_POOL_TIMEOUT)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(parsed, pool_size=5, max_overflow=5, pool_pre_ping=True)
+    if parsed.get_driver_name() != "asyncpg":  # another driver: SQLAlchemy's own ping on every checkout
+        return create_async_engine(parsed, pool_size=5, max_overflow=5, pool_pre_ping=True)
+    engine = create_async_engine(parsed, pool_size=5, max_overflow=5)
+    _check_out_live(engine.sync_engine)
+    return engine
+
+
+def _check_out_live(engine: Engine) -> None:
+    """The asyncpg pool hands out live connections only, without a round trip on the hot path.
+
+    ``pool_pre_ping`` pings on every checkout, and SQLAlchemy's asyncpg ping is three round trips
+    (BEGIN, ``;``, ROLLBACK: it supports pgbouncer's transaction mode): about 0.14 ms of CPU, a
+    third of a short transaction, paid by every delivery and poll. Instead, at checkout:
+
+    - a connection the server has closed (a restart, ``pg_terminate_backend``, its idle timeout)
+      is known to asyncpg once the event loop has read the end of its socket (``is_closed()``, no
+      round trip): it is discarded and another one taken;
+    - a connection idle longer than ``PING_AFTER_IDLE`` is pinged as ``pool_pre_ping`` would: a
+      connection dropped without a word (a NAT or firewall timeout, a host gone) hides there.
+
+    Raising ``DisconnectionError`` from the pool's ``checkout`` event is SQLAlchemy's documented
+    way to make the pool discard a connection and check out a fresh one.
+    """
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _returned(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _live(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: PoolProxiedConnection) -> None:
+        if dbapi_connection.driver_connection.is_closed():
+            raise DisconnectionError("the server closed the connection")
+        returned = record.info.get(_RETURNED_AT)
+        if returned is not None and time.monotonic() - returned > PING_AFTER_IDLE:
+            try:
+                dialect.do_ping(dbapi_connection)
+            except Exception as exc:  # whatever the ping met, that connection is not used
+                raise DisconnectionError(f"the idle connection did not answer: {type(exc).__name__}") from exc
 
 
 def is_private_to_process(url: URL) -> bool:

@@ -15,6 +15,8 @@ from bot.storage.base import StoreBase, utc
 
 SOURCE = select(t.sources).where(t.sources.c.name == bindparam("source_name", type_=String))
 """A source's row by name (built once: every poll reads it)."""
+_SCHEDULE = select(t.sources.c.name, t.sources.c.next_poll_at)
+"""Every source's next poll time (``poll_schedule``; built once: every round of the poll driver reads it)."""
 
 
 def source_state(row: Row[Any], post_count: int = 0) -> SourceState:
@@ -50,10 +52,12 @@ class SourcesMixin(StoreBase):
     async def poll_schedule(self, names: Sequence[str]) -> dict[str, datetime | None]:
         """``next_poll_at`` of each named source that exists (None: never polled, or its URL changed):
         what the poll driver needs to tell which sources are due and when to wake. One read of the
-        ``sources`` rows, no post counts: cost ∝ sources, not history."""
+        ``sources`` rows, no post counts: cost ∝ sources, not history. The statement is built once and
+        has no ``IN`` list (one parameter per source, expanded on every round): the table holds the
+        configured sources, so the rows not named are dropped here."""
         if not names:
             return {}
-        query = select(t.sources.c.name, t.sources.c.next_poll_at).where(t.sources.c.name.in_(list(names)))
-        rows = await self._read(lambda conn: conn.execute(query).all())
-        return {r.name: utc(r.next_poll_at) for r in rows}
+        wanted = set(names)
+        rows = await self._read(lambda conn: conn.execute(_SCHEDULE).all())
+        return {r.name: utc(r.next_poll_at) for r in rows if r.name in wanted}
 

@@ -35,14 +35,17 @@ def archive() -> Iterator[ArchiveServer]:
         yield server
 
 
-def make_app(db_url: str, archive: ArchiveServer, clock: FakeClock) -> App:
+def make_app(db_url: str, archive: ArchiveServer, clock: FakeClock, *, intervals: tuple[int, int] = (60, 3600),
+             concurrency: int = 16) -> App:
+    """``soon`` (RSS) and ``later`` (JSON Feed), polled every ``intervals`` seconds."""
     plugin = RecordingPlugin()
     raw: dict[str, Any] = {
         "storage": {"url": db_url, "lease_ttl": "10m"},  # no heartbeat round during the test
         "service": {"jitter": 0},
+        "http": {"concurrency": concurrency},
         "delivery": {"pacing": False},
-        "sources": [{"name": "soon", "url": archive.url + SOON, "kind": "rss", "interval": 60},
-                    {"name": "later", "url": archive.url + LATER, "kind": "jsonfeed", "interval": 3600}],
+        "sources": [{"name": "soon", "url": archive.url + SOON, "kind": "rss", "interval": intervals[0]},
+                    {"name": "later", "url": archive.url + LATER, "kind": "jsonfeed", "interval": intervals[1]}],
         "channels": [{"name": "tg", "platform": "recording"}],
         "subscriptions": [{"tag": "MEK", "channels": ["tg"]}],
     }
@@ -106,6 +109,56 @@ async def test_run_polls_only_what_is_due_and_run_once_every_source_through_the_
         report = await app.run_once()  # and --once still polls every source
         assert sorted(p.source for p in report.polls) == ["later", "soon"]
         assert (archive.count(SOON), archive.count(LATER)) == (3, 2)
+
+
+async def polls_ended(app: App) -> None:
+    async def idle() -> bool:
+        return not app.polls.in_flight
+
+    await eventually(idle, "the polls to end")
+
+
+async def test_a_finished_poll_costs_a_round_only_when_a_round_could_decide_something(
+        db_url: str, archive: ArchiveServer, clock: FakeClock) -> None:
+    """A round reads the schedule and claims (two statements); it used to follow every finished poll.
+    Now a poll that ends wakes the driver only if its next time comes before the planned wake, or due
+    sources were waiting for its slot."""
+    async with make_app(db_url, archive, clock, intervals=(3600, 1000)) as app:
+        await app.polls.round(force=True, only=["soon"])  # soon: due again in an hour
+        await polls_ended(app)
+        clock.advance(3000)
+        await app.polls.round(force=True, only=["later"])  # later: due again at 3000 + 1000
+        await polls_ended(app)
+        clock.advance(600)  # soon is due; later is 400 s away
+
+        app.polls.wake.clear()
+        assert await app.polls.round() == ["soon"]
+        wake = app.polls.next_wake
+        assert wake is not None and wake <= clock.now() + timedelta(seconds=400)
+        await polls_ended(app)
+        soon = await app.store.source("soon")
+        assert soon.next_poll_at == clock.now() + timedelta(seconds=3600)
+        # soon's next poll comes after the planned wake: that wake's round reads it, none is needed now
+        assert not app.polls.wake.is_set()
+        assert app.polls.next_wake == wake
+
+        clock.advance(3600)  # both due again
+        assert await app.polls.round() == ["later", "soon"]
+        await polls_ended(app)
+        if app.coordinator.recheck is None:  # alone: no timed wake was planned (both were being polled)
+            assert app.polls.wake.is_set()  # so a round now
+        else:  # several instances: the planned wake is the recheck, before either source's next time
+            assert app.polls.next_wake == clock.now() + timedelta(seconds=app.coordinator.recheck)
+
+    async with make_app(db_url, archive, clock, concurrency=1) as app:
+        clock.advance(7200)  # both due, one slot
+        app.polls.wake.clear()
+        assert len(await app.polls.round()) == 1
+        assert app.polls.next_wake is None or app.polls.next_wake > clock.now()  # no timer for a full house
+        await polls_ended(app)
+        assert app.polls.wake.is_set()  # the other one waits for this slot: a round now
+        await serve(app, archive, rounds=2, path=SOON, count=4)
+        assert (archive.count(SOON), archive.count(LATER)) == (4, 3)
 
 
 async def test_a_source_another_live_instance_polls_is_left_alone_in_both_modes(

@@ -4,6 +4,7 @@ without SQL, parameters or a password. Errors the project raises on purpose pass
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -74,3 +75,37 @@ def test_a_password_in_a_driver_message_is_redacted() -> None:
 def test_a_long_first_line_is_cut() -> None:
     error = database_error(OSError("x" * 5000))
     assert len(str(error)) <= len("OSError: ") + 300
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_a_pooled_connection_the_server_closed_is_replaced_before_it_is_used(store: Store) -> None:
+    """The pool no longer pings on every checkout (three round trips on asyncpg), yet a connection the
+    server has closed (a restart, ``pg_terminate_backend``) is never handed out: the next transaction
+    runs on a new one instead of failing with "connection is closed"."""
+    from tests.conftest import _pg_exec
+
+    url = store.url.render_as_string(hide_password=False)
+    database = store.url.database
+
+    def backend(conn: Connection) -> int:
+        return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+    first = await store.database.run(backend, write=False)  # pooled now, idle
+    await _pg_exec(url, f"SELECT pg_terminate_backend({first})")
+
+    async def gone() -> bool:
+        import asyncpg
+
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        try:
+            return not await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND datname = $2", first, database)
+        finally:
+            await conn.close()
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while not await gone():  # the event loop runs meanwhile: asyncpg reads the end of that socket
+        assert asyncio.get_running_loop().time() < deadline, "the backend was not terminated"
+    assert await store.database.run(backend, write=True) != first  # a new connection, no StorageError
+    assert await store.database.run(backend, write=False) != first

@@ -15,6 +15,7 @@ from bot.domain.runtime import (
     channels_to_start,
     plan_polls,
     poll_wake,
+    round_after_poll,
 )
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -100,6 +101,38 @@ def test_several_instances_never_sleep_longer_than_the_recheck() -> None:
 
 def test_alone_with_nothing_scheduled_there_is_no_timed_wake() -> None:
     assert poll_wake(PollPlan((), None), taken=0, free=4, now=NOW, recheck=None) is None
+
+
+# -- whether a finished poll needs a round ----------------------------------------------------------------
+
+
+def test_a_poll_whose_next_time_comes_after_the_planned_wake_needs_no_round() -> None:
+    assert not round_after_poll(at(3600), wake=at(400), starved=False, in_round=False)
+    assert not round_after_poll(at(400), wake=at(400), starved=False, in_round=False)  # that wake's round reads it
+
+
+def test_a_poll_whose_next_time_comes_first_or_with_no_wake_planned_needs_a_round() -> None:
+    assert round_after_poll(at(60), wake=at(400), starved=False, in_round=False)
+    assert round_after_poll(at(60), wake=None, starved=False, in_round=False)
+
+
+def test_a_free_slot_with_due_sources_waiting_a_broken_poll_or_a_round_meanwhile_need_a_round() -> None:
+    assert round_after_poll(at(3600), wake=at(400), starved=True, in_round=False)
+    assert round_after_poll(None, wake=at(400), starved=False, in_round=False)
+    # the running round read the schedule while this poll ran: the wake it plans cannot know this time
+    assert round_after_poll(at(3600), wake=at(400), starved=False, in_round=True)
+
+
+@given(st.one_of(st.none(), st.integers(-10, 7200)), st.one_of(st.none(), st.integers(1, 7200)), st.booleans(),
+       st.booleans())
+def test_no_next_poll_is_ever_left_without_a_round_before_it(next_in: int | None, wake_in: int | None,
+                                                             starved: bool, in_round: bool) -> None:
+    """Either a round follows at once, or the planned wake comes no later than the source's next poll."""
+    next_at = None if next_in is None else at(next_in)
+    wake = None if wake_in is None else at(wake_in)
+    if not round_after_poll(next_at, wake=wake, starved=starved, in_round=in_round):
+        assert next_at is not None and wake is not None and wake <= next_at
+        assert not starved and not in_round
 
 
 # -- which channels the delivery driver starts ----------------------------------------------------------
