@@ -55,6 +55,12 @@ deletions (``delete``: ``DELETE /api/v1/statuses/:id``) need the token's
 Size: statuses, the account lookup, media uploads, edits and deletions share one
 request and error-classification path (``_request``, ``_classify``), so they
 stay together.
+
+Why one module of ~600 lines: the status, its media (upload, the 202 wait,
+reuse per delivery), edits and deletions and the ``find_published`` look-up all
+share one authenticated client and one error table (``_raise_for``); the
+media half is the candidate to move out (as ``bot/publishers/attachments.py``
+already holds what every platform's images share).
 """
 
 from __future__ import annotations
