@@ -58,7 +58,7 @@ stay together.
 
 Why one module of ~600 lines: the status, its media (upload, the 202 wait,
 reuse per delivery), edits and deletions and the ``find_published`` look-up all
-share one authenticated client and one error table (``_raise_for``); the
+share one authenticated client and one error table (``_classify``); the
 media half is the candidate to move out (as ``bot/publishers/attachments.py``
 already holds what every platform's images share).
 """
