@@ -105,8 +105,10 @@ async def websub(db_url: str, archive: ArchiveServer, telegram: FakeBotApi, hub:
         setup = Setup(running, clock, archive, hub)
 
         async def active() -> bool:
+            # the service marks it active as it answers the hub's check; the hub records it once that answer
+            # is back (in its own thread): wait for both, or a notification can find no subscriber yet
             sub = await setup.subscription()
-            return sub is not None and sub.state == WebSubState.ACTIVE
+            return sub is not None and sub.state == WebSubState.ACTIVE and bool(hub.verified())
 
         await eventually(active, "the verified subscription")
         yield setup
