@@ -31,7 +31,10 @@ ALL_CHANNELS = ("masto", "tg", "x")
 
 def channel_tables(base: str, names: tuple[str, ...]) -> list[dict[str, Any]]:
     tables = {
-        "masto": {"name": "masto", "platform": "mastodon", "instance": base, "token_env": "BENCH_MASTODON_TOKEN"},
+        # text posts only, as the peers send and as the old commits measured; an image's cost is
+        # `python -m bench.media_cost` (a fetch, Pillow and an upload per post: issue 18)
+        "masto": {"name": "masto", "platform": "mastodon", "instance": base, "token_env": "BENCH_MASTODON_TOKEN",
+                  "send_image": False},
         "tg": {"name": "tg", "platform": "telegram", "chat_id": "@bench", "api_base": base,
                "token_env": "BENCH_TG_TOKEN"},
         "x": {"name": "x", "platform": "x", "api_base": base, "bearer_token_env": "BENCH_X_TOKEN"},
