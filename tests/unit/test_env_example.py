@@ -2,7 +2,7 @@
 
 The variables are found three ways, so that a new one cannot slip in unlisted:
 
-* the source of ``bot/``: ``os.environ[...]``, ``os.environ.get(...)``, ``os.getenv(...)``,
+* the source of ``bot/``: ``os.environ[...]``, ``os.environ.get(...)``, ``os.getenv(...)``, ``"X" in os.environ``,
   any ``"TAGRELAY_*"`` string constant, and every ``<something>_env`` default or
   example (``token_env = "TG_BOT_TOKEN"``, ``Field(default="X_CONSUMER_KEY")``,
   ``add_argument("--consumer-key-env", default=...)``);
@@ -40,6 +40,7 @@ _CODE_PATTERNS = [
     re.compile(rf"os\.environ\[\s*[\"']({_NAME})[\"']\s*\]"),
     re.compile(rf"os\.environ\.get\(\s*[\"']({_NAME})[\"']"),
     re.compile(rf"os\.getenv\(\s*[\"']({_NAME})[\"']"),
+    re.compile(rf"[\"']({_NAME})[\"']\s+(?:not\s+)?in\s+os\.environ\b"),
     re.compile(r"[\"'](TAGRELAY_[A-Z0-9_]+)[\"']"),
     re.compile(rf"\w+_env\b\s*(?::[^=\n]*)?=\s*(?:Field\(\s*default=)?[\"']({_NAME})[\"']"),
     re.compile(rf"-env[\"']\s*,\s*default=[\"']({_NAME})[\"']"),
