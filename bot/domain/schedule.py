@@ -92,7 +92,7 @@ def spread_overdue(overdue: Mapping[str, float], *, now: datetime, ramp_after: i
     over the interval instead of all coming at once. The sources sharing an interval are ordered by
     ``phase`` and take evenly spaced slots: the k-th of n is due at ``now + interval * k / n``. (A time of
     ``now + phase * interval`` alone is as stable but random-spaced: 10,000 sources over 600 s would put
-    about 31 into the fullest second for an average of 17; the slots never put more than
+    30 into the fullest second for an average of 16.7; the slots never put more than
     ``ceil(n / interval) + 1`` into any second.) Phases are stable, so a restart that finds the same
     sources overdue spreads them the same way.
     """
