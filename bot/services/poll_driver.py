@@ -76,7 +76,8 @@ class Timer(Protocol):
 
 
 class PollDriver:
-    """Polls the due sources this instance may take, at most ``concurrency`` at a time."""
+    """Polls the due sources this instance may take, at most ``concurrency`` at a time and ``per_host``
+    against one host; spreads the overdue ones at start-up when more than ``ramp_after``."""
 
     def __init__(self, store: Store, poller: Poller, coordinator: Coordinator, clock: Clock, *,
                  names: Sequence[str], intervals: Mapping[str, float], concurrency: int,
