@@ -134,7 +134,8 @@ class App:
         enabled = [s for s in parts.config.sources if s.enabled]
         self.polls = PollDriver(parts.store, self.poller, self.coordinator, parts.clock,
                                 names=[s.name for s in enabled], intervals={s.name: s.interval for s in enabled},
-                                concurrency=parts.config.http.concurrency)
+                                concurrency=parts.config.http.concurrency, urls={s.name: s.url for s in enabled},
+                                per_host=parts.config.http.per_host, ramp_after=parts.config.service.ramp_after)
         """The one poll driver (``run_forever`` and ``run_once`` alike)."""
         self.deliveries = DeliveryDriver(self.deliverer, self.coordinator, wake=self.wake, stop=self.stop_event)
         """The one delivery driver (``run_forever`` and ``run_once`` alike)."""

@@ -183,9 +183,13 @@ HTTP_MAX_REDIRECTS = Span(0, 20)
 HTTP_MAX_BYTES = Span(1024, 2**30)
 """[http] max_bytes: 1 KiB to 1 GiB per response body."""
 HTTP_CONCURRENCY = Span(1, 1024)
+HTTP_PER_HOST = Span(1, HTTP_CONCURRENCY.hi)
+"""[http] per_host: polls against one host at a time (above ``concurrency`` it changes nothing)."""
 BASELINE_DEPTH = Span(1, 1000)
 BACKFILL = Span(0, 100)
 BURST_LIMIT = Span(0, 100_000)
+RAMP_AFTER = Span(0, 10_000_000)
+"""[service] ramp_after: sources overdue at start-up before their polls are spread over their interval."""
 """[service] and [[sources]] burst_limit: new posts in one poll before they are held (0: never held)."""
 HOOK_MAX_BODY = Span(1024, 1024 * 1024)
 """[push] hook_max_body: bytes of a hook call's body (the WordPress plugin sends a few hundred)."""

@@ -62,6 +62,8 @@ class HttpConfig(Model):
     max_redirects: int = within(bounds.HTTP_MAX_REDIRECTS, 5)
     max_bytes: int = within(bounds.HTTP_MAX_BYTES, 10 * 1024 * 1024)
     concurrency: int = within(bounds.HTTP_CONCURRENCY, 16)
+    per_host: int = within(bounds.HTTP_PER_HOST, 16)
+    """At most this many polls against one host (a source's URL's host) at a time."""
 
 
 class SourceConfig(Model):
@@ -142,6 +144,9 @@ class ServiceConfig(Model):
     burst_limit: int = within(bounds.BURST_LIMIT, 50)
     """A poll with more new posts than this holds their deliveries for an admin (0: never); a source's
     own ``burst_limit`` overrides it."""
+    ramp_after: int = within(bounds.RAMP_AFTER, 100)
+    """More sources than this overdue at start-up (never polled, or their time passed while the service was
+    down): their polls are spread over their interval instead of all starting at once."""
 
 
 class PushSettings(Model):

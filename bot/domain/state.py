@@ -57,6 +57,15 @@ class SourceState:
 
 
 @dataclass(frozen=True, slots=True)
+class DueSources:
+    """What a poll round reads (``Store.due_sources``): the sources due by a time (never polled, or their
+    ``next_poll_at`` at or before it), in full, and the earliest ``next_poll_at`` after it (None: none)."""
+
+    rows: tuple[SourceState, ...]
+    next_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelState:
     id: int
     name: str

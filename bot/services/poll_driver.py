@@ -1,18 +1,37 @@
 """The one poll driver: ``run`` (the service) and ``run --once`` (burst) go through the same round.
 
-A round reads from the database which sources are due (``sources.next_poll_at``, written by
-``Poller._next_poll``: the one place that decides the next poll time; never polled, or a changed URL:
-due at once), lets the coordinator take them (``Coordinator.claim_sources``: all of them on SQLite, the
-unleased ones on PostgreSQL) up to the free ``[http] concurrency`` slots, and starts their polls. It
-then knows when to wake next: the earliest ``next_poll_at`` to come (``bot.domain.runtime``). In the
-service, ``bot.scheduling.WakeTimer`` (APScheduler, one job) wakes the driver then; a poll that ends
-wakes it too when a round could decide something new (``round_after_poll``: due sources were waiting
-for its slot, a round was running meanwhile, the poll broke, or its next time comes before the
-planned wake). A restart therefore polls only the sources whose time has come, not every source at
-once.
+A round reads from the database only the sources due (``Store.due_sources``: ``next_poll_at`` passed, or
+never polled) and the earliest ``next_poll_at`` to come; ``Poller._next_poll`` is the one place that decides
+a next poll time.
+It lets the coordinator take the due sources (``Coordinator.claim_sources``: all of them on SQLite, the
+unleased ones on PostgreSQL) up to the free ``[http] concurrency`` slots, never more than ``[http]
+per_host`` against one host, and starts their polls, handing each the row the round read (one read per
+round, not one per poll). It then knows when to wake next (``bot.domain.runtime``: the earliest time to
+come, but no sooner than ``ROUND_GAP`` after the round, so polls due milliseconds apart start in one
+round instead of one round each). In the service,
+``bot.scheduling.WakeTimer`` (APScheduler, one job) wakes the driver then; a poll that ends wakes it too
+when a round could decide something new (``round_after_poll``: due sources were waiting for its slot or
+its host, a round was running meanwhile, the poll broke, or its next time comes before the planned
+wake). A restart therefore polls only the sources whose time has come, not every source at once.
+
+**Start-up spread.** The first round of ``run`` (and the first after a round that could not read the
+database) looks at how many sources are overdue. More than ``[service] ramp_after``: they are spread over
+their interval (``bot.domain.schedule.spread_overdue``, by each source's stable phase) and the spread times
+are written to ``sources.next_poll_at`` in one transaction (``Store.spread_polls``), so other instances
+and a restart after a crash mid-ramp see them. Only those rounds: a running service that falls behind
+(more due than its slots) works off its backlog oldest first, since spreading it again on every round
+would push the same sources back for ever. ``ramp_after`` or fewer overdue: polled at once, as before.
+
+**Per host.** A poll that waits for a connection inside the HTTP client's pool (aiohttp's
+``limit_per_host``) holds one of the ``concurrency`` slots and burns its own timeout while another
+host's due source could have run; the driver instead starts no poll whose host already has ``per_host``
+running (``take_by_host``) and starts the other hosts' sources meanwhile; the source that waits is
+started in the round after one of its host's polls ends (it is not put off for an interval). The host is
+that of the source's configured URL, or of the URL discovery resolved it to once the round read it.
 
 ``burst`` is ``run --once``: rounds with ``force`` (every enabled source once, due or not, as the
-documented ``--once`` does) until none is left to take and none is running; it returns the outcomes.
+documented ``--once`` does; no spread) until none is left to take and none is running; it returns the
+outcomes.
 """
 
 from __future__ import annotations
@@ -22,10 +41,22 @@ import contextlib
 import functools
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from bot.domain.runtime import PollPlan, plan_polls, poll_wake, round_after_poll
+from bot.domain.runtime import (
+    ROUND_GAP,
+    PollPlan,
+    host_of,
+    plan_polls,
+    poll_wake,
+    round_after_poll,
+    take_by_host,
+)
+from bot.domain.schedule import spread_overdue
+from bot.domain.state import SourceState
+from bot.log import event
 from bot.publishers.api import Clock
 from bot.services.coordinator import Coordinator
 from bot.services.polling import Poller, PollOutcome
@@ -45,18 +76,36 @@ class Timer(Protocol):
 
 
 class PollDriver:
-    """Polls the due sources this instance may take, at most ``concurrency`` at a time."""
+    """Polls the due sources this instance may take, at most ``concurrency`` at a time and ``per_host``
+    against one host; spreads the overdue ones at start-up when more than ``ramp_after``."""
 
     def __init__(self, store: Store, poller: Poller, coordinator: Coordinator, clock: Clock, *,
-                 names: Sequence[str], intervals: Mapping[str, float], concurrency: int) -> None:
+                 names: Sequence[str], intervals: Mapping[str, float], concurrency: int,
+                 urls: Mapping[str, str] | None = None, per_host: int | None = None,
+                 ramp_after: int | None = None) -> None:
         self.store = store
         self.poller = poller
         self.coordinator = coordinator
         self.clock = clock
         self.names = list(names)
         """The enabled sources, in config order."""
+        self._order = {name: i for i, name in enumerate(self.names)}
         self.intervals = dict(intervals)
         self.concurrency = max(1, concurrency)
+        self.per_host = self.concurrency if per_host is None else max(1, per_host)
+        """At most this many polls against one host at a time (``[http] per_host``)."""
+        self.ramp_after = ramp_after
+        """More sources overdue than this at start-up are spread over their interval (None: never)."""
+        self.hosts: dict[str, str | None] = {name: host_of(url) for name, url in (urls or {}).items()}
+        """Each source's host, from its configured URL; a resolved URL's host replaces it once read."""
+        self._host_polls: dict[str, int] = {}
+        """Polls in flight per host."""
+        self._polling_host: dict[str, str] = {}
+        """The host each poll in flight counts against."""
+        self._ramp_pending = False
+        """The next round of ``run`` looks at the start-up spread (its first, or the first after a failure)."""
+        self.spread = 0
+        """Sources the last start-up spread moved (0: none)."""
         self.wake = asyncio.Event()
         """Set to make the driver run a round now (a poll ended, the timer fired, a test or ``force``)."""
         self.running = False
@@ -83,13 +132,14 @@ class PollDriver:
 
     async def round(self, *, force: bool = False, only: Collection[str] | None = None) -> list[str]:
         """Start the polls this round may: the due sources (``force``: every one of ``only``, in its order,
-        or of all enabled sources) that the coordinator lets this instance take, within the free slots.
-        Returns the sources started; ``next_wake`` says when the next round is due."""
+        or of all enabled sources) that the coordinator lets this instance take, within the free slots and
+        ``per_host``. Returns the sources started; ``next_wake`` says when the next round is due."""
         self._in_round = True
         try:
             now = self.clock.now()
             free = self.concurrency - len(self._inflight)
             plan: PollPlan | None = None
+            states: dict[str, SourceState] = {}
             if force:
                 pool = self.names if only is None else only
                 busy = self._inflight.keys()
@@ -98,31 +148,79 @@ class PollDriver:
                 candidates: Sequence[str] = list(pool) if busy.isdisjoint(pool) else [
                     n for n in pool if n not in busy]
             else:
-                schedule = await self.store.poll_schedule(self.names)
-                plan = plan_polls(schedule, self.names, busy=self._inflight, resting=self._resting, now=now)
+                read = await self.store.due_sources(now)
+                states = {s.name: s for s in read.rows if s.name in self._order}
+                later = read.next_at
+                if self._ramp_pending:
+                    later = await self._spread(states, now, later)
+                    self._ramp_pending = False
+                for state in states.values():
+                    if state.cache.resolved_url:
+                        self.hosts[state.name] = host_of(state.cache.resolved_url) or self.hosts.get(state.name)
+                plan = plan_polls({n: s.next_poll_at for n, s in states.items()}, self._order, busy=self._inflight,
+                                  resting=self._resting, now=now, later=later)
                 candidates = plan.due
+            wanted = take_by_host(candidates, self.hosts, self._host_polls, per_host=self.per_host, limit=free)
             taken: list[str] = []
-            if free > 0 and candidates:
-                taken = await self.coordinator.claim_sources(candidates, now, limit=free, force=force)
+            if wanted:
+                taken = await self.coordinator.claim_sources(wanted, now, limit=free, force=force)
             for name in taken:
-                self._start(name, force=force)
-            # every slot taken with due sources left over: the next poll to end must start one of them
-            self._starved = len(taken) >= free and len(candidates) > len(taken)
+                self._start(name, force=force, state=states.get(name))
+            # due sources left for lack of a slot (or of one on their host): the next poll to end starts them
+            self._starved = len(candidates) > len(wanted)
             if plan is not None:
-                self.next_wake = poll_wake(plan, taken=len(taken), free=free, now=now,
-                                           recheck=self.coordinator.recheck)
+                # the sources the coordinator refused (another instance holds them) are rechecked soon; the
+                # ones passed over for a slot wait for a poll to end (``_starved``), not for a timer
+                self.next_wake = poll_wake(PollPlan(tuple(wanted), plan.next_at), taken=len(taken),
+                                           free=len(wanted), now=now, recheck=self.coordinator.recheck,
+                                           gap=ROUND_GAP)
             self.rounds += 1
             return taken
         finally:
             self._in_round = False
 
-    def _start(self, name: str, *, force: bool) -> None:
-        task = asyncio.create_task(self._poll(name, force=force), name=f"poll:{name}")
+    async def _spread(self, states: dict[str, SourceState], now: datetime, later: datetime | None
+                      ) -> datetime | None:
+        """The start-up spread (see the module docstring): the overdue sources of ``states`` spread over
+        their interval when there are more than ``ramp_after``, written in one transaction; the moved
+        sources whose new time is still to come leave ``states``. Returns the earliest time to come."""
+        if self.ramp_after is None:
+            return later
+        overdue = {n: self.intervals.get(n, 60.0) for n, s in states.items()
+                   if n not in self._inflight and (s.next_poll_at is None or s.next_poll_at < now)}
+        times = spread_overdue(overdue, now=now, ramp_after=self.ramp_after)
+        if not times:
+            return later
+        await self.store.spread_polls(times, now)
+        self.spread = len(times)
+        for name, at in times.items():
+            if at > now:
+                del states[name]
+                later = at if later is None else min(later, at)
+            else:
+                states[name] = replace(states[name], next_poll_at=at)
+        event(log, logging.INFO, "poll.spread", sources=len(times), ramp_after=self.ramp_after,
+              note="more sources overdue at start-up than ramp_after: their polls are spread over their interval")
+        return later
+
+    def _start(self, name: str, *, force: bool, state: SourceState | None = None) -> None:
+        host = self.hosts.get(name)
+        if host is not None:
+            self._host_polls[host] = self._host_polls.get(host, 0) + 1
+            self._polling_host[name] = host
+        task = asyncio.create_task(self._poll(name, force=force, state=state), name=f"poll:{name}")
         self._inflight[name] = task
         task.add_done_callback(functools.partial(self._ended, name))
 
     def _ended(self, name: str, task: asyncio.Task[PollOutcome]) -> None:
         self._inflight.pop(name, None)
+        host = self._polling_host.pop(name, None)
+        if host is not None:
+            left = self._host_polls.get(host, 1) - 1
+            if left > 0:
+                self._host_polls[host] = left
+            else:
+                self._host_polls.pop(host, None)
         if self._bursting:
             self._ended_polls.append(task)
             self._poll_ended.set()
@@ -137,10 +235,10 @@ class PollDriver:
             # a bug must not stop the polling; it is logged with its traceback (``burst`` raises it instead)
             log.error("poll job for source %s failed unexpectedly", name, exc_info=failure)
 
-    async def _poll(self, name: str, *, force: bool) -> PollOutcome:
+    async def _poll(self, name: str, *, force: bool, state: SourceState | None) -> PollOutcome:
         outcome: PollOutcome | None = None
         try:
-            outcome = await self.poller.poll_source(name, force=force)
+            outcome = await self.poller.poll_source(name, force=force, state=state)
             self._resting.pop(name, None)
             return outcome
         except asyncio.CancelledError:
@@ -204,6 +302,7 @@ class PollDriver:
         """Rounds whenever woken (the timer, a poll ending), until ``stop``. Polls still running are left
         to ``drain``."""
         self.running = True
+        self._ramp_pending = True  # the first round looks at how many are overdue: spread them if too many
         self.wake.set()  # the first round at once: the database says what is due since the last run
         try:
             while not stop.is_set():
@@ -216,6 +315,7 @@ class PollDriver:
                 except Exception as exc:  # noqa: BLE001 - a database blip must not stop the service
                     log.warning("could not start the due polls: %s: %s", type(exc).__name__, exc)
                     self.next_wake = self.clock.now() + timedelta(seconds=RETRY_ROUND)
+                    self._ramp_pending = True  # nothing was polled meanwhile: a backlog may have built up
                 wait = None if self.next_wake is None else (self.next_wake - self.clock.now()).total_seconds()
                 timer.wake_in(None if wait is None else max(0.0, wait))
         finally:

@@ -117,9 +117,11 @@ class Poller:
         wait = source_retry_delay(jittered(delay, self.service.jitter), retry_after, self.service.max_backoff)
         return now + timedelta(seconds=wait)
 
-    async def poll_source(self, name: str, *, force: bool = False) -> PollOutcome:
-        """Poll one source. Skips (outcome "skipped") while a failing source is backing off."""
-        state = await self.store.source(name)
+    async def poll_source(self, name: str, *, force: bool = False, state: SourceState | None = None) -> PollOutcome:
+        """Poll one source. Skips (outcome "skipped") while a failing source is backing off. ``state``: its
+        row as the poll driver's round has just read it (None: read here)."""
+        if state is None:
+            state = await self.store.source(name)
         now = self.clock.now()
         if not force and state.consecutive_failures and state.next_poll_at and state.next_poll_at > now:
             return PollOutcome(name, "skipped", next_poll_at=state.next_poll_at)

@@ -1,22 +1,32 @@
-"""Sources: their state (cache, schedule, health, churn) and when the next one is due."""
+"""Sources: their state (cache, schedule, health, churn), which ones are due, and the start-up spread."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, String, bindparam, func, select
+from sqlalchemy import Connection, Row, String, bindparam, func, or_, select, update
 
-from bot.domain.state import CacheState, SourceState
+from bot.domain.state import CacheState, DueSources, SourceState
 from bot.errors import NotFoundError
 from bot.storage import tables as t
 from bot.storage.base import StoreBase, utc
 
 SOURCE = select(t.sources).where(t.sources.c.name == bindparam("source_name", type_=String))
 """A source's row by name (built once: every poll reads it)."""
-_SCHEDULE = select(t.sources.c.name, t.sources.c.next_poll_at)
-"""Every source's next poll time (``poll_schedule``; built once: every round of the poll driver reads it)."""
+_DUE_BY = bindparam("due_by", type_=t.TS)
+_NEVER_POLLED = select(t.sources).where(t.sources.c.next_poll_at.is_(None))
+_DUE = select(t.sources).where(t.sources.c.next_poll_at <= _DUE_BY)
+_NEXT_TO_COME = select(func.min(t.sources.c.next_poll_at)).where(t.sources.c.next_poll_at > _DUE_BY)
+"""``due_sources``' three statements, built once (every round of the poll driver runs them); each one an
+index lookup on ``ix_sources_next_poll`` (0014), so a round costs the sources due, not all of them."""
+_SPREAD = update(t.sources).where(
+    t.sources.c.name == bindparam("sp_name", type_=String),
+    # still overdue: another instance may have polled it since the round read it
+    or_(t.sources.c.next_poll_at.is_(None), t.sources.c.next_poll_at < bindparam("sp_now", type_=t.TS)),
+).values(next_poll_at=bindparam("sp_at", type_=t.TS))
+"""``spread_polls``: one source's spread time (parameters ``sp_*``), executed for many in one transaction."""
 
 
 def source_state(row: Row[Any], post_count: int = 0) -> SourceState:
@@ -49,15 +59,29 @@ class SourcesMixin(StoreBase):
         rows = await self._read(lambda conn: conn.execute(query).all())
         return [source_state(r, r.post_count) for r in rows]
 
-    async def poll_schedule(self, names: Sequence[str]) -> dict[str, datetime | None]:
-        """``next_poll_at`` of each named source that exists (None: never polled, or its URL changed):
-        what the poll driver needs to tell which sources are due and when to wake. One read of the
-        ``sources`` rows, no post counts: cost ∝ sources, not history. The statement is built once and
-        has no ``IN`` list (one parameter per source, expanded on every round): the table holds the
-        configured sources, so the rows not named are dropped here."""
-        if not names:
-            return {}
-        wanted = set(names)
-        rows = await self._read(lambda conn: conn.execute(_SCHEDULE).all())
-        return {r.name: utc(r.next_poll_at) for r in rows if r.name in wanted}
+    async def due_sources(self, due_by: datetime) -> DueSources:
+        """The sources due by ``due_by`` (never polled, or ``next_poll_at`` at or before it), whole rows (the
+        poll takes its state from here: one read per round, not one per poll), and the earliest
+        ``next_poll_at`` after it: what a poll round needs, in one read. Rows of sources no longer in the
+        configuration come too; the caller drops them."""
+        params = {"due_by": due_by}
 
+        def work(conn: Connection) -> DueSources:
+            rows = [*conn.execute(_NEVER_POLLED).all(), *conn.execute(_DUE, params).all()]
+            later = conn.execute(_NEXT_TO_COME, params).scalar()
+            return DueSources(tuple(source_state(r) for r in rows), utc(later))
+
+        return await self._read(work)
+
+    async def spread_polls(self, times: Mapping[str, datetime], now: datetime) -> None:
+        """Set each named source's ``next_poll_at`` (the start-up spread: ``bot.domain.schedule.spread_overdue``),
+        in one transaction (one batched UPDATE), where the source is still overdue at ``now``: a source another
+        instance polled meanwhile keeps the time its poll wrote."""
+        if not times:
+            return
+        params = [{"sp_name": name, "sp_at": at, "sp_now": now} for name, at in times.items()]
+
+        def work(conn: Connection) -> None:
+            conn.execute(_SPREAD, params)
+
+        await self._write(work)

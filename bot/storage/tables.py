@@ -72,6 +72,8 @@ sources = Table(
     Column("usual_new", Float),  # moving average of new posts per poll that found some (bursts left out)
     # push triggers received (hook or WebSub, 0008): a poll that sees it move gets one more poll
     Column("push_requests", Integer, nullable=False, default=0, server_default=text("0")),
+    # a poll round reads only the sources due, and the earliest time to come (0014)
+    Index("ix_sources_next_poll", "next_poll_at"),
 )
 
 posts = Table(

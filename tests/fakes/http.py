@@ -9,6 +9,8 @@ answer, or a ``Response`` with ``hold`` set to a ``threading.Event`` that the
 test sets to release it (slow responses without sleeping in the test), or
 with ``trickle`` set to send its body a byte at a time.
 
+Concurrency, counted at the server: ``in_flight`` and ``most_in_flight`` (by the request's ``Host``).
+
 Waiting without sleeping: ``wait_for(predicate, timeout)`` wakes on every
 request that arrives or is handled; ``on_request`` (if set) is called with each request as
 soon as it is read, before it is handled (crash tests kill the client there); if it returns
@@ -24,6 +26,7 @@ import json
 import socketserver
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -126,24 +129,33 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
         )
         owner = self.server.owner
+        host = (req.header("host") or "").rsplit(":", 1)[0].lower()
         with owner.lock:
             owner.requests.append(req)
+            owner.in_flight[host] += 1
+            owner.most_in_flight[host] = max(owner.most_in_flight[host], owner.in_flight[host])
             owner.arrived.notify_all()
-        hook = owner.on_request
-        result = hook(req) if hook is not None else None
-        if result is not DROP:
-            result = owner.handle(req)
-        with owner.lock:
-            owner.handled += 1
-            owner.arrived.notify_all()
-        if result is DROP:
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(2)
-            return
-        assert isinstance(result, Response)
-        if result.hold is not None:
-            result.hold.wait(timeout=30)
+        try:
+            hook = owner.on_request
+            result = hook(req) if hook is not None else None
+            if result is not DROP:
+                result = owner.handle(req)
+            with owner.lock:
+                owner.handled += 1
+                owner.arrived.notify_all()
+            if result is DROP:
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(2)
+                return
+            assert isinstance(result, Response)
+            if result.hold is not None:
+                result.hold.wait(timeout=30)
+        finally:
+            # before the answer goes out: the client cannot have it (and send the next request) before this
+            with owner.lock:
+                owner.in_flight[host] -= 1
+                owner.arrived.notify_all()
         self.send_response(result.status)
         headers = {"Content-Length": str(len(result.body)), **result.headers}
         for key, value in headers.items():
@@ -181,6 +193,11 @@ class LoopbackServer:
         self.requests: list[Request] = []
         self.handled = 0
         """Requests whose answer is decided (it may still be held or dropped)."""
+        self.in_flight: Counter[str] = Counter()
+        """Requests being handled right now, by the host their ``Host`` header names (without the port):
+        read, and not yet answered (a held answer counts until it is released)."""
+        self.most_in_flight: Counter[str] = Counter()
+        """The most requests ``in_flight`` at once, by host, since the server started."""
         self.stopping = threading.Event()
         """Set by ``stop``: a trickling answer ends."""
         self._server = _Server(("127.0.0.1", 0), _Handler)

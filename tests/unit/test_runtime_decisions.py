@@ -28,46 +28,102 @@ def at(seconds: float) -> datetime:
 # -- which sources are due --------------------------------------------------------------------------------
 
 
+def order(names: str | list[str]) -> dict[str, int]:
+    """The enabled sources, name → position in the configuration."""
+    return {n: i for i, n in enumerate(names)}
+
+
 def test_only_sources_whose_time_has_come_are_due_never_polled_ones_first() -> None:
     schedule = {"a": at(-10), "b": at(30), "c": None, "d": at(-300), "e": at(0)}
-    plan = plan_polls(schedule, ["a", "b", "c", "d", "e", "f"], busy=(), resting={}, now=NOW)
-    # c: never polled (or its URL changed); f: not in the database yet; then the longest overdue first
-    assert plan.due == ("c", "f", "d", "a", "e")
+    plan = plan_polls(schedule, order("abcde"), busy=(), resting={}, now=NOW)
+    # c: never polled (or its URL changed); then the longest overdue first
+    assert plan.due == ("c", "d", "a", "e")
     assert plan.next_at == at(30)
+
+
+def test_the_round_reads_only_what_is_due_and_the_earliest_time_to_come() -> None:
+    """Issue 21: a round reads the due rows and ``later`` (the earliest stored time after them), not every
+    source's row; a source missing from the rows is simply not due yet."""
+    plan = plan_polls({"a": at(-10), "c": None}, order("abcd"), busy=(), resting={}, now=NOW, later=at(45))
+    assert plan == PollPlan(("c", "a"), at(45))
+    assert plan_polls({}, order("abcd"), busy=(), resting={}, now=NOW, later=at(45)) == PollPlan((), at(45))
 
 
 def test_a_restart_polls_nothing_whose_next_poll_is_still_to_come() -> None:
     """Issue 21: a restart used to poll every source at once; the database now says what is due."""
     schedule = {"a": at(5), "b": at(600), "c": at(3600)}
-    plan = plan_polls(schedule, ["a", "b", "c"], busy=(), resting={}, now=NOW)
+    plan = plan_polls(schedule, order("abc"), busy=(), resting={}, now=NOW)
     assert plan.due == () and plan.next_at == at(5)
 
 
 def test_sources_being_polled_are_neither_due_nor_a_wake_time() -> None:
-    plan = plan_polls({"a": at(-1), "b": at(10)}, ["a", "b"], busy={"a", "b"}, resting={}, now=NOW)
+    plan = plan_polls({"a": at(-1), "b": at(10)}, order("ab"), busy={"a", "b"}, resting={}, now=NOW)
     assert plan == PollPlan((), None)
 
 
 def test_disabled_sources_are_never_due() -> None:
-    plan = plan_polls({"a": None, "gone": None}, ["a"], busy=(), resting={}, now=NOW)
-    assert plan.due == ("a",)
+    plan = plan_polls({"a": None, "gone": None, "old": at(60)}, order("a"), busy=(), resting={}, now=NOW)
+    assert plan == PollPlan(("a",), None)
 
 
 def test_a_source_whose_poll_broke_rests_before_it_is_due_again() -> None:
-    plan = plan_polls({"a": at(-1), "b": None}, ["a", "b"], busy=(), resting={"a": at(60), "b": at(-1)}, now=NOW)
+    plan = plan_polls({"a": at(-1), "b": None}, order("ab"), busy=(), resting={"a": at(60), "b": at(-1)},
+                      now=NOW)
     assert plan.due == ("b",)  # b's rest is over
     assert plan.next_at == at(60)
+
+
+def full_schedule_plan(schedule: dict[str, datetime | None], enabled: list[str], busy: set[str],
+                       resting: dict[str, datetime]) -> PollPlan:
+    """The decision as it was made before issue 21, from every source's row (the reference)."""
+    due: list[tuple[datetime | None, int, str]] = []
+    later: list[datetime] = []
+    for index, name in enumerate(enabled):
+        if name in busy:
+            continue
+        when = schedule.get(name)
+        rest = resting.get(name)
+        if rest is not None and rest > NOW:
+            when = rest if when is None else max(when, rest)
+        if when is None or when <= NOW:
+            due.append((when, index, name))
+        else:
+            later.append(when)
+    due.sort(key=lambda d: (d[0] is not None, d[0] or NOW, d[1]))
+    return PollPlan(tuple(n for _, _, n in due), min(later) if later else None)
+
+
+@given(st.dictionaries(st.sampled_from("abcdefgh"), st.one_of(st.none(), st.integers(-3600, 3600)), max_size=8),
+       st.sets(st.sampled_from("abcdefgh")), st.sets(st.sampled_from("abcdefgh")),
+       st.dictionaries(st.sampled_from("abcdefgh"), st.integers(-60, 60), max_size=3))
+def test_reading_only_the_due_rows_decides_what_reading_every_row_did(
+        times: dict[str, int | None], enabled: set[str], busy: set[str], rests: dict[str, int]) -> None:
+    """The semantics kept: never polled = due, busy sources neither due nor a wake, resting ones wait.
+    What the driver guarantees is assumed: every enabled source has a row (``sync_config`` writes them
+    before the driver starts), and a busy or resting source's stored time has passed (it was due when its
+    poll started; a poll that broke wrote nothing)."""
+    names = sorted(enabled)
+    schedule: dict[str, datetime | None] = {}
+    for n in names:
+        when = times.get(n)
+        schedule[n] = None if when is None else at(-abs(when) if n in busy or n in rests else when)
+    resting = {k: at(v) for k, v in rests.items()}
+    rows = {n: w for n, w in schedule.items() if w is None or w <= NOW}  # Store.due_sources(NOW)
+    to_come = [w for w in schedule.values() if w is not None and w > NOW]
+    plan = plan_polls(rows, order(names), busy=busy, resting=resting, now=NOW,
+                      later=min(to_come) if to_come else None)
+    assert plan == full_schedule_plan(schedule, names, busy, resting)
 
 
 @given(st.dictionaries(st.sampled_from("abcdefgh"), st.one_of(st.none(), st.integers(-3600, 3600)), max_size=8),
        st.sets(st.sampled_from("abcdefgh")), st.sets(st.sampled_from("abcdefgh")))
 def test_every_enabled_idle_source_is_either_due_or_waited_for(times: dict[str, int | None], enabled: set[str],
                                                                 busy: set[str]) -> None:
-    schedule = {k: None if v is None else at(v) for k, v in times.items()}
     names = sorted(enabled)
-    plan = plan_polls(schedule, names, busy=busy, resting={}, now=NOW)
+    schedule = {n: None if times.get(n) is None else at(times[n]) for n in names}  # type: ignore[operator]
+    plan = plan_polls(schedule, order(names), busy=busy, resting={}, now=NOW)
     idle = [n for n in names if n not in busy]
-    assert sorted(plan.due) == sorted(n for n in idle if schedule.get(n) is None or schedule[n] <= NOW)  # type: ignore[operator]
+    assert sorted(plan.due) == sorted(n for n in idle if schedule[n] is None or schedule[n] <= NOW)  # type: ignore[operator]
     later = [schedule[n] for n in idle if n not in plan.due]
     assert plan.next_at == (min(later) if later else None)  # type: ignore[type-var]
     assert plan.next_at is None or plan.next_at > NOW
@@ -97,6 +153,28 @@ def test_several_instances_never_sleep_longer_than_the_recheck() -> None:
     assert poll_wake(PollPlan((), None), taken=0, free=4, now=NOW, recheck=2.0) == at(2)
     assert poll_wake(PollPlan((), at(1)), taken=0, free=4, now=NOW, recheck=2.0) == at(1)
     assert poll_wake(PollPlan((), at(600)), taken=0, free=4, now=NOW, recheck=2.0) == at(2)
+
+
+def test_a_timed_wake_comes_no_sooner_than_the_gap_so_polls_due_within_it_start_together() -> None:
+    """Issue 21: 10,000 sources at 10 minutes fall due every 60 ms; one round a second takes them."""
+    assert poll_wake(PollPlan((), at(0.06)), taken=0, free=4, now=NOW, recheck=None, gap=1.0) == at(1)
+    assert poll_wake(PollPlan((), at(90)), taken=0, free=4, now=NOW, recheck=None, gap=1.0) == at(90)
+    assert poll_wake(PollPlan(("a",), at(0.06)), taken=0, free=4, now=NOW, recheck=None,
+                     gap=1.0) == at(LEASED_RECHECK)  # another instance's: rechecked as before
+    assert poll_wake(PollPlan((), None), taken=0, free=4, now=NOW, recheck=None, gap=1.0) is None
+
+
+@given(st.one_of(st.none(), st.floats(0.001, 7200)), st.floats(0, 5), st.one_of(st.none(), st.floats(0.5, 5)))
+def test_a_wake_is_never_before_the_next_time_nor_later_than_the_gap_after_it(
+        next_in: float | None, gap: float, recheck: float | None) -> None:
+    wake = poll_wake(PollPlan((), None if next_in is None else at(next_in)), taken=0, free=4, now=NOW,
+                     recheck=recheck, gap=gap)
+    if next_in is None:
+        assert wake == (None if recheck is None else at(recheck))
+        return
+    assert wake is not None
+    assert wake <= at(max(next_in, gap))
+    assert recheck is not None or wake >= at(next_in)
 
 
 def test_alone_with_nothing_scheduled_there_is_no_timed_wake() -> None:
