@@ -81,7 +81,7 @@ async def measure(count: int) -> dict[str, float]:
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     figures = asyncio.run(measure(count))
-    print(f"{count} posts, ~{len(BODY) // 1024} KB of content each, 2 channels (SQLite, after VACUUM)")
+    print(f"{count} posts, {len(BODY) / 1024:.1f} KiB of content each, 2 channels (SQLite, after VACUUM)")
     print(f"  a post with its content:    {figures['post_with_content']:8.0f} bytes")
     print(f"  a post, content pruned:     {figures['post_pruned']:8.0f} bytes")
     print(f"  a delivery record:          {figures['delivery']:8.0f} bytes")

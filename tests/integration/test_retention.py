@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -351,3 +352,36 @@ async def test_a_new_sqlite_file_has_incremental_auto_vacuum_and_stops_growing(r
     assert max(pages[4:]) <= pages[3] * 1.1 + 20, pages  # flat after the first cycles
     free = (await rig.store.sqlite_pages() or (0, 0, 0))[1]
     assert free <= 10  # the freed pages went back to the file system
+
+
+async def test_the_service_prunes_on_its_own_logs_a_failure_and_stops_at_once(
+        rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    assert rig.app.pruner is not None  # enabled: the service runs it beside the drivers
+    rig.archive.add_post(title="A", tags=["MEK"])
+    await rig.poll()
+    rig.clock.advance(3 * DAY)
+    caplog.set_level(logging.INFO, logger="tagrelay.retention")
+    pruner = Pruner(rig.store, rig.clock, rig.app.config.storage.retention, first_after=0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(pruner.run(stop))
+    await asyncio.wait_for(pruner.passed.wait(), 30)
+    assert pruner.last is not None and pruner.last.counts.content == 1
+    logged = [r for r in caplog.records if r.getMessage() == "prune"]
+    assert len(logged) == 1 and logged[0].kv["content"] == 1  # type: ignore[attr-defined]
+
+    await rig.store._write(lambda conn: conn.exec_driver_sql("DROP TABLE rule_drops"))  # the next pass fails
+    failing = Pruner(rig.store, rig.clock, rig.app.config.storage.retention, first_after=0)
+    other = asyncio.create_task(failing.run(stop))
+    await asyncio.wait_for(failing.passed.wait(), 30)
+    assert failing.last is None and not other.done()  # logged, not fatal: the next pass comes as planned
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("prune.")] == ["prune.failed"]
+    stop.set()
+    await asyncio.wait_for(asyncio.gather(task, other), 5)  # promptly, though `every` is an hour
+
+
+async def test_a_disabled_retention_runs_no_pass_in_the_service(db_url: str, clock: FakeClock,
+                                                                archive: ArchiveServer) -> None:
+    plugin = RecordingPlugin()
+    config = build_config(_config(db_url, archive, enabled=False), {"recording": plugin})
+    app = build_app(config, secrets=Secrets(environ={}), clock=clock, plugins={"recording": plugin})  # type: ignore[dict-item]
+    assert app.pruner is None

@@ -131,3 +131,14 @@ def test_a_secret_pasted_into_a_retention_key_is_not_echoed() -> None:
         with pytest.raises(ConfigError) as info:
             build_config(_config({key: token}), {})
         assert token not in str(info.value) and token[:12] not in str(info.value)
+
+
+def test_status_says_the_size_and_what_the_last_prune_removed() -> None:
+    from bot.admin.views import database_text
+    from bot.domain.retention import PruneRecord
+
+    last = PruneRecord(at=NOW - timedelta(minutes=12), counts=PruneCounts(content=812, audit=3), actor="tagrelay")
+    assert database_text(48_234_496, last, NOW) == "46.0 MiB; last prune 12m ago: content 812, audit 3"
+    assert database_text(None, PruneRecord(NOW, PruneCounts(), "me@cli"), NOW) == \
+        "last prune 0s ago: nothing to remove"
+    assert database_text(None, None, NOW) == ""
