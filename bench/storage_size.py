@@ -4,14 +4,17 @@ On a fresh SQLite file, through the real poll write (``plan_poll`` → ``Store.a
 (default 2,000) of ~8 KB of content HTML, a 300-character excerpt and three tags each, routed to two
 channels. Each figure is the database's pages after a ``VACUUM`` (the data alone, no free pages): bytes per
 post with its content, per post once retention dropped the content, and per delivery record; then the
-size of one source's year at a few volumes, with the default periods (content 30 days, deliveries 180).
+size of one source's year at a few volumes, with the default periods (content 30 days, deliveries 180), and
+how long one prune batch of 50 posts holds the database (wall time: the machine's load moves it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -64,8 +67,11 @@ async def measure(count: int) -> dict[str, float]:
             await store._write(lambda conn: conn.execute(update(t.deliveries).values(status="sent")))
             cut = cutoffs(Retention(content=60.0), clock.now() + timedelta(days=1))
             cursor = None
+            timings: list[float] = []
             while True:
-                _, cursor = await store.prune_content(cut, 500, cursor)
+                started = time.perf_counter()
+                _, cursor = await store.prune_content(cut, 50, cursor)
+                timings.append((time.perf_counter() - started) * 1000)
                 if cursor is None:
                     break
             pruned = await _bytes(store)
@@ -74,7 +80,8 @@ async def measure(count: int) -> dict[str, float]:
             bare = await _bytes(store)
         finally:
             await store.aclose()
-    return {"empty": empty, "post_with_content": (full - empty - (pruned - bare)) / count,
+    return {"batch_median_ms": statistics.median(timings), "batch_max_ms": max(timings),
+            "empty": empty, "post_with_content": (full - empty - (pruned - bare)) / count,
             "post_pruned": (bare - empty) / count, "delivery": (pruned - bare) / deliveries}
 
 
@@ -85,6 +92,8 @@ def main() -> None:
     print(f"  a post with its content:    {figures['post_with_content']:8.0f} bytes")
     print(f"  a post, content pruned:     {figures['post_pruned']:8.0f} bytes")
     print(f"  a delivery record:          {figures['delivery']:8.0f} bytes")
+    print(f"  a content batch of 50 posts (one transaction): median {figures['batch_median_ms']:.1f} ms, "
+          f"max {figures['batch_max_ms']:.1f} ms")
     print("one source's year with the default periods (content 30 days, deliveries 180 days), 2 channels:")
     for per_day in (5, 20, 100):
         year = 365 * per_day

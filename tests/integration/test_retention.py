@@ -385,3 +385,75 @@ async def test_a_disabled_retention_runs_no_pass_in_the_service(db_url: str, clo
     config = build_config(_config(db_url, archive, enabled=False), {"recording": plugin})
     app = build_app(config, secrets=Secrets(environ={}), clock=clock, plugins={"recording": plugin})  # type: ignore[dict-item]
     assert app.pruner is None
+
+
+async def test_a_poll_moves_listed_at_and_refreshes_last_seen_at_at_most_daily_and_a_304_neither(rig: Rig) -> None:
+    rig.archive.feed_size = 10
+    rig.archive.add_post(title="A", tags=["MEK"])
+    await rig.poll()
+    t0 = rig.clock.now()
+
+    async def seen() -> tuple[Any, Any]:
+        state = await rig.store._read(lambda conn: conn.execute(select(t.sources.c.listed_at)).scalar_one())
+        post = await rig.store._read(lambda conn: conn.execute(
+            select(t.posts.c.last_seen_at).where(t.posts.c.title == "A")).scalar_one())
+        return state, post
+
+    def same(a: Any, b: Any) -> bool:
+        return a.replace(tzinfo=None) == b.replace(tzinfo=None)
+
+    listed, last = await seen()
+    assert same(listed, t0) and same(last, t0)
+    rig.clock.advance(3600)
+    assert await rig.poll() == "not_modified"
+    listed, last = await seen()
+    assert same(listed, t0) and same(last, t0)  # a 304 repeats the listing of the last 200: nothing moves
+    rig.archive.add_post(title="B", tags=["Iraq"])
+    assert await rig.poll() == "new"
+    listed, last = await seen()
+    assert same(listed, rig.clock.now()) and same(last, t0)  # A seen an hour ago: fresh enough
+    rig.clock.advance(DAY + 60)
+    rig.archive.add_post(title="C", tags=["Iraq"])
+    assert await rig.poll() == "new"
+    listed, last = await seen()
+    assert same(listed, rig.clock.now()) and same(last, rig.clock.now())
+
+
+async def test_a_pruned_post_is_not_backfilled_and_an_edit_brings_its_content_back(rig: Rig) -> None:
+    rig.archive.feed_size = 10
+    old = rig.archive.add_post(title="Old", tags=["Iraq"], content_html="<p>old body</p>")
+    await rig.poll()
+    rig.clock.advance(3 * DAY)
+    rig.archive.add_post(title="Fresh", tags=["Iraq"])
+    await rig.poll()
+    assert (await rig.pruner().prune()).counts.content == 1  # Old (Fresh is new)
+    admin = rig.app.parts.admin
+    assert admin is not None
+    await admin.subscribe("Iraq", ["tg"], actor="me", via="cli", backfill=5, allow_new=True)
+    rig.archive.add_post(title="Other", tags=["MEK"])
+    rig.clock.advance(60)
+    await rig.app.run_once()
+    assert sorted(rig.sent()) == ["Fresh", "Other"]  # the backfill took Fresh, never the pruned Old
+
+    rig.archive.edit_post(old, content_html="<p>new body</p>", title="Old, edited")
+    rig.clock.advance(60)
+    await rig.poll()
+    row = await rig.store._read(lambda conn: conn.execute(
+        select(t.posts.c.content_html, t.posts.c.pruned_at).where(t.posts.c.title == "Old, edited")).one())
+    assert "new body" in row.content_html and row.pruned_at is None  # it may be pruned again later
+
+
+async def test_db_prune_vacuum_turns_incremental_auto_vacuum_on_for_an_older_sqlite_file(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as raw:  # a file made before auto-vacuum was set: a table exists already
+        raw.execute("CREATE TABLE scratch (x)")
+    store = Store.open(f"sqlite+aiosqlite:///{path}")
+    try:
+        await migrate.upgrade(store.engine)
+        assert (await store.sqlite_pages() or (0, 0, 0))[2] == 0
+        await store.vacuum()
+        assert (await store.sqlite_pages() or (0, 0, 0))[2] == 2
+    finally:
+        await store.aclose()

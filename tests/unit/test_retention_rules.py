@@ -142,3 +142,17 @@ def test_status_says_the_size_and_what_the_last_prune_removed() -> None:
     assert database_text(None, PruneRecord(NOW, PruneCounts(), "me@cli"), NOW) == \
         "last prune 0s ago: nothing to remove"
     assert database_text(None, None, NOW) == ""
+
+
+def test_a_poll_plan_names_what_its_listing_showed_known_by_identity_or_by_link() -> None:
+    from bot.domain.detect import normalise
+    from bot.domain.models import ParsedPost
+    from bot.domain.plan import PollFacts, plan_poll
+
+    posts = normalise("s", [ParsedPost(title="Known", url="https://a.example/1/", guid="g1"),
+                            ParsedPost(title="Churned", url="https://a.example/2/", guid="g2-new"),
+                            ParsedPost(title="New", url="https://a.example/3/", guid="g3")])
+    facts = PollFacts(known_keys={"g1", "g2-old"}, known_links={posts[1].link_key or ""})
+    plan = plan_poll("s", posts, facts, first_poll=False)
+    assert plan.seen_keys == ("g1",) and plan.seen_links == (posts[1].link_key,)
+    assert [p.key for p in plan.new_posts] == ["g3"]
