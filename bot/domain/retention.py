@@ -10,7 +10,8 @@ prune pass (``bot.services.pruner``, applied by ``bot.storage.retention``) may r
   ``key``, ``link_key``, ``url``, ``title``, ``content_hash``, its tags. A pruned post is never backfilled.
 - **delivery records** once settled (``sent``, ``dead``, ``dropped``, ``unknown``) and not updated for
   ``deliveries`` (at least the longest ``edit_window``/``delete_window`` of the channels: an edit or an
-  unpublishing needs the sent message's row); never a pending one. ``rule_drops`` older than ``deliveries``.
+  unpublishing needs the sent message's row); never a pending one, nor one whose post has a pending edit
+  or deletion on the same channel (it names the message that record holds). ``rule_drops`` older than ``deliveries``.
 - **audit log** entries older than ``audit``.
 - **a post's identity** (its row: the last thing that keeps it from being sent again) only when it has no
   delivery row left and its source was listed successfully (a 200 that parsed: ``sources.listed_at``)
@@ -93,9 +94,11 @@ def content_may_go(first_seen: datetime, pruned: bool, statuses: Iterable[Delive
     return not pruned and first_seen < cut.content and all(s in RENDERED for s in statuses)
 
 
-def delivery_may_go(status: DeliveryStatus, updated_at: datetime, cut: Cutoffs) -> bool:
-    """May this delivery record be removed now?"""
-    return status in SETTLED and updated_at < cut.deliveries
+def delivery_may_go(status: DeliveryStatus, updated_at: datetime, cut: Cutoffs, *, sibling_pending: bool = False
+                    ) -> bool:
+    """May this delivery record be removed now? ``sibling_pending``: another delivery of the same post and
+    channel is still pending (an edit or a deletion names the message this record holds: it stays)."""
+    return status in SETTLED and updated_at < cut.deliveries and not sibling_pending
 
 
 def identity_cutoff(listed_at: datetime | None, kind: str, cut: Cutoffs) -> datetime | None:

@@ -77,6 +77,14 @@ def _still_renders() -> Any:
                                            t.deliveries.c.status.not_in(_RENDERED)).exists()
 
 
+def _pending_sibling() -> Any:
+    """Another delivery of the same post and channel as ``deliveries``' row that is still pending."""
+    other = t.deliveries.alias("sibling")
+    return select(other.c.id).where(other.c.post_id == t.deliveries.c.post_id,
+                                    other.c.channel_id == t.deliveries.c.channel_id,
+                                    other.c.status.not_in(_SETTLED)).exists()
+
+
 def _any_delivery() -> Any:
     return select(t.deliveries.c.id).where(t.deliveries.c.post_id == t.posts.c.id).exists()
 
@@ -90,17 +98,22 @@ class RetentionMixin(StoreBase):
 
         def work(conn: Connection) -> tuple[int, Cursor]:
             d = t.deliveries.c
-            rows = conn.execute(select(d.id, d.status, d.updated_at)
+            rows = conn.execute(select(d.id, d.status, d.updated_at, d.post_id, d.channel_id)
                                 .where(d.updated_at < cut.deliveries, _after(d.updated_at, d.id, cursor))
                                 .order_by(d.updated_at, d.id).limit(limit)
                                 .with_for_update(skip_locked=True)).all()
             if not rows:
                 return 0, None
-            gone = [r.id for r in rows if delivery_may_go(DeliveryStatus(r.status), utc(r.updated_at) or cut.now, cut)]
+            busy = {(r.post_id, r.channel_id) for r in conn.execute(
+                select(d.post_id, d.channel_id).where(d.post_id.in_({r.post_id for r in rows}),
+                                                      d.status.not_in(_SETTLED)))}
+            gone = [r.id for r in rows if delivery_may_go(DeliveryStatus(r.status), utc(r.updated_at) or cut.now, cut,
+                                                          sibling_pending=(r.post_id, r.channel_id) in busy)]
             removed = 0
             if gone:
                 removed = conn.execute(delete(t.deliveries).where(
-                    d.id.in_(gone), d.status.in_(_SETTLED), d.updated_at < cut.deliveries)).rowcount or 0
+                    d.id.in_(gone), d.status.in_(_SETTLED), d.updated_at < cut.deliveries,
+                    ~_pending_sibling())).rowcount or 0
             last = rows[-1]
             return int(removed), (last.updated_at, last.id) if len(rows) >= limit else None
 
@@ -220,7 +233,7 @@ class RetentionMixin(StoreBase):
 
         def work(conn: Connection) -> PruneCounts:
             d, p = t.deliveries.c, t.posts.c
-            old_settled = and_(d.status.in_(_SETTLED), d.updated_at < cut.deliveries)
+            old_settled = and_(d.status.in_(_SETTLED), d.updated_at < cut.deliveries, ~_pending_sibling())
 
             def count(query: Any) -> int:
                 return int(conn.execute(query).scalar_one())

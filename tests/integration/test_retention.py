@@ -457,3 +457,24 @@ async def test_db_prune_vacuum_turns_incremental_auto_vacuum_on_for_an_older_sql
         assert (await store.sqlite_pages() or (0, 0, 0))[2] == 2
     finally:
         await store.aclose()
+
+
+async def test_a_pending_edit_keeps_the_record_of_the_message_it_updates(rig: Rig) -> None:
+    rig.archive.feed_size = 10
+    await rig.poll()
+    post = rig.archive.add_post(title="A", tags=["MEK"])
+    rig.clock.advance(10)
+    await rig.app.run_once()
+    assert rig.sent() == ["A"]
+    await rig.store.set_paused("tg", True, "test", rig.clock.now())
+    rig.archive.edit_post(post, title="A, corrected")
+    rig.clock.advance(10)  # within the channel's edit_window (1m)
+    await rig.poll()
+    assert sorted((d.kind, d.status) for d in await rig.store.deliveries()) == [("edit", "queued"), ("post", "sent")]
+    rig.clock.advance(3 * DAY)
+    rig.archive.add_post(title="B", tags=["Iraq"])
+    await rig.poll()
+    dry = await rig.pruner().prune(dry_run=True)
+    report = await rig.pruner().prune()
+    assert report.counts == dry.counts and report.counts.deliveries == 0 and report.counts.content == 0
+    assert sorted((d.kind, d.status) for d in await rig.store.deliveries()) == [("edit", "queued"), ("post", "sent")]
