@@ -478,3 +478,26 @@ async def test_a_pending_edit_keeps_the_record_of_the_message_it_updates(rig: Ri
     report = await rig.pruner().prune()
     assert report.counts == dry.counts and report.counts.deliveries == 0 and report.counts.content == 0
     assert sorted((d.kind, d.status) for d in await rig.store.deliveries()) == [("edit", "queued"), ("post", "sent")]
+
+
+async def test_two_instances_pruning_at_once_remove_each_row_once(rig: Rig, db_url: str) -> None:
+    rig.archive.add_post(title="A", tags=["MEK"])
+    await rig.poll()
+    source_id = (await rig.store.source("archive")).id
+    old = rig.clock.now() - timedelta(days=30)
+    await rig.store._write(lambda conn: conn.execute(insert(t.posts), [
+        {"source_id": source_id, "key": f"old-{i}", "title": f"old {i}", "content_html": "<p>x</p>",
+         "summary_html": "", "first_seen_at": old, "last_seen_at": old} for i in range(300)]))
+    rig.clock.advance(3 * DAY)
+    rig.archive.add_post(title="B", tags=["Iraq"])
+    await rig.poll()
+    other = Store.open(db_url)  # a second instance: its own connections
+    try:
+        settings = rig.app.config.storage.retention.model_copy(update={"batch": 10})
+        first, second = await asyncio.wait_for(asyncio.gather(
+            Pruner(rig.store, rig.clock, settings).prune(), Pruner(other, rig.clock, settings).prune()), 120)
+    finally:
+        await other.aclose()
+    assert first.counts.identities + second.counts.identities == 300
+    assert first.counts.content + second.counts.content == 301  # the 300 and A
+    assert await rig.count(t.posts) == 2  # A and B
