@@ -6,8 +6,9 @@ live instance refuses to start while a restart after a crash starts at once; on 
 advisory lock beside the instance's registration), migrates the schema, applies the config, starts
 the publishers and recovers deliveries a crash left in ``sending``. ``run_forever`` runs the poll
 driver (woken on time by ``bot.scheduling``), the delivery driver, any sidecars (health server, admin
-bot) and the coordinator's background work (on PostgreSQL the heartbeat and the watch for dead
-instances), until SIGTERM/SIGINT; ``run_once`` runs the same two drivers in burst mode: every source
+bot), the prune pass every ``[storage.retention] every`` (``bot.services.pruner``) and the
+coordinator's background work (on PostgreSQL the heartbeat and the watch for dead instances), until
+SIGTERM/SIGINT; ``run_once`` runs the same two drivers in burst mode: every source
 polled once, everything due delivered, then it returns. Shutdown stops taking new work, lets
 in-flight sends finish for ``service.shutdown_timeout`` seconds, makes abandoned ones resumable,
 releases the guard and closes everything.
@@ -26,6 +27,7 @@ from typing import Protocol
 import httpx
 
 from bot.domain.models import Subscription
+from bot.domain.retention import seen_refresh
 from bot.domain.rules import Rule
 from bot.domain.tags import make_tag
 from bot.errors import PermanentPublishError, StorageError
@@ -39,6 +41,7 @@ from bot.services.delivery_driver import DeliveryDriver
 from bot.services.notifier import Notifier
 from bot.services.poll_driver import PollDriver
 from bot.services.polling import Poller, PollOutcome
+from bot.services.pruner import Pruner, longest_window
 from bot.services.push import PushSecrets, PushService
 from bot.services.unpublish import Unpublisher
 from bot.services.websub import WebSubService
@@ -122,13 +125,15 @@ class App:
         self.wake = asyncio.Event()
         """Set when deliveries were queued: the delivery driver looks at once."""
         self.stop_event = asyncio.Event()
+        retention = parts.config.storage.retention
         lifecycle = {name: chan.lifecycle for name, chan in parts.channels.items()}
         unpublisher = Unpublisher(parts.store, parts.feed_http or parts.http, parts.clock, lifecycle,
                                   max_bytes=parts.config.http.max_bytes, on_queued=self.wake.set)
         self.poller = Poller(parts.store, parts.sources, {s.name: s for s in parts.config.sources}, parts.clock,
                              parts.config.service, parts.metrics, on_queued=self.wake.set, notifier=parts.notifier,
                              channel_rules=channel_rules(parts.config), lifecycle=lifecycle,
-                             unpublisher=unpublisher if unpublisher.active else None)
+                             unpublisher=unpublisher if unpublisher.active else None,
+                             seen_refresh=seen_refresh(retention.identity))
         self.deliverer = Deliverer(parts.store, parts.channels, parts.clock, parts.config.delivery, parts.metrics,
                                    owner=parts.owner, notifier=parts.notifier)
         enabled = [s for s in parts.config.sources if s.enabled]
@@ -143,6 +148,9 @@ class App:
         """Pushes (hook calls, WebSub notifications) into polls; None when no source has a hook and
         WebSub is off. Served on the health listener (``bot.pushhooks``), active in ``run_forever`` only."""
         self.poller.observer = self.push
+        self.pruner = Pruner(parts.store, parts.clock, retention, window=longest_window(parts.config)) \
+            if retention.enabled else None
+        """Prune passes every ``[storage.retention] every`` (``run_forever`` only); None when disabled."""
         self._serving = False
         self._initialized = False
         self.started_at: datetime | None = None
@@ -292,6 +300,8 @@ class App:
               storage=self.config.storage.url.split("://", 1)[0], instance=self.owner)
         delivery = asyncio.create_task(self.deliveries.run(), name="delivery")
         background = self._start_background()
+        pruning = [] if self.pruner is None else [
+            asyncio.create_task(self.pruner.run(self.stop_event), name="pruner")]
         try:
             await self.stop_event.wait()
         finally:
@@ -305,6 +315,7 @@ class App:
             await polls  # running polls finish (or are abandoned) within the same grace period
             await _cancel(list(pending))
             await _cancel(background)
+            await _cancel(pruning)
             await _cancel(pushing)
             if self.push is not None:
                 self.push.active = False

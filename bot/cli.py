@@ -32,14 +32,16 @@ from bot.bootstrap import build_service, load_service_config, make_admin_service
 from bot.clock import SystemClock
 from bot.config_bounds import MAX_AGE
 from bot.domain.budget import BudgetLine, usd
+from bot.domain.retention import PruneCounts
 from bot.domain.rules import RuleParts, rule_dict
 from bot.errors import ConfigError, NotFoundError, PluginError, RuleError, TagrelayError
 from bot.humanize import ago as _ago
-from bot.humanize import json_visible_controls, visible_controls
+from bot.humanize import json_visible_controls, size, visible_controls
 from bot.log import configure_logging, event, redact_text, redact_url
 from bot.publishers.x_auth import x_auth_flow
 from bot.rule_syntax import describe
 from bot.services.admin import StatusReport, UsageError
+from bot.services.pruner import Pruner, longest_window
 from bot.settings import Config, EnvSettings, Secrets, StorageConfig
 from bot.storage import migrate
 from bot.storage.engine import make_engine
@@ -322,7 +324,10 @@ async def cmd_status(ctx: Context) -> int:
     async def go(store: Any) -> int:
         report = await ctx.admin(store).status()
         if ctx.args.json:
+            last = report.last_prune
             _print_json({"now": report.now, "storage": report.storage, "holder": report.holder,
+                         "database": {"bytes": report.database_bytes, "last_prune": None if last is None else {
+                             "at": last.at, "by": last.actor, "removed": last.counts.as_dict()}},
                          "instances": report.instances, "problems": report.problems,
                          "warnings": report.warnings, "notes": report.notes,
                          "sources": [{"name": s.state.name, "last_poll": s.state.last_poll_at,
@@ -364,6 +369,8 @@ def write_status(report: StatusReport, out: TextIO) -> None:
     view = status_view(report)
     out.write(f"tagrelay {__version__} — {view.headline.upper()}\n")
     out.write(f"storage: {report.storage}\n")
+    if view.database:
+        out.write(f"database: {view.database}\n")
     if report.holder:  # SQLite: whoever holds the instance lock is running (the OS drops it when it dies)
         holder = report.holder
         since = f", started {_ago(holder.since, now)}" if holder.since else ""
@@ -532,6 +539,47 @@ async def cmd_db(ctx: Context) -> int:
     finally:
         await store.aclose()
     return EXIT_OK
+
+
+PRUNE_KINDS = {"content": "post content", "deliveries": "delivery records", "rule_drops": "rule drops",
+               "audit": "audit entries", "identities": "post identities"}
+
+
+PRUNE_PROGRESS_EVERY = 20
+"""``db prune`` writes a progress line to stderr every this many batches."""
+
+
+async def cmd_db_prune(ctx: Context) -> int:
+    """One prune pass now (``--dry-run``: count only), whatever ``[storage.retention] enabled`` says."""
+    args = ctx.args
+
+    def progress(counts: PruneCounts, batches: int) -> None:
+        if batches % PRUNE_PROGRESS_EVERY == 0:
+            ctx.err.write(f"  pruning: {counts.total} removed in {batches} batches so far\n")
+
+    async def go(store: Any) -> int:
+        pruner = Pruner(store, SystemClock(), ctx.config.storage.retention, window=longest_window(ctx.config))
+        report = await pruner.prune(dry_run=args.dry_run, vacuum=args.vacuum and not args.dry_run, progress=progress,
+                                    record=not args.dry_run, actor=ctx.actor(), via="cli")
+        if args.json:
+            _print_json({"dry_run": report.dry_run, "counts": report.counts.as_dict(), "total": report.counts.total,
+                         "size_before": report.size_before, "size_after": report.size_after,
+                         "pages_released": report.pages_released, "vacuumed": report.vacuumed,
+                         "batches": report.batches}, ctx.out)
+            return EXIT_OK
+        verb = "would remove" if report.dry_run else "removed"
+        _table([[label, str(report.counts.as_dict()[kind])] for kind, label in PRUNE_KINDS.items()], ["kind", verb],
+               ctx.out)
+        sizes = " → ".join(size(n) for n in (report.size_before, report.size_after) if n is not None)
+        if report.dry_run:
+            now = size(report.size_before) if report.size_before is not None else "in memory"
+            ctx.out.write(f"dry run: nothing was changed; database {now}\n")
+        else:
+            vacuumed = " (vacuumed)" if report.vacuumed else ""
+            ctx.out.write(f"database {sizes or 'in memory'}{vacuumed}\n")
+        return EXIT_OK
+
+    return await ctx.with_store(go)
 
 
 async def cmd_db_copy(ctx: Context) -> int:
@@ -735,6 +783,11 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = db.add_subparsers(dest="db_cmd", required=True, metavar="ACTION")
     dsub.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db)
     dsub.add_parser("current", help="show the schema revision").set_defaults(func=cmd_db)
+    dp = dsub.add_parser("prune", help="remove what retention allows now ([storage.retention]); a summary")
+    dp.add_argument("--dry-run", action="store_true", help="only count what would be removed")
+    dp.add_argument("--vacuum", action="store_true", help="rewrite the database afterwards (shrinks the file)")
+    dp.add_argument("--json", action="store_true")
+    dp.set_defaults(func=cmd_db_prune)
     dc = dsub.add_parser("copy", help="copy this database (e.g. SQLite) into a new, empty one (e.g. PostgreSQL)")
     dc.add_argument("--to", required=True, metavar="URL", help="target, e.g. postgresql+asyncpg://user@host/db")
     dc.set_defaults(func=cmd_db_copy)

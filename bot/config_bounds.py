@@ -172,6 +172,8 @@ WEBSUB_LEASE = DurationIn(5 * MINUTE, 366 * DAY)
 """[push] lease: the WebSub lease asked of a hub (the hub decides; what it grants is clamped the same)."""
 WEBSUB_RENEW_BEFORE = DurationIn(1 * MINUTE, 30 * DAY)
 """[push] renew_before: how long before a lease ends it is renewed (at most half the lease)."""
+RETENTION_PERIOD = DurationIn(1 * MINUTE, 100 * 365 * DAY)
+"""[storage.retention] content, deliveries, audit, identity, every (tests and benches use minutes)."""
 
 # -- numbers -------------------------------------------------------------------------------------------
 
@@ -202,6 +204,8 @@ EXCERPT_LENGTH = Span(0, 10_000)
 """Characters; every platform's message limit is far below (a Mastodon instance's is read at runtime)."""
 MASTODON_MAX_CHARACTERS = Span(50, 100_000)
 ADMIN_PAGE_SIZE = Span(1, 50)
+RETENTION_BATCH = Span(1, 10_000)
+"""[storage.retention] batch: posts (or rows) per prune transaction."""
 TELEGRAM_USER_ID = Span(1, 2**63 - 1)
 """[admin] admin_ids: Telegram ids are positive 64-bit integers."""
 TELEGRAM_CHAT_ID = Span(-(2**63), 2**63 - 1)

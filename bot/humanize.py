@@ -22,6 +22,16 @@ def ago(when: datetime | None, now: datetime) -> str:
     return f"in {text}" if future else f"{text} ago"
 
 
+def size(n: int) -> str:
+    """Bytes as "812 B", "4.2 KiB", "12.3 MiB", "1.5 GiB"."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"  # pragma: no cover - the loop returns
+
+
 # -- text safe to show -------------------------------------------------------------------------
 #
 # Every byte of a feed, a platform answer or a chat message is someone else's. Shown raw, C0/C1

@@ -41,11 +41,32 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Any finite duration above zero; the keys below use the bounded ones from ``bot.config_bounds``."""
 
 
+class RetentionConfig(Model):
+    """``[storage.retention]``: what the database forgets, and when (``bot.domain.retention``)."""
+
+    enabled: bool = True
+    """Prune automatically every ``every`` in the service (``tagrelay db prune`` works either way)."""
+    content: Annotated[float, BeforeValidator(bounds.RETENTION_PERIOD)] = 30 * 86400.0
+    """A post's full content is dropped this long after it was first seen, once nothing will render it."""
+    deliveries: Annotated[float, BeforeValidator(bounds.RETENTION_PERIOD)] = 180 * 86400.0
+    """Settled delivery records and rule drops are kept this long."""
+    audit: Annotated[float, BeforeValidator(bounds.RETENTION_PERIOD)] = 365 * 86400.0
+    """Audit log entries are kept this long."""
+    identity: Annotated[float, BeforeValidator(bounds.RETENTION_PERIOD)] = 365 * 86400.0
+    """A post's identity goes once its source has listed without it for this long."""
+    every: Annotated[float, BeforeValidator(bounds.RETENTION_PERIOD)] = 3600.0
+    """How often the service runs a prune pass."""
+    batch: int = within(bounds.RETENTION_BATCH, 50)
+    """Posts (or rows) per prune transaction: each one short, polls and deliveries run between them."""
+
+
 class StorageConfig(Model):
     url: str = "sqlite+aiosqlite:///data/tagrelay.db"
     """SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://..."""
     lease_ttl: Annotated[float, BeforeValidator(bounds.LEASE_TTL)] = 60.0
     """How long an instance's lease lasts without a heartbeat."""
+    retention: RetentionConfig = RetentionConfig()
+    """``[storage.retention]``: the prune periods (docs/operations.md, "Retention")."""
 
     @field_validator("url")
     @classmethod
@@ -491,7 +512,8 @@ def build_config(
     storage = base.storage
     if storage_url:
         try:
-            storage = StorageConfig.model_validate({"url": storage_url, "lease_ttl": base.storage.lease_ttl})
+            url = StorageConfig.model_validate({"url": storage_url}).url
+            storage = base.storage.model_copy(update={"url": url})
         except ValidationError as exc:
             raise ConfigError("TAGRELAY_STORAGE_URL", exc.errors()[0]["msg"]) from None
     health = health_table(sidecars.get("health"))

@@ -243,7 +243,10 @@ _CHANNEL_WORDS = {"held": "held (rate limit)"}
 
 def format_status(view: StatusView) -> str:
     now = view.now
-    lines = [f"<b>tagrelay {esc(__version__)} — {view.headline}</b>", "", "<b>Sources</b>"]
+    lines = [f"<b>tagrelay {esc(__version__)} — {view.headline}</b>"]
+    if view.database:
+        lines.append(f"database: {esc(view.database)}")
+    lines += ["", "<b>Sources</b>"]
     if not view.sources:
         lines.append("<i>none</i>")
     for s in view.sources:

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
+from bot import humanize
 from bot.domain.budget import BudgetLine
 from bot.domain.push import WebSubState, WebSubSubscription
+from bot.domain.retention import PruneRecord
 from bot.domain.state import ChannelCounts, SourceState
 from bot.services.admin import SourceStatus, StatusReport
 
@@ -98,6 +100,8 @@ class StatusView:
     warnings: list[str]
     notes: list[str] = field(default_factory=list)
     """Worth knowing about a channel, nothing to do yet (a Threads token's remaining days)."""
+    database: str = ""
+    """The database's size and the last prune, in words ("" when neither is known)."""
 
     @property
     def headline(self) -> str:
@@ -123,7 +127,19 @@ def status_view(report: StatusReport) -> StatusView:
                                     unknown=k.get("unknown", 0), oldest_waiting=c.counts.oldest_queued,
                                     resumes_at=held, budgets=c.budgets))
     return StatusView(now=now, sources=sources, channels=channels, problems=report.problems,
-                      warnings=report.warnings, notes=report.notes)
+                      warnings=report.warnings, notes=report.notes,
+                      database=database_text(report.database_bytes, report.last_prune, now))
+
+
+def database_text(size_bytes: int | None, last: PruneRecord | None, now: datetime) -> str:
+    """``12.3 MiB; last prune 2.0h ago: content 10, deliveries 3`` (the kinds it removed)."""
+    parts = []
+    if size_bytes is not None:
+        parts.append(humanize.size(size_bytes))
+    if last is not None:
+        removed = ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in last.counts.as_dict().items() if n)
+        parts.append(f"last prune {humanize.ago(last.at, now)}: {removed or 'nothing to remove'}")
+    return "; ".join(parts)
 
 
 # -- listings -------------------------------------------------------------------------------------

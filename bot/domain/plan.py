@@ -100,6 +100,10 @@ class PollPlan:
     ``bot.domain.lifecycle.plan_edit`` says so (``Store.apply_poll``, in the same transaction)."""
     rehashed: tuple[Post, ...] = ()
     """Known posts stored before their content hash was: stored anew (content and hash), nothing edited."""
+    seen_keys: tuple[str, ...] = ()
+    """The identities of the poll's known posts: the listing showed them (their ``last_seen_at``)."""
+    seen_links: tuple[str, ...] = ()
+    """The canonical links of the poll's churned posts (known by link: the stored row has the old key)."""
 
     @property
     def outcome(self) -> str:
@@ -180,10 +184,13 @@ def plan_poll(source: str, posts: Sequence[Post], facts: PollFacts, *, first_pol
     usual = next_usual(usual_new, len(new)) if new and not detection.baseline and not detection.burst else None
     note = hold_message(source, len(new), usual_new, burst_limit) if detection.burst else ""
     edited, rehashed = changed_posts(detection.known_posts, facts.content_hashes)
+    churned = {p.key for p in detection.churned}
     return PollPlan(new_posts=new, churned=detection.churned, intents=detection.intents, backfills=backfills,
                     backfills_done=done, baseline=detection.baseline, burst=detection.burst, hold=hold,
                     hold_note=note, usual_new=usual, drops=_merge_drops(detection.drops, backfill_drops, backfills),
-                    edited=edited, rehashed=rehashed)
+                    edited=edited, rehashed=rehashed,
+                    seen_keys=tuple(p.key for p in detection.known_posts if p.key not in churned),
+                    seen_links=tuple(p.link_key for p in detection.churned if p.link_key is not None))
 
 
 def _merge_drops(detected: Iterable[RuleDrop], backfilled: Iterable[RuleDrop],

@@ -26,6 +26,7 @@ from bot.domain.explain import ChannelAnswer, explain
 from bot.domain.lifecycle import ChannelLifecycle, describe_policy
 from bot.domain.models import DeliveryKind, DeliveryStatus, Post, Subscription
 from bot.domain.push import WebSubSubscription
+from bot.domain.retention import PruneRecord
 from bot.domain.routing import verdict
 from bot.domain.rules import PostText, Rule
 from bot.domain.state import (
@@ -193,6 +194,10 @@ class StatusReport:
     """Shared mode (PostgreSQL): every registered instance and the sources/channels it holds."""
     lifecycle_notes: list[str] = field(default_factory=list)
     """Channels asking for an edit or a deletion their platform cannot make (``AdminService.lifecycle_warnings``)."""
+    database_bytes: int | None = None
+    """The database's size (``Store.database_size``; None: in memory)."""
+    last_prune: PruneRecord | None = None
+    """The last prune pass that was recorded (``Store.last_prune``)."""
 
     @property
     def problems(self) -> list[str]:
@@ -546,7 +551,8 @@ class AdminService:
         return StatusReport(now=now, storage=redact_url(self.config.storage.url),
                             holder=probe(path) if path is not None else None,
                             sources=sources, channels=channels, instances=await self.store.instances(),
-                            lifecycle_notes=self.lifecycle_warnings())
+                            lifecycle_notes=self.lifecycle_warnings(),
+                            database_bytes=await self.store.database_size(), last_prune=await self.store.last_prune())
 
     def _channel_notes(self, name: str, now: datetime) -> tuple[ChannelNote, ...]:
         """The channel's plugin's notes (``ReportsChannelNotes``), from local state only."""

@@ -89,6 +89,7 @@ class Poller:
         lifecycle: Mapping[str, ChannelLifecycle] | None = None,
         unpublisher: Unpublisher | None = None,
         observer: PollObserver | None = None,
+        seen_refresh: float = 86400.0,
     ) -> None:
         self.store = store
         self.sources = sources
@@ -105,6 +106,8 @@ class Poller:
         self.unpublisher = unpublisher
         """Checks after each poll whether recently sent posts are still on the site (None: never)."""
         self.observer = observer
+        self.seen_refresh = seen_refresh
+        """Seconds a known post's ``last_seen_at`` may lag (``bot.domain.retention.seen_refresh``)."""
 
     def burst_limit(self, name: str) -> int:
         """The source's own ``burst_limit``, else ``[service] burst_limit`` (0: never hold)."""
@@ -175,7 +178,8 @@ class Poller:
                                        channel_rules=self.channel_rules)
         now = self.clock.now()
         next_at = self._next_poll(state.name, now)
-        record = await self.store.apply_poll(state, plan, cache, now, next_at, self.lifecycle)
+        record = await self.store.apply_poll(state, plan, cache, now, next_at, self.lifecycle,
+                                             seen_before=now - timedelta(seconds=self.seen_refresh))
         outcome = plan.outcome
         churned = len(plan.churned)
         self.metrics.poll(state.name, outcome)

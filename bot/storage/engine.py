@@ -58,6 +58,10 @@ def parse_url(url: str) -> URL:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
+    # before anything is written: a new database is created with incremental auto-vacuum, so the pages a
+    # prune pass frees can be returned (``PRAGMA incremental_vacuum``); on an older database it takes effect
+    # at its next VACUUM (``tagrelay db prune --vacuum``), and costs nothing until then
+    cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")

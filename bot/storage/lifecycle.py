@@ -93,10 +93,12 @@ def cancel_pending(conn: Connection, post_id: int, channels: Sequence[str], chan
 
 
 def store_content(conn: Connection, post_id: int, post: Post, *, record_hash: bool) -> None:
-    """Store a known post's current content (what the next rendering shows); its hash unless deferred."""
+    """Store a known post's current content (what the next rendering shows); its hash unless deferred. A post
+    whose content retention had dropped holds it again."""
     values: dict[str, object] = {
         "title": post.title, "url": post.url, "summary_html": post.summary_html, "content_html": post.content_html,
-        "image_url": post.image_url, "image_alt": post.image_alt, "author": post.author, "link_key": post.link_key}
+        "image_url": post.image_url, "image_alt": post.image_alt, "author": post.author, "link_key": post.link_key,
+        "pruned_at": None}  # the content is back (retention may drop it again once its deliveries are done)
     if record_hash:
         values["content_hash"] = post.content_hash
     conn.execute(update(t.posts).where(t.posts.c.id == post_id).values(**values))

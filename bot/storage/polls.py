@@ -10,10 +10,10 @@ twice.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, literal, select, update
+from sqlalchemy import Connection, bindparam, insert, literal, or_, select, update
 
 from bot.domain.detect import classify
 from bot.domain.lifecycle import ChannelLifecycle
@@ -23,7 +23,7 @@ from bot.domain.rules import rule_from_json
 from bot.domain.state import CacheState, PollRecord, SourceState
 from bot.storage import tables as t
 from bot.storage.audit import audit_row
-from bot.storage.base import NO_LEASE, StoreBase, cache_values, insert_ignore, utc
+from bot.storage.base import NO_LEASE, StoreBase, cache_values, chunks, insert_ignore, utc
 from bot.storage.deliveries import queue_deliveries, read_channel_ids
 from bot.storage.lifecycle import apply_edits
 from bot.storage.posts import insert_posts, load_posts, read_known
@@ -65,7 +65,8 @@ def _read_pending_backfills(conn: Connection, source: SourceState,
             select(t.posts.c.id, t.posts.c.key, t.posts.c.title, t.posts.c.published_at)
             .join(t.post_tags, t.post_tags.c.post_id == t.posts.c.id)
             .join(t.tags, t.tags.c.id == t.post_tags.c.tag_id)
-            .where(t.posts.c.source_id == source.id, t.tags.c.slug == sub.tag_slug)
+            .where(t.posts.c.source_id == source.id, t.tags.c.slug == sub.tag_slug,
+                   t.posts.c.pruned_at.is_(None))  # a post whose content retention dropped cannot be rendered
             .order_by(t.posts.c.published_at.desc().nulls_last(), t.posts.c.id.desc())
             .limit(sub.backfill * (BACKFILL_SCAN if full else 1))).all()
         if full:
@@ -100,8 +101,8 @@ class PollsMixin(StoreBase):
         return await self._read(work)
 
     async def apply_poll(self, source: SourceState, plan: PollPlan, cache: CacheState, now: datetime,
-                         next_poll_at: datetime, lifecycle: Mapping[str, ChannelLifecycle] | None = None
-                         ) -> PollRecord:
+                         next_poll_at: datetime, lifecycle: Mapping[str, ChannelLifecycle] | None = None,
+                         seen_before: datetime | None = None) -> PollRecord:
         """Write a successful poll as ``plan`` decided it, in ONE transaction: the new posts and their
         tags, their deliveries (``held`` when the plan holds the burst, the hold written to the audit log
         in the same transaction), the backfills (never held; each pending one marked done), the posts a
@@ -109,7 +110,10 @@ class PollsMixin(StoreBase):
         usual volume. Deliveries a (post, channel) pair already has are skipped, so nothing is ever queued
         twice. The edited posts' content is stored and their messages updated where
         ``bot.domain.lifecycle.plan_edit`` says (``lifecycle``: each channel's policy; none: no edit is
-        sent), in the same transaction (``bot.storage.lifecycle.apply_edits``)."""
+        sent), in the same transaction (``bot.storage.lifecycle.apply_edits``). The poll is the source's
+        last listing (``listed_at``); its known posts' ``last_seen_at`` is refreshed where older than
+        ``seen_before`` (``bot.domain.retention.seen_refresh``; None: now less a day), in one UPDATE."""
+        seen_cut = seen_before if seen_before is not None else now - timedelta(days=1)
 
         def work(conn: Connection) -> PollRecord:
             post_ids = insert_posts(conn, self.dialect, source.id, plan.new_posts, now)
@@ -130,8 +134,9 @@ class PollsMixin(StoreBase):
                 _record_drops(conn, self.dialect, plan, post_ids, chan_ids, now)
             edits = apply_edits(conn, self.dialect, source.id, source.name, plan.edited, plan.rehashed,
                                 lifecycle or {}, now)
+            _refresh_seen(conn, source.id, plan, now, seen_cut)
             conn.execute(update(t.sources).where(t.sources.c.id == source.id).values(
-                **cache_values(cache), baseline_done=True, last_poll_at=now, last_success_at=now,
+                **cache_values(cache), baseline_done=True, last_poll_at=now, last_success_at=now, listed_at=now,
                 last_outcome=plan.outcome, last_error=None, consecutive_failures=0, next_poll_at=next_poll_at,
                 **_source_counters(plan, now), **NO_LEASE))
             return PollRecord(new_posts=len(plan.new_posts), queued=queued, backfilled=backfilled, held=held,
@@ -144,9 +149,10 @@ class PollsMixin(StoreBase):
         if not plan.backfills_done:
             return 0
         pairs: list[tuple[int, str]] = []
+        renderable = _renderable(conn, [b.post_id for b in plan.backfills if b.post_id is not None])
         for backfill in plan.backfills:
             post_id = backfill.post_id if backfill.post_id is not None else post_ids.get(backfill.post_key)
-            if post_id is not None:
+            if post_id is not None and (backfill.post_id is None or post_id in renderable):
                 pairs.append((post_id, backfill.channel))
         total = queue_deliveries(conn, self.dialect, pairs, now, channel_ids=chan_ids)
         for sub_id in plan.backfills_done:
@@ -179,6 +185,30 @@ class PollsMixin(StoreBase):
                 t.sources.c.id == source_id)).scalar_one())
 
         return await self._write(work)
+
+
+def _renderable(conn: Connection, post_ids: Sequence[int]) -> set[int]:
+    """Which of these stored posts still hold their content (a prune pass may have dropped it since the
+    poll's read). On PostgreSQL the rows are share-locked: a prune pass skips them until this commits, or
+    this waits for the pass and sees what it did."""
+    found: set[int] = set()
+    for part in chunks(list(post_ids)):
+        found.update(conn.execute(select(t.posts.c.id).where(t.posts.c.id.in_(part), t.posts.c.pruned_at.is_(None))
+                                  .with_for_update(read=True)).scalars())
+    return found
+
+
+def _refresh_seen(conn: Connection, source_id: int, plan: PollPlan, now: datetime, before: datetime) -> None:
+    """The listing showed the poll's known posts: their ``last_seen_at`` becomes ``now`` where older than
+    ``before`` (rarely any: at most one UPDATE per poll, by index)."""
+    stale = or_(t.posts.c.last_seen_at.is_(None), t.posts.c.last_seen_at < before)
+    if plan.seen_keys:
+        for part in chunks(plan.seen_keys):
+            conn.execute(update(t.posts).where(t.posts.c.source_id == source_id, t.posts.c.key.in_(part), stale)
+                         .values(last_seen_at=now))
+    if plan.seen_links:
+        conn.execute(update(t.posts).where(t.posts.c.source_id == source_id, t.posts.c.link_key.in_(plan.seen_links),
+                                           stale).values(last_seen_at=now))
 
 
 def _record_drops(conn: Connection, dialect: str, plan: PollPlan, post_ids: dict[str, int],

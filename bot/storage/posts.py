@@ -95,7 +95,7 @@ def insert_posts(conn: Connection, dialect: str, source_id: int, posts: Sequence
         {"source_id": source_id, "key": p.key, "url": p.url, "title": p.title,
          "summary_html": p.summary_html, "content_html": p.content_html, "image_url": p.image_url,
          "author": p.author, "image_alt": p.image_alt, "published_at": p.published, "first_seen_at": now,
-         "link_key": p.link_key, "content_hash": p.content_hash}
+         "last_seen_at": now, "link_key": p.link_key, "content_hash": p.content_hash}
         for p in posts])
     ids: dict[str, int] = {}
     for part in chunks([p.key for p in posts]):

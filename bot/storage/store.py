@@ -16,6 +16,7 @@ The methods live with their aggregate, one module each (the way lemon24/reader s
 - ``explain``: what ``tagrelay explain`` reads about one post (deliveries, rule drops, subscriptions)
 - ``lifecycle``: a post's later life: edits, edit and delete outcomes, unpublishing, retraction
 - ``push``: a poll brought forward by a push, and the WebSub subscriptions
+- ``retention``: the prune pass's batches, its dry-run counts, the database's size and free pages
 
 ``base`` holds what they share (the ``Database``, ``_read``/``_write``, the dialect helpers). Rows are
 mapped to the domain's values (``bot.domain.models``, ``bot.domain.state``); Core statements only
@@ -37,6 +38,7 @@ from bot.storage.pacing import PacingMixin
 from bot.storage.polls import PollsMixin
 from bot.storage.posts import PostsMixin
 from bot.storage.push import PushMixin
+from bot.storage.retention import RetentionMixin
 from bot.storage.sources import SourcesMixin
 from bot.storage.spending import SpendingMixin
 from bot.storage.subscriptions import SubscriptionsMixin
@@ -44,6 +46,6 @@ from bot.storage.subscriptions import SubscriptionsMixin
 
 class Store(SourcesMixin, PollsMixin, PostsMixin, SubscriptionsMixin, ChannelsMixin, DeliveriesMixin, HoldsMixin,
             PacingMixin, SpendingMixin, CoordinationMixin, AuditMixin, ExplainMixin, LifecycleMixin, PushMixin,
-            StoreBase):
+            RetentionMixin, StoreBase):
     """All database access. Open with ``Store.open(url)`` (or give it a ``Database``); call ``aclose`` at
     the end."""

@@ -35,6 +35,8 @@ metadata = MetaData(naming_convention=NAMING)
 
 PENDING_SQL = "status IN ('queued', 'failed')"
 """The waiting deliveries, spelled as in the partial index so queries written the same way can use it."""
+UNPRUNED_SQL = "pruned_at IS NULL"
+"""The posts that still hold their content (``ix_posts_unpruned``'s predicate)."""
 
 # The partial indexes below declare their predicate for SQLite only. Migration 0003 creates them on
 # both dialects with the same predicate; a ``postgresql_where`` here would make SQLAlchemy import the
@@ -72,6 +74,8 @@ sources = Table(
     Column("usual_new", Float),  # moving average of new posts per poll that found some (bursts left out)
     # push triggers received (hook or WebSub, 0008): a poll that sees it move gets one more poll
     Column("push_requests", Integer, nullable=False, default=0, server_default=text("0")),
+    # the last successful listing (a 200 that parsed; a 304 repeats the listing of the last one) (0013)
+    Column("listed_at", TS),
     # a poll round reads only the sources due, and the earliest time to come (0014)
     Index("ix_sources_next_poll", "next_poll_at"),
 )
@@ -96,10 +100,15 @@ posts = Table(
     Column("content_hash", String(64)),
     Column("missing_since", TS),  # its URL first answered 404/410 (unpublishing not confirmed yet) (0011)
     Column("unpublished_at", TS),  # its unpublishing was confirmed (0011)
+    Column("last_seen_at", TS),  # the last listing that showed it, refreshed at most daily (0013)
+    Column("pruned_at", TS),  # its full content was dropped (retention; 0013): never backfilled
     UniqueConstraint("source_id", "key"),
     Index("ix_posts_source_published", "source_id", "published_at"),
     Index("ix_posts_url", "url"),
     Index("ix_posts_source_link", "source_id", "link_key"),
+    Index("ix_posts_source_seen", "source_id", "last_seen_at"),  # identities a source no longer lists (0013)
+    # the posts whose content a prune pass may drop, oldest first; pruned ones leave the index (0013)
+    Index("ix_posts_unpruned", "first_seen_at", "id", sqlite_where=text(UNPRUNED_SQL)),
 )
 
 tags = Table(
@@ -187,6 +196,7 @@ deliveries = Table(
     # claim_next walks this in order and stops at the first due row: O(log n), whatever the queue depth
     Index("ix_deliveries_pending", "channel_id", "post_at", "id",
           sqlite_where=text(PENDING_SQL)),
+    Index("ix_deliveries_updated", "updated_at", "id"),  # settled records a prune pass may remove (0013)
 )
 
 rule_drops = Table(
@@ -199,6 +209,7 @@ rule_drops = Table(
     Column("condition", String(32), nullable=False),
     Column("detail", Text, nullable=False),
     Column("at", TS, nullable=False),
+    Index("ix_rule_drops_at", "at"),  # the ones a prune pass may remove (0013)
 )
 
 instance_leases = Table(
