@@ -104,6 +104,9 @@ class PollPlan:
     """The identities of the poll's known posts: the listing showed them (their ``last_seen_at``)."""
     seen_links: tuple[str, ...] = ()
     """The canonical links of the poll's churned posts (known by link: the stored row has the old key)."""
+    returned: tuple[Post, ...] = ()
+    """Posts unknown to storage but dated at or before the source's ``retired_before``: retention removed
+    their identity, and the source lists them again. Stored (in ``new_posts``) as known, never routed."""
 
     @property
     def outcome(self) -> str:
@@ -112,7 +115,7 @@ class PollPlan:
             return "baseline"
         if self.hold:
             return "held"
-        return "new" if self.new_posts else "unchanged"
+        return "new" if len(self.new_posts) > len(self.returned) else "unchanged"
 
 
 def next_usual(usual: float | None, new_posts: int) -> float:
@@ -167,13 +170,30 @@ def backfills_with_drops(new_posts: Sequence[Post], pending: Iterable[PendingBac
     return tuple(chosen), tuple(done), tuple(drops.values())
 
 
+def returning_posts(posts: Sequence[Post], facts: PollFacts, retired_before: datetime | None) -> tuple[Post, ...]:
+    """The poll's posts storage does not know (neither identity nor link) that are dated at or before
+    ``retired_before``: retention removed identities up to that date, so such a post may have been sent
+    already. An undated post cannot be told apart and counts as new."""
+    if retired_before is None:
+        return ()
+    return tuple(p for p in posts if p.published is not None and p.published <= retired_before
+                 and p.key not in facts.known_keys
+                 and (p.link_key is None or p.link_key not in facts.known_links))
+
+
 def plan_poll(source: str, posts: Sequence[Post], facts: PollFacts, *, first_poll: bool, burst_limit: int = 0,
               usual_new: float | None = None, now: datetime | None = None,
-              channel_rules: Mapping[str, Rule] | None = None) -> PollPlan:
+              channel_rules: Mapping[str, Rule] | None = None, retired_before: datetime | None = None) -> PollPlan:
     """Decide what a poll of ``source`` writes. ``posts``: normalised, in feed order; ``first_poll``: the
     source has no baseline yet; ``burst_limit``: more new posts than this are held (0: never);
     ``usual_new``: the source's moving average so far; ``now``: when the posts were detected (the rules'
-    ``max_age``; None: ages are not checked); ``channel_rules``: each channel's exclusions."""
+    ``max_age``; None: ages are not checked); ``channel_rules``: each channel's exclusions;
+    ``retired_before``: the source's ``SourceState.retired_before`` (``returning_posts`` are stored, not
+    routed, and count neither towards a burst nor the usual volume)."""
+    returned = () if first_poll else returning_posts(posts, facts, retired_before)
+    if returned:
+        back = {p.key for p in returned}
+        posts = [p for p in posts if p.key not in back]
     detection = detect_posts(posts, facts.known_keys, facts.subscriptions, first_poll=first_poll,
                              known_links=facts.known_links, burst_limit=burst_limit, now=now,
                              channel_rules=channel_rules)
@@ -185,7 +205,8 @@ def plan_poll(source: str, posts: Sequence[Post], facts: PollFacts, *, first_pol
     note = hold_message(source, len(new), usual_new, burst_limit) if detection.burst else ""
     edited, rehashed = changed_posts(detection.known_posts, facts.content_hashes)
     churned = {p.key for p in detection.churned}
-    return PollPlan(new_posts=new, churned=detection.churned, intents=detection.intents, backfills=backfills,
+    return PollPlan(new_posts=(*new, *returned), churned=detection.churned, intents=detection.intents,
+                    backfills=backfills, returned=returned,
                     backfills_done=done, baseline=detection.baseline, burst=detection.burst, hold=hold,
                     hold_note=note, usual_new=usual, drops=_merge_drops(detection.drops, backfill_drops, backfills),
                     edited=edited, rehashed=rehashed,

@@ -54,6 +54,10 @@ class SourceState:
     """Moving average of new posts per poll that found some (held bursts left out)."""
     push_requests: int = 0
     """Push triggers received so far (``bot.services.push``): a poll that sees it move gets one more."""
+    retired_before: datetime | None = None
+    """The newest date (published, else first seen) of the posts whose identity retention removed: a
+    dated post at or before it that the source lists again is recorded, never sent again
+    (``bot.domain.plan.plan_poll``)."""
 
 
 @dataclass(frozen=True, slots=True)

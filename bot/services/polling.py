@@ -175,7 +175,7 @@ class Poller:
         detected = self.clock.now()
         plan = await asyncio.to_thread(plan_poll, state.name, posts, facts, first_poll=not state.baseline_done,
                                        burst_limit=limit, usual_new=state.usual_new, now=detected,
-                                       channel_rules=self.channel_rules)
+                                       channel_rules=self.channel_rules, retired_before=state.retired_before)
         now = self.clock.now()
         next_at = self._next_poll(state.name, now)
         record = await self.store.apply_poll(state, plan, cache, now, next_at, self.lifecycle,
@@ -192,6 +192,11 @@ class Poller:
         if record.edited:
             event(log, logging.INFO, "poll.edited", source=state.name, posts=record.edited, edits=record.edits,
                   note="known posts changed on the site; their messages are updated where the channel wants it")
+        if plan.returned:
+            event(log, logging.WARNING, "poll.returned", source=state.name, posts=len(plan.returned),
+                  retired_before=state.retired_before.isoformat() if state.retired_before else None,
+                  note="posts dated before the identities retention removed came back: recorded, not sent "
+                       "(they may have been sent before; [storage.retention] identity)")
         if churned:
             event(log, logging.WARNING, "poll.guid_churn", source=state.name, churned=churned,
                   note="guids change between polls; identity falls back to the link")

@@ -89,6 +89,22 @@ def _any_delivery() -> Any:
     return select(t.deliveries.c.id).where(t.deliveries.c.post_id == t.posts.c.id).exists()
 
 
+def _retire(conn: Connection, source_id: int, ids: Sequence[int], bound: datetime) -> int:
+    """Remove the rows of posts ``ids`` (still unseen since before ``bound``, with no delivery record) and
+    move the source's ``retired_before`` up to the newest date among them, in the same transaction: a
+    dated post that comes back after its identity went is recorded, never sent again."""
+    p = t.posts.c
+    gone = and_(p.id.in_(ids), p.last_seen_at < bound, ~_any_delivery())
+    newest = conn.execute(select(func.max(func.coalesce(p.published_at, p.first_seen_at))).where(gone)).scalar()
+    removed = int(conn.execute(delete(t.posts).where(gone)).rowcount or 0)
+    if removed and newest is not None:
+        s = t.sources.c
+        conn.execute(update(t.sources).where(
+            s.id == source_id, or_(s.retired_before.is_(None), s.retired_before < newest)).values(
+            retired_before=newest))
+    return removed
+
+
 class RetentionMixin(StoreBase):
     # -- the pass's batches ---------------------------------------------------------------------------
 
@@ -215,8 +231,7 @@ class RetentionMixin(StoreBase):
                 gone = [r.id for r in rows if identity_may_go(utc(r.last_seen_at), bound + cut.identity, "",
                                                               len(statuses[r.id]), cut)]
                 if gone:
-                    removed += conn.execute(delete(t.posts).where(p.id.in_(gone), p.last_seen_at < bound,
-                                                                  ~_any_delivery())).rowcount or 0
+                    removed += _retire(conn, source_id, gone, bound)
                 if looked >= limit and rows:
                     within = (rows[-1].last_seen_at, rows[-1].id)
                 else:

@@ -39,7 +39,8 @@ def source_state(row: Row[Any], post_count: int = 0) -> SourceState:
         last_error=row.last_error, consecutive_failures=row.consecutive_failures or 0,
         next_poll_at=utc(row.next_poll_at), lease_owner=row.lease_owner, post_count=post_count,
         guid_churn_last=row.guid_churn_last or 0, guid_churn_total=row.guid_churn_total or 0,
-        guid_churn_at=utc(row.guid_churn_at), usual_new=row.usual_new, push_requests=row.push_requests or 0)
+        guid_churn_at=utc(row.guid_churn_at), usual_new=row.usual_new, push_requests=row.push_requests or 0,
+        retired_before=utc(row.retired_before))
 
 
 class SourcesMixin(StoreBase):

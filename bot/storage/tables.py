@@ -76,6 +76,8 @@ sources = Table(
     Column("push_requests", Integer, nullable=False, default=0, server_default=text("0")),
     # the last successful listing (a 200 that parsed; a 304 repeats the listing of the last one) (0013)
     Column("listed_at", TS),
+    # the newest date (published, else first seen) of the posts whose identity retention removed (0013)
+    Column("retired_before", TS),
     # a poll round reads only the sources due, and the earliest time to come (0014)
     Index("ix_sources_next_poll", "next_poll_at"),
 )

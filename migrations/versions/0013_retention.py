@@ -10,6 +10,8 @@ older than a day, or half the identity period); existing rows start at ``first_s
 dropped by retention: such a post is never backfilled. ``sources.listed_at``: the last 200 that
 parsed (a 304 does not move it: it repeats that listing, whose posts were seen then); NULL for
 existing sources until their next such poll, so no identity goes before the source has listed again.
+``sources.retired_before``: the newest date (published, else first seen) of the posts whose identity
+was removed; a dated post at or before it that comes back is recorded, not sent again.
 Indexes for the prune pass: a source's posts by ``last_seen_at``, the unpruned posts by
 ``first_seen_at`` (partial), deliveries by ``updated_at``, rule drops by ``at``.
 """
@@ -31,6 +33,7 @@ def upgrade() -> None:
     op.add_column('posts', sa.Column('last_seen_at', sa.DateTime(timezone=True), nullable=True))
     op.add_column('posts', sa.Column('pruned_at', sa.DateTime(timezone=True), nullable=True))
     op.add_column('sources', sa.Column('listed_at', sa.DateTime(timezone=True), nullable=True))
+    op.add_column('sources', sa.Column('retired_before', sa.DateTime(timezone=True), nullable=True))
     op.execute("UPDATE posts SET last_seen_at = first_seen_at")
     op.create_index('ix_posts_source_seen', 'posts', ['source_id', 'last_seen_at'], unique=False)
     op.create_index('ix_posts_unpruned', 'posts', ['first_seen_at', 'id'], unique=False,
@@ -45,6 +48,7 @@ def downgrade() -> None:
     op.drop_index('ix_posts_unpruned', table_name='posts')
     op.drop_index('ix_posts_source_seen', table_name='posts')
     with op.batch_alter_table('sources', schema=None) as batch_op:
+        batch_op.drop_column('retired_before')
         batch_op.drop_column('listed_at')
     with op.batch_alter_table('posts', schema=None) as batch_op:
         batch_op.drop_column('pruned_at')

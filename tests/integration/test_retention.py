@@ -205,7 +205,9 @@ async def test_a_pass_is_short_transactions_and_a_poll_and_a_delivery_run_half_w
     old = rig.clock.now() - timedelta(days=30)
     await rig.store._write(lambda conn: conn.execute(insert(t.posts), [
         {"source_id": source_id, "key": f"old-{i}", "title": f"old {i}", "content_html": "<p>x</p>" * 100,
-         "summary_html": "", "first_seen_at": old, "last_seen_at": old} for i in range(600)]))
+         "summary_html": "", "first_seen_at": old, "last_seen_at": old,
+         # dated before the archive's posts (its clock is its own): the newest removed date stays below C's
+         "published_at": rig.archive.clock - timedelta(days=1)} for i in range(600)]))
     rig.clock.advance(3 * DAY)
     rig.archive.add_post(title="B", tags=["Iraq"])
     await rig.poll()  # listed without the 600
@@ -501,3 +503,35 @@ async def test_two_instances_pruning_at_once_remove_each_row_once(rig: Rig, db_u
     assert first.counts.identities + second.counts.identities == 300
     assert first.counts.content + second.counts.content == 301  # the 300 and A
     assert await rig.count(t.posts) == 2  # A and B
+
+
+async def test_a_post_whose_identity_went_comes_back_and_is_recorded_not_sent_again(rig: Rig) -> None:
+    for title in ("A", "B"):
+        rig.archive.add_post(title=title, tags=["MEK"])
+    assert await rig.poll() == "baseline"
+    c = rig.archive.add_post(title="C", tags=["MEK"])
+    rig.clock.advance(120)
+    await rig.app.run_once()
+    assert rig.sent() == ["C"]
+
+    for title in ("D", "E", "F", "G"):  # the feed shows 4: A, B and C drop out of it
+        rig.archive.add_post(title=title, tags=["Iraq"])
+    rig.clock.advance(3 * DAY)
+    assert await rig.poll() == "new"
+    removed = 0
+    for _ in range(3):  # C's delivery record goes first, then its identity
+        removed += (await rig.pruner().prune()).counts.identities
+    assert removed == 3
+    retired = await rig.store._read(lambda conn: conn.execute(select(t.sources.c.retired_before)).scalar_one())
+    assert retired is not None and retired.replace(tzinfo=None) == c.published.replace(tzinfo=None)
+
+    rig.archive.feed_size = 6  # a feed that lists an old post again (a longer feed, a re-sort by modified date)
+    rig.archive.add_post(title="H", tags=["MEK"])
+    rig.clock.advance(120)
+    await rig.app.run_once()
+    assert rig.sent() == ["C", "H"]  # C is not sent twice
+    titles = await rig.store._read(lambda conn: conn.execute(select(t.posts.c.title)).scalars().all())
+    assert {"C", "H"} <= set(titles) and "A" not in titles  # C is known again: the next poll finds it known
+    rig.clock.advance(120)
+    await rig.app.run_once()
+    assert rig.sent() == ["C", "H"]

@@ -204,3 +204,22 @@ def test_the_outcome_word_follows_the_plan() -> None:
     base = PollPlan(new_posts=(), churned=(), intents=(), backfills=(), backfills_done=(), baseline=False,
                     burst=False, hold=False, hold_note="", usual_new=None)
     assert base.outcome == "unchanged"
+
+
+def test_posts_dated_before_the_retired_identities_are_stored_not_routed_nor_counted() -> None:
+    # retention removed identities of posts up to day 5; the feed lists days 3 and 5 again, an undated
+    # post (cannot be told apart: new) and day 9 (new)
+    posts = normalise("s", [parsed("back3", 3, "a"), parsed("back5", 5, "a"), parsed("undated", None, "a"),
+                            parsed("fresh", 9, "a"), parsed("known", 2, "a")])
+    facts = PollFacts(known_keys={"known"}, subscriptions=(sub("a", "x"),))
+    retired = T0 + timedelta(days=5)
+    plan = plan_poll("s", posts, facts, first_poll=False, burst_limit=2, retired_before=retired)
+    assert sorted(p.key for p in plan.returned) == ["back3", "back5"]
+    assert sorted(p.key for p in plan.new_posts) == ["back3", "back5", "fresh", "undated"]  # all stored
+    assert sorted(i.post_key for i in plan.intents) == ["fresh", "undated"]
+    assert not plan.burst and plan.outcome == "new"  # two new posts: within the limit of 2
+    assert plan.usual_new == 2.0
+
+    only_back = plan_poll("s", posts[:2], facts, first_poll=False, retired_before=retired)
+    assert only_back.intents == () and only_back.outcome == "unchanged" and len(only_back.new_posts) == 2
+    assert plan_poll("s", posts, facts, first_poll=False).returned == ()  # nothing retired: nothing held back
