@@ -34,14 +34,14 @@ from bot.config_bounds import MAX_AGE
 from bot.domain.budget import BudgetLine, usd
 from bot.domain.retention import PruneCounts
 from bot.domain.rules import RuleParts, rule_dict
-from bot.errors import ConfigError, NotFoundError, PluginError, RuleError, TagrelayError
+from bot.errors import ConfigError, NotFoundError, PluginError, RuleError, TagrelayError, UsageError
 from bot.humanize import ago as _ago
 from bot.humanize import json_visible_controls, size, visible_controls
 from bot.log import configure_logging, event, redact_text, redact_url
 from bot.publishers.x_auth import x_auth_flow
 from bot.rule_syntax import describe
-from bot.services.admin import StatusReport, UsageError
 from bot.services.pruner import Pruner, longest_window
+from bot.services.reports import StatusReport
 from bot.settings import Config, EnvSettings, Secrets, StorageConfig
 from bot.storage import migrate
 from bot.storage.engine import make_engine

@@ -103,6 +103,10 @@ class InstanceLockedError(StorageError):
                          f"{action or self.default_action}")
 
 
+class UsageError(TagrelayError):
+    """A command was called with arguments that cannot work; the message says how to call it."""
+
+
 class NotFoundError(TagrelayError):
     """An unknown tag, channel, source or delivery was named."""
 

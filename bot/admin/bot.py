@@ -68,10 +68,10 @@ from bot.admin.keyboards import Cancel, Choose, ExcludeTag, Retract, SubsPage, T
 from bot.admin.replies import COMMANDS, ERROR_LIMIT, MAX_REPLY, CommandSpec, bounded_reply, esc, format_error, quote
 from bot.admin.settings import AdminSettings
 from bot.admin.webhook import RejectedUpdate, WebhookListener
-from bot.errors import ConfigError, NotFoundError, TagrelayError
+from bot.errors import ConfigError, NotFoundError, TagrelayError, UsageError
 from bot.log import event, redact_text
 from bot.publishers.http import describe_exception
-from bot.services.admin import AdminService, UsageError
+from bot.services.admin import AdminService
 
 if TYPE_CHECKING:
     from bot.app import App

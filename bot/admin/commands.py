@@ -50,11 +50,12 @@ from bot.admin.replies import (
     split_tag_channel,
 )
 from bot.admin.views import channel_listing, source_listing, status_view
-from bot.errors import RuleError
+from bot.errors import RuleError, UsageError
 from bot.humanize import cut, visible_controls
 from bot.publishers.api import Clock
 from bot.rule_syntax import parse
-from bot.services.admin import AdminService, PreviewItem, UsageError
+from bot.services.admin import AdminService
+from bot.services.reports import PreviewItem
 from bot.settings import Config
 
 VIA = "telegram"

@@ -18,7 +18,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from bot.admin.replies import format_tags, quote, safe_label
 from bot.domain.models import Subscription
 from bot.domain.rules import Rule
-from bot.services.admin import TagPage
+from bot.services.reports import TagPage
 
 LABEL_LIMIT = 48
 """Most characters of a button label."""

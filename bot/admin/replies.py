@@ -22,7 +22,7 @@ from bot.errors import NotFoundError, TagrelayError
 from bot.humanize import CUT_MARK, ago, cut, visible_controls
 from bot.log import redact_url
 from bot.rule_syntax import describe
-from bot.services.admin import Change, Explanation, PreviewItem, TagPage
+from bot.services.reports import Change, Explanation, PreviewItem, TagPage
 
 MAX_MESSAGE = 4096
 """Telegram's limit on a message's text after entity parsing, counted here in UTF-16 code units (the

@@ -20,7 +20,7 @@ from bot.domain.budget import BudgetLine
 from bot.domain.push import WebSubState, WebSubSubscription
 from bot.domain.retention import PruneRecord
 from bot.domain.state import ChannelCounts, SourceState
-from bot.services.admin import SourceStatus, StatusReport
+from bot.services.reports import SourceStatus, StatusReport
 
 SourceHealth = Literal["ERROR", "BURST HELD", "ok", "not polled yet"]
 ChannelState = Literal["PAUSED", "budget reached", "held", "active"]

@@ -32,7 +32,7 @@ from bot.bootstrap import build_app, build_service
 from bot.cli import main
 from bot.domain.state import TagCount
 from bot.errors import ConfigError
-from bot.services.admin import TagPage
+from bot.services.reports import TagPage
 from bot.settings import Secrets, build_config, load_config
 from bot.sidecars import make_admin_bot, make_sidecars
 from tests.fakes.archive import ArchiveServer

@@ -16,7 +16,7 @@ from bot.admin.views import (
     status_view,
 )
 from bot.domain.state import ChannelCounts, HoldView, SourceState
-from bot.services.admin import ChannelStatus, SourceStatus, StatusReport
+from bot.services.reports import ChannelStatus, SourceStatus, StatusReport
 from bot.sources.base import CacheState
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.admin.replies import format_preview_head
-from bot.services.admin import PreviewItem
+from bot.services.reports import PreviewItem
 
 
 def item(platform: str, image: str | None, alt: str | None = None, *, text: str = "t",

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from bot.services.admin import deliveries_problem
+from bot.services.reports import deliveries_problem
 
 
 @pytest.mark.parametrize(("dead", "unknown", "statuses"), [
