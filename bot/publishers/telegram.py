@@ -62,6 +62,10 @@ HTTP status phrase), the HTTP status and Telegram's ``error_code`` when it
 differs — and passed through ``platform_text``: control characters removed, the
 token and its secret part (after ``<bot id>:``) redacted, one bounded line. A
 body that is not JSON and unknown ``parameters`` are not quoted.
+
+Size: ~600 lines, one module like the Bot API it speaks: sending, photos, topics, edits and deletions
+share one request path, one error mapping (the table above) and one flood-control reading, and the
+crash-safety argument of each (what a refused call created) is read against that mapping.
 """
 
 from __future__ import annotations

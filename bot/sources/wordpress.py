@@ -37,6 +37,10 @@ the media's ``source_url``, else the first ``<img>`` of the content (with its
 (``https://site/?p=123``) is the guid, the same as in the site's RSS feed, so a
 switch between the two kinds keeps identities. Dates are ``date_gmt`` and
 ``modified_gmt`` (UTC without an offset).
+
+Size: one module of ~500 lines because the cursor, the pages and the side requests (terms, authors,
+media) make one resumable walk whose correctness (nothing falls out of the window) is argued above and
+is best read in one place; the cursor's text form is its own small part (``Cursor``).
 """
 
 from __future__ import annotations
