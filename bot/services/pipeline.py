@@ -142,6 +142,7 @@ class GroupSender:
         process knows the answers; see ``Deliverer._record``). The channel sends nothing meanwhile. A stop
         ends the wait: the rows are then recovered at the next start (resent with the same keys)."""
         d = self.deliverer
+        statuses = ",".join(sorted({decision.status.value for _, decision, _ in decisions}))
         delays = iter(d.record_retry_delays)
         last = d.record_retry_delays[-1] if d.record_retry_delays else 1.0
         while True:
@@ -149,7 +150,7 @@ class GroupSender:
                 raise exc
             delay = next(delays, last)
             event(log, logging.ERROR, "deliver.unrecorded", channel=chan.name, deliveries=len(decisions),
-                  error=str(exc), retry_in=delay,
+                  status=statuses, error=str(exc), retry_in=delay,
                   note="the database refused a group's outcomes; they are kept and written again, and this "
                        "channel waits until then")
             await asyncio.sleep(delay)
@@ -160,7 +161,7 @@ class GroupSender:
                 exc = again
                 continue
             event(log, logging.WARNING, "deliver.recorded", channel=chan.name, deliveries=len(decisions),
-                  note="the database took the outcomes; the channel goes on")
+                  status=statuses, note="the database took the outcomes; the channel goes on")
             return kept
 
     async def _abandon(self, chan: ChannelRuntime, left: list[int]) -> None:
