@@ -20,7 +20,10 @@ the channel is committed at once, together with the hand-back of the group's uns
 again, attempt uncounted); so are a stop (``Deliverer.stopping``), a group older than ``max_age`` and a
 pause or hold set from elsewhere (seen at each commit). An edit or a deletion inside a group is sent and
 recorded on its own (``Deliverer.deliver_change``) after the answers held before it. An outcome the
-database refuses is written again until it is taken, as on the other path, and the channel waits.
+database refuses is written again until it is taken, as on the other path, and the channel waits. A failure
+mid-group (a bug, a stop during such a wait) hands back what was never tried, if the database lets it, and
+leaves what was tried ``sending`` for the recovery, like a kill; a run cancelled at the end of the stop's
+grace period leaves the whole group to the service's own recovery (``recover_sending`` of its claims).
 """
 
 from __future__ import annotations
