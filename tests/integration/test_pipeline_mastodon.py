@@ -1,10 +1,12 @@
 """Pipelined delivery with the REAL Mastodon publisher over real sockets to the loopback Mastodon, through the
 real Deliverer and store (SQLite, and PostgreSQL when configured): 1,000 posts go out once each, oldest
 first, in claimed groups; a 429 or a 503 in the middle of a group holds the channel, counts only the attempt
-that failed and hands the rest of the group back; the next run sends everything once."""
+that failed and hands the rest of the group back, and a stop (SIGTERM) hands back what was not sent; the next
+run sends everything once."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import re
@@ -133,3 +135,18 @@ async def test_a_server_error_mid_group_counts_that_attempt_only(rig: Rig) -> No
     assert rig.posted() == list(range(1, 41))
     rows = await rig.rows()
     assert rows.pop(5) == ("sent", 2) and set(rows.values()) == {("sent", 1)}
+
+
+async def test_a_stop_mid_group_hands_the_unsent_posts_back_as_queued(rig: Rig) -> None:
+    await poll(rig.store, rig.clock, [item(n) for n in range(40, 0, -1)])
+    deliverer = rig.deliverer()
+    loop = asyncio.get_running_loop()
+    # SIGTERM while post 5 is on its way: the service sets `stopping` (from the fake's thread, the loop's way)
+    rig.on_status(5, lambda: loop.call_soon_threadsafe(setattr, deliverer, "stopping", True))
+    outcomes = await deliver_due(deliverer)
+    assert [o.status for o in outcomes] == [DeliveryStatus.SENT] * 5  # the send under way finished
+    assert rig.posted() == [1, 2, 3, 4, 5]
+    assert await rig.rows() == {n: ("sent", 1) if n <= 5 else ("queued", 0) for n in range(1, 41)}
+    assert await rig.store.deliveries(status="sending") == []
+    await deliver_due(rig.deliverer())  # the next start sends the rest, each once
+    assert rig.posted() == list(range(1, 41)) and rig.fake.idempotent_replays == 0
