@@ -224,7 +224,8 @@ class DeliveryFigures:
 async def delivery_throughput(server: FakeServer, client: ClientFactory | None, feeds: int, items: int, run: int,
                               label: str) -> DeliveryFigures:
     """Queue feeds×items posts for Mastodon, Telegram and X (not timed), then time sending them all:
-    claim (committed) → render → POST → outcome (committed), one delivery at a time per channel."""
+    one delivery at a time per channel; Telegram commits each claim before its send, Mastodon and X (their
+    platforms deduplicate) claim groups and commit outcomes a few at a time (``bot.services.pipeline``)."""
     server.ctl("reset")
     server.feeds(feeds, 0)
     app = await open_app(make_config(server, f"deliver-{label}-{run}", sources=feeds, channels=ALL_CHANNELS),

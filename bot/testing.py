@@ -31,6 +31,8 @@ from bot.publishers.api import (
 
 class RecordingOptions(ChannelOptions):
     idempotent: bool = True
+    deduplicates: bool = False
+    """Its publisher declares ``Deduplicates`` (the delivery service may send in claimed groups)."""
     at_least_once: bool = False
     chat_id: str | None = None
     """Where it "sends" (set when a scripted ``ChatMigratedError`` moves the channel)."""
@@ -59,6 +61,10 @@ class RecordingPublisher:
     @property
     def idempotent(self) -> bool:
         return self.options.idempotent
+
+    @property
+    def deduplicates(self) -> bool:
+        return self.options.deduplicates
 
     @property
     def render_env(self) -> RenderEnv:

@@ -30,6 +30,7 @@ from bot.channel_options import ChannelOptions as ChannelOptions  # re-exported:
 from bot.clock import Clock as Clock  # re-exported: part of the plugin API, defined below render/ and publishers/
 from bot.domain.budget import ChannelSpending, SpendingPlan, merge_spending
 from bot.domain.models import Post
+from bot.domain.pipeline import deduplicating_window
 from bot.render.message import RenderedMessage as RenderedMessage
 from bot.render.message import RenderEnv as RenderEnv
 
@@ -116,6 +117,13 @@ class Publisher(Protocol):
     * ``PublishesStaged``: ``async publish_staged(message, *, idempotency_key,
       staged, stage)`` - a two-step post whose staged id the delivery service
       keeps across attempts and crashes [none: ``publish``].
+    * ``Deduplicates``: ``deduplicates: bool`` - the platform itself makes a
+      second send of the same delivery harmless (an idempotency key, a record
+      key read back first, a duplicate refusal), so the delivery service may
+      claim a channel's deliveries in groups and commit their outcomes a few
+      at a time (``bot.domain.pipeline``) [False: each claim is committed
+      before its request leaves]. Taken only with a key window of at least
+      ``bot.domain.pipeline.MIN_KEY_WINDOW`` and without ``PublishesStaged``.
 
     ``edit`` and ``delete`` raise ``PublishError`` subclasses like ``publish``,
     plus ``MessageGoneError`` (the message is not there: deleted by hand, or
@@ -182,6 +190,18 @@ STAGED_LIMIT = 500
 """The longest value a publisher may ``stage``."""
 
 
+@runtime_checkable
+class Deduplicates(Protocol):
+    """Optional publisher ability: ``deduplicates`` True when the PLATFORM makes a second send of one delivery
+    harmless (a resend after a crash, with the same ``idempotency_key``, posts nothing new: Mastodon's
+    Idempotency-Key, Bluesky's record key read back first, X's refusal of duplicate content). The delivery
+    service then sends a channel's posts in claimed groups, committing their outcomes a few at a time
+    (``bot.domain.pipeline``); a crash mid-group resends what was not recorded. Without it (a platform that
+    cannot deduplicate: Telegram, Discord), each claim is committed before its request leaves."""
+
+    deduplicates: bool
+
+
 @dataclass(frozen=True, slots=True)
 class ChangeResult:
     """What an edit or a deletion did: made now, or ``already`` made (a note saying how the platform
@@ -223,6 +243,10 @@ class PublisherAbilities:
     deleter: Deletes | None = None
     delete_max_age: float | None = None
     stager: PublishesStaged | None = None
+    deduplicates: bool = False
+    """The publisher declares ``Deduplicates``, its key window is long enough
+    (``bot.domain.pipeline.deduplicating_window``) and it does not publish in two steps (a staged post's
+    id must be committed before its publishing request leaves)."""
 
 
 def abilities(publisher: Publisher) -> PublisherAbilities:
@@ -230,12 +254,16 @@ def abilities(publisher: Publisher) -> PublisherAbilities:
     structural checks: the delivery service reads it once per publisher."""
     window = publisher.idempotency_window if isinstance(publisher, KeyWindow) else None
     max_age = publisher.delete_max_age if isinstance(publisher, DeleteLimit) else None
-    return PublisherAbilities(idempotency_window=None if window is None else float(window),
+    key_window = None if window is None else float(window)
+    stager = publisher if isinstance(publisher, PublishesStaged) else None
+    declared = isinstance(publisher, Deduplicates) and publisher.deduplicates is True
+    return PublisherAbilities(idempotency_window=key_window,
                               finder=publisher if isinstance(publisher, FindsPublished) else None,
                               editor=publisher if isinstance(publisher, Edits) else None,
                               deleter=publisher if isinstance(publisher, Deletes) else None,
                               delete_max_age=None if max_age is None else float(max_age),
-                              stager=publisher if isinstance(publisher, PublishesStaged) else None)
+                              stager=stager,
+                              deduplicates=declared and stager is None and deduplicating_window(key_window))
 
 
 @dataclass(frozen=True, slots=True)

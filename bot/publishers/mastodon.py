@@ -249,6 +249,8 @@ class MastodonPublisher:
     idempotent = True
     idempotency_window: float = IDEMPOTENCY_WINDOW
     """Seconds the instance honours an Idempotency-Key (Mastodon: one hour); after that a resend may post twice."""
+    deduplicates = True
+    """A resend within the hour returns the first status: the delivery service may send in claimed groups."""
 
     def __init__(self, options: MastodonOptions, ctx: PublisherContext, token: str, *,
                  media_poll_delays: Sequence[float] = MEDIA_POLL_DELAYS) -> None:

@@ -249,6 +249,9 @@ class XPublisher:
     """Posts to one X account. Not idempotent; duplicates are detected by X itself."""
 
     idempotent = False
+    deduplicates = True
+    """X refuses a resend of the same text as duplicate content (recorded ``sent``): a channel that resends
+    interrupted sends (``at_least_once``, the default) may send in claimed groups."""
 
     def __init__(self, options: XOptions, ctx: PublisherContext, auth: httpx.Auth, secrets: list[str], *,
                  media_poll_delays: Sequence[float] = MEDIA_POLL_DELAYS) -> None:

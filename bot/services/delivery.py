@@ -20,6 +20,11 @@ commit per delivery; a delivery claimed that way but never sent (the service
 stopping) is handed back as queued, its attempt not counted. An outcome the
 database cannot take (it is down, or refuses connections) is kept and written
 again until it can be, before anything more is sent to that channel (``_record``).
+
+Where the platform deduplicates a resend by itself (the publisher declares ``Deduplicates``: Mastodon, Bluesky,
+X) and the channel resends interrupted sends, the commit before each send is not what keeps "nothing twice":
+such a channel without pacing is sent in claimed groups instead (``bot.services.pipeline``, which states its
+own crash-safety argument), every attempt still going through ``attempt`` and the same decision table.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ from bot.domain.delivery import (
 from bot.domain.lifecycle import ChannelLifecycle
 from bot.domain.models import DeliveryKind, DeliveryStatus, Post
 from bot.domain.pacing import parse_rate
+from bot.domain.pipeline import GroupPolicy, pipelined
 from bot.domain.schedule import RetryPolicy
 from bot.domain.state import ClaimedDelivery
 from bot.errors import (
@@ -93,6 +99,7 @@ from bot.publishers.api import (
 from bot.render.message import message_hash
 from bot.services.changes import ChangeSender, lifecycle_of
 from bot.services.notifier import Notifier
+from bot.services.pipeline import GroupSender
 from bot.services.spending import Spender
 from bot.settings import DeliveryConfig
 from bot.storage.store import Store
@@ -303,6 +310,12 @@ _CHAINED = (DeliveryStatus.SENT, DeliveryStatus.DEAD)
 """Outcomes recorded together with the claim of the channel's next delivery (unpaced channels)."""
 
 
+def outcome_of_decision(chan: ChannelRuntime, claimed: ClaimedDelivery, decision: Decision) -> DeliveryOutcome:
+    """What a run reports of a recorded decision."""
+    status = decision.status
+    return DeliveryOutcome(claimed.id, chan.name, status, decision.error if status is not DeliveryStatus.SENT else None)
+
+
 @dataclass(frozen=True, slots=True)
 class _Settled:
     """A delivery done with: its outcome, whether its channel is now held or paused, and the channel's
@@ -328,6 +341,7 @@ class Deliverer:
         notifier: Notifier | None = None,
         pacer: Pacer | None = None,
         rng: random.Random | None = None,
+        groups: GroupPolicy | None = None,
     ) -> None:
         self.store = store
         self.channels = dict(channels)
@@ -347,17 +361,31 @@ class Deliverer:
         self.changes = ChangeSender(store, clock, metrics, policy=self.policy, rng=self.rng, classify=outcome_of,
                                     wait=self.pacer.wait, notifier=notifier, spender=self.spender)
         """Sends the edit and delete deliveries (``bot.services.changes``)."""
+        self.groups = GroupSender(self, groups or GroupPolicy())
+        """Sends a channel whose platform deduplicates in claimed groups (``bot.services.pipeline``)."""
+
+    @staticmethod
+    def outcome_for(chan: ChannelRuntime, claimed: ClaimedDelivery, decision: Decision) -> DeliveryOutcome:
+        """What a run reports of a recorded decision."""
+        return outcome_of_decision(chan, claimed, decision)
+
+    def pipelined(self, chan: ChannelRuntime) -> bool:
+        """Does the channel send in claimed groups (``bot.domain.pipeline.pipelined``)?"""
+        return pipelined(deduplicates=chan.abilities.deduplicates, resend_when_unsure=chan.resend_when_unsure,
+                         paced=self.pacer.active(chan))
 
     async def deliver_channel(self, name: str) -> list[DeliveryOutcome]:
         """Send the channel's due deliveries one by one, oldest post first, until none is due, the
         channel is held or paused, or the service is stopping. One run per channel at a time (a second
-        call meanwhile returns at once, empty)."""
+        call meanwhile returns at once, empty). Where the platform deduplicates, in claimed groups."""
         lock = self._locks.setdefault(name, asyncio.Lock())
         if lock.locked():
             return []
         outcomes: list[DeliveryOutcome] = []
         async with lock:
             chan = self.channels[name]
+            if self.pipelined(chan):
+                return await self.groups.run(chan)
             # Unpaced, the next delivery is claimed in the transaction that records an outcome
             # (one commit per delivery instead of two); paced, the token wait must come first.
             chain = not self.pacer.active(chan)
@@ -386,12 +414,25 @@ class Deliverer:
         return outcomes
 
     async def _deliver(self, chan: ChannelRuntime, claimed: ClaimedDelivery, *, chain: bool) -> _Settled:
-        """One delivery: render → (check an unsure resend) → publish → decide → apply. A decision to
-        send again at once (the plain rendering, the chat's new id) loops here, in the same attempt.
+        """One delivery: render → (check an unsure resend) → publish → decide (``attempt``) → apply.
         An edit or a deletion goes to ``ChangeSender`` (never chained with the next claim)."""
         if claimed.kind is not DeliveryKind.POST:
             done = await self.changes.settle(chan, claimed)
             return _Settled(DeliveryOutcome(claimed.id, chan.name, done.status, done.error), done.stops_channel, None)
+        decision, now, ms = await self.attempt(chan, claimed)
+        return await self._apply(chan, claimed, decision, now, chain=chain, ms=ms)
+
+    async def deliver_change(self, chan: ChannelRuntime, claimed: ClaimedDelivery) -> tuple[DeliveryOutcome, bool]:
+        """An edit or a deletion, sent and recorded (``ChangeSender``): its outcome, and whether it stops the
+        channel."""
+        settled = await self._deliver(chan, claimed, chain=False)
+        return settled.outcome, settled.stops_channel
+
+    async def attempt(self, chan: ChannelRuntime, claimed: ClaimedDelivery
+                      ) -> tuple[Decision, datetime, float | None]:
+        """A post delivery's attempt, nothing recorded: render → (check an unsure resend) → publish → decide.
+        A decision to send again at once (the plain rendering, the chat's new id) loops here, in the same
+        attempt. Returns the decision, when it was made, and how long the platform took to answer (ms)."""
         attempt = Attempt(claimed.attempts, claimed.uncertain_since)
         facts, traits = chan.facts(self.policy), chan.traits
         key = idempotency_key(chan.name, claimed.post)
@@ -419,7 +460,7 @@ class Deliverer:
             if isinstance(verdict, Decision):
                 if verdict.status is DeliveryStatus.SENT and message is not None:
                     verdict = replace(verdict, rendered_hash=message_hash(message))  # what an edit compares with
-                return await self._apply(chan, claimed, verdict, now, chain=chain, ms=ms)
+                return verdict, now, ms
             if verdict.how is Again.PLAIN:
                 assert isinstance(outcome, Rejected)
                 attempt = replace(attempt, plain_tried=True)
@@ -514,13 +555,10 @@ class Deliverer:
             # the next claim is not retried with it: had the commit gone through unacknowledged, a
             # second claim would leave the first one stranded in `sending`
             await self._record(chan, claimed, decision, now, exc)
-        await self._report(chan, claimed, decision, now, ms)
-        status = decision.status
-        outcome = DeliveryOutcome(claimed.id, chan.name, status, decision.error if status is not DeliveryStatus.SENT
-                                  else None)
-        return _Settled(outcome, decision.stops_channel, ahead)
+        await self.report(chan, claimed, decision, now, ms)
+        return _Settled(outcome_of_decision(chan, claimed, decision), decision.stops_channel, ahead)
 
-    async def _report(self, chan: ChannelRuntime, claimed: ClaimedDelivery, decision: Decision, now: datetime,
+    async def report(self, chan: ChannelRuntime, claimed: ClaimedDelivery, decision: Decision, now: datetime,
                       ms: float | None) -> None:
         status = decision.status
         if decision.reason == "rate_limited":

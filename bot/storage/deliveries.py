@@ -158,6 +158,14 @@ class _Outcome:
         conn.execute(_outcome_statement(sent, bool(self.attempts_delta), self.uncertain), params)
 
 
+def decision_outcome(delivery_id: int, decision: Decision, now: datetime) -> _Outcome:
+    """What ``apply_decision`` records for the delivery (its channel's effects: ``channel_effects``)."""
+    return _Outcome(delivery_id, decision.status, now, remote_id=decision.remote_id,
+                    remote_url=decision.remote_url, error=decision.error,
+                    next_attempt_at=decision.next_attempt_at, reason=decision.reason,
+                    attempts_delta=decision.attempts_delta, uncertain=decision.uncertain,
+                    rendered_hash=decision.rendered_hash)
+
 
 def channel_effects(decision: Decision, channel: str, now: datetime) -> list[Executable]:
     """The statements of a decision's effects on its channel: ``hold_until`` and ``pause`` (none for most
@@ -208,6 +216,12 @@ def claim(conn: Connection, dialect: str, channel: str, now: datetime, owner: st
                        {"claim_channel": channel, "claim_now": now, "claim_owner": owner}).first()
     if row is None:
         return None
+    return claimed_delivery(conn, channel, row)
+
+
+def claimed_delivery(conn: Connection, channel: str, row: Any) -> ClaimedDelivery:
+    """A claimed row (the claim statements' RETURNING columns) with its post and, for an edit or a deletion,
+    the message it changes."""
     kind = DeliveryKind(row.kind)
     target = None if kind is DeliveryKind.POST else sent_message(conn, row.post_id, row.channel_id)
     return ClaimedDelivery(id=row.id, channel=channel, post=load_post(conn, row.post_id),
@@ -301,11 +315,7 @@ class DeliveriesMixin(StoreBase):
         is kept). With ``claim_for`` (an owner), also claim the channel's next due delivery for it, as
         ``claim_next`` would, in the same transaction; a channel the decision holds or pauses yields none. Returns the
         claimed delivery, or None. One transaction: a crash leaves all of it or none of it."""
-        outcome = _Outcome(delivery_id, decision.status, now, remote_id=decision.remote_id,
-                           remote_url=decision.remote_url, error=decision.error,
-                           next_attempt_at=decision.next_attempt_at, reason=decision.reason,
-                           attempts_delta=decision.attempts_delta, uncertain=decision.uncertain,
-                           rendered_hash=decision.rendered_hash)
+        outcome = decision_outcome(delivery_id, decision, now)
         effects = channel_effects(decision, channel, now)
 
         def work(conn: Connection) -> ClaimedDelivery | None:

@@ -8,6 +8,7 @@ The methods live with their aggregate, one module each (the way lemon24/reader s
 - ``subscriptions``: subscriptions, and the config file applied to sources, channels, subscriptions
 - ``channels``: paused, held until, target override
 - ``deliveries``: the queue, claims, outcomes, and the views of it
+- ``pipeline``: claimed groups of a channel whose platform deduplicates (claim, settle, hand back)
 - ``holds``: held bursts released or dropped
 - ``pacing``: the persisted token buckets
 - ``spending``: what each spending budget reserved in its current window
@@ -35,6 +36,7 @@ from bot.storage.explain import ExplainMixin
 from bot.storage.holds import HoldsMixin
 from bot.storage.lifecycle import LifecycleMixin
 from bot.storage.pacing import PacingMixin
+from bot.storage.pipeline import PipelineMixin
 from bot.storage.polls import PollsMixin
 from bot.storage.posts import PostsMixin
 from bot.storage.push import PushMixin
@@ -44,8 +46,8 @@ from bot.storage.spending import SpendingMixin
 from bot.storage.subscriptions import SubscriptionsMixin
 
 
-class Store(SourcesMixin, PollsMixin, PostsMixin, SubscriptionsMixin, ChannelsMixin, DeliveriesMixin, HoldsMixin,
-            PacingMixin, SpendingMixin, CoordinationMixin, AuditMixin, ExplainMixin, LifecycleMixin, PushMixin,
-            RetentionMixin, StoreBase):
+class Store(SourcesMixin, PollsMixin, PostsMixin, SubscriptionsMixin, ChannelsMixin, DeliveriesMixin, PipelineMixin,
+            HoldsMixin, PacingMixin, SpendingMixin, CoordinationMixin, AuditMixin, ExplainMixin, LifecycleMixin,
+            PushMixin, RetentionMixin, StoreBase):
     """All database access. Open with ``Store.open(url)`` (or give it a ``Database``); call ``aclose`` at
     the end."""

@@ -124,6 +124,8 @@ class BlueskyPublisher:
     """Posts to one Bluesky account. Idempotent: one record key per delivery, read back before sending."""
 
     idempotent = True
+    deduplicates = True
+    """A resend finds the record under its key: the delivery service may send in claimed groups."""
 
     def __init__(self, options: BlueskyOptions, ctx: PublisherContext, password: str) -> None:
         self._options = options
