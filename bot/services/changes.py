@@ -89,6 +89,25 @@ class ChangeSettled:
     stops_channel: bool
 
 
+async def announce(chan: ChannelRuntime, decision: Decision, metrics: Metrics, notifier: Notifier | None) -> None:
+    """What a decision does to its channel, made known: the rate-limit, retry and budget counters, a pause
+    in the log with what to do, the admins' notice (a failing admin chat is logged, never raised). The
+    posts' deliveries (``bot.services.delivery``) and the edits and deletions share it."""
+    if decision.reason == "rate_limited":
+        metrics.rate_limited(chan.platform, chan.name)
+    elif decision.reason == "retry":
+        metrics.retry(chan.platform, chan.name)
+    elif decision.reason == "budget":
+        metrics.budget_reached(chan.platform, chan.name)
+    if decision.pause is not None:
+        event(log, logging.ERROR, "channel.paused", channel=chan.name, reason=decision.pause,
+              action=f"fix it, then run: tagrelay channels resume {chan.name}")
+    if decision.notify is not None and notifier is not None:
+        try:
+            await notifier.notify(decision.notify)
+        except Exception:  # noqa: BLE001 - a failing admin chat must not loop
+            log.warning("could not notify admins about channel %s", chan.name)
+
 class ChangeSender:
     """Sends edit and delete deliveries (see the module docstring)."""
 
@@ -200,18 +219,7 @@ class ChangeSender:
         status = decision.status
         kind = claimed.kind.value
         self.metrics.change(chan.platform, chan.name, kind, status.value)
-        if decision.reason == "rate_limited":
-            self.metrics.rate_limited(chan.platform, chan.name)
-        elif decision.reason == "retry":
-            self.metrics.retry(chan.platform, chan.name)
-        if decision.pause is not None:
-            event(log, logging.ERROR, "channel.paused", channel=chan.name, reason=decision.pause,
-                  action=f"fix it, then run: tagrelay channels resume {chan.name}")
-        if decision.notify is not None and self.notifier is not None:
-            try:
-                await self.notifier.notify(decision.notify)
-            except Exception:  # noqa: BLE001 - a failing admin chat must not loop
-                log.warning("could not notify admins about channel %s", chan.name)
+        await announce(chan, decision, self.metrics, self.notifier)
         target = claimed.target
         fields: dict[str, object] = {"channel": chan.name, "delivery": claimed.id, "kind": kind,
                                      "status": status.value, "post": claimed.post.url or claimed.post.key}

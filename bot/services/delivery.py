@@ -97,7 +97,7 @@ from bot.publishers.api import (
     spending_plans,
 )
 from bot.render.message import message_hash
-from bot.services.changes import ChangeSender, lifecycle_of
+from bot.services.changes import ChangeSender, announce, lifecycle_of
 from bot.services.notifier import Notifier
 from bot.services.pipeline import GroupSender
 from bot.services.spending import Spender
@@ -561,20 +561,7 @@ class Deliverer:
     async def report(self, chan: ChannelRuntime, claimed: ClaimedDelivery, decision: Decision, now: datetime,
                       ms: float | None) -> None:
         status = decision.status
-        if decision.reason == "rate_limited":
-            self.metrics.rate_limited(chan.platform, chan.name)
-        elif decision.reason == "retry":
-            self.metrics.retry(chan.platform, chan.name)
-        elif decision.reason == "budget":
-            self.metrics.budget_reached(chan.platform, chan.name)
-        if decision.pause is not None:
-            event(log, logging.ERROR, "channel.paused", channel=chan.name, reason=decision.pause,
-                  action=f"fix it, then run: tagrelay channels resume {chan.name}")
-        if decision.notify is not None and self.notifier is not None:
-            try:
-                await self.notifier.notify(decision.notify)
-            except Exception:  # noqa: BLE001 - a failing admin chat must not loop
-                log.warning("could not notify admins about channel %s", chan.name)
+        await announce(chan, decision, self.metrics, self.notifier)
         self.metrics.delivery(chan.platform, chan.name, status.value)
         if status is DeliveryStatus.SENT and claimed.post.published is not None:
             self.metrics.delivered_after(chan.platform, (now - claimed.post.published).total_seconds())

@@ -77,29 +77,38 @@ before this UPDATE: SET expressions read the old row, on SQLite and PostgreSQL a
 
 @functools.cache
 def _claim_statement(dialect: str) -> Update:
-    """``claim_next``'s statement (parameters ``claim_channel``, ``claim_now``, ``claim_owner``).
+    """``claim_next``'s statement (parameters ``claim_channel``, ``claim_now``, ``claim_owner``)."""
+    return claim_statement(dialect, "claim")
+
+
+@functools.cache
+def claim_statement(dialect: str, prefix: str, *, group: bool = False) -> Update:
+    """The claim of a channel's oldest due delivery, or with ``group`` of its ``{prefix}_limit`` oldest
+    (``claim_group``), marked ``sending`` (parameters ``{prefix}_channel``, ``{prefix}_now``,
+    ``{prefix}_owner``).
 
     One UPDATE … WHERE id = (the oldest due row) RETURNING: the channel check (not paused, not
     held), the pick (walking ix_deliveries_pending, its predicate spelled the same) and the claim
     are a single statement, atomic under SQLite's write lock and, on PostgreSQL, with the row
     locked by SKIP LOCKED, so two claimers never take the same delivery.
     """
-    now = bindparam("claim_now", type_=t.TS)
+    now = bindparam(f"{prefix}_now", type_=t.TS)
     live_channel = select(t.channels.c.id).where(
-        t.channels.c.name == bindparam("claim_channel", type_=String), t.channels.c.paused.is_(False),
+        t.channels.c.name == bindparam(f"{prefix}_channel", type_=String), t.channels.c.paused.is_(False),
         or_(t.channels.c.hold_until.is_(None), t.channels.c.hold_until <= now)).scalar_subquery()
     due = t.deliveries.alias("due")
     pick = (select(due.c.id)
             .where(due.c.channel_id == live_channel, text(t.PENDING_SQL), due.c.next_attempt_at <= now)
-            .order_by(due.c.post_at, due.c.id).limit(1))
+            .order_by(due.c.post_at, due.c.id).limit(bindparam(f"{prefix}_limit", type_=Integer) if group else 1))
     if dialect == "postgresql":
         pick = pick.with_for_update(of=due, skip_locked=True)
-    return (update(t.deliveries).where(t.deliveries.c.id == pick.scalar_subquery())
+    chosen = t.deliveries.c.id.in_(pick) if group else t.deliveries.c.id == pick.scalar_subquery()
+    return (update(t.deliveries).where(chosen)
             .values(status=DeliveryStatus.SENDING.value, attempts=t.deliveries.c.attempts + 1,
-                    claimed_by=bindparam("claim_owner", type_=String), updated_at=now)
+                    claimed_by=bindparam(f"{prefix}_owner", type_=String), updated_at=now)
             .returning(t.deliveries.c.id, t.deliveries.c.attempts, t.deliveries.c.post_id,
                        t.deliveries.c.uncertain_since, t.deliveries.c.staged, t.deliveries.c.kind,
-                       t.deliveries.c.channel_id))
+                       t.deliveries.c.channel_id, t.deliveries.c.post_at))
 
 
 @functools.cache

@@ -9,18 +9,17 @@ them back in the queue, to be sent again with the same keys.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, Integer, String, Update, bindparam, or_, select, text, update
+from sqlalchemy import Connection, String, bindparam, or_, select, update
 
 from bot.domain.delivery import Decision
 from bot.domain.models import DeliveryStatus
 from bot.domain.state import ClaimedDelivery
 from bot.storage import tables as t
 from bot.storage.base import StoreBase, chunks, utc
-from bot.storage.deliveries import channel_effects, claimed_delivery, decision_outcome
+from bot.storage.deliveries import channel_effects, claim_statement, claimed_delivery, decision_outcome
 
 _LIVE = select(t.channels.c.id).where(
     t.channels.c.name == bindparam("live_name", type_=String), t.channels.c.paused.is_(False),
@@ -37,28 +36,6 @@ _RELEASE = (update(t.deliveries)
 claims: a row another instance's recovery took is left alone)."""
 
 
-@functools.cache
-def _group_claim_statement(dialect: str) -> Update:
-    """``claim_group``'s statement (parameters ``g_channel``, ``g_now``, ``g_owner``, ``g_limit``): as
-    ``claim_next``'s (``bot.storage.deliveries``), for the ``g_limit`` oldest due rows at once."""
-    now = bindparam("g_now", type_=t.TS)
-    live_channel = select(t.channels.c.id).where(
-        t.channels.c.name == bindparam("g_channel", type_=String), t.channels.c.paused.is_(False),
-        or_(t.channels.c.hold_until.is_(None), t.channels.c.hold_until <= now)).scalar_subquery()
-    due = t.deliveries.alias("due")
-    pick = (select(due.c.id)
-            .where(due.c.channel_id == live_channel, text(t.PENDING_SQL), due.c.next_attempt_at <= now)
-            .order_by(due.c.post_at, due.c.id).limit(bindparam("g_limit", type_=Integer)))
-    if dialect == "postgresql":
-        pick = pick.with_for_update(of=due, skip_locked=True)
-    return (update(t.deliveries).where(t.deliveries.c.id.in_(pick))
-            .values(status=DeliveryStatus.SENDING.value, attempts=t.deliveries.c.attempts + 1,
-                    claimed_by=bindparam("g_owner", type_=String), updated_at=now)
-            .returning(t.deliveries.c.id, t.deliveries.c.attempts, t.deliveries.c.post_id,
-                       t.deliveries.c.uncertain_since, t.deliveries.c.staged, t.deliveries.c.kind,
-                       t.deliveries.c.channel_id, t.deliveries.c.post_at))
-
-
 class PipelineMixin(StoreBase):
     async def claim_group(self, channel: str, now: datetime, owner: str, limit: int) -> list[ClaimedDelivery]:
         """Claim up to ``limit`` of the channel's due deliveries, oldest post first (the order ``claim_next``
@@ -67,7 +44,7 @@ class PipelineMixin(StoreBase):
         params = {"g_channel": channel, "g_now": now, "g_owner": owner, "g_limit": limit}
 
         def work(conn: Connection) -> list[ClaimedDelivery]:
-            rows = sorted(conn.execute(_group_claim_statement(self.dialect), params).all(),
+            rows = sorted(conn.execute(claim_statement(self.dialect, "g", group=True), params).all(),
                           key=lambda r: (r.post_at is None, utc(r.post_at) or now, r.id))
             return [claimed_delivery(conn, channel, row) for row in rows]
 
