@@ -356,6 +356,11 @@ def rows(got: FleetRun) -> list[tuple[str, str, str]]:
     if not got.started:
         out.append(("START-UP UNFINISHED", f"{first.first:,} of {SOURCES:,} sources polled once",
                     f"in {first.seconds:.0f} s (BENCH_FLEET_STARTUP_MAX): the steady rows include first polls"))
+    behind = [iv.polls for iv in steady if iv.polls < 0.9 * SOURCES]
+    if behind:
+        out.append(("SATURATED", f"{min(behind):,}–{max(behind):,} of {SOURCES:,} sources polled per interval",
+                    "a round takes longer than the interval here: steady rows carry a backlog (most due in one "
+                    "second); a longer BENCH_FLEET_INTERVAL gives a steady state"))
     out.append(("peak RSS", f"{got.peak_rss:.0f} MiB", "target ≤ 150 MiB (VmHWM)"))
     out.append(("steady RSS", f"{got.steady_rss:.0f} MiB", "median of the samples after the start-up"))
     even = f"an even spread: {SOURCES / INTERVAL:,.0f}/s"
