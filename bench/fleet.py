@@ -309,6 +309,7 @@ class Sampler:
                  f"in {last.wall - first.wall:.0f} s, {last.cpu - first.cpu:.1f} CPU-s, RSS {last.rss:.0f} MiB, "
                  f"DB {last.db / MIB:,.0f} MiB")
 
+
 def interval(samples: list[Sample], number: int, seconds: dict[int, int]) -> Interval:
     """The interval from its first sample to its last."""
     first, last = samples[0], samples[-1]
