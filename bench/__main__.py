@@ -3,8 +3,10 @@
 Phases (a progress line each on stderr): 1 the peers side by side, 2 polling
 throughput, 3 delivery throughput, 4 memory, 5 scaling and query plans, 6 one
 vs two instances on PostgreSQL (skipped without a reachable PostgreSQL), 7
-freshness: publication to delivery, with and without push.
-Every figure is the median of ``BENCH_RUNS`` runs (default 3) with min–max.
+freshness: publication to delivery, with and without push, 8 the fleet: one ``tagrelay run`` with
+10,000 sources for several intervals (``bench/fleet.py``).
+Every figure is the median of ``BENCH_RUNS`` runs (default 3) with min–max, except phase 8's: one
+run (~6 minutes; ``BENCH_FLEET_*`` size it).
 The candidate HTTP client httpx2 (httpx-aiohttp is a dependency: the feed client) and the peers are installed
 here, never by ``make run`` or ``make test``.
 """
@@ -80,7 +82,7 @@ class Table:
         return "\n".join(out)
 
 
-PHASES = {p.strip() for p in os.environ.get("BENCH_PHASES", "1,2,3,4,5,6,7").split(",")}
+PHASES = {p.strip() for p in os.environ.get("BENCH_PHASES", "1,2,3,4,5,6,7,8").split(",")}
 """``BENCH_PHASES=2,3`` runs only those phases (for working on one; ``make bench`` runs all)."""
 
 
@@ -114,7 +116,7 @@ def feedparser_ms_per_feed(server: FakeServer) -> float:
 def main() -> int:
     started = time.monotonic()
     ensure_bench_only_packages()
-    from bench import memory, multi, ours, peers, scaling
+    from bench import fleet, memory, multi, ours, peers, scaling
 
     table = Table()
     ratios: list[str] = []
@@ -166,7 +168,7 @@ def main() -> int:
             table.text_row(sec, "fake server CPU (max over runs)", f"{load.worst:.0f} %",
                            "100 % would mean the fake is the limit")
 
-        timed("1/7 peers side by side", phase_peers)
+        timed("1/8 peers side by side", phase_peers)
         clients = ours.available_clients()
 
         # -- 2. polling throughput ------------------------------------------------------------------
@@ -195,7 +197,7 @@ def main() -> int:
             asyncio.run(go())
             table.text_row(sec, "fake server CPU (max)", f"{load.worst:.0f} %", "")
 
-        timed("2/7 polling throughput", phase_polling)
+        timed("2/8 polling throughput", phase_polling)
 
         # -- 3. delivery throughput -----------------------------------------------------------------
         def phase_delivery() -> None:
@@ -219,7 +221,7 @@ def main() -> int:
             table.figures[f"del-{first}"].note = "target ≥ 200/s; Telegram: each claim committed; Mastodon, X: groups"
             table.text_row(sec, "fake server CPU (max)", f"{load.worst:.0f} %", "")
 
-        timed("3/7 delivery throughput", phase_delivery)
+        timed("3/8 delivery throughput", phase_delivery)
 
         # -- 4. memory -------------------------------------------------------------------------------
         def phase_memory() -> None:
@@ -231,7 +233,7 @@ def main() -> int:
                 table.figure("rss-10k", sec, f"RSS after {posts:,} posts known", "MiB").values.append(rss)
             table.figures["rss-idle"].note = "target ≤ 80 MiB"
 
-        timed("4/7 memory", phase_memory)
+        timed("4/8 memory", phase_memory)
 
         # -- 5. scaling ------------------------------------------------------------------------------
         def phase_scaling() -> None:
@@ -270,7 +272,7 @@ def main() -> int:
                 if db:
                     multi.drop_database(db)
 
-        timed("5/7 scaling and query plans", phase_scaling)
+        timed("5/8 scaling and query plans", phase_scaling)
 
         # -- 6. several instances --------------------------------------------------------------------
         def phase_multi() -> None:
@@ -305,7 +307,7 @@ def main() -> int:
             table.text_row(sec, "fake server CPU (max)", f"{load.worst:.0f} %",
                            "PostgreSQL, the fake and the instances share 2 cores")
 
-        timed("6/7 one vs two instances", phase_multi)
+        timed("6/8 one vs two instances", phase_multi)
 
         # -- 7. freshness ----------------------------------------------------------------------------
         def phase_freshness() -> None:
@@ -326,7 +328,16 @@ def main() -> int:
             table.figures["fresh-95-True"].note = "target ≤ 5 s; [push] min_gap (1 s) bounds polls per second"
             table.figures["fresh-95-False"].note = "∝ the interval: ~0.95 × interval, whatever the interval"
 
-        timed("7/7 freshness", phase_freshness)
+        timed("7/8 freshness", phase_freshness)
+
+        # -- 8. the fleet ----------------------------------------------------------------------------
+        def phase_fleet() -> None:
+            sec = (f"8 fleet ({fleet.SOURCES:,} sources, every {fleet.INTERVAL:g} s, {fleet.INTERVALS} intervals, "
+                   f"one run)")
+            for name, value, note in fleet.rows(fleet.run(server)):
+                table.text_row(sec, name, value, note)
+
+        timed(f"8/8 fleet: {fleet.SOURCES:,} sources", phase_fleet)
 
     print(f"tagrelay bench — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {machine()}")
     print(f"command: make bench (BENCH_RUNS={RUNS}); every figure: median (min–max) of {RUNS} runs; "

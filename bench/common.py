@@ -67,7 +67,7 @@ class FakeServer:
 
     def ctl(self, action: str, **params: Any) -> dict[str, Any]:
         query = "&".join(f"{k}={v}" for k, v in params.items())
-        method = "GET" if action in ("stats", "arrivals") else "POST"
+        method = "GET" if action in ("stats", "arrivals", "seconds") else "POST"
         req = urllib.request.Request(f"{self.url}/_ctl/{action}?{query}", method=method,  # noqa: S310
                                      data=None)
         with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 - our own loopback server

@@ -14,10 +14,14 @@ the client under test, is the limit. It serves:
 * X: ``POST /2/tweets``, ``GET /2/users/me``.
 
 Control (JSON): ``POST /_ctl/feeds?count=N&items=K`` (re)builds N feeds of K items,
+``POST /_ctl/fleet?count=N&items=K`` serves N feeds built on demand instead (the fleet phase: 10,000
+feeds cost no memory, a 304 no work, a 200 a few string joins over a pool of item contents),
 ``POST /_ctl/change?fraction=F`` gives that share of the feeds one new item (``&feed=N``: that
 feed only; the answer lists the new posts' ids in ``newest``), ``POST /_ctl/reset`` zeroes the
-counters, ``GET /_ctl/stats``, ``GET /_ctl/arrivals``: each new Mastodon status's arrival (Unix time)
-and the post id its text names (the freshness phase).
+counters, ``GET /_ctl/stats`` (feed requests: ``feed`` all, ``feed304``, ``feedfirst`` unconditional),
+``GET /_ctl/seconds``: feed requests per wall-clock second (Unix time, count) since the last reset
+(the fleet phase's herd measure), ``GET /_ctl/arrivals``: each new Mastodon status's arrival (Unix
+time) and the post id its text names (the freshness phase).
 
 Run: ``python -m bench.fakeserver`` prints ``PORT <n>`` on stdout once listening.
 """
@@ -88,8 +92,11 @@ def _paragraphs(rng: random.Random, base: str, n: int) -> str:
     return "\n".join(out)
 
 
-def build_feed(base: str, feed: int, items: int, generation: int) -> bytes:
-    """A WordPress RSS 2.0 feed: ``items`` posts, the newest first, ~6.5 KB each (~5 KB of Gutenberg content)."""
+def build_feed(base: str, feed: int, items: int, generation: int, pool: list[str] | None = None) -> bytes:
+    """A WordPress RSS 2.0 feed: ``items`` posts, the newest first, ~6.5 KB each (~5 KB of Gutenberg content).
+
+    With ``pool`` each post's content is the pool's entry for its id instead of new text: the same
+    size and markup at a fraction of the cost (the fleet's feeds are built on every 200)."""
     rng = random.Random(feed * 7919 + generation)
     site = f"{base}/site{feed}"
     entries = []
@@ -103,6 +110,7 @@ def build_feed(base: str, feed: int, items: int, generation: int) -> bytes:
         link = f"{site}/2026/03/{1 + feed % 28:02d}/post-{post_id}/"
         excerpt = ("Students and workers marched again on Tuesday, the council said, as talks on reforms went on "
                    "in Baghdad and Basra; critics doubted the promises made this week by the government &#8230;")
+        content = _paragraphs(rng, site, 6) if pool is None else pool[post_id % len(pool)]
         entries.append(f"""	<item>
 		<title>Post {post_id}: &#8220;Protests&#8221; &#038; talks continue in city {feed}</title>
 		<link>{link}</link>
@@ -114,7 +122,7 @@ def build_feed(base: str, feed: int, items: int, generation: int) -> bytes:
 		<description><![CDATA[<p>{excerpt} [&hellip;]</p>
 <p>The post <a href="{link}">{title}</a> appeared first on <a href="{site}">City {feed}</a>.</p>
 ]]></description>
-		<content:encoded><![CDATA[{_paragraphs(rng, site, 6)}]]></content:encoded>
+		<content:encoded><![CDATA[{content}]]></content:encoded>
 		<wfw:commentRss>{link}feed/</wfw:commentRss>
 		<slash:comments>0</slash:comments>
 	</item>""")
@@ -151,10 +159,33 @@ class Feed:
         self.modified = format_datetime(START + timedelta(hours=generation), usegmt=True)
 
 
+POOL = 16
+"""Item contents the fleet's feeds draw from."""
+
+
+class FleetFeed:
+    """A fleet feed at one generation: validators from (feed, generation), the body built when asked for."""
+
+    __slots__ = ("etag", "feed", "generation", "modified")
+
+    def __init__(self, feed: int, generation: int) -> None:
+        self.feed = feed
+        self.generation = generation
+        self.etag = f'"fleet-{feed}-{generation}"'
+        self.modified = format_datetime(START + timedelta(hours=generation), usegmt=True)
+
+    @property
+    def body(self) -> bytes:
+        return build_feed(STATE.base, self.feed, STATE.items, self.generation, STATE.pool)
+
+
 class State:
     def __init__(self) -> None:
         self.base = ""
         self.feeds: list[Feed] = []
+        self.pool: list[str] | None = None
+        """Set: fleet mode (``set_fleet``): ``feeds`` is unused, each feed is built on demand."""
+        self.seconds: dict[int, int] = {}
         self.items = 10
         self.generations: list[int] = []
         self.counts: dict[str, int] = {}
@@ -167,17 +198,33 @@ class State:
 
     def set_feeds(self, count: int, items: int) -> None:
         self.items = items
+        self.pool = None
         self.generations = [1] * count
         self.feeds = [Feed(build_feed(self.base, i, items, 1), 1) for i in range(count)]
+
+    def set_fleet(self, count: int, items: int) -> None:
+        self.items = items
+        self.feeds = []
+        self.generations = [1] * count
+        self.pool = [_paragraphs(random.Random(k), f"{self.base}/site{k}", 6) for k in range(POOL)]
+
+    def feed(self, index: int) -> Feed | FleetFeed:
+        if self.pool is None:
+            return self.feeds[index]
+        if index < 0:
+            raise IndexError(index)
+        return FleetFeed(index, self.generations[index])
 
     def change(self, fraction: float, seed: int, only: int | None = None, steps: int = 1) -> list[int]:
         """Give the chosen feeds ``steps`` new posts each; the ids of each changed feed's newest post."""
         rng = random.Random(seed)
-        chosen = [only] if only is not None else rng.sample(range(len(self.feeds)), round(len(self.feeds) * fraction))
+        count = len(self.generations)
+        chosen = [only] if only is not None else rng.sample(range(count), round(count * fraction))
         newest = []
         for i in chosen:
             self.generations[i] += steps
-            self.feeds[i] = Feed(build_feed(self.base, i, self.items, self.generations[i]), self.generations[i])
+            if self.pool is None:
+                self.feeds[i] = Feed(build_feed(self.base, i, self.items, self.generations[i]), self.generations[i])
             newest.append(i * 100_000 + self.generations[i] + self.items - 1)
         return newest
 
@@ -223,12 +270,16 @@ def handle(method: str, target: str, headers: dict[bytes, bytes], body: bytes
     path = parts.path
     if path.startswith("/feeds/f") and method in ("GET", "HEAD"):
         STATE.count("feed")
+        second = int(time.time())
+        STATE.seconds[second] = STATE.seconds.get(second, 0) + 1
         try:
-            feed = STATE.feeds[int(path[8:].split(".", 1)[0])]
+            feed = STATE.feed(int(path[8:].split(".", 1)[0]))
         except (ValueError, IndexError):
             return 404, b"not found", []
         inm = headers.get(b"if-none-match")
         ims = headers.get(b"if-modified-since")
+        if inm is None and ims is None:
+            STATE.count("feedfirst")  # unconditional: the client knows no validator (a first poll)
         hdrs = [(b"ETag", feed.etag.encode()), (b"Last-Modified", feed.modified.encode())]
         if (inm is not None and inm.decode() == feed.etag) or (inm is None and ims is not None
                                                                and ims.decode() == feed.modified):
@@ -240,6 +291,11 @@ def handle(method: str, target: str, headers: dict[bytes, bytes], body: bytes
         if path == "/_ctl/feeds":
             STATE.set_feeds(int(query.get("count", "100")), int(query.get("items", "10")))
             return _json({"feeds": len(STATE.feeds)})
+        if path == "/_ctl/fleet":
+            STATE.set_fleet(int(query.get("count", "10000")), int(query.get("items", "10")))
+            return _json({"feeds": len(STATE.generations)})
+        if path == "/_ctl/seconds":
+            return _json({"seconds": sorted(STATE.seconds.items())})
         if path == "/_ctl/change":
             only = int(query["feed"]) if "feed" in query else None
             newest = STATE.change(float(query.get("fraction", "0.1")), int(query.get("seed", "1")), only,
@@ -247,6 +303,7 @@ def handle(method: str, target: str, headers: dict[bytes, bytes], body: bytes
             return _json({"changed": len(newest), "newest": newest})
         if path == "/_ctl/reset":
             STATE.counts.clear()
+            STATE.seconds.clear()
             STATE.statuses = 0
             STATE.arrivals.clear()
             STATE.by_key.clear()
