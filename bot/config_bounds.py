@@ -172,6 +172,8 @@ WEBSUB_LEASE = DurationIn(5 * MINUTE, 366 * DAY)
 """[push] lease: the WebSub lease asked of a hub (the hub decides; what it grants is clamped the same)."""
 WEBSUB_RENEW_BEFORE = DurationIn(1 * MINUTE, 30 * DAY)
 """[push] renew_before: how long before a lease ends it is renewed (at most half the lease)."""
+NOT_MODIFIED_DELAY = DurationIn(0.01 * SECOND, 1 * HOUR)
+"""[service] not_modified_delay: how long a poll answered 304 may wait to be written with others."""
 
 # -- numbers -------------------------------------------------------------------------------------------
 
@@ -187,6 +189,8 @@ BASELINE_DEPTH = Span(1, 1000)
 BACKFILL = Span(0, 100)
 BURST_LIMIT = Span(0, 100_000)
 """[service] and [[sources]] burst_limit: new posts in one poll before they are held (0: never held)."""
+NOT_MODIFIED_BATCH = Span(1, 10_000)
+"""[service] not_modified_batch: polls answered 304 written in one transaction at most (1: each at once)."""
 HOOK_MAX_BODY = Span(1024, 1024 * 1024)
 """[push] hook_max_body: bytes of a hook call's body (the WordPress plugin sends a few hundred)."""
 NOTIFICATION_MAX_BODY = Span(1024, 64 * 1024 * 1024)

@@ -142,6 +142,11 @@ class ServiceConfig(Model):
     burst_limit: int = within(bounds.BURST_LIMIT, 50)
     """A poll with more new posts than this holds their deliveries for an admin (0: never); a source's
     own ``burst_limit`` overrides it."""
+    not_modified_batch: int = within(bounds.NOT_MODIFIED_BATCH, 200)
+    """Polls answered 304 are written up to this many in one transaction (``bot.services.poll_records``)."""
+    not_modified_delay: Annotated[float, BeforeValidator(bounds.NOT_MODIFIED_DELAY)] = 0.5
+    """A poll answered 304 is written at the latest this long after it ended (sooner when the poll driver
+    starts a round, the batch is full, or the service stops)."""
 
 
 class PushSettings(Model):

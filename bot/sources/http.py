@@ -315,6 +315,8 @@ def _with_credentials_of(requested: str, final: httpx.URL) -> str:
     """``final`` as text, with the credentials of ``requested`` when the feed client took them out of
     the URL (``_prepare_for_aiohttp``) and it is still the same host, so reports read as with httpx
     (the log redaction then shows ``user:***@host``)."""
+    if "@" not in requested:  # no credentials to give back: nothing to parse (every poll of a plain URL)
+        return str(final)
     original = httpx.URL(requested)
     if not original.userinfo or final.userinfo or (final.scheme, final.host, final.port) != (
             original.scheme, original.host, original.port):

@@ -422,6 +422,8 @@ class FeedSource:
         outcome = await fetch(self.client, self.url, source=self.name, etag=cache.etag,
                               last_modified=cache.last_modified, max_bytes=self.http_cfg.max_bytes,
                               extra_headers={"Accept": self.accept})
+        if outcome.not_modified:  # nothing to parse: no hop to a worker thread
+            return self.result(outcome, cache, first_poll=first_poll)
         # parsing a body of up to http.max_bytes takes seconds: in a worker thread, so that the event
         # loop (health endpoint, instance-lease heartbeat, deliveries) keeps running meanwhile
         return await asyncio.to_thread(self.result, outcome, cache, first_poll=first_poll)
