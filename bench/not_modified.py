@@ -8,6 +8,10 @@ Against the bench's fake server (its own process), on a fresh SQLite file:
 2. One conditional GET answered 304, through ``bot.sources.http.fetch`` (httpx's API on aiohttp's pool, the
    feed client) and through aiohttp alone, 16 at a time: what the HTTP layers cost of a poll.
 
+3. Recording 100 polls answered 304: one transaction each (``Store.record_not_modified``) against one
+   executemany (``Store.record_not_modified_many``, what the poller's buffer writes), on SQLite and, when
+   one answers (``bench.multi.postgres_url``), on a scratch PostgreSQL database.
+
 ``PROFILE=1``: (1) under cProfile with a CPU clock; the functions the 304 path spends its time in, by
 cumulative time (``PROFILE_OUT=file`` keeps the stats).
 """
@@ -20,15 +24,20 @@ import os
 import pstats
 import statistics
 import time
+from datetime import timedelta
 
 import aiohttp
 import httpx
 
-from bench import ours
+from bench import multi, ours
 from bench.common import FakeServer, fake_server, progress
 from bot import __version__
+from bot.clock import FakeClock
 from bot.settings import HttpConfig
 from bot.sources.http import fetch, make_feed_client
+from bot.storage import migrate
+from bot.storage.polls import NotModifiedRecord
+from bot.storage.store import Store
 
 FEEDS = 100
 ROUNDS = int(os.environ.get("ROUNDS", "30"))
@@ -95,6 +104,34 @@ async def http_layers(server: FakeServer) -> None:
         await session.close()
 
 
+async def writes(url: str, label: str) -> None:
+    store = Store.open(url)
+    await migrate.upgrade(store.engine)
+    clock = FakeClock()
+    try:
+        await store.sync_config([(f"s{i}", f"https://s{i}.example/feed/", "rss") for i in range(FEEDS)], [], [],
+                                clock.now())
+        states = [await store.source(f"s{i}") for i in range(FEEDS)]
+        for how in ("one transaction each", "one executemany"):
+            cpus, walls = [], []
+            for _ in range(ROUNDS):
+                clock.advance(60)
+                later = clock.now() + timedelta(minutes=10)
+                cpu, wall = time.process_time(), time.perf_counter()
+                if how == "one executemany":
+                    await store.record_not_modified_many([NotModifiedRecord(s.id, s.name, s.cache, clock.now(), later)
+                                                          for s in states])
+                else:
+                    for s in states:
+                        await store.record_not_modified(s.id, s.cache, clock.now(), later)
+                cpus.append(time.process_time() - cpu)
+                walls.append(time.perf_counter() - wall)
+            print(f"recording a 304 on {label}, {how}: CPU {1000 * statistics.median(cpus) / FEEDS:.3f} ms, "
+                  f"wall {1000 * statistics.median(walls) / FEEDS:.3f} ms")
+    finally:
+        await store.aclose()
+
+
 def main() -> None:
     ours.clean_work()
     with fake_server() as server:
@@ -102,6 +139,14 @@ def main() -> None:
         profile = cProfile.Profile(time.process_time) if PROFILE else None
         asyncio.run(cycles(server, profile))
         asyncio.run(http_layers(server))
+    asyncio.run(writes(ours.sqlite_url("not-modified-writes"), "SQLite"))
+    pg = multi.postgres_url()
+    if pg is not None:
+        db = multi.scratch_database(pg)
+        try:
+            asyncio.run(writes(db, "PostgreSQL"))
+        finally:
+            multi.drop_database(db)
     if profile is not None:
         out = os.environ.get("PROFILE_OUT")
         if out:
