@@ -214,6 +214,8 @@ class App:
                 chan.move_to(state.target_override)
 
     async def aclose(self) -> None:
+        # polls answered 304 still in the poller's buffer (none after a drain or a burst; a failure is logged)
+        await self.poller.flush(last=True)
         for chan in self.parts.channels.values():
             with contextlib.suppress(Exception):
                 await chan.publisher.aclose()

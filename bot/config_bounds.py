@@ -174,6 +174,8 @@ WEBSUB_RENEW_BEFORE = DurationIn(1 * MINUTE, 30 * DAY)
 """[push] renew_before: how long before a lease ends it is renewed (at most half the lease)."""
 RETENTION_PERIOD = DurationIn(1 * MINUTE, 100 * 365 * DAY)
 """[storage.retention] content, deliveries, audit, identity, every (tests and benches use minutes)."""
+NOT_MODIFIED_DELAY = DurationIn(0.01 * SECOND, 1 * HOUR)
+"""[service] not_modified_delay: how long a poll answered 304 may wait to be written with others."""
 
 # -- numbers -------------------------------------------------------------------------------------------
 
@@ -190,9 +192,11 @@ HTTP_PER_HOST = Span(1, HTTP_CONCURRENCY.hi)
 BASELINE_DEPTH = Span(1, 1000)
 BACKFILL = Span(0, 100)
 BURST_LIMIT = Span(0, 100_000)
+"""[service] and [[sources]] burst_limit: new posts in one poll before they are held (0: never held)."""
 RAMP_AFTER = Span(0, 10_000_000)
 """[service] ramp_after: sources overdue at start-up before their polls are spread over their interval."""
-"""[service] and [[sources]] burst_limit: new posts in one poll before they are held (0: never held)."""
+NOT_MODIFIED_BATCH = Span(1, 10_000)
+"""[service] not_modified_batch: polls answered 304 written in one transaction at most (1: each at once)."""
 HOOK_MAX_BODY = Span(1024, 1024 * 1024)
 """[push] hook_max_body: bytes of a hook call's body (the WordPress plugin sends a few hundred)."""
 NOTIFICATION_MAX_BODY = Span(1024, 64 * 1024 * 1024)

@@ -61,6 +61,7 @@ class Metrics:
 
     def __init__(self, *, wall_clock: Callable[[], float] = time.time) -> None:
         self._wall_clock = wall_clock
+        self._poll_series: dict[tuple[str, str], tuple[Counter, Gauge, Gauge | None]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         ProcessCollector(registry=r)
@@ -108,11 +109,19 @@ class Metrics:
         self.posts.labels(source)
 
     def poll(self, source: str, outcome: str) -> None:
-        self.polls.labels(source, outcome).inc()
+        # the series of a (source, outcome) are looked up once: a poll answered 304 is counted thousands of
+        # times a minute at scale, and ``labels()`` takes a lock and builds its key three times a poll
+        series = self._poll_series.get((source, outcome))
+        if series is None:
+            series = self._poll_series[(source, outcome)] = (
+                self.polls.labels(source, outcome), self.last_poll.labels(source),
+                None if outcome == "error" else self.last_success.labels(source))
+        count, last_poll, last_success = series
+        count.inc()
         now = self._wall_clock()
-        self.last_poll.labels(source).set(now)
-        if outcome != "error":
-            self.last_success.labels(source).set(now)
+        last_poll.set(now)
+        if last_success is not None:
+            last_success.set(now)
 
     def new_posts(self, source: str, count: int) -> None:
         if count:

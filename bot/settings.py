@@ -172,6 +172,11 @@ class ServiceConfig(Model):
     ramp_after: int = within(bounds.RAMP_AFTER, 100)
     """More sources than this overdue at start-up (never polled, or their time passed while the service was
     down): their polls are spread over their interval instead of all starting at once."""
+    not_modified_batch: int = within(bounds.NOT_MODIFIED_BATCH, 200)
+    """Polls answered 304 are written up to this many in one transaction (``bot.services.poll_records``)."""
+    not_modified_delay: Annotated[float, BeforeValidator(bounds.NOT_MODIFIED_DELAY)] = 0.5
+    """A poll answered 304 is written at the latest this long after it ended (sooner when the poll driver
+    starts a round, the batch is full, or the service stops)."""
 
 
 class PushSettings(Model):

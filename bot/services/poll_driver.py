@@ -32,6 +32,10 @@ that of the source's configured URL, or of the URL discovery resolved it to once
 ``burst`` is ``run --once``: rounds with ``force`` (every enabled source once, due or not, as the
 documented ``--once`` does; no spread) until none is left to take and none is running; it returns the
 outcomes.
+
+Polls answered 304 are written by the ``Poller`` many to a transaction (``bot.services.poll_records``);
+the driver has it write them at the start of each (unforced) round, before the schedule is read, at the
+end of ``burst`` and in ``drain`` (the lines marked "fastpoll").
 """
 
 from __future__ import annotations
@@ -136,6 +140,8 @@ class PollDriver:
         ``per_host``. Returns the sources started; ``next_wake`` says when the next round is due."""
         self._in_round = True
         try:
+            if not force:  # (fastpoll) a 304 still in the poller's buffer would look due: written first
+                await self.poller.flush()
             now = self.clock.now()
             free = self.concurrency - len(self._inflight)
             plan: PollPlan | None = None
@@ -157,7 +163,9 @@ class PollDriver:
                 for state in states.values():
                     if state.cache.resolved_url:
                         self.hosts[state.name] = host_of(state.cache.resolved_url) or self.hosts.get(state.name)
-                plan = plan_polls({n: s.next_poll_at for n, s in states.items()}, self._order, busy=self._inflight,
+                # (fastpoll) a poll that ended during the read is not written yet: busy (a round follows it)
+                occupied = self._inflight.keys() | self.poller.unwritten
+                plan = plan_polls({n: s.next_poll_at for n, s in states.items()}, self._order, busy=occupied,
                                   resting=self._resting, now=now, later=later)
                 candidates = plan.due
             wanted = take_by_host(candidates, self.hosts, self._host_polls, per_host=self.per_host, limit=free)
@@ -288,8 +296,12 @@ class PollDriver:
         finally:
             self._bursting = False
             self._ended_polls.clear()
+        # (fastpoll) every 304 of the burst is written before it returns
         if failure is not None:
+            with contextlib.suppress(Exception):  # kept and logged; written by a later flush (App.aclose's)
+                await self.poller.flush()
             raise failure
+        await self.poller.flush()
         return [outcomes[n] for n in self.names if n in outcomes]
 
     def _take_ended(self) -> list[asyncio.Task[PollOutcome]]:
@@ -326,12 +338,12 @@ class PollDriver:
         then cancel the rest (their transactions roll back, nothing is lost)."""
         self._draining = True
         running = list(self._inflight.values())
-        if not running:
-            return
-        _, pending = await asyncio.wait(running, timeout=timeout)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)  # failures were logged as they ended
+        if running:
+            _, pending = await asyncio.wait(running, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)  # failures were logged as they ended
+        await self.poller.flush(last=True)  # (fastpoll) the polls answered 304; a failure is logged, not raised
 
 
 def _collect(done: Iterable[asyncio.Task[PollOutcome]], outcomes: dict[str, PollOutcome]) -> BaseException | None:

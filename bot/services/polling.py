@@ -11,6 +11,11 @@ where its channels want it (``bot.domain.lifecycle.plan_edit``), in the poll's o
 poll the ``Unpublisher`` checks whether recently sent posts are still on the site (only when a
 channel deletes).
 
+A poll answered 304 (or an unchanged file) is the fast path: nothing is parsed, and its record (validators,
+poll times, the lease released) waits in ``records`` to be written with others in one transaction
+(``bot.services.poll_records``: why losing it in a crash is harmless), except for a source a push can
+reach, whose record is written at once so the push observer can compare counts after it.
+
 A poll with more new posts than the source's burst limit is recorded with its
 deliveries ``held`` (nothing is sent) and the admins are told once through
 the ``Notifier``; ``tagrelay hold release|drop`` (or the admin bot's /hold) ends it.
@@ -39,9 +44,11 @@ from bot.log import event, redact_url
 from bot.observability import Metrics
 from bot.publishers.api import Clock
 from bot.services.notifier import Notifier
+from bot.services.poll_records import RecordBuffer
 from bot.services.unpublish import Unpublisher
 from bot.settings import ServiceConfig, SourceConfig
 from bot.sources.base import CacheState, NotModified, PollResult, Source
+from bot.storage.polls import NotModifiedRecord
 from bot.storage.store import Store
 
 log = logging.getLogger("tagrelay.poll")
@@ -68,6 +75,10 @@ class PollObserver(Protocol):
 
     async def polled(self, state: SourceState, result: PollResult) -> None:
         """``state``: the source as the poll found it before fetching; ``result``: what it fetched."""
+
+    def watches(self, source: str) -> bool:
+        """Must a poll of ``source`` answered 304 be written at once and reported (``polled``)? False: it
+        waits in the poller's buffer, and ``polled`` would do nothing with it."""
 
 
 class Poller:
@@ -108,6 +119,8 @@ class Poller:
         self.observer = observer
         self.seen_refresh = seen_refresh
         """Seconds a known post's ``last_seen_at`` may lag (``bot.domain.retention.seen_refresh``)."""
+        self.records = RecordBuffer(store, size=service.not_modified_batch, delay=service.not_modified_delay)
+        """Polls answered 304, written many to a transaction (``bot.services.poll_records``)."""
 
     def burst_limit(self, name: str) -> int:
         """The source's own ``burst_limit``, else ``[service] burst_limit`` (0: never hold)."""
@@ -137,20 +150,46 @@ class Poller:
             return await self._failed(state, redact_url(exc.reason), started, retry_after)
         now = self.clock.now()
         if isinstance(result, NotModified):
-            next_at = self._next_poll(name, now)
-            await self.store.record_not_modified(state.id, result.cache, now, next_at)
-            self.metrics.poll(name, "not_modified")
-            event(log, logging.INFO, "poll", source=name, outcome="not_modified",
-                  ms=round((time.perf_counter() - started) * 1000, 1))
-            if self.unpublisher is not None:
-                await self.unpublisher.check(state, result.cache, None)
-            await self._observed(state, result)
-            return PollOutcome(name, "not_modified", next_poll_at=next_at)
+            return await self._not_modified(state, result, now, started)
         for note in result.notes:
             event(log, logging.INFO, "poll.note", source=name, note=note)
         outcome = await self._record(state, result.posts, result.cache, started)
         await self._observed(state, result)
         return outcome
+
+    async def _not_modified(self, state: SourceState, result: NotModified, now: datetime,
+                            started: float) -> PollOutcome:
+        """The 304 fast path: the record waits in ``records`` to be written with others, unless a push can
+        reach the source (its observer compares push counts after the write: written at once, as before)."""
+        name = state.name
+        next_at = self._next_poll(name, now)
+        watched = self.observer is not None and self.observer.watches(name)
+        if watched:
+            self.records.discard(state.id)
+            await self.store.record_not_modified(state.id, result.cache, now, next_at)
+        else:
+            await self.records.add(NotModifiedRecord(state.id, name, result.cache, now, next_at,
+                                                     state.push_requests))
+        self.metrics.poll(name, "not_modified")
+        if log.isEnabledFor(logging.INFO):
+            event(log, logging.INFO, "poll", source=name, outcome="not_modified",
+                  ms=round((time.perf_counter() - started) * 1000, 1))
+        if self.unpublisher is not None:
+            await self.unpublisher.check(state, result.cache, None)
+        if watched:
+            await self._observed(state, result)
+        return PollOutcome(name, "not_modified", next_poll_at=next_at)
+
+    @property
+    def unwritten(self) -> frozenset[str]:
+        """Sources whose poll answered 304 and is not written yet (the poll driver leaves them out of a
+        round: the database still shows them due)."""
+        return self.records.unwritten
+
+    async def flush(self, *, last: bool = False) -> None:
+        """Write the polls answered 304 that wait in ``records`` (``RecordBuffer.flush``): at the start of
+        a poll driver's round, at the end of a burst; ``last`` at shutdown (a failure is logged, not raised)."""
+        await self.records.flush(last=last)
 
     async def _observed(self, state: SourceState, result: PollResult) -> None:
         if self.observer is None:
@@ -178,6 +217,7 @@ class Poller:
                                        channel_rules=self.channel_rules, retired_before=state.retired_before)
         now = self.clock.now()
         next_at = self._next_poll(state.name, now)
+        self.records.discard(state.id)  # an older 304 of the source must not be written after this
         record = await self.store.apply_poll(state, plan, cache, now, next_at, self.lifecycle,
                                              seen_before=now - timedelta(seconds=self.seen_refresh))
         outcome = plan.outcome
@@ -240,6 +280,7 @@ class Poller:
         next_at = self._next_poll(state.name, now, failures, retry_after)
         if retry_after is not None and retry_after > self.service.max_backoff:
             reason = f"{reason} (waiting {self.service.max_backoff:.0f}s: service.max_backoff caps it)"
+        self.records.discard(state.id)
         await self.store.record_poll_failure(state.id, reason, now, next_at)
         self.metrics.poll(state.name, "error")
         event(log, logging.WARNING, "poll", source=state.name, outcome="error", error=reason,

@@ -87,6 +87,12 @@ class PushService:
         """Whether pushes can come for ``source`` (a hook, or a WebSub subscription)."""
         return source in self.secrets.hooks or (self.websub is not None and self.websub.subscribed(source))
 
+    def watches(self, source: str) -> bool:
+        """A poll of ``source`` answered 304 is written at once and reported to ``polled`` only while pushes
+        are served and can come for it (else ``polled`` has nothing to do with a 304: the ``Poller`` buffers
+        its record, whose UPDATE keeps a time a push set meanwhile)."""
+        return self.active and self._pushed(source)
+
     async def polled(self, state: SourceState, result: PollResult) -> None:
         """After a poll of ``state.name`` was recorded (the ``Poller``'s observer): note the hub its feed
         advertises, and poll once more if pushes came while it ran."""

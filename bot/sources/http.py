@@ -135,9 +135,30 @@ def make_feed_client(cfg: HttpConfig, *, version: str) -> httpx.AsyncClient:
     """The sources' HTTP client: ``client_settings`` on the aiohttp transport."""
     from httpx_aiohttp import HttpxAiohttpClient
 
-    return HttpxAiohttpClient(**client_settings(cfg, version=version),
-                              event_hooks={"request": [_prepare_for_aiohttp],
-                                           "response": [_refuse_unfollowable_redirect]})
+    class FeedClient(HttpxAiohttpClient):
+        """Cookies are kept by aiohttp's session under the transport (per domain, as a browser keeps them,
+        and sent back where their domain allows); httpx's own jar did it a second time, and filling it
+        cost ~6 % of a 304 poll's CPU (docs/performance.md, "Issue 21: the 304 path"): it takes none."""
+
+        _no_cookies = _NoCookies()
+
+        @property
+        def cookies(self) -> httpx.Cookies:
+            return self._no_cookies
+
+        @cookies.setter
+        def cookies(self, cookies: Any) -> None:
+            raise TypeError("the feed client keeps no cookies of its own (aiohttp's session keeps them)")
+
+    return FeedClient(**client_settings(cfg, version=version),
+                      event_hooks={"request": [_prepare_for_aiohttp], "response": [_refuse_unfollowable_redirect]})
+
+
+class _NoCookies(httpx.Cookies):
+    """An httpx cookie jar that takes no cookie from a response (so it never sends one either)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
 
 
 async def _refuse_unfollowable_redirect(response: httpx.Response) -> None:
@@ -279,8 +300,12 @@ async def fetch(
     last_modified: str | None,
     max_bytes: int,
     extra_headers: Mapping[str, str] | None = None,
+    parsed: httpx.URL | None = None,
 ) -> FetchOutcome:
     """Conditional GET of ``url`` (or read a ``file://`` URL); raises only ``FetchError``.
+
+    ``parsed``: ``url`` parsed once by a caller that fetches it again and again (a feed source), so that
+    httpx does not parse it on every request.
 
     Sends ``If-None-Match``/``If-Modified-Since`` when validators are given; a
     304 returns ``not_modified=True`` without a body. Aborts with ``FetchError``
@@ -300,7 +325,7 @@ async def fetch(
     try:
         async with asyncio.timeout(deadline):
             return await _get(client, url, headers, source=source, etag=etag,
-                              last_modified=last_modified, max_bytes=max_bytes)
+                              last_modified=last_modified, max_bytes=max_bytes, parsed=parsed)
     except FetchError:
         raise
     except TimeoutError as exc:
@@ -315,6 +340,8 @@ def _with_credentials_of(requested: str, final: httpx.URL) -> str:
     """``final`` as text, with the credentials of ``requested`` when the feed client took them out of
     the URL (``_prepare_for_aiohttp``) and it is still the same host, so reports read as with httpx
     (the log redaction then shows ``user:***@host``)."""
+    if "@" not in requested:  # no credentials to give back: nothing to parse (every poll of a plain URL)
+        return str(final)
     original = httpx.URL(requested)
     if not original.userinfo or final.userinfo or (final.scheme, final.host, final.port) != (
             original.scheme, original.host, original.port):
@@ -331,8 +358,9 @@ async def _get(
     etag: str | None,
     last_modified: str | None,
     max_bytes: int,
+    parsed: httpx.URL | None = None,
 ) -> FetchOutcome:
-    async with client.stream("GET", url, headers=headers) as response:
+    async with client.stream("GET", url if parsed is None else parsed, headers=headers) as response:
         final_url = _with_credentials_of(url, response.url)
         status = response.status_code
         content_type = _media_type(response.headers.get("content-type"))

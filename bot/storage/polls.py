@@ -10,10 +10,11 @@ twice.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, literal, or_, select, update
+from sqlalchemy import Connection, Integer, bindparam, case, insert, literal, or_, select, update
 
 from bot.domain.detect import classify
 from bot.domain.lifecycle import ChannelLifecycle
@@ -40,6 +41,35 @@ _NOT_MODIFIED = update(t.sources).where(t.sources.c.id == bindparam("nm_source_i
     last_outcome="not_modified", last_error=None, consecutive_failures=0,
     next_poll_at=bindparam("nm_next_poll_at", type_=t.TS), **NO_LEASE)
 """``record_not_modified``: the validators, the poll's time and the next one (parameters ``nm_*``)."""
+_NOT_MODIFIED_MANY = update(t.sources).where(t.sources.c.id == bindparam("nm_source_id", type_=t.ID)).values(
+    **{key: bindparam(f"nm_{key}", type_=t.sources.c[key].type) for key in cache_values(CacheState())},
+    last_poll_at=bindparam("nm_now", type_=t.TS), last_success_at=bindparam("nm_now", type_=t.TS),
+    last_outcome="not_modified", last_error=None, consecutive_failures=0,
+    # a push counted since the poll began (its record waited in the buffer meanwhile) keeps the time it set
+    next_poll_at=case((t.sources.c.push_requests == bindparam("nm_pushes", type_=Integer),
+                       bindparam("nm_next_poll_at", type_=t.TS)), else_=t.sources.c.next_poll_at),
+    **NO_LEASE)
+"""``record_not_modified_many``: ``_NOT_MODIFIED`` for a record that waited in the poller's buffer, one
+executemany for many sources; ``nm_pushes`` is the push count the poll started with."""
+
+
+@dataclass(frozen=True, slots=True)
+class NotModifiedRecord:
+    """What a poll answered 304 (or an unchanged file) writes to its source's row."""
+
+    source_id: int
+    source: str
+    cache: CacheState
+    """The validators to send next time (the previous ones where the answer repeated none)."""
+    at: datetime
+    next_poll_at: datetime
+    push_requests: int = 0
+    """The source's push count as the poll found it (``SourceState.push_requests``)."""
+
+    def params(self) -> dict[str, Any]:
+        return {"nm_source_id": self.source_id, "nm_now": self.at, "nm_next_poll_at": self.next_poll_at,
+                "nm_pushes": self.push_requests,
+                **{f"nm_{key}": value for key, value in cache_values(self.cache).items()}}
 _PENDING_BACKFILLS = (
     select(t.subscriptions.c.id, t.subscriptions.c.tag_slug, t.subscriptions.c.tag_name,
            t.subscriptions.c.backfill, t.subscriptions.c.rule, t.channels.c.name.label("channel"))
@@ -170,6 +200,20 @@ class PollsMixin(StoreBase):
 
         def work(conn: Connection) -> None:
             conn.execute(_NOT_MODIFIED, params)
+
+        await self._write(work)
+
+    async def record_not_modified_many(self, records: Sequence[NotModifiedRecord]) -> None:
+        """Write many polls answered 304 in ONE transaction (``bot.services.poll_records``): one prebuilt
+        UPDATE run for every record (executemany). A source whose push count moved since its poll began
+        keeps the ``next_poll_at`` the push set; everything else is written as ``record_not_modified``
+        writes it."""
+        if not records:
+            return
+        params = [r.params() for r in records]
+
+        def work(conn: Connection) -> None:
+            conn.execute(_NOT_MODIFIED_MANY, params)
 
         await self._write(work)
 

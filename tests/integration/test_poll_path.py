@@ -91,6 +91,8 @@ async def test_a_poll_with_new_posts_reads_once_plans_and_writes_once(
     database.runs.clear()
     unchanged = await app.poller.poll_source("archive", force=True)
     assert unchanged.outcome == "not_modified"
+    assert database.runs == ["read"]  # its record waits in the poller's buffer (bot.services.poll_records)
+    await app.poller.flush()
     assert database.runs == ["read", "write"]
     deliveries = await app.store.deliveries()
     assert sorted((d.channel, d.post_title) for d in deliveries) == [

@@ -112,10 +112,13 @@ async def test_run_polls_only_what_is_due_and_run_once_every_source_through_the_
 
 
 async def polls_ended(app: App) -> None:
+    """Until no poll runs; then the polls answered 304 are written (they wait in the poller's buffer until a
+    round, and these tests read the database between rounds)."""
     async def idle() -> bool:
         return not app.polls.in_flight
 
     await eventually(idle, "the polls to end")
+    await app.poller.flush()
 
 
 async def test_a_finished_poll_costs_a_round_only_when_a_round_could_decide_something(

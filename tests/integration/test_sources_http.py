@@ -21,6 +21,7 @@ from bot.sources.factory import AutoSource, make_source
 from bot.sources.http import fetch, make_feed_client, make_http_client, parse_retry_after
 from bot.sources.wordpress import INCREMENTAL_PER_PAGE, MAX_PAGES, WordPressSource
 from tests.fakes.archive import ArchivePost, ArchiveServer
+from tests.fakes.http import LoopbackServer, Request, Response
 
 SAMPLE = Path(__file__).resolve().parents[2] / "config" / "sample-archive.xml"
 CURLY = "Iraq protest against Iran’s meddling"
@@ -647,3 +648,31 @@ async def test_missing_file_and_file_size_cap(tmp_path: Path, client: httpx.Asyn
     big.write_bytes(b"<rss>" + b" " * 5000 + b"</rss>")
     with pytest.raises(FetchError, match="cap"):
         await fetch(client, big.as_uri(), source="f", etag=None, last_modified=None, max_bytes=1024)
+
+
+class CookieSite(LoopbackServer):
+    """Sets a cookie on every answer; notes the ``Cookie`` header of each request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cookies: list[str | None] = []
+
+    def handle(self, request: Request) -> Response:
+        self.cookies.append(request.header("Cookie"))
+        return Response.text("<rss version='2.0'><channel/></rss>", content_type="application/rss+xml",
+                             headers={"Set-Cookie": "visit=1; Path=/"})
+
+
+async def test_the_feed_client_keeps_cookies_once_in_aiohttps_session() -> None:
+    client = make_feed_client(HTTP, version="test")
+    try:
+        with CookieSite() as site:
+            url = f"http://localhost:{site.port}/feed/"  # a host name: aiohttp keeps no cookie of an IP address
+            for _ in range(2):
+                await fetch(client, url, source="s", etag=None, last_modified=None, max_bytes=HTTP.max_bytes)
+        assert site.cookies == [None, "visit=1"]  # sent back (by aiohttp's session)
+        assert list(client.cookies.jar) == []  # httpx's own jar takes none
+        with pytest.raises(TypeError):
+            client.cookies = {"a": "b"}
+    finally:
+        await client.aclose()
