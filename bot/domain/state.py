@@ -61,11 +61,21 @@ class SourceState:
 
 
 @dataclass(frozen=True, slots=True)
+class DueSource:
+    """A source due by a round's time, as the round reads it: only what deciding needs (its whole row is
+    read for the few the round starts: ``Store.source_states``)."""
+
+    name: str
+    next_poll_at: datetime | None
+    resolved_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DueSources:
     """What a poll round reads (``Store.due_sources``): the sources due by a time (never polled, or their
-    ``next_poll_at`` at or before it), in full, and the earliest ``next_poll_at`` after it (None: none)."""
+    ``next_poll_at`` at or before it) and the earliest ``next_poll_at`` after it (None: none)."""
 
-    rows: tuple[SourceState, ...]
+    rows: tuple[DueSource, ...]
     next_at: datetime | None
 
 

@@ -1,12 +1,13 @@
 """The one poll driver: ``run`` (the service) and ``run --once`` (burst) go through the same round.
 
 A round reads from the database only the sources due (``Store.due_sources``: ``next_poll_at`` passed, or
-never polled) and the earliest ``next_poll_at`` to come; ``Poller._next_poll`` is the one place that decides
-a next poll time.
+never polled; names and times, not whole rows) and the earliest ``next_poll_at`` to come, at most once per
+``ROUND_GAP`` while a backlog from the last read is left (see ``round``); ``Poller._next_poll`` is the one
+place that decides a next poll time.
 It lets the coordinator take the due sources (``Coordinator.claim_sources``: all of them on SQLite, the
 unleased ones on PostgreSQL) up to the free ``[http] concurrency`` slots, never more than ``[http]
-per_host`` against one host, and starts their polls, handing each the row the round read (one read per
-round, not one per poll). It then knows when to wake next (``bot.domain.runtime``: the earliest time to
+per_host`` against one host, and starts their polls, handing each its row (``Store.source_states``: one
+read for the polls a round starts, not one per poll). It then knows when to wake next (``bot.domain.runtime``: the earliest time to
 come, but no sooner than ``ROUND_GAP`` after the round, so polls due milliseconds apart start in one
 round instead of one round each). In the service,
 ``bot.scheduling.WakeTimer`` (APScheduler, one job) wakes the driver then; a poll that ends wakes it too
@@ -43,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -59,7 +61,7 @@ from bot.domain.runtime import (
     take_by_host,
 )
 from bot.domain.schedule import spread_overdue
-from bot.domain.state import SourceState
+from bot.domain.state import DueSource, SourceState
 from bot.log import event
 from bot.publishers.api import Clock
 from bot.services.coordinator import Coordinator
@@ -70,6 +72,9 @@ log = logging.getLogger("tagrelay.scheduler")
 
 RETRY_ROUND = 5.0
 """Seconds before a round that could not read the database (or claim) is tried again."""
+BACKLOG_WINDOW = 4
+"""A round taken from the backlog looks at this many times ``concurrency`` of its first due sources (more
+than the free slots, so that ``per_host`` can pass over some)."""
 
 
 class Timer(Protocol):
@@ -108,6 +113,13 @@ class PollDriver:
         """The host each poll in flight counts against."""
         self._ramp_pending = False
         """The next round of ``run`` looks at the start-up spread (its first, or the first after a failure)."""
+        self._backlog: dict[str, None] = {}
+        """The due sources the last round left for lack of a slot, in order (taken before reading again)."""
+        self._read_at: datetime | None = None
+        """When a round last read what is due."""
+        self._backlog_later: datetime | None = None
+        """The earliest time to come, as of that read."""
+        self._gap = timedelta(seconds=ROUND_GAP)
         self.spread = 0
         """Sources the last start-up spread moved (0: none)."""
         self.wake = asyncio.Event()
@@ -137,7 +149,12 @@ class PollDriver:
     async def round(self, *, force: bool = False, only: Collection[str] | None = None) -> list[str]:
         """Start the polls this round may: the due sources (``force``: every one of ``only``, in its order,
         or of all enabled sources) that the coordinator lets this instance take, within the free slots and
-        ``per_host``. Returns the sources started; ``next_wake`` says when the next round is due."""
+        ``per_host``. Returns the sources started; ``next_wake`` says when the next round is due.
+
+        A round reads what is due at most once per ``ROUND_GAP``: a round that follows a poll's end sooner
+        than that, while due sources are left over from the last read (more due than slots: a backlog),
+        takes them from that read instead of reading again. With thousands due (a start-up, a slow
+        machine) a read per poll end would cost the backlog's size per poll."""
         self._in_round = True
         try:
             if not force:  # (fastpoll) a 304 still in the poller's buffer would look due: written first
@@ -145,7 +162,7 @@ class PollDriver:
             now = self.clock.now()
             free = self.concurrency - len(self._inflight)
             plan: PollPlan | None = None
-            states: dict[str, SourceState] = {}
+            read = False
             if force:
                 pool = self.names if only is None else only
                 busy = self._inflight.keys()
@@ -154,28 +171,35 @@ class PollDriver:
                 candidates: Sequence[str] = list(pool) if busy.isdisjoint(pool) else [
                     n for n in pool if n not in busy]
             else:
-                read = await self.store.due_sources(now)
-                states = {s.name: s for s in read.rows if s.name in self._order}
-                later = read.next_at
-                if self._ramp_pending:
-                    later = await self._spread(states, now, later)
-                    self._ramp_pending = False
-                for state in states.values():
-                    if state.cache.resolved_url:
-                        self.hosts[state.name] = host_of(state.cache.resolved_url) or self.hosts.get(state.name)
                 # (fastpoll) a poll that ended during the read is not written yet: busy (a round follows it)
                 occupied = self._inflight.keys() | self.poller.unwritten
-                plan = plan_polls({n: s.next_poll_at for n, s in states.items()}, self._order, busy=occupied,
-                                  resting=self._resting, now=now, later=later)
+                if (self._backlog and not self._ramp_pending and self._read_at is not None
+                        and now - self._read_at < self._gap):
+                    # the head of the backlog (cost ∝ the slots, not the backlog); per_host may pass over some
+                    window = (n for n in self._backlog if n not in occupied)
+                    plan = PollPlan(tuple(itertools.islice(window, BACKLOG_WINDOW * self.concurrency)),
+                                    self._backlog_later)
+                else:
+                    plan, read = await self._read_due(now, occupied), True
                 candidates = plan.due
             wanted = take_by_host(candidates, self.hosts, self._host_polls, per_host=self.per_host, limit=free)
             taken: list[str] = []
             if wanted:
                 taken = await self.coordinator.claim_sources(wanted, now, limit=free, force=force)
+            # each poll starts from its row, read here for the few started (a burst's polls read their own)
+            states = {} if force else await self.store.source_states(taken)
             for name in taken:
                 self._start(name, force=force, state=states.get(name))
+            if plan is not None:
+                if read:
+                    self._backlog = dict.fromkeys(candidates)  # the whole due list, in its order
+                for name in taken:
+                    self._backlog.pop(name, None)
             # due sources left for lack of a slot (or of one on their host): the next poll to end starts them
-            self._starved = len(candidates) > len(wanted)
+            # (the ones the coordinator refused stay in the backlog but wait for its recheck, not for a slot)
+            refused = len(wanted) - len(taken)
+            self._starved = (len(self._backlog) > refused if plan is not None
+                             else len(candidates) > len(wanted))
             if plan is not None:
                 # the sources the coordinator refused (another instance holds them) are rechecked soon; the
                 # ones passed over for a slot wait for a poll to end (``_starved``), not for a timer
@@ -187,7 +211,23 @@ class PollDriver:
         finally:
             self._in_round = False
 
-    async def _spread(self, states: dict[str, SourceState], now: datetime, later: datetime | None
+    async def _read_due(self, now: datetime, occupied: Collection[str]) -> PollPlan:
+        """Read what is due (``Store.due_sources``), spread it at start-up, note the resolved hosts, and plan."""
+        read = await self.store.due_sources(now)
+        rows = {r.name: r for r in read.rows if r.name in self._order}
+        later = read.next_at
+        if self._ramp_pending:
+            later = await self._spread(rows, now, later)
+            self._ramp_pending = False
+        for row in rows.values():
+            if row.resolved_url:
+                self.hosts[row.name] = host_of(row.resolved_url) or self.hosts.get(row.name)
+        plan = plan_polls({n: r.next_poll_at for n, r in rows.items()}, self._order, busy=occupied,
+                          resting=self._resting, now=now, later=later)
+        self._read_at, self._backlog_later = now, plan.next_at
+        return plan
+
+    async def _spread(self, states: dict[str, DueSource], now: datetime, later: datetime | None
                       ) -> datetime | None:
         """The start-up spread (see the module docstring): the overdue sources of ``states`` spread over
         their interval when there are more than ``ramp_after``, written in one transaction; the moved

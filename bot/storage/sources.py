@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, String, bindparam, func, or_, select, update
 
-from bot.domain.state import CacheState, DueSources, SourceState
+from bot.domain.state import CacheState, DueSource, DueSources, SourceState
 from bot.errors import NotFoundError
 from bot.storage import tables as t
 from bot.storage.base import StoreBase, utc
@@ -16,8 +16,9 @@ from bot.storage.base import StoreBase, utc
 SOURCE = select(t.sources).where(t.sources.c.name == bindparam("source_name", type_=String))
 """A source's row by name (built once: every poll reads it)."""
 _DUE_BY = bindparam("due_by", type_=t.TS)
-_NEVER_POLLED = select(t.sources).where(t.sources.c.next_poll_at.is_(None))
-_DUE = select(t.sources).where(t.sources.c.next_poll_at <= _DUE_BY)
+_DUE_COLUMNS = (t.sources.c.name, t.sources.c.next_poll_at, t.sources.c.resolved_url)
+_NEVER_POLLED = select(*_DUE_COLUMNS).where(t.sources.c.next_poll_at.is_(None))
+_DUE = select(*_DUE_COLUMNS).where(t.sources.c.next_poll_at <= _DUE_BY)
 _NEXT_TO_COME = select(func.min(t.sources.c.next_poll_at)).where(t.sources.c.next_poll_at > _DUE_BY)
 """``due_sources``' three statements, built once (every round of the poll driver runs them); each one an
 index lookup on ``ix_sources_next_poll`` (0014), so a round costs the sources due, not all of them."""
@@ -61,18 +62,28 @@ class SourcesMixin(StoreBase):
         return [source_state(r, r.post_count) for r in rows]
 
     async def due_sources(self, due_by: datetime) -> DueSources:
-        """The sources due by ``due_by`` (never polled, or ``next_poll_at`` at or before it), whole rows (the
-        poll takes its state from here: one read per round, not one per poll), and the earliest
-        ``next_poll_at`` after it: what a poll round needs, in one read. Rows of sources no longer in the
-        configuration come too; the caller drops them."""
+        """The sources due by ``due_by`` (never polled, or ``next_poll_at`` at or before it: their name, time
+        and resolved URL, not their whole row) and the earliest ``next_poll_at`` after it: what a poll round
+        needs to decide, in one read. Rows of sources no longer in the configuration come too; the caller
+        drops them."""
         params = {"due_by": due_by}
 
         def work(conn: Connection) -> DueSources:
             rows = [*conn.execute(_NEVER_POLLED).all(), *conn.execute(_DUE, params).all()]
             later = conn.execute(_NEXT_TO_COME, params).scalar()
-            return DueSources(tuple(source_state(r) for r in rows), utc(later))
+            return DueSources(tuple(DueSource(r.name, utc(r.next_poll_at), r.resolved_url) for r in rows),
+                              utc(later))
 
         return await self._read(work)
+
+    async def source_states(self, names: Collection[str]) -> dict[str, SourceState]:
+        """The whole rows of the named sources (those a round starts: at most its free slots), in one read;
+        each poll then starts from its row instead of reading it again."""
+        if not names:
+            return {}
+        wanted = list(names)
+        rows = await self._read(lambda conn: conn.execute(select(t.sources).where(t.sources.c.name.in_(wanted))).all())
+        return {r.name: source_state(r) for r in rows}
 
     async def spread_polls(self, times: Mapping[str, datetime], now: datetime) -> None:
         """Set each named source's ``next_poll_at`` (the start-up spread: ``bot.domain.schedule.spread_overdue``),
