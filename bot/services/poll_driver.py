@@ -7,9 +7,9 @@ place that decides a next poll time.
 It lets the coordinator take the due sources (``Coordinator.claim_sources``: all of them on SQLite, the
 unleased ones on PostgreSQL) up to the free ``[http] concurrency`` slots, never more than ``[http]
 per_host`` against one host, and starts their polls, handing each its row (``Store.source_states``: one
-read for the polls a round starts, not one per poll). It then knows when to wake next (``bot.domain.runtime``: the earliest time to
-come, but no sooner than ``ROUND_GAP`` after the round, so polls due milliseconds apart start in one
-round instead of one round each). In the service,
+read for the polls a round starts, not one per poll). It then knows when to wake next
+(``bot.domain.runtime``: the earliest time to come, but no sooner than ``ROUND_GAP`` after the round, so
+polls due milliseconds apart start in one round instead of one round each). In the service,
 ``bot.scheduling.WakeTimer`` (APScheduler, one job) wakes the driver then; a poll that ends wakes it too
 when a round could decide something new (``round_after_poll``: due sources were waiting for its slot or
 its host, a round was running meanwhile, the poll broke, or its next time comes before the planned
