@@ -47,9 +47,8 @@ def downgrade() -> None:
     op.drop_index('ix_deliveries_updated', table_name='deliveries')
     op.drop_index('ix_posts_unpruned', table_name='posts')
     op.drop_index('ix_posts_source_seen', table_name='posts')
-    with op.batch_alter_table('sources', schema=None) as batch_op:
-        batch_op.drop_column('retired_before')
-        batch_op.drop_column('listed_at')
-    with op.batch_alter_table('posts', schema=None) as batch_op:
-        batch_op.drop_column('pruned_at')
-        batch_op.drop_column('last_seen_at')
+    # plain ALTER TABLE … DROP COLUMN on both dialects (SQLite ≥ 3.35), as 0011 does: a batch rebuild of
+    # ``posts`` would drop the table, and with foreign keys on that deletes its tags and deliveries
+    for table, column in (('sources', 'retired_before'), ('sources', 'listed_at'), ('posts', 'pruned_at'),
+                          ('posts', 'last_seen_at')):
+        op.drop_column(table, column)
