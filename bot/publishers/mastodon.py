@@ -1,5 +1,10 @@
 """The Mastodon publisher: posts statuses with httpx (the shared client) and an Idempotency-Key.
 
+Size: one module of ~600 lines because the status, the account lookup, its media (upload, the 202 wait,
+reuse per delivery), edits, deletions and the ``find_published`` look-up share one authenticated client,
+one request path (``_request``) and one error table (``_classify``); the media half is the candidate to
+move out (``bot/publishers/attachments.py`` already holds what every platform's images share).
+
 Channel keys (on top of ``MastodonRenderOptions``: visibility, language,
 spoiler_text, max_characters)::
 
@@ -51,16 +56,6 @@ Edits (``edit``: ``PUT /api/v1/statuses/:id``, after reading the status's
 source; the text, spoiler and language change, the attached image stays) and
 deletions (``delete``: ``DELETE /api/v1/statuses/:id``) need the token's
 ``write:statuses`` scope, the edit's source read ``read:statuses``.
-
-Size: statuses, the account lookup, media uploads, edits and deletions share one
-request and error-classification path (``_request``, ``_classify``), so they
-stay together.
-
-Why one module of ~600 lines: the status, its media (upload, the 202 wait,
-reuse per delivery), edits and deletions and the ``find_published`` look-up all
-share one authenticated client and one error table (``_classify``); the
-media half is the candidate to move out (as ``bot/publishers/attachments.py``
-already holds what every platform's images share).
 """
 
 from __future__ import annotations
