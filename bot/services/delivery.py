@@ -37,7 +37,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.domain.delivery import (
     Again,
@@ -109,6 +109,8 @@ log = logging.getLogger("tagrelay.deliver")
 
 RECORD_RETRY_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 """Seconds between attempts to write an outcome the database refused; the last one repeats."""
+_T = TypeVar("_T")
+
 DATABASE_ERRORS = (StorageError,)
 """What a store call raises when the database is unreachable, down or refusing work (the store translates
 every database error, ``OSError`` and ``TimeoutError`` included, into ``StorageError``)."""
@@ -590,26 +592,35 @@ class Deliverer:
         would stay ``sending`` until a restart recovers it as unsure, and a Telegram post that is
         live would become ``unknown``. The channel sends nothing meanwhile (it waits here), so its
         order holds. A stop ends the wait; the row is then recovered at the next start."""
-        status = decision.status
+        await self.write_until_taken(
+            chan, lambda: self.store.apply_decision(claimed.id, decision, now, channel=chan.name), exc,
+            {"delivery": claimed.id, "status": decision.status.value})
+
+    async def write_until_taken(self, chan: ChannelRuntime, write: Callable[[], Awaitable[_T]], exc: BaseException,
+                                fields: Mapping[str, object]) -> _T:
+        """Run ``write``, an outcome the database just refused (``exc``), again after each of
+        ``record_retry_delays`` (then every last one) until the database takes it; returns what it returns.
+        Logged as ``deliver.unrecorded`` per try and ``deliver.recorded`` at last, with ``fields`` (which
+        delivery or group, which statuses). A stop ends the wait by raising ``exc``. One delivery's
+        outcome (``_record``) and a group's (``bot.services.pipeline``) share it."""
         delays = iter(self.record_retry_delays)
         last = self.record_retry_delays[-1] if self.record_retry_delays else 1.0
         while True:
             if self.stopping:
                 raise exc
             delay = next(delays, last)
-            event(log, logging.ERROR, "deliver.unrecorded", channel=chan.name, delivery=claimed.id,
-                  status=status.value, error=str(exc), retry_in=delay,
-                  note="the database refused the outcome; it is kept and written again, and this channel "
-                       "waits until then")
+            event(log, logging.ERROR, "deliver.unrecorded", channel=chan.name, **fields, error=str(exc),
+                  retry_in=delay, note="the database refused the outcome; it is kept and written again, and "
+                                       "this channel waits until then")
             await asyncio.sleep(delay)
             try:
-                await self.store.apply_decision(claimed.id, decision, now, channel=chan.name)
+                result = await write()
             except DATABASE_ERRORS as again:
                 exc = again
                 continue
-            event(log, logging.WARNING, "deliver.recorded", channel=chan.name, delivery=claimed.id,
-                  status=status.value, note="the database took the outcome; the channel goes on")
-            return
+            event(log, logging.WARNING, "deliver.recorded", channel=chan.name, **fields,
+                  note="the database took the outcome; the channel goes on")
+            return result
 
     async def refresh_queue_metrics(self) -> None:
         now = self.clock.now()

@@ -28,7 +28,6 @@ grace period leaves the whole group to the service's own recovery (``recover_sen
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,7 +39,6 @@ from bot.domain.models import DeliveryKind
 from bot.domain.pipeline import GroupPolicy, Step, after_answer, before_send
 from bot.domain.state import ClaimedDelivery
 from bot.errors import StorageError
-from bot.log import event
 
 if TYPE_CHECKING:  # the Deliverer builds its GroupSender: no import cycle at run time
     from bot.services.delivery import ChannelRuntime, Deliverer, DeliveryOutcome
@@ -146,26 +144,10 @@ class GroupSender:
         ends the wait: the rows are then recovered at the next start (resent with the same keys)."""
         d = self.deliverer
         statuses = ",".join(sorted({decision.status.value for _, decision, _ in decisions}))
-        delays = iter(d.record_retry_delays)
-        last = d.record_retry_delays[-1] if d.record_retry_delays else 1.0
-        while True:
-            if d.stopping:
-                raise exc
-            delay = next(delays, last)
-            event(log, logging.ERROR, "deliver.unrecorded", channel=chan.name, deliveries=len(decisions),
-                  status=statuses, error=str(exc), retry_in=delay,
-                  note="the database refused a group's outcomes; they are kept and written again, and this "
-                       "channel waits until then")
-            await asyncio.sleep(delay)
-            try:
-                kept = await d.store.settle_group(decisions, now, channel=chan.name, owner=d.owner, unsent=unsent,
-                                                  hand_back=hand_back)
-            except StorageError as again:
-                exc = again
-                continue
-            event(log, logging.WARNING, "deliver.recorded", channel=chan.name, deliveries=len(decisions),
-                  status=statuses, note="the database took the outcomes; the channel goes on")
-            return kept
+        return await d.write_until_taken(
+            chan, lambda: d.store.settle_group(decisions, now, channel=chan.name, owner=d.owner, unsent=unsent,
+                                               hand_back=hand_back),
+            exc, {"deliveries": len(decisions), "status": statuses})
 
     async def _abandon(self, chan: ChannelRuntime, left: list[int]) -> None:
         """After a failure mid-group: give back the deliveries never tried (queued, attempt uncounted), if the
