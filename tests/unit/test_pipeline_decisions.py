@@ -18,38 +18,21 @@ from bot.domain.pipeline import (
     pipelined,
 )
 from bot.publishers.api import (
-    AccountInfo,
     Deduplicates,
     PublishResult,
     RenderedMessage,
-    RenderEnv,
     Stage,
     abilities,
 )
+from tests.unit.test_publisher_abilities import TodaysPublisher
 
 POLICY = GroupPolicy(size=32, commit_every=8, commit_after=0.25, max_age=60.0)
 
 
-class Plain:
-    """A third-party publisher written before the ability: required members only."""
+class Plain(TodaysPublisher):
+    """A third-party publisher written before the ability (required members only), idempotent."""
 
     idempotent = True
-
-    @property
-    def render_env(self) -> RenderEnv:
-        return RenderEnv()
-
-    async def initialize(self) -> None:
-        return None
-
-    async def publish(self, message: RenderedMessage, *, idempotency_key: str) -> PublishResult:
-        return PublishResult("1")
-
-    async def check(self) -> AccountInfo:
-        return AccountInfo(display="plain")
-
-    async def aclose(self) -> None:
-        return None
 
 
 class Declared(Plain):
